@@ -1,0 +1,368 @@
+"""AMQP 0-9-1 primitives and RabbitMQ field tables, both ways, losslessly.
+
+Decoders take a buffer and an offset and return ``(value, new_offset)``: they
+never slice the receive buffer except to materialise the value itself.
+
+Field-table types are RabbitMQ's, which differ from the 0-9-1 spec's grammar
+(RabbitMQ errata, "Field types")::
+
+    t bool      b int8     B uint8     s int16    u uint16   I int32
+    i uint32    l int64    f float32   d float64  D decimal  S long string
+    x bytes     A array    T timestamp F table    V void
+
+A value decodes to a plain Python value when the default encoding of that
+value gives the same type letter, and to a :mod:`txamqp091.types` wrapper
+otherwise, so ``encode_table(decode_table(b))`` returns ``b`` for every
+well-formed ``b``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import struct
+from collections.abc import Callable, Mapping
+from typing import Any, Union
+
+from ..exceptions import ProtocolError
+from ..types import (
+    Float32,
+    Int8,
+    Int16,
+    Int64,
+    LongStr,
+    Timestamp,
+    UInt8,
+    UInt16,
+    UInt32,
+)
+
+__all__ = [
+    "Buffer",
+    "DecodeError",
+    "FieldTable",
+    "FieldValue",
+    "decode_field_value",
+    "decode_longstr",
+    "decode_shortstr",
+    "decode_table",
+    "encode_field_value",
+    "encode_longstr",
+    "encode_shortstr",
+    "encode_table",
+]
+
+Buffer = Union[bytes, bytearray, memoryview]
+FieldValue = Any
+FieldTable = dict[str, Any]
+
+SYNTAX_ERROR = 502
+
+_pack = struct.pack
+_unpack_from = struct.unpack_from
+_UTC = datetime.timezone.utc
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
+
+
+class DecodeError(ProtocolError):
+    """A method, header or field table could not be decoded (502 SYNTAX_ERROR)."""
+
+    def __init__(self, what: str, extra: int = 0, detail: str = "") -> None:
+        text = detail or (f"{extra} bytes left over" if extra > 0 else f"{-extra} bytes short")
+        super().__init__(SYNTAX_ERROR, f"SYNTAX_ERROR - malformed {what}: {text}")
+
+
+# -- strings -------------------------------------------------------------------
+
+
+def encode_shortstr(value: str, name: str = "shortstr") -> bytes:
+    """A length octet and UTF-8 bytes; longer than 255 bytes is the caller's error."""
+    raw = value.encode("utf-8")
+    if len(raw) > 255:
+        raise ValueError(f"{name} is longer than 255 bytes once UTF-8 encoded ({len(raw)})")
+    return _pack("B", len(raw)) + raw
+
+
+def encode_longstr(value: bytes | str) -> bytes:
+    """Long strings are raw bytes on the wire; ``str`` is sent as UTF-8."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return bytes(value)
+
+
+def decode_shortstr(buf: Buffer, offset: int) -> tuple[str, int]:
+    length = buf[offset]
+    end = offset + 1 + length
+    if end > len(buf):
+        raise DecodeError("short string", offset + 1 + length - len(buf))
+    return bytes(buf[offset + 1 : end]).decode("utf-8"), end
+
+
+def decode_longstr(buf: Buffer, offset: int) -> tuple[bytes, int]:
+    (length,) = _unpack_from(">I", buf, offset)
+    start = offset + 4
+    end = start + length
+    if end > len(buf):
+        raise DecodeError("long string", len(buf) - end)
+    return bytes(buf[start:end]), end
+
+
+# -- encoding field values -----------------------------------------------------
+
+
+def _enc_str(v: str) -> bytes:
+    raw = v.encode("utf-8")
+    return b"S" + _pack(">I", len(raw)) + raw
+
+
+def _enc_bytes(v: bytes) -> bytes:
+    return b"x" + _pack(">I", len(v)) + v
+
+
+def _enc_bool(v: bool) -> bytes:
+    return b"t\x01" if v else b"t\x00"
+
+
+def _enc_int(v: int) -> bytes:
+    if -0x80000000 <= v <= 0x7FFFFFFF:
+        return b"I" + _pack(">i", v)
+    if -0x8000000000000000 <= v <= 0x7FFFFFFFFFFFFFFF:
+        return b"l" + _pack(">q", v)
+    raise ValueError(f"int field value out of the signed 64-bit range: {v}")
+
+
+def _enc_float(v: float) -> bytes:
+    return b"d" + _pack(">d", v)
+
+
+def _enc_decimal(v: decimal.Decimal) -> bytes:
+    sign, digits, exponent = v.as_tuple()
+    if not isinstance(exponent, int):
+        raise ValueError(f"decimal field value is not finite: {v}")
+    unscaled = int("".join(map(str, digits)) or "0")
+    if exponent > 0:
+        unscaled *= 10**exponent
+        exponent = 0
+    scale = -exponent
+    if sign:
+        unscaled = -unscaled
+    if scale > 255 or not -0x80000000 <= unscaled <= 0x7FFFFFFF:
+        raise ValueError(f"decimal field value does not fit AMQP's scale octet and int32: {v}")
+    return b"D" + _pack(">Bi", scale, unscaled)
+
+
+def _enc_datetime(v: datetime.datetime) -> bytes:
+    if v.tzinfo is None:
+        v = v.replace(tzinfo=_UTC)  # naive means UTC (API.md)
+    seconds = (v - _EPOCH) // datetime.timedelta(seconds=1)
+    if seconds < 0:
+        raise ValueError(f"timestamp field value before the epoch: {v}")
+    return b"T" + _pack(">Q", seconds)
+
+
+def _enc_dict(v: Mapping[str, Any]) -> bytes:
+    return b"F" + encode_table(v)
+
+
+def _enc_list(v: list[Any] | tuple[Any, ...]) -> bytes:
+    body = b"".join([encode_field_value(item) for item in v])
+    return b"A" + _pack(">I", len(body)) + body
+
+
+def _enc_none(v: None) -> bytes:
+    return b"V"
+
+
+_WRAPPER_FORMATS = {
+    b"b": ">b",
+    b"B": ">B",
+    b"s": ">h",
+    b"u": ">H",
+    b"I": ">i",
+    b"i": ">I",
+    b"l": ">q",
+    b"T": ">Q",
+    b"f": ">f",
+    b"d": ">d",
+}
+
+_ENCODERS: dict[type, Callable[[Any], bytes]] = {
+    str: _enc_str,
+    bytes: _enc_bytes,
+    bytearray: lambda v: _enc_bytes(bytes(v)),
+    bool: _enc_bool,
+    int: _enc_int,
+    float: _enc_float,
+    decimal.Decimal: _enc_decimal,
+    datetime.datetime: _enc_datetime,
+    dict: _enc_dict,
+    list: _enc_list,
+    tuple: _enc_list,
+    type(None): _enc_none,
+}
+
+
+def encode_field_value(value: Any) -> bytes:
+    """The type letter and encoding of one field-table value."""
+    encoder = _ENCODERS.get(type(value))
+    if encoder is not None:
+        return encoder(value)
+    tag = getattr(type(value), "tag", None)
+    if tag is not None:
+        if tag == b"S":
+            raw = bytes(value)
+            return b"S" + _pack(">I", len(raw)) + raw
+        encoded: bytes = tag + _pack(_WRAPPER_FORMATS[tag], value)
+        return encoded
+    # Subclasses of the plain types (an IntEnum, an OrderedDict, a str subclass).
+    for base, base_encoder in _ENCODERS.items():
+        if base is not type(None) and isinstance(value, base):
+            return base_encoder(value)
+    if isinstance(value, Mapping):
+        return _enc_dict(value)
+    raise ValueError(f"cannot encode {type(value).__name__} in a field table: {value!r}")
+
+
+def encode_table(table: Mapping[str, Any] | None) -> bytes:
+    """A field table with its 4-byte length prefix; ``None`` is the empty table."""
+    if not table:
+        return b"\x00\x00\x00\x00"
+    parts = []
+    for key, value in table.items():
+        if not isinstance(key, str):
+            raise ValueError(f"field table keys must be str, got {type(key).__name__}: {key!r}")
+        raw = key.encode("utf-8")
+        if len(raw) > 255:
+            raise ValueError(f"field table key longer than 255 bytes: {key[:40]!r}...")
+        parts.append(_pack("B", len(raw)))
+        parts.append(raw)
+        parts.append(encode_field_value(value))
+    body = b"".join(parts)
+    return _pack(">I", len(body)) + body
+
+
+# -- decoding field values -----------------------------------------------------
+
+
+def _dec_fixed(fmt: str, size: int, wrap: Callable[[Any], Any] | None) -> Callable[..., Any]:
+    def decode(buf: Buffer, offset: int) -> tuple[Any, int]:
+        (value,) = _unpack_from(fmt, buf, offset)
+        return (wrap(value) if wrap is not None else value), offset + size
+
+    return decode
+
+
+def _dec_int64(buf: Buffer, offset: int) -> tuple[Any, int]:
+    (value,) = _unpack_from(">q", buf, offset)
+    # A plain int in the int32 range would re-encode as ``I``: keep the width.
+    if -0x80000000 <= value <= 0x7FFFFFFF:
+        return Int64(value), offset + 8
+    return value, offset + 8
+
+
+def _dec_bool(buf: Buffer, offset: int) -> tuple[Any, int]:
+    octet = buf[offset]
+    if octet > 1:
+        raise DecodeError("boolean field", 0, f"boolean octet {octet}")
+    return octet == 1, offset + 1
+
+
+def _dec_decimal(buf: Buffer, offset: int) -> tuple[Any, int]:
+    scale, unscaled = _unpack_from(">Bi", buf, offset)
+    return decimal.Decimal(unscaled).scaleb(-scale), offset + 5
+
+
+def _dec_longstr_value(buf: Buffer, offset: int) -> tuple[Any, int]:
+    raw, offset = decode_longstr(buf, offset)
+    try:
+        return raw.decode("utf-8"), offset
+    except UnicodeDecodeError:
+        return LongStr(raw), offset
+
+
+def _dec_bytes(buf: Buffer, offset: int) -> tuple[Any, int]:
+    return decode_longstr(buf, offset)
+
+
+def _dec_timestamp(buf: Buffer, offset: int) -> tuple[Any, int]:
+    (seconds,) = _unpack_from(">Q", buf, offset)
+    try:
+        return _EPOCH + datetime.timedelta(seconds=seconds), offset + 8
+    except OverflowError:
+        return Timestamp(seconds), offset + 8
+
+
+def _dec_array(buf: Buffer, offset: int) -> tuple[Any, int]:
+    (length,) = _unpack_from(">I", buf, offset)
+    offset += 4
+    end = offset + length
+    if end > len(buf):
+        raise DecodeError("field array", len(buf) - end)
+    items = []
+    while offset < end:
+        value, offset = decode_field_value(buf, offset)
+        items.append(value)
+    if offset != end:
+        raise DecodeError("field array", end - offset)
+    return items, offset
+
+
+def _dec_table_value(buf: Buffer, offset: int) -> tuple[Any, int]:
+    return decode_table(buf, offset)
+
+
+def _dec_void(buf: Buffer, offset: int) -> tuple[Any, int]:
+    return None, offset
+
+
+_DECODERS: dict[int, Callable[[Buffer, int], tuple[Any, int]]] = {
+    ord("t"): _dec_bool,
+    ord("b"): _dec_fixed(">b", 1, Int8),
+    ord("B"): _dec_fixed(">B", 1, UInt8),
+    ord("s"): _dec_fixed(">h", 2, Int16),
+    ord("u"): _dec_fixed(">H", 2, UInt16),
+    ord("I"): _dec_fixed(">i", 4, None),
+    ord("i"): _dec_fixed(">I", 4, UInt32),
+    ord("l"): _dec_int64,
+    ord("f"): _dec_fixed(">f", 4, Float32),
+    ord("d"): _dec_fixed(">d", 8, None),
+    ord("D"): _dec_decimal,
+    ord("S"): _dec_longstr_value,
+    ord("x"): _dec_bytes,
+    ord("A"): _dec_array,
+    ord("T"): _dec_timestamp,
+    ord("F"): _dec_table_value,
+    ord("V"): _dec_void,
+}
+
+
+def decode_field_value(buf: Buffer, offset: int) -> tuple[Any, int]:
+    """One type letter and its value."""
+    tag = buf[offset]
+    decoder = _DECODERS.get(tag)
+    if decoder is None:
+        raise DecodeError("field table", 0, f"unknown field type {chr(tag)!r}")
+    return decoder(buf, offset + 1)
+
+
+def decode_table(buf: Buffer, offset: int) -> tuple[FieldTable, int]:
+    """A field table with its 4-byte length prefix."""
+    (length,) = _unpack_from(">I", buf, offset)
+    offset += 4
+    end = offset + length
+    if end > len(buf):
+        raise DecodeError("field table", len(buf) - end)
+    table: FieldTable = {}
+    decoders = _DECODERS
+    while offset < end:
+        klen = buf[offset]
+        kend = offset + 1 + klen
+        key = bytes(buf[offset + 1 : kend]).decode("utf-8")
+        tag = buf[kend]
+        decoder = decoders.get(tag)
+        if decoder is None:
+            raise DecodeError("field table", 0, f"unknown field type {chr(tag)!r} for {key!r}")
+        table[key], offset = decoder(buf, kend + 1)
+    if offset != end:
+        raise DecodeError("field table", end - offset)
+    return table, offset

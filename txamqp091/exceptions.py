@@ -1,0 +1,173 @@
+"""Every error txamqp091 raises, errbacks or fails a future with.
+
+Names follow pika's wherever the same condition exists, so that ``except``
+clauses port unchanged. Only the standard library is imported here: the core,
+both adapters and user code all share these types.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AMQPChannelError",
+    "AMQPConnectionError",
+    "AMQPError",
+    "AMQPHeartbeatTimeout",
+    "AuthenticationError",
+    "ChannelClosed",
+    "ChannelClosedByBroker",
+    "ChannelClosedByClient",
+    "ChannelWrongStateError",
+    "ConnectionBlockedTimeout",
+    "ConnectionClosed",
+    "ConnectionClosedByBroker",
+    "ConnectionClosedByClient",
+    "ConnectionWrongStateError",
+    "ConsumerCancelled",
+    "DuplicateConsumerTag",
+    "NackError",
+    "ProbableAccessDeniedError",
+    "ProbableAuthenticationError",
+    "ProtocolError",
+    "PublishTimeout",
+    "StreamLostError",
+    "UnroutableError",
+]
+
+
+class AMQPError(Exception):
+    """Base of every txamqp091 error."""
+
+
+class AMQPConnectionError(AMQPError):
+    """The connection could not be established or was lost."""
+
+
+class ConnectionWrongStateError(AMQPConnectionError):
+    """An operation was asked of a connection that is not open (or not yet open)."""
+
+
+class ConnectionClosed(AMQPConnectionError):
+    """The connection ended; ``reply_code`` and ``reply_text`` say why.
+
+    :param reply_code: the AMQP reply code (200 for a normal shutdown).
+    :param reply_text: the peer's or client's explanation.
+    """
+
+    def __init__(self, reply_code: int, reply_text: str) -> None:
+        super().__init__(reply_code, reply_text)
+        self.reply_code = reply_code
+        self.reply_text = reply_text
+
+    def __str__(self) -> str:
+        return f"({self.reply_code}) {self.reply_text!r}"
+
+
+class ConnectionClosedByBroker(ConnectionClosed):
+    """The broker sent Connection.Close."""
+
+
+class ConnectionClosedByClient(ConnectionClosed):
+    """This client closed the connection (its own ``close()`` or a protocol error)."""
+
+
+class StreamLostError(AMQPConnectionError):
+    """The transport dropped without an AMQP close handshake."""
+
+
+class AMQPHeartbeatTimeout(AMQPConnectionError):
+    """Nothing was heard from the broker for two heartbeat intervals."""
+
+
+class ConnectionBlockedTimeout(AMQPConnectionError):
+    """The broker kept the connection blocked longer than ``blocked_connection_timeout``."""
+
+
+class AuthenticationError(AMQPConnectionError):
+    """The broker refused the credentials' mechanism (none of ours is offered)."""
+
+
+class ProbableAuthenticationError(AMQPConnectionError):
+    """The broker refused the credentials, or closed the socket during the handshake."""
+
+
+class ProbableAccessDeniedError(AMQPConnectionError):
+    """The broker refused access to the virtual host."""
+
+
+class ProtocolError(AMQPConnectionError):
+    """The peer sent a malformed or unexpected frame.
+
+    The core has already queued Connection.Close with ``reply_code`` (501 frame
+    error, 502 syntax error, 503 command invalid, 504 channel error, 505
+    unexpected frame, 540 not implemented) when this is raised.
+    """
+
+    def __init__(self, reply_code: int, reply_text: str) -> None:
+        super().__init__(reply_code, reply_text)
+        self.reply_code = reply_code
+        self.reply_text = reply_text
+
+    def __str__(self) -> str:
+        return f"({self.reply_code}) {self.reply_text}"
+
+
+class AMQPChannelError(AMQPError):
+    """Base of the channel-level errors."""
+
+
+class ChannelWrongStateError(AMQPChannelError):
+    """An operation was asked of a channel that is closed, closing or not in the right mode."""
+
+
+class ChannelClosed(AMQPChannelError):
+    """The channel ended; ``reply_code`` and ``reply_text`` say why."""
+
+    def __init__(self, reply_code: int, reply_text: str) -> None:
+        super().__init__(reply_code, reply_text)
+        self.reply_code = reply_code
+        self.reply_text = reply_text
+
+    def __str__(self) -> str:
+        return f"({self.reply_code}) {self.reply_text!r}"
+
+
+class ChannelClosedByBroker(ChannelClosed):
+    """The broker sent Channel.Close (for example 404 NOT_FOUND, 406 PRECONDITION_FAILED)."""
+
+
+class ChannelClosedByClient(ChannelClosed):
+    """This client closed the channel."""
+
+
+class ConsumerCancelled(AMQPChannelError):
+    """The broker cancelled the consumer (its queue was deleted, or a node failed)."""
+
+
+class DuplicateConsumerTag(AMQPChannelError):
+    """A consumer with this tag already exists on the channel."""
+
+
+class UnroutableError(AMQPChannelError):
+    """A mandatory message was returned by the broker (Basic.Return) instead of routed.
+
+    :ivar reply_code: the Basic.Return reply code (312 NO_ROUTE, 313 NO_CONSUMERS).
+    :ivar reply_text: the broker's explanation.
+    :ivar message: the returned message, when it is known.
+    """
+
+    def __init__(self, reply_code: int, reply_text: str, message: object = None) -> None:
+        super().__init__(reply_code, reply_text)
+        self.reply_code = reply_code
+        self.reply_text = reply_text
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"message returned: ({self.reply_code}) {self.reply_text!r}"
+
+
+class NackError(AMQPChannelError):
+    """The broker nacked a published message in confirm mode: it does not have it."""
+
+
+class PublishTimeout(AMQPError):
+    """A publish could not be handed to a connection within ``publish_timeout``."""

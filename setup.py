@@ -4,6 +4,8 @@
 ``__init__.py`` (it would clobber Twisted's own) and so cannot be discovered.
 """
 
+from __future__ import annotations
+
 from setuptools import setup
 
 setup(

@@ -33,7 +33,13 @@ DEFAULT_SPEC = os.path.join(ROOT, "..", "shared", "reference", "amqp-rabbitmq-0.
 TARGET = os.path.join(ROOT, "txamqp091", "core", "spec.py")
 
 # Struct letters and Python types of the fixed-size AMQP primitives.
-FIXED = {"octet": ("B", 1), "short": ("H", 2), "long": ("I", 4), "longlong": ("Q", 8), "timestamp": ("Q", 8)}
+FIXED = {
+    "octet": ("B", 1),
+    "short": ("H", 2),
+    "long": ("I", 4),
+    "longlong": ("Q", 8),
+    "timestamp": ("Q", 8),
+}
 PY_TYPE = {
     "bit": "bool",
     "octet": "int",
@@ -229,7 +235,9 @@ def generate(spec: dict[str, Any]) -> str:
     out("_pack = struct.pack")
     out("_unpack_from = struct.unpack_from")
     out()
-    out(f"PROTOCOL_VERSION = ({spec['major-version']}, {spec['minor-version']}, {spec['revision']})")
+    out(
+        f"PROTOCOL_VERSION = ({spec['major-version']}, {spec['minor-version']}, {spec['revision']})"
+    )
     out(f"PORT = {spec['port']}")
     out('PROTOCOL_HEADER = b"AMQP\\x00\\x00\\x09\\x01"')
     out()
@@ -280,6 +288,12 @@ def generate(spec: dict[str, Any]) -> str:
     out("FIELDS: ClassVar[tuple[str, ...]]", 1)
     out()
     out("def encode(self) -> bytes:", 1)
+    out('"""The method payload: class id, method id and the arguments."""', 2)
+    out("raise NotImplementedError", 2)
+    out()
+    out("@classmethod", 1)
+    out("def decode(cls, buf: Buffer, offset: int, end: int) -> Method:", 1)
+    out('"""Read the arguments at ``buf[offset:end]`` (just past the class and method ids)."""', 2)
     out("raise NotImplementedError", 2)
     out()
     out("def __repr__(self) -> str:", 1)
@@ -303,7 +317,8 @@ def generate(spec: dict[str, Any]) -> str:
             all_classes.append((cls_name, (cid << 16) | mid))
             fields = [(field_name(a["name"]), resolve_type(spec, a)) for a in m["arguments"]]
             defaults = {
-                field_name(a["name"]): default_repr(resolve_type(spec, a), a) for a in m["arguments"]
+                field_name(a["name"]): default_repr(resolve_type(spec, a), a)
+                for a in m["arguments"]
             }
             replies: list[int] = []
             if m.get("synchronous"):
@@ -415,7 +430,10 @@ def gen_properties(out: Emitter, spec: dict[str, Any]) -> None:
         out(f"self.{name} = {name}", 2)
     out()
     out("def __repr__(self) -> str:", 1)
-    out('args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS if getattr(self, f) is not None)', 2)
+    out(
+        'args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS if getattr(self, f) is not None)',
+        2,
+    )
     out('return f"BasicProperties({args})"', 2)
     out()
     out("def __eq__(self, other: object) -> bool:", 1)

@@ -22,7 +22,7 @@ import datetime
 import decimal
 import struct
 from collections.abc import Callable, Mapping
-from typing import Any, Union
+from typing import Any
 
 from ..exceptions import ProtocolError
 from ..types import (
@@ -52,7 +52,7 @@ __all__ = [
     "encode_table",
 ]
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 FieldValue = Any
 FieldTable = dict[str, Any]
 

@@ -148,6 +148,12 @@ class Method:
     FIELDS: ClassVar[tuple[str, ...]]
 
     def encode(self) -> bytes:
+        """The method payload: class id, method id and the arguments."""
+        raise NotImplementedError
+
+    @classmethod
+    def decode(cls, buf: Buffer, offset: int, end: int) -> Method:
+        """Read the arguments at ``buf[offset:end]`` (just past the class and method ids)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

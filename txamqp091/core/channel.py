@@ -1,0 +1,424 @@
+"""One channel's protocol state: request ordering, content assembly, confirms.
+
+Rule 1: at most one synchronous request is in flight per channel (spec 2.3.2:
+a peer "MUST NOT send a synchronous request while one is outstanding"). Later
+requests wait in ``_queue``; anything sent while the queue is not empty waits
+behind it too, so frames leave in the order they were asked for.
+
+Rule 2: replies arrive in request order, so the adapter pairs each
+:class:`~.events.MethodReply` with the oldest waiter it holds for the channel.
+A waiter the user abandoned (a cancelled Deferred) still consumes its reply,
+which keeps the pairing right.
+
+Rule 3: publisher-confirm sequence numbers are assigned when ``publish`` is
+called, counting from the point where Confirm.Select was asked for. The frames
+leave in call order (rule 1), so the broker numbers messages the same way.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import ChannelClosedByBroker, ChannelClosedByClient, ChannelWrongStateError
+from . import spec
+from .codec import Buffer, DecodeError, decode_shortstr
+from .events import (
+    ChannelClosed,
+    ChannelFlow,
+    ChannelOpened,
+    ConsumerCancelled,
+    Event,
+    GetOk,
+    MethodReply,
+    PublishAcked,
+    PublishNacked,
+    Returned,
+)
+from .frames import encode_content, encode_method_frame, encode_publish_method
+from .states import CHANNEL_TRANSITIONS, ChannelState
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["Channel"]
+
+_unpack_from = struct.unpack_from
+
+_DELIVER = spec.BasicDeliver.INDEX
+_ACK = spec.BasicAck.INDEX
+_NACK = spec.BasicNack.INDEX
+_RETURN = spec.BasicReturn.INDEX
+_GET_OK = spec.BasicGetOk.INDEX
+_CHANNEL_CLOSE = spec.ChannelClose.INDEX
+_CHANNEL_CLOSE_OK = spec.ChannelCloseOk.INDEX
+
+# What the content frames being assembled belong to.
+_NO_CONTENT, _CONTENT_DELIVER, _CONTENT_RETURN, _CONTENT_GET_OK = 0, 1, 2, 3
+
+COMMAND_INVALID = spec.COMMAND_INVALID
+UNEXPECTED_FRAME = spec.UNEXPECTED_FRAME
+
+
+class Channel:
+    """A channel of a :class:`~.connection.Connection`; made by ``Connection.open_channel``."""
+
+    __slots__ = (
+        "_body_parts",
+        "_body_remaining",
+        "_body_size",
+        "_close_ok_pending",
+        "_conn",
+        "_content_args",
+        "_content_kind",
+        "_content_properties",
+        "_expect_header",
+        "_in_flight",
+        "_next_publish_seq",
+        "_out",
+        "_publish_cache",
+        "_queue",
+        "_tail_confirm_mode",
+        "channel_id",
+        "flow_active",
+        "state",
+    )
+
+    def __init__(self, conn: Connection, channel_id: int) -> None:
+        self._conn = conn
+        self._out = conn._out
+        self.channel_id = channel_id
+        self.state = ChannelState.OPENING
+        #: False while the broker has asked us to stop publishing (Channel.Flow).
+        self.flow_active = True
+        self._in_flight: spec.Method | None = None
+        self._queue: deque[spec.Method | bytes] = deque()
+        self._next_publish_seq = 0  # 0: not in confirm mode
+        self._tail_confirm_mode = False
+        self._publish_cache: dict[tuple[str, str, bool, bool], bytes] = {}
+        self._close_ok_pending = False
+        self._content_kind = _NO_CONTENT
+        self._content_args: tuple[Any, ...] = ()
+        self._content_properties: spec.BasicProperties | None = None
+        self._expect_header = False
+        self._body_size = 0
+        self._body_remaining = 0
+        self._body_parts: list[bytes] = []
+        self._send(spec.ChannelOpen())
+
+    def __repr__(self) -> str:
+        return f"<core.Channel {self.channel_id} {self.state.value}>"
+
+    # -- outbound ----------------------------------------------------------------
+
+    @property
+    def confirm_mode(self) -> bool:
+        """Confirm.Select has been asked for on this channel."""
+        return self._tail_confirm_mode
+
+    @property
+    def next_publish_seq(self) -> int:
+        """The confirm sequence number the next publish will get (0 outside confirm mode)."""
+        return self._next_publish_seq
+
+    def send_method(self, method: spec.Method) -> None:
+        """Queue ``method`` for the broker, after any request still waiting.
+
+        :raises ChannelWrongStateError: the channel is closing or closed.
+        """
+        if self.state is ChannelState.CLOSING or self.state is ChannelState.CLOSED:
+            raise ChannelWrongStateError(f"channel {self.channel_id} is {self.state.value}")
+        if self._conn._closing:
+            raise ChannelWrongStateError("the connection is closing")
+        if isinstance(method, spec.ConfirmSelect):
+            if not self._tail_confirm_mode:
+                self._tail_confirm_mode = True
+                self._next_publish_seq = 1
+        self._send(method)
+
+    def expects_reply(self, method: spec.Method) -> bool:
+        """Whether ``method`` will be answered (synchronous and not ``nowait``)."""
+        return method.SYNCHRONOUS and not getattr(method, "nowait", False)
+
+    def _send(self, method: spec.Method) -> None:
+        if self._queue or (self._in_flight is not None and self.expects_reply(method)):
+            self._queue.append(method)
+            return
+        self._transmit(method)
+
+    def _transmit(self, method: spec.Method) -> None:
+        self._out.append(encode_method_frame(self.channel_id, method))
+        if method.SYNCHRONOUS and not getattr(method, "nowait", False):
+            self._in_flight = method
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: spec.BasicProperties | None = None,
+        mandatory: bool = False,
+        immediate: bool = False,
+    ) -> int:
+        """Queue Basic.Publish with its content; return its confirm sequence number (0 if none).
+
+        :raises ChannelWrongStateError: the channel is not open, or the broker
+            has stopped it with Channel.Flow.
+        """
+        if self.state is not ChannelState.OPEN and self.state is not ChannelState.OPENING:
+            raise ChannelWrongStateError(f"channel {self.channel_id} is {self.state.value}")
+        if self._conn._closing:
+            raise ChannelWrongStateError("the connection is closing")
+        key = (exchange, routing_key, mandatory, immediate)
+        method = self._publish_cache.get(key)
+        if method is None:
+            method = encode_publish_method(exchange, routing_key, mandatory, immediate)
+            if len(self._publish_cache) >= 256:
+                self._publish_cache.clear()
+            self._publish_cache[key] = method
+        frames = encode_content(self.channel_id, method, body, properties, self._conn.frame_max)
+        if self._queue or self.state is ChannelState.OPENING:
+            self._queue.append(frames)
+        else:
+            self._out.append(frames)
+        seq = self._next_publish_seq
+        if seq:
+            self._next_publish_seq = seq + 1
+        return seq
+
+    def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> None:
+        """Send Channel.Close now, ahead of anything queued; replies still due are discarded."""
+        if self.state is ChannelState.CLOSING or self.state is ChannelState.CLOSED:
+            raise ChannelWrongStateError(f"channel {self.channel_id} is {self.state.value}")
+        self._queue.clear()
+        self._in_flight = None
+        self.state = ChannelState.CLOSING
+        close = spec.ChannelClose(reply_code=reply_code, reply_text=reply_text[:255])
+        self._out.append(encode_method_frame(self.channel_id, close))
+
+    # -- inbound -----------------------------------------------------------------
+
+    def handle_method(self, index: int, buf: Buffer, start: int, end: int) -> Event | None:
+        """A method frame's payload (after the ids) is at ``buf[start:end]``."""
+        if self._expect_header or self._body_remaining:
+            self._conn._fail(UNEXPECTED_FRAME, "UNEXPECTED_FRAME - expected content frames")
+            return None
+        if index == _DELIVER and self.state is ChannelState.OPEN:
+            consumer_tag, o = decode_shortstr(buf, start)
+            delivery_tag, bits = _unpack_from(">QB", buf, o)
+            exchange, o = decode_shortstr(buf, o + 9)
+            routing_key, o = decode_shortstr(buf, o)
+            if o != end:
+                raise DecodeError("basic.deliver", end - o)
+            self._content_kind = _CONTENT_DELIVER
+            self._content_args = (consumer_tag, delivery_tag, bool(bits & 1), exchange, routing_key)
+            self._expect_header = True
+            return None
+        if index == _ACK and self.state is ChannelState.OPEN:
+            delivery_tag, bits = _unpack_from(">QB", buf, start)
+            if start + 9 != end:
+                raise DecodeError("basic.ack", end - start - 9)
+            return PublishAcked(self.channel_id, delivery_tag, bool(bits & 1))
+        method_class = spec.METHODS.get(index)
+        if method_class is None:
+            self._conn._fail(spec.NOT_IMPLEMENTED, f"NOT_IMPLEMENTED - unknown method {index:#x}")
+            return None
+        method = method_class.decode(buf, start, end)
+        next_state = CHANNEL_TRANSITIONS.get((self.state, index))
+        if next_state is None:
+            if self.state is ChannelState.CLOSING:
+                return None  # spec 1.5.2.5: discard everything but Close/Close-Ok
+            self._conn._fail(
+                COMMAND_INVALID,
+                f"COMMAND_INVALID - {method.NAME} not allowed on a channel that is "
+                f"{self.state.value}",
+            )
+            return None
+        return self._dispatch(method, next_state)
+
+    def _dispatch(self, method: spec.Method, next_state: ChannelState) -> Event | None:
+        index = method.INDEX
+        if index == _CHANNEL_CLOSE:
+            assert isinstance(method, spec.ChannelClose)
+            self._out.append(encode_method_frame(self.channel_id, spec.ChannelCloseOk()))
+            error = ChannelClosedByBroker(method.reply_code, method.reply_text)
+            if self.state is ChannelState.CLOSING:
+                # Both sides closed at once: our Close-Ok is still due; keep the id until it comes.
+                self._close_ok_pending = True
+                self._queue.clear()
+                self._in_flight = None
+            else:
+                self._finish()
+            self.state = next_state
+            return ChannelClosed(
+                channel_id=self.channel_id,
+                reply_code=method.reply_code,
+                reply_text=method.reply_text,
+                error=error,
+            )
+        if index == _CHANNEL_CLOSE_OK:
+            was_pending = self._close_ok_pending
+            self._finish()
+            self.state = next_state
+            if was_pending:
+                return None  # the broker's own Close already reported the channel closed
+            return ChannelClosed(
+                channel_id=self.channel_id,
+                reply_code=200,
+                reply_text="Normal shutdown",
+                error=ChannelClosedByClient(200, "Normal shutdown"),
+            )
+        if isinstance(method, spec.BasicNack):
+            return PublishNacked(
+                channel_id=self.channel_id,
+                delivery_tag=method.delivery_tag,
+                multiple=method.multiple,
+            )
+        if isinstance(method, spec.BasicReturn):
+            self._content_kind = _CONTENT_RETURN
+            self._content_args = (
+                method.reply_code,
+                method.reply_text,
+                method.exchange,
+                method.routing_key,
+            )
+            self._expect_header = True
+            return None
+        if isinstance(method, spec.BasicCancel):
+            if not method.nowait:
+                cancel_ok = spec.BasicCancelOk(consumer_tag=method.consumer_tag)
+                self._out.append(encode_method_frame(self.channel_id, cancel_ok))
+            return ConsumerCancelled(channel_id=self.channel_id, consumer_tag=method.consumer_tag)
+        if isinstance(method, spec.ChannelFlow):
+            self.flow_active = method.active
+            self._out.append(
+                encode_method_frame(self.channel_id, spec.ChannelFlowOk(active=method.active))
+            )
+            return ChannelFlow(channel_id=self.channel_id, active=method.active)
+        # Everything else answers the request in flight.
+        in_flight = self._in_flight
+        if in_flight is None or index not in in_flight.REPLIES:
+            expected = "nothing" if in_flight is None else f"a reply to {in_flight.NAME}"
+            self._conn._fail(
+                COMMAND_INVALID, f"COMMAND_INVALID - got {method.NAME}, expected {expected}"
+            )
+            return None
+        if isinstance(method, spec.BasicGetOk):
+            self._content_kind = _CONTENT_GET_OK
+            self._content_args = (
+                method.delivery_tag,
+                method.redelivered,
+                method.exchange,
+                method.routing_key,
+                method.message_count,
+            )
+            self._expect_header = True
+            return None  # the request completes when the body is in
+        self._complete_request()
+        if isinstance(method, spec.ChannelOpenOk):
+            self.state = next_state
+            event: Event = ChannelOpened(channel_id=self.channel_id)
+            self._drain()
+            return event
+        self._drain()
+        return MethodReply(channel_id=self.channel_id, method=method)
+
+    def _complete_request(self) -> None:
+        self._in_flight = None
+
+    def _drain(self) -> None:
+        """Send what waited behind the request that just completed, up to the next request."""
+        queue = self._queue
+        while queue and self._in_flight is None:
+            item = queue.popleft()
+            if isinstance(item, bytes):
+                self._out.append(item)
+            else:
+                self._transmit(item)
+
+    def handle_header(self, buf: Buffer, start: int, end: int) -> Event | None:
+        if not self._expect_header:
+            if self.state is ChannelState.CLOSING:
+                return None
+            self._conn._fail(UNEXPECTED_FRAME, "UNEXPECTED_FRAME - content header without a method")
+            return None
+        class_id, weight, body_size = _unpack_from(">HHQ", buf, start)
+        if class_id != 60 or weight != 0:
+            self._conn._fail(
+                UNEXPECTED_FRAME, f"UNEXPECTED_FRAME - content header for class {class_id}"
+            )
+            return None
+        self._content_properties = spec.BasicProperties.decode(buf, start + 12, end)
+        self._expect_header = False
+        if body_size == 0:
+            return self._content_complete(b"")
+        self._body_size = self._body_remaining = body_size
+        return None
+
+    def handle_body(self, buf: Buffer, start: int, end: int) -> Event | None:
+        remaining = self._body_remaining
+        size = end - start
+        if not remaining or size > remaining:
+            if self.state is ChannelState.CLOSING:
+                return None
+            what = "without a content header" if not remaining else "longer than declared"
+            self._conn._fail(UNEXPECTED_FRAME, f"UNEXPECTED_FRAME - content body {what}")
+            return None
+        if size == remaining and not self._body_parts:
+            self._body_remaining = 0
+            return self._content_complete(bytes(buf[start:end]))
+        self._body_parts.append(bytes(buf[start:end]))
+        remaining -= size
+        self._body_remaining = remaining
+        if remaining:
+            return None
+        body = b"".join(self._body_parts)
+        self._body_parts = []
+        return self._content_complete(body)
+
+    def _content_complete(self, body: bytes) -> Event | None:
+        kind = self._content_kind
+        args = self._content_args
+        properties = self._content_properties
+        assert properties is not None
+        self._content_kind = _NO_CONTENT
+        self._content_properties = None
+        if self.state is not ChannelState.OPEN:
+            return None
+        if kind == _CONTENT_DELIVER:
+            ctag, dtag, redelivered, exchange, rkey = args
+            return self._conn.delivery_class(
+                self.channel_id, ctag, dtag, redelivered, exchange, rkey, properties, body
+            )
+        if kind == _CONTENT_RETURN:
+            reply_code, reply_text, exchange, routing_key = args
+            return Returned(
+                channel_id=self.channel_id,
+                reply_code=reply_code,
+                reply_text=reply_text,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
+                body=body,
+            )
+        delivery_tag, redelivered, exchange, routing_key, message_count = args
+        self._complete_request()
+        event = GetOk(
+            channel_id=self.channel_id,
+            delivery_tag=delivery_tag,
+            redelivered=redelivered,
+            exchange=exchange,
+            routing_key=routing_key,
+            message_count=message_count,
+            properties=properties,
+            body=body,
+        )
+        self._drain()
+        return event
+
+    def _finish(self) -> None:
+        self._queue.clear()
+        self._in_flight = None
+        self._close_ok_pending = False
+        self._conn._release_channel(self.channel_id)

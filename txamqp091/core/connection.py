@@ -1,0 +1,546 @@
+"""The sans-IO AMQP 0-9-1 client connection: bytes and ``now`` in, events and bytes out.
+
+Usage, by an adapter::
+
+    conn = Connection(credentials=..., virtual_host="/", ...)
+    transport.write(conn.data_to_send())          # the protocol header
+    for chunk in socket:
+        events = conn.receive_data(chunk, now)   # never raises for peer input
+        dispatch(events)
+        transport.write(conn.data_to_send())      # once, after dispatch
+        schedule(conn.next_deadline(), lambda: conn.tick(clock()))
+
+Theory of operation: received bytes go into one bytearray; a read offset walks
+it frame by frame and the consumed prefix is dropped once per call, so parsing
+is linear in the input whatever the split points. Each frame is checked (type,
+frame-end octet, size against the negotiated ``frame_max``, channel number)
+and routed to channel 0's handshake/close logic or to a :class:`~.channel.Channel`.
+Malformed or out-of-order input from the broker queues Connection.Close with
+the spec's reply code and ends the connection with a ``ConnectionClosed``
+event whose ``error`` is a :class:`~txamqp091.exceptions.ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..exceptions import (
+    AMQPConnectionError,
+    AMQPHeartbeatTimeout,
+    AuthenticationError,
+    ChannelWrongStateError,
+    ConnectionClosedByBroker,
+    ConnectionClosedByClient,
+    ConnectionWrongStateError,
+    ProbableAccessDeniedError,
+    ProbableAuthenticationError,
+    ProtocolError,
+    StreamLostError,
+)
+from . import spec
+from .channel import Channel
+from .codec import DecodeError
+from .events import (
+    ConnectionBlocked,
+    ConnectionClosed,
+    ConnectionOpened,
+    ConnectionUnblocked,
+    Delivery,
+    Event,
+    MethodReply,
+)
+from .frames import FRAME_OVERHEAD, HEARTBEAT_FRAME, encode_method_frame
+from .heartbeat import HeartbeatMonitor
+from .states import CONNECTION_TRANSITIONS, ConnectionState
+
+__all__ = ["Connection", "Credentials", "negotiate"]
+
+_unpack_from = struct.unpack_from
+_FRAME_HEADER = struct.Struct(">BHI")
+_read_frame_header = _FRAME_HEADER.unpack_from
+_FRAME_END = spec.FRAME_END
+_METHOD, _HEADER, _BODY, _HEARTBEAT = (
+    spec.FRAME_METHOD,
+    spec.FRAME_HEADER,
+    spec.FRAME_BODY,
+    spec.FRAME_HEARTBEAT,
+)
+#: Protocol header frames larger than this cannot be sent before Tune (spec 4.2.3
+#: lets a peer send frames of FRAME_MIN_SIZE before negotiation; we accept our own
+#: frame_max too, to be lenient with brokers with large server-properties).
+_MAX_FRAME_LIMIT = 2**31 - 1
+#: Compact the receive buffer once the consumed prefix is at least this large.
+_COMPACT_AT = 1 << 16
+
+
+class Credentials(Protocol):
+    """What the handshake needs of a credentials object (see :mod:`txamqp091.params`)."""
+
+    @property
+    def mechanism(self) -> str: ...
+
+    def response_for(self, mechanisms: bytes) -> bytes: ...
+
+
+HeartbeatSetting = int | None | Callable[[int], int]
+
+
+def negotiate(client: int, server: int, limit: int) -> int:
+    """channel_max/frame_max: 0 means "no limit"; otherwise the smaller value wins."""
+    if client == 0 and server == 0:
+        return limit
+    if client == 0:
+        return server
+    if server == 0:
+        return client
+    return min(client, server)
+
+
+def negotiate_heartbeat(client: HeartbeatSetting, server: int) -> int:
+    """The heartbeat to put in Tune-Ok.
+
+    ``None`` takes the broker's proposal; a callable is asked with it; ``0``
+    turns heartbeats off (pika's semantics, which RabbitMQ honours); a positive
+    value takes the smaller of the two when the broker proposes one (RabbitMQ's
+    rule: "the smaller value of the two is used").
+    """
+    if client is None:
+        return server
+    if callable(client):
+        return int(client(server))
+    if client == 0 or server == 0:
+        return client
+    return min(client, server)
+
+
+class Connection:
+    """One AMQP connection's protocol state; see the module docstring.
+
+    :param credentials: an object with ``mechanism`` and ``response_for(mechanisms)``.
+    :param virtual_host: the vhost to open.
+    :param client_properties: the Start-Ok client-properties table, capabilities included.
+    :param channel_max: our channel_max proposal (0: no limit).
+    :param frame_max: our frame_max proposal (0: no limit).
+    :param heartbeat: ``None`` (the broker's), ``0`` (off), seconds, or ``f(server_value)``.
+    :param locale: the Start-Ok locale.
+    :param delivery_class: the class instantiated for each delivery; a subclass of
+        :class:`~.events.Delivery` (adapters pass their message class).
+    """
+
+    def __init__(
+        self,
+        *,
+        credentials: Credentials,
+        virtual_host: str = "/",
+        client_properties: dict[str, Any] | None = None,
+        channel_max: int = 2047,
+        frame_max: int = 131072,
+        heartbeat: HeartbeatSetting = None,
+        locale: str = "en_US",
+        delivery_class: type[Delivery] = Delivery,
+    ) -> None:
+        self.credentials = credentials
+        self.virtual_host = virtual_host
+        self.client_properties = client_properties if client_properties is not None else {}
+        self.locale = locale
+        self.delivery_class = delivery_class
+        self._requested_channel_max = channel_max
+        self._requested_frame_max = frame_max
+        self._requested_heartbeat = heartbeat
+        self.state = ConnectionState.AWAIT_START
+        #: Negotiated values; until Tune they are the pre-negotiation limits.
+        self.channel_max = channel_max or 65535
+        self.frame_max = max(spec.FRAME_MIN_SIZE, frame_max or _MAX_FRAME_LIMIT)
+        self.heartbeat = 0
+        self.server_properties: dict[str, Any] = {}
+        self.is_blocked = False
+        self._closing = False
+        self._out: list[bytes] = [spec.PROTOCOL_HEADER]
+        self._buf = bytearray()
+        self._pos = 0
+        self._events: list[Event] = []
+        self._channels: dict[int, Channel] = {}
+        self._next_channel_id = 1
+        self._heartbeat: HeartbeatMonitor | None = None
+        self._update_secret_pending = 0
+        self._close_requested_code = 0
+
+    def __repr__(self) -> str:
+        return f"<core.Connection {self.state.value} channels={len(self._channels)}>"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is ConnectionState.OPEN
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state is ConnectionState.CLOSED
+
+    # -- what the adapter calls --------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the broker, as one ``bytes`` for one transport write."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        del out[:]
+        if self._heartbeat is not None:
+            self._heartbeat.sent()
+        return data
+
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        """Feed bytes from the broker; return what happened. Never raises for bad input."""
+        if self.state is ConnectionState.CLOSED:
+            return []
+        if self._heartbeat is not None:
+            self._heartbeat.received(now)
+        buf = self._buf
+        buf += data
+        events = self._events = []
+        try:
+            self._parse(buf, now)
+        except ProtocolError as exc:
+            self._fail(exc.reply_code, exc.reply_text)
+        except (struct.error, IndexError, UnicodeDecodeError, ValueError, OverflowError) as exc:
+            self._fail(spec.SYNTAX_ERROR, f"SYNTAX_ERROR - {exc}")
+        if self.is_closed:
+            del buf[:]
+            self._pos = 0
+        elif self._pos >= _COMPACT_AT or self._pos == len(buf):
+            del buf[: self._pos]
+            self._pos = 0
+        return events
+
+    def _parse(self, buf: bytearray, now: float) -> None:
+        events = self._events
+        append = events.append
+        pos = self._pos
+        channels = self._channels
+        closing = self._closing
+        try:
+            if self.state is ConnectionState.AWAIT_START and pos == 0 and buf[:4] == b"AMQP":
+                if len(buf) >= 8:
+                    self._protocol_mismatch(bytes(buf[:8]))
+                return
+            while True:
+                avail = len(buf) - pos
+                if avail < 7:
+                    return
+                frame_type, channel_id, size = _read_frame_header(buf, pos)
+                if size + FRAME_OVERHEAD > self.frame_max:
+                    raise ProtocolError(
+                        spec.FRAME_ERROR,
+                        f"FRAME_ERROR - frame of {size + FRAME_OVERHEAD} bytes exceeds "
+                        f"frame_max {self.frame_max}",
+                    )
+                end = pos + 7 + size
+                if avail < size + 8:
+                    return
+                if buf[end] != _FRAME_END:
+                    raise ProtocolError(
+                        spec.FRAME_ERROR, f"FRAME_ERROR - bad frame-end octet {buf[end]:#04x}"
+                    )
+                start = pos + 7
+                pos = end + 1
+                if channel_id:
+                    if closing:
+                        continue  # spec 1.4.2.5: after Close only Close/Close-Ok matter
+                    channel = channels.get(channel_id)
+                    if channel is None:
+                        raise ProtocolError(
+                            spec.CHANNEL_ERROR,
+                            f"CHANNEL_ERROR - frame on unopened channel {channel_id}",
+                        )
+                    if frame_type == _METHOD:
+                        if size < 4:
+                            raise DecodeError("method frame", size - 4)
+                        (index,) = _unpack_from(">I", buf, start)
+                        event = channel.handle_method(index, buf, start + 4, end)
+                    elif frame_type == _BODY:
+                        event = channel.handle_body(buf, start, end)
+                    elif frame_type == _HEADER:
+                        if size < 14:
+                            raise DecodeError("content header", size - 14)
+                        event = channel.handle_header(buf, start, end)
+                    elif frame_type == _HEARTBEAT:
+                        raise ProtocolError(
+                            spec.FRAME_ERROR, "FRAME_ERROR - heartbeat frame on a non-zero channel"
+                        )
+                    else:
+                        raise ProtocolError(
+                            spec.FRAME_ERROR, f"FRAME_ERROR - frame type {frame_type}"
+                        )
+                    if event is not None:
+                        append(event)
+                else:
+                    if frame_type == _METHOD:
+                        if size < 4:
+                            raise DecodeError("method frame", size - 4)
+                        (index,) = _unpack_from(">I", buf, start)
+                        self._handle_connection_method(index, buf, start + 4, end, now)
+                    elif frame_type == _HEARTBEAT:
+                        if size:
+                            raise ProtocolError(
+                                spec.FRAME_ERROR, "FRAME_ERROR - heartbeat frame with a payload"
+                            )
+                    elif frame_type in (_HEADER, _BODY):
+                        raise ProtocolError(
+                            spec.CHANNEL_ERROR, "CHANNEL_ERROR - content frame on channel 0"
+                        )
+                    else:
+                        raise ProtocolError(
+                            spec.FRAME_ERROR, f"FRAME_ERROR - frame type {frame_type}"
+                        )
+                if self.state is ConnectionState.CLOSED:
+                    return
+        finally:
+            self._pos = pos
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must next be called, on the adapter's clock; None: never."""
+        if self._heartbeat is None or self.state is ConnectionState.CLOSED:
+            return None
+        return self._heartbeat.next_deadline()
+
+    def tick(self, now: float) -> list[Event]:
+        """Send a heartbeat if we were idle; end the connection if the broker was silent."""
+        monitor = self._heartbeat
+        if monitor is None or self.state is ConnectionState.CLOSED:
+            return []
+        send, dead = monitor.tick(now)
+        if dead:
+            self.state = ConnectionState.CLOSED
+            self._heartbeat = None
+            error = AMQPHeartbeatTimeout(
+                f"no frames from the broker for {2 * monitor.interval} seconds "
+                f"(two heartbeat intervals of {monitor.interval} s)"
+            )
+            return [ConnectionClosed(reply_code=320, reply_text=str(error), error=error)]
+        if send:
+            self._out.append(HEARTBEAT_FRAME)
+        return []
+
+    def connection_lost(self, reason: str = "") -> list[Event]:
+        """The transport went away; return the event that ends the connection (if not ended)."""
+        if self.state is ConnectionState.CLOSED:
+            return []
+        state = self.state
+        self.state = ConnectionState.CLOSED
+        self._heartbeat = None
+        text = reason or "connection lost"
+        error: Exception
+        if state is ConnectionState.AWAIT_TUNE:
+            # RabbitMQ without authentication_failure_close just drops us on bad credentials.
+            error = ProbableAuthenticationError(f"connection lost during authentication: {text}")
+        elif state is ConnectionState.AWAIT_OPEN_OK:
+            error = ProbableAccessDeniedError(
+                f"connection lost opening vhost {self.virtual_host!r}: {text}"
+            )
+        elif state is ConnectionState.CLOSING and self._close_requested_code == 200:
+            return [ConnectionClosed(reply_code=200, reply_text="Normal shutdown", error=None)]
+        else:
+            error = StreamLostError(f"stream lost: {text}")
+        return [ConnectionClosed(reply_code=0, reply_text=str(error), error=error)]
+
+    def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> None:
+        """Start the close handshake: Connection.Close now; ``ConnectionClosed`` on Close-Ok."""
+        if self.state is ConnectionState.CLOSED or self._closing:
+            raise ConnectionWrongStateError(f"connection is already {self.state.value}")
+        self._closing = True
+        self._close_requested_code = reply_code
+        self.state = ConnectionState.CLOSING
+        close = spec.ConnectionClose(
+            reply_code=reply_code, reply_text=reply_text[:255], class_id=0, method_id=0
+        )
+        self._out.append(encode_method_frame(0, close))
+
+    def open_channel(self) -> Channel:
+        """Allocate the lowest free channel number and queue Channel.Open on it."""
+        if self.state is not ConnectionState.OPEN or self._closing:
+            raise ConnectionWrongStateError(f"connection is {self.state.value}")
+        channel_id = self._allocate_channel_id()
+        channel = Channel(self, channel_id)
+        self._channels[channel_id] = channel
+        return channel
+
+    def channel(self, channel_id: int) -> Channel:
+        return self._channels[channel_id]
+
+    def update_secret(self, new_secret: bytes, reason: str) -> None:
+        """Send Connection.Update-Secret; a ``MethodReply`` on channel 0 answers it."""
+        if self.state is not ConnectionState.OPEN:
+            raise ConnectionWrongStateError(f"connection is {self.state.value}")
+        self._update_secret_pending += 1
+        method = spec.ConnectionUpdateSecret(new_secret=new_secret, reason=reason)
+        self._out.append(encode_method_frame(0, method))
+
+    # -- internals -----------------------------------------------------------------
+
+    def _allocate_channel_id(self) -> int:
+        limit = self.channel_max
+        if len(self._channels) >= limit:
+            raise ChannelWrongStateError(f"all {limit} channels are in use (channel_max)")
+        candidate = self._next_channel_id
+        for _ in range(limit):
+            if candidate > limit:
+                candidate = 1
+            if candidate not in self._channels:
+                self._next_channel_id = candidate + 1
+                return candidate
+            candidate += 1
+        raise ChannelWrongStateError(
+            f"all {limit} channels are in use (channel_max)"
+        )  # pragma: no cover
+
+    def _release_channel(self, channel_id: int) -> None:
+        self._channels.pop(channel_id, None)
+
+    def _fail(self, reply_code: int, reply_text: str) -> None:
+        """A protocol violation by the broker: tell it why, then end the connection."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        reply_text = reply_text[:255]
+        close = spec.ConnectionClose(
+            reply_code=reply_code, reply_text=reply_text, class_id=0, method_id=0
+        )
+        self._out.append(encode_method_frame(0, close))
+        self.state = ConnectionState.CLOSED
+        self._heartbeat = None
+        self._events.append(
+            ConnectionClosed(
+                reply_code=reply_code,
+                reply_text=reply_text,
+                error=ProtocolError(reply_code, reply_text),
+            )
+        )
+
+    def _protocol_mismatch(self, header: bytes) -> None:
+        self.state = ConnectionState.CLOSED
+        version = ".".join(str(b) for b in header[5:8])
+        error = AMQPConnectionError(
+            f"the broker does not speak AMQP 0-9-1; it offered protocol version {version}"
+        )
+        self._events.append(ConnectionClosed(reply_code=0, reply_text=str(error), error=error))
+
+    def _handle_connection_method(
+        self, index: int, buf: bytearray, start: int, end: int, now: float
+    ) -> None:
+        method_class = spec.METHODS.get(index)
+        if method_class is None:
+            raise ProtocolError(
+                spec.NOT_IMPLEMENTED, f"NOT_IMPLEMENTED - unknown method {index:#x}"
+            )
+        method = method_class.decode(buf, start, end)
+        next_state = CONNECTION_TRANSITIONS.get((self.state, index))
+        if next_state is None:
+            if self.state is ConnectionState.CLOSING:
+                return  # only Close and Close-Ok matter now (spec 1.4.2.5)
+            raise ProtocolError(
+                spec.COMMAND_INVALID,
+                f"COMMAND_INVALID - {method.NAME} not allowed while the connection is "
+                f"{self.state.value}",
+            )
+        state = self.state
+        self.state = next_state
+        if isinstance(method, spec.ConnectionStart):
+            self._on_start(method)
+        elif isinstance(method, spec.ConnectionSecure):
+            response = self.credentials.response_for(method.challenge)
+            self._send0(spec.ConnectionSecureOk(response=response))
+        elif isinstance(method, spec.ConnectionTune):
+            self._on_tune(method, now)
+        elif isinstance(method, spec.ConnectionOpenOk):
+            self._events.append(
+                ConnectionOpened(
+                    server_properties=self.server_properties,
+                    channel_max=self.channel_max,
+                    frame_max=self.frame_max,
+                    heartbeat=self.heartbeat,
+                )
+            )
+        elif isinstance(method, spec.ConnectionClose):
+            self._on_close(method, state)
+        elif isinstance(method, spec.ConnectionCloseOk):
+            self._heartbeat = None
+            code = self._close_requested_code
+            error = None if code == 200 else ConnectionClosedByClient(code, "closed by client")
+            self._events.append(
+                ConnectionClosed(reply_code=code, reply_text="closed by client", error=error)
+            )
+        elif isinstance(method, spec.ConnectionBlocked):
+            self.is_blocked = True
+            self._events.append(ConnectionBlocked(reason=method.reason))
+        elif isinstance(method, spec.ConnectionUnblocked):
+            self.is_blocked = False
+            self._events.append(ConnectionUnblocked())
+        elif isinstance(method, spec.ConnectionUpdateSecretOk):
+            if not self._update_secret_pending:
+                raise ProtocolError(
+                    spec.COMMAND_INVALID, "COMMAND_INVALID - update-secret-ok without a request"
+                )
+            self._update_secret_pending -= 1
+            self._events.append(MethodReply(channel_id=0, method=method))
+
+    def _send0(self, method: spec.Method) -> None:
+        self._out.append(encode_method_frame(0, method))
+
+    def _on_start(self, start: spec.ConnectionStart) -> None:
+        if (start.version_major, start.version_minor) != (0, 9):
+            raise ProtocolError(
+                spec.NOT_IMPLEMENTED,
+                f"NOT_IMPLEMENTED - protocol {start.version_major}-{start.version_minor}",
+            )
+        self.server_properties = start.server_properties
+        mechanism = self.credentials.mechanism
+        offered = start.mechanisms.split()
+        if mechanism.encode() not in offered:
+            self.state = ConnectionState.CLOSED
+            error = AuthenticationError(
+                f"the broker offers {b' '.join(offered).decode(errors='replace')!r}, "
+                f"not {mechanism}"
+            )
+            self._events.append(ConnectionClosed(reply_code=0, reply_text=str(error), error=error))
+            return
+        self._send0(
+            spec.ConnectionStartOk(
+                client_properties=self.client_properties,
+                mechanism=mechanism,
+                response=self.credentials.response_for(start.mechanisms),
+                locale=self.locale,
+            )
+        )
+
+    def _on_tune(self, tune: spec.ConnectionTune, now: float) -> None:
+        self.channel_max = negotiate(self._requested_channel_max, tune.channel_max, 65535)
+        frame_max = negotiate(self._requested_frame_max, tune.frame_max, _MAX_FRAME_LIMIT)
+        self.frame_max = max(frame_max, spec.FRAME_MIN_SIZE)
+        self.heartbeat = negotiate_heartbeat(self._requested_heartbeat, tune.heartbeat)
+        if not 0 <= self.heartbeat <= 65535:
+            raise ValueError(f"heartbeat must be between 0 and 65535, got {self.heartbeat}")
+        self._send0(
+            spec.ConnectionTuneOk(
+                channel_max=self.channel_max, frame_max=self.frame_max, heartbeat=self.heartbeat
+            )
+        )
+        self._send0(spec.ConnectionOpen(virtual_host=self.virtual_host))
+        if self.heartbeat:
+            self._heartbeat = HeartbeatMonitor(self.heartbeat, now)
+
+    def _on_close(self, close: spec.ConnectionClose, state: ConnectionState) -> None:
+        self._send0(spec.ConnectionCloseOk())
+        self._heartbeat = None
+        code, text = close.reply_code, close.reply_text
+        error: Exception
+        if state is ConnectionState.AWAIT_TUNE and code == spec.ACCESS_REFUSED:
+            error = ProbableAuthenticationError(f"({code}) {text}")
+        elif state is ConnectionState.AWAIT_OPEN_OK and code in (
+            spec.ACCESS_REFUSED,
+            spec.NOT_ALLOWED,
+        ):
+            error = ProbableAccessDeniedError(f"({code}) {text}")
+        else:
+            error = ConnectionClosedByBroker(code, text)
+        self._events.append(ConnectionClosed(reply_code=code, reply_text=text, error=error))

@@ -1,0 +1,112 @@
+"""Frame encoding, and the frame constants the parser in :mod:`.connection` checks.
+
+A frame is ``type:octet channel:short size:long payload frame-end`` (spec 4.2.3).
+Publishing builds the method, header and body frames of a message in one
+``bytes`` so that a whole message, and many messages, leave in one write.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .spec import (
+    FRAME_BODY,
+    FRAME_END,
+    FRAME_HEADER,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    BasicProperties,
+    Method,
+)
+
+__all__ = [
+    "FRAME_OVERHEAD",
+    "HEARTBEAT_FRAME",
+    "encode_content",
+    "encode_method_frame",
+    "encode_publish_method",
+]
+
+#: Frame header (7) plus frame-end octet (1): what ``frame_max`` counts besides the payload.
+FRAME_OVERHEAD = 8
+FRAME_END_BYTE = bytes((FRAME_END,))
+HEARTBEAT_FRAME = struct.pack(">BHIB", FRAME_HEARTBEAT, 0, 0, FRAME_END)
+
+_pack = struct.pack
+_frame_header = struct.Struct(">BHI").pack
+_EMPTY_PROPERTIES = b"\x00\x00"
+
+
+def encode_method_frame(channel_id: int, method: Method) -> bytes:
+    payload = method.encode()
+    return _frame_header(FRAME_METHOD, channel_id, len(payload)) + payload + FRAME_END_BYTE
+
+
+def encode_publish_method(
+    exchange: str, routing_key: str, mandatory: bool, immediate: bool
+) -> bytes:
+    """The Basic.Publish payload (ticket 0); callers cache it per destination."""
+    ex = exchange.encode("utf-8")
+    rk = routing_key.encode("utf-8")
+    if len(ex) > 255:
+        raise ValueError(f"exchange name is longer than 255 bytes ({len(ex)})")
+    if len(rk) > 255:
+        raise ValueError(f"routing_key is longer than 255 bytes ({len(rk)})")
+    bits = (1 if mandatory else 0) | (2 if immediate else 0)
+    return b"".join(
+        (
+            b"\x00\x3c\x00\x28\x00\x00",  # class 60 (basic), method 40 (publish), ticket 0
+            _pack("B", len(ex)),
+            ex,
+            _pack("B", len(rk)),
+            rk,
+            _pack("B", bits),
+        )
+    )
+
+
+def encode_content(
+    channel_id: int,
+    method_payload: bytes,
+    body: bytes,
+    properties: BasicProperties | None,
+    frame_max: int,
+) -> bytes:
+    """Method frame, content header and body frames of one message, as one ``bytes``.
+
+    Bodies are split so that no frame exceeds ``frame_max`` (spec 4.2.6.2: body
+    frames carry at most ``frame_max - 8`` payload octets); an empty body sends
+    no body frame.
+    """
+    props = _EMPTY_PROPERTIES if properties is None else properties.encode()
+    size = len(body)
+    header_payload_len = 12 + len(props)  # class, weight, body size, properties
+    if header_payload_len + FRAME_OVERHEAD > frame_max:
+        raise ValueError(f"message properties do not fit in a {frame_max}-byte frame")
+    head = _frame_header(FRAME_METHOD, channel_id, len(method_payload))
+    header = _pack(">BHIHHQ", FRAME_HEADER, channel_id, header_payload_len, 60, 0, size)
+    room = frame_max - FRAME_OVERHEAD
+    if size <= room:
+        if size == 0:
+            return b"".join((head, method_payload, FRAME_END_BYTE, header, props, FRAME_END_BYTE))
+        return b"".join(
+            (
+                head,
+                method_payload,
+                FRAME_END_BYTE,
+                header,
+                props,
+                FRAME_END_BYTE,
+                _frame_header(FRAME_BODY, channel_id, size),
+                body,
+                FRAME_END_BYTE,
+            )
+        )
+    parts = [head, method_payload, FRAME_END_BYTE, header, props, FRAME_END_BYTE]
+    view = memoryview(body)
+    for start in range(0, size, room):
+        chunk = view[start : start + room]
+        parts.append(_frame_header(FRAME_BODY, channel_id, len(chunk)))
+        parts.append(chunk)  # type: ignore[arg-type]
+        parts.append(FRAME_END_BYTE)
+    return b"".join(parts)

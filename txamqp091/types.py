@@ -125,4 +125,3 @@ class LongStr(bytes):
 
     def __repr__(self) -> str:
         return f"LongStr({bytes(self)!r})"
-

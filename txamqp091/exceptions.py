@@ -140,7 +140,12 @@ class ChannelClosedByClient(ChannelClosed):
 
 
 class ConsumerCancelled(AMQPChannelError):
-    """The broker cancelled the consumer (its queue was deleted, or a node failed)."""
+    """The consumer ended: the broker cancelled it (its queue was deleted, or a node
+    failed), or, with ``by_client``, this client's ``cancel()`` did."""
+
+    def __init__(self, text: str, by_client: bool = False) -> None:
+        super().__init__(text)
+        self.by_client = by_client
 
 
 class DuplicateConsumerTag(AMQPChannelError):

@@ -1,0 +1,579 @@
+"""The channel API both adapters expose: pika's method names, returning waiters.
+
+Each operation builds its spec method, hands it to the core channel (which
+keeps one synchronous request in flight and the rest in order) and, when a
+reply is due, appends a waiter to ``_replies``. Replies arrive in request
+order, so each :class:`~txamqp091.core.events.MethodReply` settles the oldest
+waiter. A waiter the user cancelled still takes its reply, so cancelling never
+desynchronises the channel.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic
+
+from ..core import spec
+from ..core.channel import Channel as CoreChannel
+from ..core.events import ChannelClosed as ChannelClosedEvent
+from ..core.events import GetOk, Returned
+from ..exceptions import (
+    ChannelClosedByClient,
+    ChannelWrongStateError,
+    ConsumerCancelled,
+    DuplicateConsumerTag,
+    UnroutableError,
+)
+from ..message import Message
+from .confirms import ConfirmTracker, PendingPublish
+from .consumer import ConsumerLogic
+from .runtime import W
+
+if TYPE_CHECKING:
+    from .connection import ConnectionLogic
+
+__all__ = ["ChannelLogic"]
+
+Transform = Callable[[Any], Any]
+_tag_counter = itertools.count(1)
+_TAG_PREFIX = f"ctag.txamqp091.{os.getpid()}."
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _none(value: Any) -> None:
+    return None
+
+
+class ChannelLogic(Generic[W]):
+    """One AMQP channel; adapters subclass it to give it their waiter type."""
+
+    consumer_class: type[ConsumerLogic[Any]] = ConsumerLogic
+
+    def __init__(self, conn: ConnectionLogic[W], core: CoreChannel) -> None:
+        self._conn = conn
+        self._runtime = conn._runtime
+        self._core = core
+        self.channel_number = core.channel_id
+        self._replies: deque[tuple[W, Transform]] = deque()
+        self._opened: W | None = None
+        self._closing: W | None = None
+        self._close_error: BaseException | None = None
+        self._closed_waiters: list[W] = []
+        self._confirms: ConfirmTracker[W] = ConfirmTracker(
+            self._runtime.resolve, self._runtime.reject
+        )
+        self._consumers: dict[str, ConsumerLogic[W]] = {}
+        self._on_return: list[Callable[..., Any]] = []
+        self._on_cancel: list[Callable[..., Any]] = []
+        self._on_close: list[Callable[..., Any]] = []
+        self._flow_active = True
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else "closed"
+        return f"<{type(self).__name__} {self.channel_number} {state}>"
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._close_error is None and self._closing is None
+
+    @property
+    def is_closed(self) -> bool:
+        return self._close_error is not None
+
+    @property
+    def closed(self) -> W:
+        """Fires once the channel has ended: with None after a close this client asked
+        for, else with the exception that ended it. Never fails."""
+        if self._close_error is not None:
+            return self._runtime.succeeded(self._closed_value())
+        waiter = self._runtime.create_waiter()
+        self._closed_waiters.append(waiter)
+        return waiter
+
+    def _closed_value(self) -> BaseException | None:
+        error = self._close_error
+        if isinstance(error, ChannelClosedByClient) and error.reply_code in (0, 200):
+            return None
+        return error
+
+    def _check_open(self) -> None:
+        if self._close_error is not None:
+            raise ChannelWrongStateError(
+                f"channel {self.channel_number} is closed: {self._close_error}"
+            )
+        if self._closing is not None:
+            raise ChannelWrongStateError(f"channel {self.channel_number} is closing")
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _rpc(self, method: spec.Method, transform: Transform = _identity) -> W:
+        """Send ``method``; the waiter fires with ``transform(reply)``."""
+        try:
+            self._check_open()
+            self._core.send_method(method)
+        except Exception as exc:
+            return self._runtime.failed(exc)
+        self._conn._schedule_flush()
+        if not self._core.expects_reply(method):
+            return self._runtime.succeeded(None)
+        waiter = self._runtime.create_waiter()
+        self._replies.append((waiter, transform))
+        return waiter
+
+    def _send_async(self, method: spec.Method) -> None:
+        self._check_open()
+        self._core.send_method(method)
+        self._conn._schedule_flush()
+
+    def exchange_declare(
+        self,
+        exchange: str,
+        exchange_type: str = "direct",
+        passive: bool = False,
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> W:
+        return self._rpc(
+            spec.ExchangeDeclare(
+                exchange=exchange,
+                type=str(exchange_type),
+                passive=passive,
+                durable=durable,
+                auto_delete=auto_delete,
+                internal=internal,
+                arguments=arguments,
+            )
+        )
+
+    def exchange_delete(self, exchange: str = "", if_unused: bool = False) -> W:
+        return self._rpc(spec.ExchangeDelete(exchange=exchange, if_unused=if_unused))
+
+    def exchange_bind(
+        self,
+        destination: str,
+        source: str,
+        routing_key: str = "",
+        arguments: dict[str, Any] | None = None,
+    ) -> W:
+        return self._rpc(
+            spec.ExchangeBind(
+                destination=destination, source=source, routing_key=routing_key, arguments=arguments
+            )
+        )
+
+    def exchange_unbind(
+        self,
+        destination: str = "",
+        source: str = "",
+        routing_key: str = "",
+        arguments: dict[str, Any] | None = None,
+    ) -> W:
+        return self._rpc(
+            spec.ExchangeUnbind(
+                destination=destination, source=source, routing_key=routing_key, arguments=arguments
+            )
+        )
+
+    def queue_declare(
+        self,
+        queue: str,
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> W:
+        """Fires with Queue.DeclareOk: ``.queue``, ``.message_count``, ``.consumer_count``."""
+        return self._rpc(
+            spec.QueueDeclare(
+                queue=queue,
+                passive=passive,
+                durable=durable,
+                exclusive=exclusive,
+                auto_delete=auto_delete,
+                arguments=arguments,
+            )
+        )
+
+    def queue_bind(
+        self,
+        queue: str,
+        exchange: str,
+        routing_key: str | None = None,
+        arguments: dict[str, Any] | None = None,
+    ) -> W:
+        # pika: a missing routing key means the queue's name.
+        key = queue if routing_key is None else routing_key
+        return self._rpc(
+            spec.QueueBind(queue=queue, exchange=exchange, routing_key=key, arguments=arguments)
+        )
+
+    def queue_unbind(
+        self,
+        queue: str,
+        exchange: str = "",
+        routing_key: str | None = None,
+        arguments: dict[str, Any] | None = None,
+    ) -> W:
+        key = queue if routing_key is None else routing_key
+        return self._rpc(
+            spec.QueueUnbind(queue=queue, exchange=exchange, routing_key=key, arguments=arguments)
+        )
+
+    def queue_purge(self, queue: str) -> W:
+        """Fires with Queue.PurgeOk: ``.message_count`` purged."""
+        return self._rpc(spec.QueuePurge(queue=queue))
+
+    def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> W:
+        """Fires with Queue.DeleteOk: ``.message_count`` deleted with it."""
+        return self._rpc(spec.QueueDelete(queue=queue, if_unused=if_unused, if_empty=if_empty))
+
+    def basic_qos(
+        self, prefetch_size: int = 0, prefetch_count: int = 0, global_qos: bool = False
+    ) -> W:
+        return self._rpc(
+            spec.BasicQos(
+                prefetch_size=prefetch_size, prefetch_count=prefetch_count, global_qos=global_qos
+            )
+        )
+
+    def basic_recover(self, requeue: bool = False) -> W:
+        return self._rpc(spec.BasicRecover(requeue=requeue))
+
+    def confirm_delivery(self) -> W:
+        """Confirm.Select: from now on ``basic_publish`` fires on the broker's ack."""
+        return self._rpc(spec.ConfirmSelect())
+
+    def tx_select(self) -> W:
+        return self._rpc(spec.TxSelect())
+
+    def tx_commit(self) -> W:
+        return self._rpc(spec.TxCommit())
+
+    def tx_rollback(self) -> W:
+        return self._rpc(spec.TxRollback())
+
+    def flow(self, active: bool) -> W:
+        """Channel.Flow: ask the broker to pause (False) or resume deliveries; fires with the
+        state the broker confirmed."""
+        return self._rpc(spec.ChannelFlow(active=active), lambda ok: ok.active)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    @property
+    def publisher_confirms(self) -> bool:
+        return self._core.confirm_mode
+
+    def basic_publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes | bytearray | memoryview | str,
+        properties: spec.BasicProperties | None = None,
+        mandatory: bool = False,
+    ) -> W:
+        """Publish a message.
+
+        Outside confirm mode the waiter fires once the frames are handed to the
+        transport (after waiting while the broker blocks the connection or the
+        transport pushes back). In confirm mode it fires on the broker's ack,
+        fails with ``NackError`` on a nack and ``UnroutableError`` when a
+        mandatory message is returned.
+        """
+        if type(body) is not bytes:
+            if isinstance(body, str):
+                body = body.encode("utf-8")
+            elif isinstance(body, (bytearray, memoryview)):
+                body = bytes(body)
+            else:
+                return self._runtime.failed(
+                    TypeError(f"body must be bytes or str, not {type(body).__name__}")
+                )
+        if self._close_error is not None or self._closing is not None:
+            return self._runtime.failed(
+                ChannelWrongStateError(f"channel {self.channel_number} is closed")
+            )
+        conn = self._conn
+        if not conn._publish_gate_open():
+            return conn._hold_publish(self, exchange, routing_key, body, properties, mandatory)
+        return self._publish_now(exchange, routing_key, body, properties, mandatory)
+
+    def _publish_now(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: spec.BasicProperties | None,
+        mandatory: bool,
+        waiter: W | None = None,
+    ) -> W:
+        runtime = self._runtime
+        try:
+            seq = self._core.publish(exchange, routing_key, body, properties, mandatory)
+        except Exception as exc:
+            if waiter is not None:
+                runtime.reject(waiter, exc)
+                return waiter
+            return runtime.failed(exc)
+        self._conn._schedule_flush()
+        if not seq:
+            if waiter is not None:
+                runtime.resolve(waiter, None)
+                return waiter
+            return runtime.succeeded(None)
+        if waiter is None:
+            waiter = runtime.create_waiter()
+        self._confirms.add(
+            seq, PendingPublish(waiter, exchange, routing_key, body, properties, mandatory, False)
+        )
+        return waiter
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    def basic_consume(
+        self,
+        queue: str,
+        on_message_callback: Callable[[Message], Any] | None = None,
+        auto_ack: bool = False,
+        exclusive: bool = False,
+        consumer_tag: str | None = None,
+        arguments: dict[str, Any] | None = None,
+    ) -> W:
+        """Basic.Consume; fires with the :class:`Consumer` once the broker confirms it."""
+        tag = consumer_tag or f"{_TAG_PREFIX}{next(_tag_counter)}"
+        if tag in self._consumers:
+            return self._runtime.failed(DuplicateConsumerTag(tag))
+        consumer = self.consumer_class(
+            self, queue, tag, on_message_callback, auto_ack, exclusive, arguments
+        )
+        method = spec.BasicConsume(
+            queue=queue, consumer_tag=tag, no_ack=auto_ack, exclusive=exclusive, arguments=arguments
+        )
+        self._consumers[tag] = consumer
+
+        def registered(ok: spec.BasicConsumeOk) -> ConsumerLogic[W]:
+            return consumer
+
+        waiter = self._rpc(method, registered)
+        self._runtime.add_done(waiter, lambda: self._forget_failed_consumer(consumer))
+        return waiter
+
+    def _forget_failed_consumer(self, consumer: ConsumerLogic[W]) -> None:
+        if self._close_error is not None and self._consumers.get(consumer.consumer_tag) is consumer:
+            del self._consumers[consumer.consumer_tag]
+
+    def basic_cancel(self, consumer_tag: str = "") -> W:
+        """Basic.Cancel; fires with the number of buffered messages handed back."""
+        consumer = self._consumers.get(consumer_tag)
+        if consumer is None:
+            return self._runtime.succeeded(0)
+        return self._cancel_consumer(consumer)
+
+    def _cancel_consumer(self, consumer: ConsumerLogic[W]) -> W:
+        if consumer.ended is not None or self._consumers.get(consumer.consumer_tag) is not consumer:
+            return self._runtime.succeeded(0)
+        returned = self._hand_back(consumer)
+        consumer._cancelling = True
+
+        def cancelled(ok: spec.BasicCancelOk) -> int:
+            late = self._hand_back(consumer)
+            self._consumers.pop(consumer.consumer_tag, None)
+            reason = ConsumerCancelled(
+                f"consumer {consumer.consumer_tag} cancelled by the client", by_client=True
+            )
+            consumer._end(reason)
+            return returned + late
+
+        return self._rpc(spec.BasicCancel(consumer_tag=consumer.consumer_tag), cancelled)
+
+    def _hand_back(self, consumer: ConsumerLogic[W]) -> int:
+        """Nack (requeue) what the consumer buffered but nobody took; return how many."""
+        if consumer.auto_ack:
+            return 0
+        messages = consumer._drain_buffer()
+        for message in messages:
+            if message._core_channel is self._core and self.is_open:
+                self._core.send_method(
+                    spec.BasicNack(delivery_tag=message.delivery_tag, multiple=False, requeue=True)
+                )
+        if messages:
+            self._conn._schedule_flush()
+        return len(messages)
+
+    def basic_get(self, queue: str, auto_ack: bool = False) -> W:
+        """Basic.Get; fires with a :class:`~txamqp091.Message`, or None when the queue is empty."""
+        return self._rpc(spec.BasicGet(queue=queue, no_ack=auto_ack), _none)
+
+    # -- acknowledgements ------------------------------------------------------------------------
+
+    def basic_ack(self, delivery_tag: int = 0, multiple: bool = False) -> None:
+        self._send_async(spec.BasicAck(delivery_tag=delivery_tag, multiple=multiple))
+
+    def basic_nack(
+        self, delivery_tag: int = 0, multiple: bool = False, requeue: bool = True
+    ) -> None:
+        self._send_async(
+            spec.BasicNack(delivery_tag=delivery_tag, multiple=multiple, requeue=requeue)
+        )
+
+    def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
+        self._send_async(spec.BasicReject(delivery_tag=delivery_tag, requeue=requeue))
+
+    def _settle(self, message: Message, how: str, **kwargs: Any) -> None:
+        """Ack/nack/reject through a message: only on the channel incarnation it came on."""
+        if message._core_channel is not self._core or not self.is_open:
+            return  # the broker will redeliver it; never settle a stranger with the same tag
+        tag = message.delivery_tag
+        if how == "ack":
+            self.basic_ack(tag, **kwargs)
+        elif how == "nack":
+            self.basic_nack(tag, **kwargs)
+        else:
+            self.basic_reject(tag, **kwargs)
+
+    # -- callbacks ---------------------------------------------------------------------------------
+
+    def add_on_return_callback(self, callback: Callable[[Message], Any]) -> None:
+        """``callback(message)`` for each message the broker returns (``message.reply_code``...)."""
+        self._on_return.append(callback)
+
+    def add_on_cancel_callback(self, callback: Callable[[str], Any]) -> None:
+        """``callback(consumer_tag)`` when the broker cancels a consumer."""
+        self._on_cancel.append(callback)
+
+    def add_on_close_callback(
+        self, callback: Callable[[ChannelLogic[W], BaseException], Any]
+    ) -> None:
+        """``callback(channel, reason)`` once the channel has ended."""
+        self._on_close.append(callback)
+
+    # -- closing -------------------------------------------------------------------------------------
+
+    def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> W:
+        """Channel.Close; fires once the broker confirmed it."""
+        if self._close_error is not None:
+            return self._runtime.succeeded(None)
+        if self._closing is not None:
+            return self.closed
+        try:
+            self._core.close(reply_code, reply_text)
+        except Exception as exc:
+            return self._runtime.failed(exc)
+        self._closing = self._runtime.create_waiter()
+        self._conn._schedule_flush()
+        error = ChannelClosedByClient(reply_code, reply_text)
+        self._fail_pending(error)
+        return self.closed
+
+    # -- events, from the connection ------------------------------------------------------------
+
+    def _on_reply(self, value: Any) -> None:
+        if not self._replies:
+            return
+        waiter, transform = self._replies.popleft()
+        runtime = self._runtime
+        if runtime.is_done(waiter):
+            return  # cancelled by the user; the reply is consumed all the same
+        try:
+            result = transform(value)
+        except Exception as exc:
+            runtime.reject(waiter, exc)
+        else:
+            runtime.resolve(waiter, result)
+
+    def _on_get_ok(self, event: GetOk) -> None:
+        message = Message(
+            event.channel_id,
+            "",
+            event.delivery_tag,
+            event.redelivered,
+            event.exchange,
+            event.routing_key,
+            event.properties,
+            event.body,
+        )
+        message.message_count = event.message_count
+        message._channel = self
+        message._core_channel = self._core
+        if not self._replies:
+            return
+        waiter, _ = self._replies.popleft()
+        self._runtime.resolve(waiter, message)
+
+    def _on_delivery(self, message: Message) -> None:
+        message._channel = self
+        message._core_channel = self._core
+        consumer = self._consumers.get(message.consumer_tag)
+        if consumer is None:
+            return  # a delivery racing our cancel; the broker requeues it on channel close
+        if consumer._cancelling and not consumer.auto_ack:
+            self._core.send_method(
+                spec.BasicNack(delivery_tag=message.delivery_tag, multiple=False, requeue=True)
+            )
+            self._conn._schedule_flush()
+            return
+        consumer._deliver(message)
+
+    def _on_returned(self, event: Returned) -> None:
+        message = Message(
+            event.channel_id,
+            "",
+            0,
+            False,
+            event.exchange,
+            event.routing_key,
+            event.properties,
+            event.body,
+        )
+        message._channel = self
+        error = UnroutableError(event.reply_code, event.reply_text, message)
+        if self._core.confirm_mode:
+            self._confirms.returned(event.exchange, event.routing_key, event.body, error)
+        for callback in self._on_return:
+            self._runtime.run_user_callback(callback, message)
+
+    def _on_consumer_cancelled(self, consumer_tag: str) -> None:
+        consumer = self._consumers.pop(consumer_tag, None)
+        if consumer is not None:
+            consumer._end(ConsumerCancelled(f"the broker cancelled consumer {consumer_tag}"))
+        for callback in self._on_cancel:
+            self._runtime.run_user_callback(callback, consumer_tag)
+
+    def _on_closed(self, event: ChannelClosedEvent | None, error: BaseException) -> None:
+        """The channel ended (its own close, the broker's, or the connection's end)."""
+        if self._close_error is not None:
+            return
+        self._close_error = error
+        self._fail_pending(error)
+        runtime = self._runtime
+        if self._closing is not None:
+            runtime.resolve(self._closing, None)
+        value = self._closed_value()
+        waiters, self._closed_waiters = self._closed_waiters, []
+        for waiter in waiters:
+            runtime.resolve(waiter, value)
+        for callback in self._on_close:
+            runtime.run_user_callback(callback, self, error)
+        self._conn._forget_channel(self)
+
+    def _fail_pending(self, error: BaseException) -> None:
+        runtime = self._runtime
+        replies, self._replies = self._replies, deque()
+        for waiter, _ in replies:
+            runtime.reject(waiter, error)
+        for entry in self._confirms.take_all():
+            runtime.reject(entry.waiter, error)
+        consumers, self._consumers = self._consumers, {}
+        for consumer in consumers.values():
+            consumer._end(error)
+        self._conn._drop_held_publishes(self, error)

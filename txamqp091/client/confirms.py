@@ -1,0 +1,137 @@
+"""Publisher confirms: which waiter each Basic.Ack / Basic.Nack settles.
+
+The broker numbers messages 1, 2, 3... from Confirm.Select on (RabbitMQ
+"Publisher Confirms"); an ack or nack with ``multiple`` covers every earlier
+number too. A mandatory message that cannot be routed comes back as
+Basic.Return *before* its ack, so a return marks the oldest unsettled publish
+with the same exchange, routing key and body as returned, and the ack that
+follows fails it with :class:`~txamqp091.exceptions.UnroutableError`.
+(Identical messages are interchangeable, so the choice among them does not matter.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic
+
+from ..core.spec import BasicProperties
+from ..exceptions import NackError, UnroutableError
+from .runtime import W
+
+__all__ = ["ConfirmTracker", "PendingPublish"]
+
+
+class PendingPublish(Generic[W]):
+    """A published message the broker has not confirmed yet; enough to send it again."""
+
+    __slots__ = (
+        "body",
+        "exchange",
+        "immediate",
+        "mandatory",
+        "properties",
+        "returned",
+        "routing_key",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        waiter: W,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: BasicProperties | None,
+        mandatory: bool,
+        immediate: bool,
+    ) -> None:
+        self.waiter = waiter
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.body = body
+        self.properties = properties
+        self.mandatory = mandatory
+        self.immediate = immediate
+        self.returned: UnroutableError | None = None
+
+
+class ConfirmTracker(Generic[W]):
+    """Unconfirmed publishes of one channel, by sequence number."""
+
+    __slots__ = ("_lowest", "_pending", "_reject", "_resolve")
+
+    def __init__(
+        self,
+        resolve: Callable[[W, Any], None],
+        reject: Callable[[W, BaseException], None],
+    ) -> None:
+        self._pending: dict[int, PendingPublish[W]] = {}
+        self._lowest = 1
+        self._resolve = resolve
+        self._reject = reject
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, seq: int, entry: PendingPublish[W]) -> None:
+        self._pending[seq] = entry
+
+    def _take(self, tag: int, multiple: bool) -> list[PendingPublish[W]]:
+        pending = self._pending
+        if not multiple:
+            entry = pending.pop(tag, None)
+            if tag == self._lowest:
+                self._advance()
+            return [] if entry is None else [entry]
+        taken = []
+        for seq in range(self._lowest, tag + 1):
+            entry = pending.pop(seq, None)
+            if entry is not None:
+                taken.append(entry)
+        if tag >= self._lowest:
+            self._lowest = tag + 1
+            self._advance()
+        return taken
+
+    def _advance(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        lowest = self._lowest
+        while lowest not in pending:
+            lowest += 1
+        self._lowest = lowest
+
+    def acked(self, tag: int, multiple: bool) -> None:
+        for entry in self._take(tag, multiple):
+            if entry.returned is not None:
+                self._reject(entry.waiter, entry.returned)
+            else:
+                self._resolve(entry.waiter, None)
+
+    def nacked(self, tag: int, multiple: bool) -> None:
+        for entry in self._take(tag, multiple):
+            self._reject(entry.waiter, NackError(f"the broker nacked message {tag}"))
+
+    def returned(
+        self, exchange: str, routing_key: str, body: bytes, error: UnroutableError
+    ) -> bool:
+        """Mark the publish this Basic.Return belongs to; False if none matches."""
+        for entry in self._pending.values():
+            if (
+                entry.returned is None
+                and entry.mandatory
+                and entry.routing_key == routing_key
+                and entry.exchange == exchange
+                and entry.body == body
+            ):
+                entry.returned = error
+                return True
+        return False
+
+    def take_all(self) -> list[PendingPublish[W]]:
+        """Every unsettled publish, oldest first, forgetting them (the channel died)."""
+        entries = [self._pending[seq] for seq in sorted(self._pending)]
+        self._pending.clear()
+        self._lowest = 1
+        return entries

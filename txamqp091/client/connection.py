@@ -1,0 +1,454 @@
+"""The connection half of the shared client: events to channels, flushing, timers, gates.
+
+Data flows one way: the adapter feeds received bytes to :meth:`data_received`;
+the core returns events; :meth:`_dispatch` routes each to its channel, which
+settles waiters; then everything the core queued (replies, acks, publishes
+made by user callbacks) leaves in one transport write.
+
+Publishes pass a gate: while the broker blocks the connection
+(Connection.Blocked) or the transport pushes back, they wait in ``_held``, in
+order, and leave when the gate opens; a publish held longer than
+``blocked_connection_timeout`` fails with ``ConnectionBlockedTimeout``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic
+
+from ..core import events as ev
+from ..core.connection import Connection as CoreConnection
+from ..core.spec import BasicProperties, ConnectionUpdateSecretOk
+from ..exceptions import (
+    ChannelClosedByClient,
+    ConnectionBlockedTimeout,
+    ConnectionClosedByClient,
+    ConnectionWrongStateError,
+)
+from ..message import Message
+from ..params import ConnectionParameters, client_properties
+from .channel import ChannelLogic
+from .runtime import Runtime, TimerHandle, W
+
+__all__ = ["ConnectionLogic", "Negotiated"]
+
+
+@dataclass(frozen=True, slots=True)
+class Negotiated:
+    """The limits agreed in Connection.Tune / Tune-Ok."""
+
+    channel_max: int
+    frame_max: int
+    heartbeat: int
+
+
+class _Held:
+    """A publish waiting for the gate to open."""
+
+    __slots__ = ("args", "channel", "timer", "waiter")
+
+    def __init__(
+        self,
+        channel: ChannelLogic[Any],
+        args: tuple[Any, ...],
+        waiter: Any,
+        timer: TimerHandle | None,
+    ) -> None:
+        self.channel = channel
+        self.args = args
+        self.waiter = waiter
+        self.timer = timer
+
+
+class ConnectionLogic(Generic[W]):
+    """One AMQP connection as the user sees it; adapters subclass it with their types."""
+
+    channel_class: type[ChannelLogic[Any]] = ChannelLogic
+    #: Seconds to wait for the broker's Close-Ok before dropping the transport.
+    close_timeout = 10.0
+    #: Messages buffered in consumers (unread by the application) before the
+    #: transport stops reading, and the level at which it reads again.
+    max_buffered = 20000
+    resume_buffered = 10000
+
+    def __init__(self, params: ConnectionParameters, runtime: Runtime[W]) -> None:
+        self.params = params
+        self._runtime = runtime
+        heartbeat = params.heartbeat
+        self._core = CoreConnection(
+            credentials=params.credentials,
+            virtual_host=params.virtual_host,
+            client_properties=client_properties(params),
+            channel_max=params.channel_max,
+            frame_max=params.frame_max,
+            heartbeat=(lambda server: params.heartbeat_for(server))
+            if callable(heartbeat)
+            else heartbeat,
+            locale=params.locale,
+            delivery_class=Message,
+        )
+        self._channels: dict[int, ChannelLogic[W]] = {}
+        self._channel_waiters: dict[int, W] = {}
+        self._opened: W = runtime.create_waiter()
+        self._close_error: BaseException | None = None
+        self._closed_waiters: list[W] = []
+        self._ended = False
+        self._close_timer: TimerHandle | None = None
+        self._flush_scheduled = False
+        self._timer: TimerHandle | None = None
+        self._timer_deadline = 0.0
+        self._held: deque[_Held] = deque()
+        self._write_paused = False
+        self._buffered = 0
+        self._reading_paused = False
+        self._secret_waiters: deque[W] = deque()
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            Message: self._on_delivery,
+            ev.PublishAcked: self._on_acked,
+            ev.MethodReply: self._on_reply,
+            ev.PublishNacked: self._on_nacked,
+            ev.GetOk: self._on_get_ok,
+            ev.Returned: self._on_returned,
+            ev.ChannelOpened: self._on_channel_opened,
+            ev.ChannelClosed: self._on_channel_closed,
+            ev.ConsumerCancelled: self._on_consumer_cancelled,
+            ev.ChannelFlow: self._on_channel_flow,
+            ev.ConnectionOpened: self._on_opened,
+            ev.ConnectionClosed: self._on_connection_closed,
+            ev.ConnectionBlocked: self._on_blocked,
+            ev.ConnectionUnblocked: self._on_unblocked,
+        }
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.params.host}:{self.params.port} {self._core.state.value}>"
+
+    # -- public state -------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._core.is_open and not self._ended
+
+    @property
+    def is_closed(self) -> bool:
+        return self._ended
+
+    @property
+    def is_blocked(self) -> bool:
+        return self._core.is_blocked
+
+    @property
+    def server_properties(self) -> dict[str, Any]:
+        return self._core.server_properties
+
+    @property
+    def negotiated(self) -> Negotiated:
+        core = self._core
+        return Negotiated(core.channel_max, core.frame_max, core.heartbeat)
+
+    @property
+    def closed(self) -> W:
+        """Fires once the connection has ended: None after a close the client asked for,
+        else the exception that ended it. Never fails, so an unobserved one logs nothing."""
+        if self._ended:
+            return self._runtime.succeeded(self._close_error)
+        waiter = self._runtime.create_waiter()
+        self._closed_waiters.append(waiter)
+        return waiter
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def channel(self) -> W:
+        """Open a channel; fires with it once the broker confirmed (Channel.Open-Ok)."""
+        try:
+            core_channel = self._core.open_channel()
+        except Exception as exc:
+            return self._runtime.failed(exc)
+        channel = self.channel_class(self, core_channel)
+        self._channels[core_channel.channel_id] = channel
+        waiter = self._runtime.create_waiter()
+        self._channel_waiters[core_channel.channel_id] = waiter
+        self._schedule_flush()
+        return waiter
+
+    def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> W:
+        """Connection.Close; fires (like :attr:`closed`) once the connection has ended."""
+        if self._ended:
+            return self._runtime.succeeded(self._close_error)
+        closed = self.closed
+        if self._core._closing:
+            return closed
+        if not self._core.is_open:
+            # Still handshaking: there is nothing to close politely.
+            self._finish(ConnectionClosedByClient(reply_code, reply_text), abort=True)
+            return closed
+        self._core.close(reply_code, reply_text)
+        self._flush()
+        self._close_timer = self._runtime.call_later(self.close_timeout, self._close_timed_out)
+        return closed
+
+    def _close_timed_out(self) -> None:
+        self._close_timer = None
+        if not self._ended:
+            self._finish(None, abort=True)
+
+    def update_secret(self, new_secret: bytes | str, reason: str) -> W:
+        """Connection.Update-Secret (e.g. a refreshed OAuth 2 token)."""
+        secret = new_secret.encode() if isinstance(new_secret, str) else new_secret
+        try:
+            self._core.update_secret(secret, reason)
+        except Exception as exc:
+            return self._runtime.failed(exc)
+        waiter = self._runtime.create_waiter()
+        self._secret_waiters.append(waiter)
+        self._flush()
+        return waiter
+
+    # -- driven by the adapter ----------------------------------------------------------------------
+
+    def connection_made(self) -> None:
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        events = self._core.receive_data(data, self._runtime.now())
+        if events:
+            self._dispatch(events)
+        self._flush()
+        if self._timer is None and not self._ended:
+            self._arm_timer()
+
+    def connection_lost(self, reason: str) -> None:
+        self._dispatch(self._core.connection_lost(reason))
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: hold publishes until :meth:`resume_writing`."""
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._release_held()
+
+    # -- flushing and timers -------------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._runtime.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data = self._core.data_to_send()
+        if data and not self._ended:
+            self._runtime.write(data)
+
+    def _arm_timer(self) -> None:
+        deadline = self._core.next_deadline()
+        if deadline is None:
+            return
+        runtime = self._runtime
+        self._timer_deadline = deadline
+        self._timer = runtime.call_later(max(0.0, deadline - runtime.now()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        events = self._core.tick(self._runtime.now())
+        if events:
+            self._dispatch(events)
+        self._flush()
+        if not self._ended:
+            self._arm_timer()
+
+    # -- events ----------------------------------------------------------------------------------------
+
+    def _dispatch(self, events: list[ev.Event]) -> None:
+        handlers = self._handlers
+        for event in events:
+            handlers[type(event)](event)
+
+    def _on_delivery(self, message: Message) -> None:
+        channel = self._channels.get(message.channel_id)
+        if channel is not None:
+            channel._on_delivery(message)
+
+    def _on_acked(self, event: ev.PublishAcked) -> None:
+        channel = self._channels.get(event.channel_id)
+        if channel is not None:
+            channel._confirms.acked(event.delivery_tag, event.multiple)
+
+    def _on_nacked(self, event: ev.PublishNacked) -> None:
+        channel = self._channels.get(event.channel_id)
+        if channel is not None:
+            channel._confirms.nacked(event.delivery_tag, event.multiple)
+
+    def _on_reply(self, event: ev.MethodReply) -> None:
+        if event.channel_id == 0:
+            if isinstance(event.method, ConnectionUpdateSecretOk) and self._secret_waiters:
+                self._runtime.resolve(self._secret_waiters.popleft(), None)
+            return
+        channel = self._channels.get(event.channel_id)
+        if channel is not None:
+            channel._on_reply(event.method)
+
+    def _on_get_ok(self, event: ev.GetOk) -> None:
+        channel = self._channels.get(event.channel_id)
+        if channel is not None:
+            channel._on_get_ok(event)
+
+    def _on_returned(self, event: ev.Returned) -> None:
+        channel = self._channels.get(event.channel_id)
+        if channel is not None:
+            channel._on_returned(event)
+
+    def _on_channel_opened(self, event: ev.ChannelOpened) -> None:
+        waiter = self._channel_waiters.pop(event.channel_id, None)
+        channel = self._channels.get(event.channel_id)
+        if waiter is not None and channel is not None:
+            self._runtime.resolve(waiter, channel)
+
+    def _on_channel_closed(self, event: ev.ChannelClosed) -> None:
+        waiter = self._channel_waiters.pop(event.channel_id, None)
+        if waiter is not None:
+            self._runtime.reject(waiter, event.error)
+        channel = self._channels.get(event.channel_id)
+        if channel is not None:
+            channel._on_closed(event, event.error)
+
+    def _on_consumer_cancelled(self, event: ev.ConsumerCancelled) -> None:
+        channel = self._channels.get(event.channel_id)
+        if channel is not None:
+            channel._on_consumer_cancelled(event.consumer_tag)
+
+    def _on_channel_flow(self, event: ev.ChannelFlow) -> None:
+        channel = self._channels.get(event.channel_id)
+        if channel is not None:
+            channel._flow_active = event.active
+
+    def _on_opened(self, event: ev.ConnectionOpened) -> None:
+        self._runtime.resolve(self._opened, self)
+
+    def _on_connection_closed(self, event: ev.ConnectionClosed) -> None:
+        self._finish(event.error, abort=event.error is not None and event.reply_code == 0)
+
+    def _on_blocked(self, event: ev.ConnectionBlocked) -> None:
+        self._runtime.log("warn", "broker blocked the connection: {reason}", reason=event.reason)
+
+    def _on_unblocked(self, event: ev.ConnectionUnblocked) -> None:
+        self._runtime.log("info", "broker unblocked the connection")
+        self._release_held()
+
+    def _finish(self, error: BaseException | None, abort: bool) -> None:
+        """The connection has ended: settle everything that waits on it, drop the transport."""
+        if self._ended:
+            return
+        self._ended = True
+        self._close_error = error
+        runtime = self._runtime
+        for handle in (self._timer, self._close_timer):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._close_timer = None
+        data = self._core.data_to_send()  # a Close-Ok or a protocol-error Close, if any
+        if data:
+            runtime.write(data)
+        runtime.close_transport(abort=abort)
+        if not runtime.is_done(self._opened):
+            runtime.reject(self._opened, error or ConnectionClosedByClient(200, "closed"))
+        channel_error = error or ChannelClosedByClient(200, "Normal shutdown")
+        for waiter in self._channel_waiters.values():
+            runtime.reject(waiter, channel_error)
+        self._channel_waiters.clear()
+        for channel in list(self._channels.values()):
+            channel._on_closed(None, channel_error)
+        self._channels.clear()
+        held, self._held = self._held, deque()
+        for item in held:
+            if item.timer is not None:
+                item.timer.cancel()
+            runtime.reject(item.waiter, channel_error)
+        secret, self._secret_waiters = self._secret_waiters, deque()
+        for waiter in secret:
+            runtime.reject(waiter, error or ConnectionWrongStateError("connection closed"))
+        waiters, self._closed_waiters = self._closed_waiters, []
+        for waiter in waiters:
+            runtime.resolve(waiter, error)
+        if self._reading_paused:
+            self._reading_paused = False
+
+    def _forget_channel(self, channel: ChannelLogic[W]) -> None:
+        if self._channels.get(channel.channel_number) is channel:
+            del self._channels[channel.channel_number]
+
+    # -- the publish gate ------------------------------------------------------------------------------
+
+    def _publish_gate_open(self) -> bool:
+        return not self._held and not self._write_paused and not self._core.is_blocked
+
+    def _hold_publish(
+        self,
+        channel: ChannelLogic[W],
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: BasicProperties | None,
+        mandatory: bool,
+    ) -> W:
+        runtime = self._runtime
+        waiter = runtime.create_waiter()
+        timeout = self.params.blocked_connection_timeout
+        timer = None
+        if timeout is not None and self._core.is_blocked:
+
+            def expire() -> None:
+                item.timer = None
+                runtime.reject(
+                    waiter,
+                    ConnectionBlockedTimeout(
+                        f"the broker kept the connection blocked for {timeout} s"
+                    ),
+                )
+
+            timer = runtime.call_later(timeout, expire)
+        item = _Held(channel, (exchange, routing_key, body, properties, mandatory), waiter, timer)
+        self._held.append(item)
+        return waiter
+
+    def _release_held(self) -> None:
+        held = self._held
+        runtime = self._runtime
+        while held and not self._write_paused and not self._core.is_blocked:
+            item = held.popleft()
+            if item.timer is not None:
+                item.timer.cancel()
+            if runtime.is_done(item.waiter):
+                continue  # timed out or cancelled while it waited: never sent
+            channel = item.channel
+            if not channel.is_open:
+                runtime.reject(item.waiter, ConnectionWrongStateError("channel closed"))
+                continue
+            exchange, routing_key, body, properties, mandatory = item.args
+            channel._publish_now(exchange, routing_key, body, properties, mandatory, item.waiter)
+
+    def _drop_held_publishes(self, channel: ChannelLogic[W], error: BaseException) -> None:
+        if not self._held:
+            return
+        keep: deque[_Held] = deque()
+        for item in self._held:
+            if item.channel is channel:
+                if item.timer is not None:
+                    item.timer.cancel()
+                self._runtime.reject(item.waiter, error)
+            else:
+                keep.append(item)
+        self._held = keep
+
+    # -- read-side backpressure ---------------------------------------------------------------------------
+
+    def _buffered_changed(self, delta: int) -> None:
+        self._buffered += delta
+        if not self._reading_paused and self._buffered >= self.max_buffered:
+            self._reading_paused = True
+            self._runtime.pause_reading()
+        elif self._reading_paused and self._buffered <= self.resume_buffered:
+            self._reading_paused = False
+            self._runtime.resume_reading()

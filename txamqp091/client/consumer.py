@@ -1,0 +1,137 @@
+"""Consumers: deliveries buffered for ``get()`` / ``async for``, or handed to a callback."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic
+
+from ..exceptions import ConsumerCancelled
+from ..message import Message
+from .runtime import TimerHandle, W
+
+if TYPE_CHECKING:
+    from .channel import ChannelLogic
+
+__all__ = ["ConsumerLogic"]
+
+
+class ConsumerLogic(Generic[W]):
+    """One Basic.Consume subscription.
+
+    Without a callback, deliveries wait in a buffer until ``get()`` takes them;
+    the buffer is bounded by pausing the transport (see
+    ``ConnectionLogic.buffered``) rather than by dropping or growing. With a
+    callback, each delivery is handed to it at once.
+    """
+
+    def __init__(
+        self,
+        channel: ChannelLogic[W],
+        queue: str,
+        consumer_tag: str,
+        on_message_callback: Callable[[Message], Any] | None,
+        auto_ack: bool,
+        exclusive: bool,
+        arguments: dict[str, Any] | None,
+    ) -> None:
+        self._channel = channel
+        self._runtime = channel._runtime
+        self.queue = queue
+        self.consumer_tag = consumer_tag
+        self.on_message_callback = on_message_callback
+        self.auto_ack = auto_ack
+        self.exclusive = exclusive
+        self.arguments = arguments
+        self._buffer: deque[Message] = deque()
+        self._getters: deque[W] = deque()
+        #: Why the consumer ended (None while it is active).
+        self.ended: BaseException | None = None
+        #: Basic.Cancel sent: deliveries still arriving are handed back.
+        self._cancelling = False
+
+    def __repr__(self) -> str:
+        return f"<Consumer {self.consumer_tag!r} on {self.queue!r} buffered={len(self._buffer)}>"
+
+    @property
+    def is_active(self) -> bool:
+        return self.ended is None
+
+    # -- fed by the channel -----------------------------------------------------------
+
+    def _deliver(self, message: Message) -> None:
+        callback = self.on_message_callback
+        if callback is not None:
+            self._runtime.run_user_callback(callback, message)
+            return
+        getters = self._getters
+        while getters:
+            waiter = getters.popleft()
+            if not self._runtime.is_done(waiter):
+                self._runtime.resolve(waiter, message)
+                return
+        self._buffer.append(message)
+        self._channel._conn._buffered_changed(1)
+
+    def _end(self, reason: BaseException) -> None:
+        """No more deliveries: wake every waiting getter (``async for`` stops)."""
+        if self.ended is not None:
+            return
+        self.ended = reason
+        getters, self._getters = self._getters, deque()
+        for waiter in getters:
+            self._runtime.reject(waiter, StopAsyncIteration() if _is_normal(reason) else reason)
+
+    # -- the user's API --------------------------------------------------------------------
+
+    def get(self, timeout: float | None = None) -> W:
+        """The next message; with ``timeout``, ``None`` if nothing arrives in time.
+
+        After the consumer ended, buffered messages are still handed out; then
+        it fails with the reason it ended (``ConsumerCancelled``, ``ChannelClosed``...).
+        """
+        runtime = self._runtime
+        if self._buffer:
+            self._channel._conn._buffered_changed(-1)
+            return runtime.succeeded(self._buffer.popleft())
+        if self.ended is not None:
+            return runtime.failed(self.ended)
+        timer: list[TimerHandle] = []
+
+        def cancelled() -> None:
+            for handle in timer:
+                handle.cancel()
+
+        waiter = runtime.create_waiter(cancelled)
+        self._getters.append(waiter)
+        if timeout is not None:
+
+            def expire() -> None:
+                timer.clear()
+                runtime.resolve(waiter, None)
+
+            timer.append(runtime.call_later(timeout, expire))
+            runtime.add_done(waiter, cancelled)
+        return waiter
+
+    def _next(self) -> W:
+        """``__anext__``: like ``get()``, but a normal end is ``StopAsyncIteration``."""
+        if not self._buffer and self.ended is not None and _is_normal(self.ended):
+            return self._runtime.failed(StopAsyncIteration())
+        return self.get()
+
+    def cancel(self) -> W:
+        """Basic.Cancel; fires with the number of buffered messages handed back (nacked)."""
+        return self._channel._cancel_consumer(self)
+
+    def _drain_buffer(self) -> list[Message]:
+        buffered = list(self._buffer)
+        self._buffer.clear()
+        if buffered:
+            self._channel._conn._buffered_changed(-len(buffered))
+        return buffered
+
+
+def _is_normal(reason: BaseException) -> bool:
+    """A cancel the user asked for ends iteration quietly; anything else is an error."""
+    return isinstance(reason, ConsumerCancelled) and reason.by_client

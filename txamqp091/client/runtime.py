@@ -1,0 +1,89 @@
+"""What an adapter provides to the shared client logic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
+
+__all__ = ["Runtime", "TimerHandle", "W"]
+
+#: The adapter's waiter type: ``Deferred[Any]`` or ``asyncio.Future[Any]``.
+W = TypeVar("W")
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Runtime(Generic[W]):
+    """The adapter's half of the client: waiters, time and the transport.
+
+    Subclasses implement every method; the shared logic never touches a
+    reactor, an event loop or a socket except through these.
+    """
+
+    # -- waiters -----------------------------------------------------------------
+
+    def create_waiter(self, canceller: Callable[[], None] | None = None) -> W:
+        """A new pending waiter; ``canceller`` runs if the user cancels it."""
+        raise NotImplementedError
+
+    def resolve(self, waiter: W, value: Any) -> None:
+        """Complete ``waiter`` with ``value``; nothing if it is already done or cancelled."""
+        raise NotImplementedError
+
+    def reject(self, waiter: W, error: BaseException) -> None:
+        """Fail ``waiter`` with ``error``; nothing if it is already done or cancelled."""
+        raise NotImplementedError
+
+    def is_done(self, waiter: W) -> bool:
+        raise NotImplementedError
+
+    def succeeded(self, value: Any) -> W:
+        waiter = self.create_waiter()
+        self.resolve(waiter, value)
+        return waiter
+
+    def failed(self, error: BaseException) -> W:
+        waiter = self.create_waiter()
+        self.reject(waiter, error)
+        return waiter
+
+    def add_done(self, waiter: W, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once ``waiter`` is done, however it ended, without consuming it."""
+        raise NotImplementedError
+
+    # -- time ----------------------------------------------------------------------
+
+    def now(self) -> float:
+        raise NotImplementedError
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
+        raise NotImplementedError
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the current batch of work is done (the next loop turn)."""
+        raise NotImplementedError
+
+    # -- the transport ---------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def close_transport(self, abort: bool = False) -> None:
+        raise NotImplementedError
+
+    def pause_reading(self) -> None:
+        raise NotImplementedError
+
+    def resume_reading(self) -> None:
+        raise NotImplementedError
+
+    # -- user code -----------------------------------------------------------------------
+
+    def run_user_callback(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call user code; log what it raises instead of letting it reach the protocol."""
+        raise NotImplementedError
+
+    def log(self, level: str, message: str, **fields: Any) -> None:
+        raise NotImplementedError

@@ -1,0 +1,80 @@
+"""The message a consumer or ``basic_get`` hands to user code."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .core.events import Delivery
+from .core.spec import BasicProperties
+
+if TYPE_CHECKING:
+    from .client.channel import ChannelLogic
+
+__all__ = ["Message"]
+
+
+class Message(Delivery):
+    """A received message: ``body``, ``properties`` and the delivery's routing facts.
+
+    The core builds one of these per delivery (it is the connection's
+    ``delivery_class``), so the event and the user's message are one object.
+
+    A message remembers the connection it came on: acking it after that
+    connection died does nothing (the broker redelivers it), and so never
+    acknowledges a different message that reuses its delivery tag.
+    """
+
+    __slots__ = ("_channel", "_core_channel", "message_count")
+
+    _channel: ChannelLogic[Any] | None
+    _core_channel: object
+    #: Messages left in the queue (``basic_get`` only; None for deliveries).
+    message_count: int | None
+
+    def __init__(
+        self,
+        channel_id: int,
+        consumer_tag: str,
+        delivery_tag: int,
+        redelivered: bool,
+        exchange: str,
+        routing_key: str,
+        properties: BasicProperties,
+        body: bytes,
+    ) -> None:
+        super().__init__(
+            channel_id,
+            consumer_tag,
+            delivery_tag,
+            redelivered,
+            exchange,
+            routing_key,
+            properties,
+            body,
+        )
+        self._channel = None
+        self._core_channel = None
+        self.message_count = None
+
+    @property
+    def channel(self) -> ChannelLogic[Any] | None:
+        """The channel this message arrived on."""
+        return self._channel
+
+    def _settle(self, method: str, **kwargs: Any) -> None:
+        channel = self._channel
+        if channel is None:
+            raise RuntimeError("this message is not bound to a channel")
+        channel._settle(self, method, **kwargs)
+
+    def ack(self, multiple: bool = False) -> None:
+        """Acknowledge this message (and, with ``multiple``, every earlier one on its channel)."""
+        self._settle("ack", multiple=multiple)
+
+    def nack(self, requeue: bool = True, multiple: bool = False) -> None:
+        """Reject this message (RabbitMQ's Basic.Nack); ``requeue=False`` dead-letters or drops it."""
+        self._settle("nack", requeue=requeue, multiple=multiple)
+
+    def reject(self, requeue: bool = True) -> None:
+        """Reject this message (Basic.Reject)."""
+        self._settle("reject", requeue=requeue)

@@ -1,0 +1,16 @@
+"""txamqp091 for Twisted: every operation returns a Deferred.
+
+::
+
+    conn = yield connect(reactor, "amqp://guest:guest@localhost/")
+    ch = yield conn.channel()
+    yield ch.basic_publish("", "q", b"body")
+"""
+
+from __future__ import annotations
+
+from .channel import Channel, Connection, Consumer
+from .connect import connect
+from .protocol import AMQPProtocol
+
+__all__ = ["AMQPProtocol", "Channel", "Connection", "Consumer", "connect"]

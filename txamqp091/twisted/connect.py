@@ -1,0 +1,110 @@
+"""``connect()``: TCP (and TLS), then the AMQP handshake, under one deadline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+
+from ..exceptions import (
+    AMQPConnectionError,
+    AuthenticationError,
+    ProbableAccessDeniedError,
+    ProbableAuthenticationError,
+)
+from ..params import ConnectionParameters, ParametersLike, normalize_parameters
+from .channel import Connection
+from .protocol import AMQPProtocol
+
+__all__ = ["connect", "endpoint_for"]
+
+#: Failures that another node or attempt will not fix.
+FATAL = (ProbableAuthenticationError, ProbableAccessDeniedError, AuthenticationError)
+
+
+def endpoint_for(reactor: Any, params: ConnectionParameters) -> IStreamClientEndpoint:
+    """The client endpoint for ``params``: TCP with ``socket_timeout``, wrapped in TLS for amqps."""
+    endpoint: IStreamClientEndpoint = HostnameEndpoint(
+        reactor, params.host, params.port, timeout=params.socket_timeout
+    )
+    if params.is_tls:
+        from twisted.internet.ssl import optionsForClientTLS
+
+        hostname = params.tls_server_hostname or params.host
+        endpoint = wrapClientTLS(optionsForClientTLS(hostname), endpoint)
+    return endpoint
+
+
+def connect(reactor: Any, parameters: ParametersLike) -> Deferred[Connection]:
+    """Connect to the first node that answers; fires with a :class:`Connection` after Open-Ok.
+
+    ``parameters`` is a :class:`~txamqp091.ConnectionParameters`, a URL, or a
+    list of either (cluster nodes, tried in order, each ``connection_attempts``
+    times ``retry_delay`` apart). Each attempt's TCP, TLS and AMQP bring-up
+    together must finish within ``stack_timeout``. Authentication and access
+    errors are not retried.
+    """
+    try:
+        nodes = normalize_parameters(parameters)
+    except (TypeError, ValueError) as exc:
+        return defer.fail(exc)
+    return defer.ensureDeferred(_connect_nodes(reactor, nodes))
+
+
+async def _connect_nodes(reactor: Any, nodes: list[ConnectionParameters]) -> Connection:
+    errors: list[str] = []
+    first = True
+    for params in nodes:
+        for _ in range(params.connection_attempts):
+            if not first and params.retry_delay:
+                await deferLater(reactor, params.retry_delay, lambda: None)
+            first = False
+            try:
+                return await connect_once(reactor, params)
+            except FATAL:
+                raise
+            except Exception as exc:
+                errors.append(f"{params.host}:{params.port}: {exc}")
+    raise AMQPConnectionError("could not connect: " + "; ".join(errors))
+
+
+def connect_once(
+    reactor: Any, params: ConnectionParameters, endpoint: IStreamClientEndpoint | None = None
+) -> Deferred[Connection]:
+    """One attempt at one node, bounded by ``params.stack_timeout``."""
+    protocol = AMQPProtocol(params, reactor)
+    if endpoint is None:
+        endpoint = endpoint_for(reactor, params)
+    d: Deferred[Any] = connectProtocol(endpoint, protocol)  # type: ignore[no-untyped-call]
+    d.addCallback(lambda _: protocol.ready)
+    timed_out = []
+
+    def on_timeout(result: Any, timeout: float) -> Any:
+        timed_out.append(True)
+        return result
+
+    d.addTimeout(params.stack_timeout, _as_clock(reactor), onTimeoutCancel=on_timeout)
+
+    def failed(failure: Failure) -> Failure:
+        transport = protocol.transport
+        if transport is not None:
+            transport.abortConnection()  # type: ignore[attr-defined]
+        if timed_out:
+            raise AMQPConnectionError(
+                f"no AMQP connection to {params.host}:{params.port} within "
+                f"stack_timeout={params.stack_timeout} s (TCP, TLS and handshake)"
+            )
+        return failure
+
+    d.addErrback(failed)
+    return d
+
+
+def _as_clock(reactor: Any) -> IReactorTime:
+    clock: IReactorTime = reactor
+    return clock

@@ -1,0 +1,142 @@
+"""The Twisted Protocol that drives the shared client, and its waiter runtime.
+
+``dataReceived`` feeds the core, dispatches the events (settling Deferreds)
+and writes what the core queued, once. Time comes from the ``IReactorTime``
+given to the protocol, so tests drive heartbeats with ``task.Clock``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ..client.runtime import Runtime, TimerHandle
+from ..params import ConnectionParameters
+from .channel import Connection
+
+__all__ = ["AMQPProtocol"]
+
+log = Logger()
+
+
+@implementer(IPushProducer)
+class AMQPProtocol(Protocol, Runtime[Deferred[Any]]):
+    """An AMQP 0-9-1 client connection over one Twisted transport.
+
+    :param params: the connection parameters.
+    :param clock: the reactor (or a ``Clock``) used for heartbeats and timeouts.
+
+    ``ready`` fires with the :class:`~txamqp091.twisted.Connection` once the
+    broker has sent Connection.Open-Ok, or fails if the handshake does not finish.
+    """
+
+    def __init__(self, params: ConnectionParameters, clock: IReactorTime | None = None) -> None:
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor
+        self._clock: IReactorTime = clock
+        self.connection = Connection(params, self)
+        self.ready: Deferred[Connection] = self.connection._opened
+        self._reading_paused = False
+
+    # -- Protocol ----------------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        transport.registerProducer(self, True)
+        self.connection.connection_made()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.connection.data_received(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        text = reason.getErrorMessage() if reason is not None else "connection lost"
+        self.connection.connection_lost(text)
+
+    # -- IPushProducer: the transport tells us its buffer is full ----------------------------
+
+    def pauseProducing(self) -> None:
+        self.connection.pause_writing()
+
+    def resumeProducing(self) -> None:
+        self.connection.resume_writing()
+
+    def stopProducing(self) -> None:
+        pass
+
+    # -- Runtime -------------------------------------------------------------------------------
+
+    def create_waiter(self, canceller: Callable[[], None] | None = None) -> Deferred[Any]:
+        if canceller is None:
+            return Deferred()
+        return Deferred(lambda d: canceller())
+
+    def resolve(self, waiter: Deferred[Any], value: Any) -> None:
+        if not waiter.called:
+            waiter.callback(value)
+
+    def reject(self, waiter: Deferred[Any], error: BaseException) -> None:
+        if not waiter.called:
+            waiter.errback(Failure(error))  # type: ignore[no-untyped-call]
+
+    def is_done(self, waiter: Deferred[Any]) -> bool:
+        return waiter.called
+
+    def add_done(self, waiter: Deferred[Any], callback: Callable[[], None]) -> None:
+        def done(result: Any) -> Any:
+            callback()
+            return result
+
+        waiter.addBoth(done)
+
+    def now(self) -> float:
+        return self._clock.seconds()
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
+        return self._clock.callLater(delay, fn)
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        self._clock.callLater(0, fn)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def close_transport(self, abort: bool = False) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if abort:
+            transport.abortConnection()  # type: ignore[attr-defined]
+        else:
+            transport.loseConnection()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def run_user_callback(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            result = fn(*args)
+        except Exception:
+            log.failure("user callback {fn!r} raised", fn=fn)
+            return
+        if isinstance(result, Deferred):
+            result.addErrback(lambda f: log.failure("user callback {fn!r} failed", f, fn=fn))
+
+    def log(self, level: str, message: str, **fields: Any) -> None:
+        getattr(log, level, log.info)(message, **fields)

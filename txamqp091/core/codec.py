@@ -62,6 +62,8 @@ _pack = struct.pack
 _unpack_from = struct.unpack_from
 _UTC = datetime.timezone.utc
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
+#: What reading past the end of a buffer, or a bad UTF-8 key, raises.
+_MALFORMED = (struct.error, IndexError, UnicodeDecodeError)
 
 
 class DecodeError(ProtocolError):
@@ -94,7 +96,7 @@ def decode_shortstr(buf: Buffer, offset: int) -> tuple[str, int]:
     length = buf[offset]
     end = offset + 1 + length
     if end > len(buf):
-        raise DecodeError("short string", offset + 1 + length - len(buf))
+        raise DecodeError("short string", len(buf) - end)
     return bytes(buf[offset + 1 : end]).decode("utf-8"), end
 
 
@@ -337,32 +339,45 @@ _DECODERS: dict[int, Callable[[Buffer, int], tuple[Any, int]]] = {
 
 
 def decode_field_value(buf: Buffer, offset: int) -> tuple[Any, int]:
-    """One type letter and its value."""
-    tag = buf[offset]
-    decoder = _DECODERS.get(tag)
-    if decoder is None:
-        raise DecodeError("field table", 0, f"unknown field type {chr(tag)!r}")
-    return decoder(buf, offset + 1)
+    """One type letter and its value.
+
+    :raises DecodeError: ``buf`` does not hold a well-formed value at ``offset``.
+    """
+    try:
+        tag = buf[offset]
+        decoder = _DECODERS.get(tag)
+        if decoder is None:
+            raise DecodeError("field table", 0, f"unknown field type {chr(tag)!r}")
+        return decoder(buf, offset + 1)
+    except _MALFORMED as exc:
+        raise DecodeError("field value", 0, f"{type(exc).__name__}: {exc}") from exc
 
 
 def decode_table(buf: Buffer, offset: int) -> tuple[FieldTable, int]:
-    """A field table with its 4-byte length prefix."""
-    (length,) = _unpack_from(">I", buf, offset)
-    offset += 4
-    end = offset + length
-    if end > len(buf):
-        raise DecodeError("field table", len(buf) - end)
-    table: FieldTable = {}
-    decoders = _DECODERS
-    while offset < end:
-        klen = buf[offset]
-        kend = offset + 1 + klen
-        key = bytes(buf[offset + 1 : kend]).decode("utf-8")
-        tag = buf[kend]
-        decoder = decoders.get(tag)
-        if decoder is None:
-            raise DecodeError("field table", 0, f"unknown field type {chr(tag)!r} for {key!r}")
-        table[key], offset = decoder(buf, kend + 1)
+    """A field table with its 4-byte length prefix.
+
+    :raises DecodeError: ``buf`` does not hold a well-formed table at ``offset``.
+    """
+    try:
+        (length,) = _unpack_from(">I", buf, offset)
+        offset += 4
+        end = offset + length
+        if end > len(buf):
+            raise DecodeError("field table", len(buf) - end)
+        table: FieldTable = {}
+        decoders = _DECODERS
+        while offset < end:
+            klen = buf[offset]
+            kend = offset + 1 + klen
+            key = bytes(buf[offset + 1 : kend]).decode("utf-8")
+            tag = buf[kend]
+            decoder = decoders.get(tag)
+            if decoder is None:
+                raise DecodeError("field table", 0, f"unknown field type {chr(tag)!r} for {key!r}")
+            table[key], offset = decoder(buf, kend + 1)
+    except _MALFORMED as exc:
+        # Truncated values and bad UTF-8 keys are syntax errors too, not crashes.
+        raise DecodeError("field table", 0, f"{type(exc).__name__}: {exc}") from exc
     if offset != end:
         raise DecodeError("field table", end - offset)
     return table, offset

@@ -55,7 +55,7 @@ def load_handler(spec: str) -> Callable[[Message], Any]:
             raise usage.UsageError(f"--handler: {module_name!r} has no {attr!r}")
     if not callable(handler):
         raise usage.UsageError(f"--handler: {spec!r} is not callable")
-    return handler  # type: ignore[return-value]
+    return handler
 
 
 class Options(usage.Options):

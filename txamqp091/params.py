@@ -234,12 +234,27 @@ class SSLOptions:
         when omitted.
     :param server_hostname: the name to send as SNI and check the certificate
         against; the connection's ``host`` when ``None``.
+    :param cafile: the CA bundle the context was built from, if any.
+    :param certfile: the client certificate (PEM), for EXTERNAL authentication.
+    :param keyfile: its private key (PEM), when not in ``certfile``.
+    :param verify: whether the broker's certificate and name are checked.
+
+    The file names are kept because Twisted's TLS (pyOpenSSL) cannot use a
+    stdlib :class:`ssl.SSLContext`; the Twisted adapter builds its own options
+    from them.
     """
 
-    __slots__ = ("context", "server_hostname")
+    __slots__ = ("cafile", "certfile", "context", "keyfile", "server_hostname", "verify")
 
     def __init__(
-        self, context: ssl.SSLContext | None = None, server_hostname: str | None = None
+        self,
+        context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        *,
+        cafile: str | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        verify: bool = True,
     ) -> None:
         if context is None:
             context = default_ssl_context()
@@ -249,6 +264,10 @@ class SSLOptions:
             _check_str("ssl_options server_hostname", server_hostname, empty=False)
         self.context = context
         self.server_hostname = server_hostname
+        self.cafile = cafile
+        self.certfile = certfile
+        self.keyfile = keyfile
+        self.verify = verify
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SSLOptions):
@@ -320,7 +339,14 @@ def _ssl_options_from_dict(opts: Mapping[str, Any], host: str) -> SSLOptions:
         context.check_hostname = False  # must be cleared before verify_mode
         context.verify_mode = ssl.CERT_NONE
     server_hostname = opts.get("server_hostname")
-    return SSLOptions(context, host if server_hostname is None else server_hostname)
+    return SSLOptions(
+        context,
+        host if server_hostname is None else server_hostname,
+        cafile=files["ca_certs"] or files["cafile"],
+        certfile=files["certfile"],
+        keyfile=files["keyfile"],
+        verify=verify,
+    )
 
 
 # -- connection parameters ---------------------------------------------------------

@@ -416,30 +416,49 @@ class ChannelLogic(Generic[W]):
 
     # -- acknowledgements ------------------------------------------------------------------------
 
+    # Acknowledgements may come from any thread (a worker that processed the
+    # message): off the loop's thread they hop onto it instead of touching the
+    # core from two threads (pika's "ack from another thread" trap).
+
     def basic_ack(self, delivery_tag: int = 0, multiple: bool = False) -> None:
-        self._send_async(spec.BasicAck(delivery_tag=delivery_tag, multiple=multiple))
+        self._send_settlement(spec.BasicAck(delivery_tag=delivery_tag, multiple=multiple))
 
     def basic_nack(
         self, delivery_tag: int = 0, multiple: bool = False, requeue: bool = True
     ) -> None:
-        self._send_async(
+        self._send_settlement(
             spec.BasicNack(delivery_tag=delivery_tag, multiple=multiple, requeue=requeue)
         )
 
     def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
-        self._send_async(spec.BasicReject(delivery_tag=delivery_tag, requeue=requeue))
+        self._send_settlement(spec.BasicReject(delivery_tag=delivery_tag, requeue=requeue))
+
+    def _send_settlement(self, method: spec.Method, core: CoreChannel | None = None) -> None:
+        runtime = self._runtime
+        if not runtime.in_loop_thread():
+            runtime.call_from_thread(lambda: self._send_settlement_here(method, core))
+            return
+        self._send_settlement_here(method, core)
+
+    def _send_settlement_here(self, method: spec.Method, core: CoreChannel | None) -> None:
+        if core is not None and (core is not self._core or not self.is_open):
+            return  # the channel this message came on is gone: the broker redelivers it
+        self._send_async(method)
 
     def _settle(self, message: Message, how: str, **kwargs: Any) -> None:
-        """Ack/nack/reject through a message: only on the channel incarnation it came on."""
-        if message._core_channel is not self._core or not self.is_open:
-            return  # the broker will redeliver it; never settle a stranger with the same tag
+        """Ack/nack/reject through a message: only on the channel incarnation it came on,
+        so it never settles a stranger that reuses its delivery tag after a reconnect."""
         tag = message.delivery_tag
+        method: spec.Method
         if how == "ack":
-            self.basic_ack(tag, **kwargs)
+            method = spec.BasicAck(delivery_tag=tag, **kwargs)
         elif how == "nack":
-            self.basic_nack(tag, **kwargs)
+            method = spec.BasicNack(delivery_tag=tag, **kwargs)
         else:
-            self.basic_reject(tag, **kwargs)
+            method = spec.BasicReject(delivery_tag=tag, **kwargs)
+        core = message._core_channel
+        assert isinstance(core, CoreChannel)
+        self._send_settlement(method, core)
 
     # -- callbacks ---------------------------------------------------------------------------------
 

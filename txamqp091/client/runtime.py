@@ -65,6 +65,15 @@ class Runtime(Generic[W]):
         """Run ``fn`` once the current batch of work is done (the next loop turn)."""
         raise NotImplementedError
 
+    def in_loop_thread(self) -> bool:
+        """Whether the caller runs in the event loop's thread (adapters that know better
+        override this; the default suits a single-threaded program)."""
+        return True
+
+    def call_from_thread(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in the event loop's thread, from any thread."""
+        raise NotImplementedError
+
     # -- the transport ---------------------------------------------------------------
 
     def write(self, data: bytes) -> None:

@@ -27,36 +27,75 @@ __all__ = ["connect", "endpoint_for"]
 FATAL = (ProbableAuthenticationError, ProbableAccessDeniedError, AuthenticationError)
 
 
-def endpoint_for(reactor: Any, params: ConnectionParameters) -> IStreamClientEndpoint:
-    """The client endpoint for ``params``: TCP with ``socket_timeout``, wrapped in TLS for amqps."""
+def tls_options_for(params: ConnectionParameters) -> Any:
+    """Twisted TLS client options for ``params.ssl_options``: the broker's name checked
+    against its certificate (``optionsForClientTLS``), trusting ``cafile`` or the
+    platform's roots, presenting ``certfile``/``keyfile`` when given (EXTERNAL auth)."""
+    from twisted.internet import ssl as tssl
+
+    opts = params.ssl_options
+    assert opts is not None
+    hostname = params.tls_server_hostname or params.host
+    client_cert = None
+    if opts.certfile:
+        with open(opts.certfile, "rb") as f:
+            pem = f.read()
+        if opts.keyfile:
+            with open(opts.keyfile, "rb") as f:
+                pem += b"\n" + f.read()
+        client_cert = tssl.PrivateCertificate.loadPEM(pem)  # type: ignore[no-untyped-call]
+    if not opts.verify:
+        extra: dict[str, Any] = {"verify": False}
+        if client_cert is not None:
+            extra.update(
+                privateKey=client_cert.privateKey.original,
+                certificate=client_cert.original,
+            )
+        return tssl.CertificateOptions(**extra)
+    trust: Any = None
+    if opts.cafile:
+        with open(opts.cafile, "rb") as f:
+            trust = tssl.Certificate.loadPEM(f.read())
+    return tssl.optionsForClientTLS(hostname, trustRoot=trust, clientCertificate=client_cert)
+
+
+def endpoint_for(
+    reactor: Any, params: ConnectionParameters, tls_options: Any = None
+) -> IStreamClientEndpoint:
+    """The client endpoint for ``params``: TCP with ``socket_timeout``, wrapped in TLS for
+    amqps (``tls_options``, a Twisted ``IOpenSSLClientConnectionCreator``, overrides
+    what :func:`tls_options_for` builds)."""
     endpoint: IStreamClientEndpoint = HostnameEndpoint(
         reactor, params.host, params.port, timeout=params.socket_timeout
     )
-    if params.is_tls:
-        from twisted.internet.ssl import optionsForClientTLS
-
-        hostname = params.tls_server_hostname or params.host
-        endpoint = wrapClientTLS(optionsForClientTLS(hostname), endpoint)
+    if params.is_tls or tls_options is not None:
+        endpoint = wrapClientTLS(tls_options or tls_options_for(params), endpoint)
     return endpoint
 
 
-def connect(reactor: Any, parameters: ParametersLike) -> Deferred[Connection]:
+def connect(
+    reactor: Any, parameters: ParametersLike, tls_options: Any = None
+) -> Deferred[Connection]:
     """Connect to the first node that answers; fires with a :class:`Connection` after Open-Ok.
 
     ``parameters`` is a :class:`~txamqp091.ConnectionParameters`, a URL, or a
     list of either (cluster nodes, tried in order, each ``connection_attempts``
     times ``retry_delay`` apart). Each attempt's TCP, TLS and AMQP bring-up
     together must finish within ``stack_timeout``. Authentication and access
-    errors are not retried.
+    errors are not retried. ``tls_options`` (Twisted's
+    ``optionsForClientTLS(...)`` or ``CertificateOptions``) replaces the TLS
+    settings derived from ``ssl_options``.
     """
     try:
         nodes = normalize_parameters(parameters)
     except (TypeError, ValueError) as exc:
         return defer.fail(exc)
-    return defer.ensureDeferred(_connect_nodes(reactor, nodes))
+    return defer.ensureDeferred(_connect_nodes(reactor, nodes, tls_options))
 
 
-async def _connect_nodes(reactor: Any, nodes: list[ConnectionParameters]) -> Connection:
+async def _connect_nodes(
+    reactor: Any, nodes: list[ConnectionParameters], tls_options: Any = None
+) -> Connection:
     errors: list[str] = []
     first = True
     for params in nodes:
@@ -65,7 +104,8 @@ async def _connect_nodes(reactor: Any, nodes: list[ConnectionParameters]) -> Con
                 await deferLater(reactor, params.retry_delay, lambda: None)
             first = False
             try:
-                return await connect_once(reactor, params)
+                endpoint = endpoint_for(reactor, params, tls_options)
+                return await connect_once(reactor, params, endpoint)
             except FATAL:
                 raise
             except Exception as exc:

@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
+from twisted.python import threadable
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -105,6 +106,15 @@ class AMQPProtocol(Protocol, Runtime[Deferred[Any]]):
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         self._clock.callLater(0, fn)
+
+    def in_loop_thread(self) -> bool:
+        # No I/O thread registered (the reactor is not running, as under task.Clock):
+        # a single-threaded program, so every caller counts as the loop's thread.
+        io_thread = threadable.ioThread
+        return io_thread is None or bool(io_thread == threadable.getThreadID())
+
+    def call_from_thread(self, fn: Callable[[], None]) -> None:
+        self._clock.callFromThread(fn)  # type: ignore[attr-defined]
 
     def write(self, data: bytes) -> None:
         if self.transport is not None:

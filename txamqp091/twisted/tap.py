@@ -155,9 +155,7 @@ class ConsumerService(Service):
             except Exception as exc:
                 if self._stopping:
                     break
-                log.warn(
-                    "amqp-consumer: {error}; retrying in {delay:.1f}s", error=exc, delay=delay
-                )
+                log.warn("amqp-consumer: {error}; retrying in {delay:.1f}s", error=exc, delay=delay)
             if self._stopping:
                 break
             await deferLater(self.reactor, delay, lambda: None)

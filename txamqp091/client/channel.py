@@ -368,6 +368,9 @@ class ChannelLogic(Generic[W]):
         self._runtime.add_done(waiter, lambda: self._forget_failed_consumer(consumer))
         return waiter
 
+    def _buffered_changed(self, delta: int) -> None:
+        self._conn._buffered_changed(delta)
+
     def _forget_failed_consumer(self, consumer: ConsumerLogic[W]) -> None:
         if self._close_error is not None and self._consumers.get(consumer.consumer_tag) is consumer:
             del self._consumers[consumer.consumer_tag]

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic
+from typing import Any, Generic, Protocol
 
 from ..exceptions import ConsumerCancelled
 from ..message import Message
-from .runtime import TimerHandle, W
+from .runtime import Runtime, TimerHandle, W
 
-if TYPE_CHECKING:
-    from .channel import ChannelLogic
+
+class ConsumerOwner(Protocol[W]):
+    """What a consumer needs of its channel (a plain or a surviving one)."""
+
+    _runtime: Runtime[W]
+
+    def _buffered_changed(self, delta: int) -> None: ...
+
+    def _cancel_consumer(self, consumer: Any) -> W: ...
+
 
 __all__ = ["ConsumerLogic"]
 
@@ -27,7 +35,7 @@ class ConsumerLogic(Generic[W]):
 
     def __init__(
         self,
-        channel: ChannelLogic[W],
+        channel: ConsumerOwner[W],
         queue: str,
         consumer_tag: str,
         on_message_callback: Callable[[Message], Any] | None,
@@ -71,7 +79,7 @@ class ConsumerLogic(Generic[W]):
                 self._runtime.resolve(waiter, message)
                 return
         self._buffer.append(message)
-        self._channel._conn._buffered_changed(1)
+        self._channel._buffered_changed(1)
 
     def _end(self, reason: BaseException) -> None:
         """No more deliveries: wake every waiting getter (``async for`` stops)."""
@@ -92,7 +100,7 @@ class ConsumerLogic(Generic[W]):
         """
         runtime = self._runtime
         if self._buffer:
-            self._channel._conn._buffered_changed(-1)
+            self._channel._buffered_changed(-1)
             return runtime.succeeded(self._buffer.popleft())
         if self.ended is not None:
             return runtime.failed(self.ended)
@@ -128,7 +136,7 @@ class ConsumerLogic(Generic[W]):
         buffered = list(self._buffer)
         self._buffer.clear()
         if buffered:
-            self._channel._conn._buffered_changed(-len(buffered))
+            self._channel._buffered_changed(-len(buffered))
         return buffered
 
 

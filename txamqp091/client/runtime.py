@@ -53,6 +53,26 @@ class Runtime(Generic[W]):
         """Call ``callback()`` once ``waiter`` is done, however it ended, without consuming it."""
         raise NotImplementedError
 
+    def on_result(
+        self,
+        waiter: W,
+        on_success: Callable[[Any], object],
+        on_failure: Callable[[BaseException], object],
+    ) -> None:
+        """Take ``waiter``'s outcome: its failure counts as handled (nothing is logged).
+        For waiters only the client itself holds."""
+        raise NotImplementedError
+
+    def observe(
+        self,
+        waiter: W,
+        on_success: Callable[[Any], object],
+        on_failure: Callable[[BaseException], object],
+    ) -> None:
+        """Watch ``waiter``'s outcome without changing what its holder sees (the user's
+        waiters: a failure still reaches them, and is still theirs to handle)."""
+        raise NotImplementedError
+
     # -- time ----------------------------------------------------------------------
 
     def now(self) -> float:

@@ -12,5 +12,15 @@ from __future__ import annotations
 from .channel import Channel, Connection, Consumer
 from .connect import connect
 from .protocol import AMQPProtocol
+from .service import AMQPClientService, RecoveringChannel, RecoveringConsumer
 
-__all__ = ["AMQPProtocol", "Channel", "Connection", "Consumer", "connect"]
+__all__ = [
+    "AMQPClientService",
+    "AMQPProtocol",
+    "Channel",
+    "Connection",
+    "Consumer",
+    "RecoveringChannel",
+    "RecoveringConsumer",
+    "connect",
+]

@@ -7,20 +7,18 @@ given to the protocol, so tests drive heartbeats with ``task.Clock``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.python import threadable
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..client.runtime import Runtime, TimerHandle
 from ..params import ConnectionParameters
 from .channel import Connection
+from .runtime import DeferredRuntime
 
 __all__ = ["AMQPProtocol"]
 
@@ -28,7 +26,7 @@ log = Logger()
 
 
 @implementer(IPushProducer)
-class AMQPProtocol(Protocol, Runtime[Deferred[Any]]):
+class AMQPProtocol(Protocol, DeferredRuntime):
     """An AMQP 0-9-1 client connection over one Twisted transport.
 
     :param params: the connection parameters.
@@ -43,7 +41,7 @@ class AMQPProtocol(Protocol, Runtime[Deferred[Any]]):
             from twisted.internet import reactor
 
             clock = reactor
-        self._clock: IReactorTime = clock
+        DeferredRuntime.__init__(self, clock)
         self.connection = Connection(params, self)
         self.ready: Deferred[Connection] = self.connection._opened
         self._reading_paused = False
@@ -73,48 +71,7 @@ class AMQPProtocol(Protocol, Runtime[Deferred[Any]]):
     def stopProducing(self) -> None:
         pass
 
-    # -- Runtime -------------------------------------------------------------------------------
-
-    def create_waiter(self, canceller: Callable[[], None] | None = None) -> Deferred[Any]:
-        if canceller is None:
-            return Deferred()
-        return Deferred(lambda d: canceller())
-
-    def resolve(self, waiter: Deferred[Any], value: Any) -> None:
-        if not waiter.called:
-            waiter.callback(value)
-
-    def reject(self, waiter: Deferred[Any], error: BaseException) -> None:
-        if not waiter.called:
-            waiter.errback(Failure(error))  # type: ignore[no-untyped-call]
-
-    def is_done(self, waiter: Deferred[Any]) -> bool:
-        return waiter.called
-
-    def add_done(self, waiter: Deferred[Any], callback: Callable[[], None]) -> None:
-        def done(result: Any) -> Any:
-            callback()
-            return result
-
-        waiter.addBoth(done)
-
-    def now(self) -> float:
-        return self._clock.seconds()
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
-        return self._clock.callLater(delay, fn)
-
-    def call_soon(self, fn: Callable[[], None]) -> None:
-        self._clock.callLater(0, fn)
-
-    def in_loop_thread(self) -> bool:
-        # No I/O thread registered (the reactor is not running, as under task.Clock):
-        # a single-threaded program, so every caller counts as the loop's thread.
-        io_thread = threadable.ioThread
-        return io_thread is None or bool(io_thread == threadable.getThreadID())
-
-    def call_from_thread(self, fn: Callable[[], None]) -> None:
-        self._clock.callFromThread(fn)  # type: ignore[attr-defined]
+    # -- Runtime: the transport half -------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         if self.transport is not None:
@@ -138,15 +95,3 @@ class AMQPProtocol(Protocol, Runtime[Deferred[Any]]):
         if self.transport is not None and self._reading_paused:
             self._reading_paused = False
             self.transport.resumeProducing()  # type: ignore[attr-defined]
-
-    def run_user_callback(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            result = fn(*args)
-        except Exception:
-            log.failure("user callback {fn!r} raised", fn=fn)
-            return
-        if isinstance(result, Deferred):
-            result.addErrback(lambda f: log.failure("user callback {fn!r} failed", f, fn=fn))
-
-    def log(self, level: str, message: str, **fields: Any) -> None:
-        getattr(log, level, log.info)(message, **fields)

@@ -1,0 +1,111 @@
+"""Deferreds, the reactor's clock and threads: the Twisted half of the client runtime
+that does not need a transport (surviving channels use it across connections)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python import threadable
+from twisted.python.failure import Failure
+
+from ..client.runtime import Runtime, TimerHandle
+
+__all__ = ["DeferredRuntime"]
+
+log = Logger(namespace="txamqp091")
+
+
+class DeferredRuntime(Runtime[Deferred[Any]]):
+    """Waiters are Deferreds; time is the given ``IReactorTime`` (a ``Clock`` in tests)."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+
+    def create_waiter(self, canceller: Callable[[], None] | None = None) -> Deferred[Any]:
+        if canceller is None:
+            return Deferred()
+        return Deferred(lambda d: canceller())
+
+    def resolve(self, waiter: Deferred[Any], value: Any) -> None:
+        if not waiter.called:
+            waiter.callback(value)
+
+    def reject(self, waiter: Deferred[Any], error: BaseException) -> None:
+        if not waiter.called:
+            waiter.errback(Failure(error))  # type: ignore[no-untyped-call]
+
+    def is_done(self, waiter: Deferred[Any]) -> bool:
+        return waiter.called
+
+    def add_done(self, waiter: Deferred[Any], callback: Callable[[], None]) -> None:
+        def done(result: Any) -> Any:
+            callback()
+            return result
+
+        waiter.addBoth(done)
+
+    def on_result(
+        self,
+        waiter: Deferred[Any],
+        on_success: Callable[[Any], object],
+        on_failure: Callable[[BaseException], object],
+    ) -> None:
+        def succeeded(value: Any) -> None:
+            on_success(value)
+
+        def failed(failure: Failure) -> None:
+            error = failure.value
+            on_failure(error if error is not None else Exception(str(failure)))
+
+        waiter.addCallbacks(succeeded, failed)
+
+    def observe(
+        self,
+        waiter: Deferred[Any],
+        on_success: Callable[[Any], object],
+        on_failure: Callable[[BaseException], object],
+    ) -> None:
+        def succeeded(value: Any) -> Any:
+            on_success(value)
+            return value
+
+        def failed(failure: Failure) -> Failure:
+            error = failure.value
+            on_failure(error if error is not None else Exception(str(failure)))
+            return failure
+
+        waiter.addCallbacks(succeeded, failed)
+
+    def now(self) -> float:
+        return self._clock.seconds()
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
+        return self._clock.callLater(delay, fn)
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        self._clock.callLater(0, fn)
+
+    def in_loop_thread(self) -> bool:
+        # No I/O thread registered (the reactor is not running, as under task.Clock):
+        # a single-threaded program, so every caller counts as the loop's thread.
+        io_thread = threadable.ioThread
+        return io_thread is None or bool(io_thread == threadable.getThreadID())
+
+    def call_from_thread(self, fn: Callable[[], None]) -> None:
+        self._clock.callFromThread(fn)  # type: ignore[attr-defined]
+
+    def run_user_callback(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            result = fn(*args)
+        except Exception:
+            log.failure("user callback {fn!r} raised", fn=fn)
+            return
+        if isinstance(result, Deferred):
+            result.addErrback(lambda f: log.failure("user callback {fn!r} failed", f, fn=fn))
+
+    def log(self, level: str, message: str, **fields: Any) -> None:
+        getattr(log, level, log.info)(message, **fields)

@@ -129,8 +129,9 @@ class Channel:
         """
         if self.state is ChannelState.CLOSING or self.state is ChannelState.CLOSED:
             raise ChannelWrongStateError(f"channel {self.channel_id} is {self.state.value}")
-        if self._conn._closing:
-            raise ChannelWrongStateError("the connection is closing")
+        if self._conn._closing or self._conn.is_closed:
+            # Nothing may follow Connection.Close, and nothing is read once the connection ended.
+            raise ChannelWrongStateError(f"the connection is {self._conn.state.value}")
         if isinstance(method, spec.ConfirmSelect):
             if not self._tail_confirm_mode:
                 self._tail_confirm_mode = True
@@ -168,8 +169,9 @@ class Channel:
         """
         if self.state is not ChannelState.OPEN and self.state is not ChannelState.OPENING:
             raise ChannelWrongStateError(f"channel {self.channel_id} is {self.state.value}")
-        if self._conn._closing:
-            raise ChannelWrongStateError("the connection is closing")
+        if self._conn._closing or self._conn.is_closed:
+            # Nothing may follow Connection.Close, and nothing is read once the connection ended.
+            raise ChannelWrongStateError(f"the connection is {self._conn.state.value}")
         key = (exchange, routing_key, mandatory, immediate)
         method = self._publish_cache.get(key)
         if method is None:
@@ -191,6 +193,8 @@ class Channel:
         """Send Channel.Close now, ahead of anything queued; replies still due are discarded."""
         if self.state is ChannelState.CLOSING or self.state is ChannelState.CLOSED:
             raise ChannelWrongStateError(f"channel {self.channel_id} is {self.state.value}")
+        if self._conn._closing or self._conn.is_closed:
+            raise ChannelWrongStateError(f"the connection is {self._conn.state.value}")
         self._queue.clear()
         self._in_flight = None
         self.state = ChannelState.CLOSING

@@ -162,7 +162,6 @@ class Connection:
         self._pos = 0
         self._events: list[Event] = []
         self._channels: dict[int, Channel] = {}
-        self._next_channel_id = 1
         self._heartbeat: HeartbeatMonitor | None = None
         self._update_secret_pending = 0
         self._close_requested_code = 0
@@ -187,7 +186,8 @@ class Connection:
             return b""
         data = out[0] if len(out) == 1 else b"".join(out)
         del out[:]
-        if self._heartbeat is not None:
+        if self._heartbeat is not None and data != HEARTBEAT_FRAME:
+            # A heartbeat alone is not traffic: an idle client sends one every half interval.
             self._heartbeat.sent()
         return data
 
@@ -250,6 +250,13 @@ class Connection:
                         continue  # spec 1.4.2.5: after Close only Close/Close-Ok matter
                     channel = channels.get(channel_id)
                     if channel is None:
+                        if frame_type not in (_METHOD, _HEADER, _BODY):
+                            # A bad frame type (or a heartbeat off channel 0, spec 4.2.7) is a
+                            # frame error whatever the channel: the frame is checked first.
+                            raise ProtocolError(
+                                spec.FRAME_ERROR,
+                                f"FRAME_ERROR - frame type {frame_type} on channel {channel_id}",
+                            )
                         raise ProtocolError(
                             spec.CHANNEL_ERROR,
                             f"CHANNEL_ERROR - frame on unopened channel {channel_id}",
@@ -383,17 +390,12 @@ class Connection:
         limit = self.channel_max
         if len(self._channels) >= limit:
             raise ChannelWrongStateError(f"all {limit} channels are in use (channel_max)")
-        candidate = self._next_channel_id
-        for _ in range(limit):
-            if candidate > limit:
-                candidate = 1
-            if candidate not in self._channels:
-                self._next_channel_id = candidate + 1
-                return candidate
+        # The lowest free number, as open_channel() promises (and pika does).
+        channels = self._channels
+        candidate = 1
+        while candidate in channels:
             candidate += 1
-        raise ChannelWrongStateError(
-            f"all {limit} channels are in use (channel_max)"
-        )  # pragma: no cover
+        return candidate
 
     def _release_channel(self, channel_id: int) -> None:
         self._channels.pop(channel_id, None)
@@ -448,7 +450,13 @@ class Connection:
         if isinstance(method, spec.ConnectionStart):
             self._on_start(method)
         elif isinstance(method, spec.ConnectionSecure):
-            response = self.credentials.response_for(method.challenge)
+            try:
+                response = self.credentials.response_for(method.challenge)
+            except AuthenticationError as exc:
+                # PLAIN and EXTERNAL have no answer to a challenge; receive_data must not raise.
+                self.state = ConnectionState.CLOSED
+                self._events.append(ConnectionClosed(reply_code=0, reply_text=str(exc), error=exc))
+                return
             self._send0(spec.ConnectionSecureOk(response=response))
         elif isinstance(method, spec.ConnectionTune):
             self._on_tune(method, now)

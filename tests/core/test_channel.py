@@ -430,8 +430,8 @@ def test_client_close() -> None:
             ChannelClosed(
                 channel_id=1,
                 reply_code=200,
-                reply_text="Normal shutdown",
-                error=ChannelClosedByClient(200, "Normal shutdown"),
+                reply_text="bye",
+                error=ChannelClosedByClient(200, "bye"),
             )
         )
     ]

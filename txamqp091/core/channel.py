@@ -69,6 +69,7 @@ class Channel:
         "_body_remaining",
         "_body_size",
         "_close_ok_pending",
+        "_close_reason",
         "_conn",
         "_content_args",
         "_content_kind",
@@ -98,6 +99,7 @@ class Channel:
         self._tail_confirm_mode = False
         self._publish_cache: dict[tuple[str, str, bool, bool], bytes] = {}
         self._close_ok_pending = False
+        self._close_reason = (200, "Normal shutdown")
         self._content_kind = _NO_CONTENT
         self._content_args: tuple[Any, ...] = ()
         self._content_properties: spec.BasicProperties | None = None
@@ -198,6 +200,7 @@ class Channel:
         self._queue.clear()
         self._in_flight = None
         self.state = ChannelState.CLOSING
+        self._close_reason = (reply_code, reply_text[:255])
         close = spec.ChannelClose(reply_code=reply_code, reply_text=reply_text[:255])
         self._out.append(encode_method_frame(self.channel_id, close))
 
@@ -267,11 +270,12 @@ class Channel:
             self.state = next_state
             if was_pending:
                 return None  # the broker's own Close already reported the channel closed
+            code, text = self._close_reason
             return ChannelClosed(
                 channel_id=self.channel_id,
-                reply_code=200,
-                reply_text="Normal shutdown",
-                error=ChannelClosedByClient(200, "Normal shutdown"),
+                reply_code=code,
+                reply_text=text,
+                error=ChannelClosedByClient(code, text),
             )
         if isinstance(method, spec.BasicNack):
             return PublishNacked(

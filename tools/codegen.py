@@ -51,6 +51,19 @@ PY_TYPE = {
     "longstr": "bytes",
     "table": "FieldTable",
 }
+# Properties whose values usually repeat from message to message: their encodings are cached.
+CACHED_SHORTSTRS = frozenset(
+    {
+        "content_type",
+        "content_encoding",
+        "reply_to",
+        "expiration",
+        "type",
+        "user_id",
+        "app_id",
+        "cluster_id",
+    }
+)
 # Arguments whose names would shadow a keyword; pika calls Basic.Qos's ``global`` this.
 RENAMES = {"global": "global_qos"}
 
@@ -218,11 +231,13 @@ def generate(spec: dict[str, Any]) -> str:
     out("from __future__ import annotations")
     out()
     out("import struct")
-    out("from typing import ClassVar, Union")
+    out("from typing import Any, ClassVar, Union")
     out()
     out("from .codec import (")
     out("    Buffer,")
     out("    FieldTable,")
+    out("    SHORTSTR_CACHE as _SHORTSTR_CACHE,")
+    out("    MALFORMED as _MALFORMED,")
     out("    DecodeError as _DecodeError,")
     out("    decode_longstr as _decode_longstr,")
     out("    decode_shortstr as _decode_shortstr,")
@@ -230,10 +245,12 @@ def generate(spec: dict[str, Any]) -> str:
     out("    encode_table as _encode_table,")
     out("    encode_longstr as _longstr,")
     out("    encode_shortstr as _shortstr,")
+    out("    encode_shortstr_cached as _cached_shortstr,")
     out(")")
     out()
     out("_pack = struct.pack")
     out("_unpack_from = struct.unpack_from")
+    out("_str = str")
     out()
     out(
         f"PROTOCOL_VERSION = ({spec['major-version']}, {spec['minor-version']}, {spec['revision']})"
@@ -412,13 +429,15 @@ def gen_properties(out: Emitter, spec: dict[str, Any]) -> None:
     out("Every field is optional; ``None`` means absent and is not sent. ``headers``", 1)
     out("is a field table (see :mod:`txamqp091.types` for choosing wire types);", 1)
     out("``timestamp`` is seconds since the epoch.", 1)
+    out()
+    out("Absent fields fall back to the class attributes (None) rather than slots, so", 1)
+    out("decoding a received header stores only the fields the message carries.", 1)
     out('"""', 1)
     out()
-    out(f"__slots__ = {tuple(n for n, _ in props)!r}", 1)
     out(f"FIELDS: ClassVar[tuple[str, ...]] = {tuple(n for n, _ in props)!r}", 1)
     out()
     for name, typ in props:
-        out(f"{name}: {PY_TYPE[typ]} | None", 1)
+        out(f"{name}: {PY_TYPE[typ]} | None = None", 1)
     out()
     out("def __init__(", 1)
     out("self,", 2)
@@ -446,44 +465,66 @@ def gen_properties(out: Emitter, spec: dict[str, Any]) -> None:
     out("def encode(self) -> bytes:", 1)
     out('"""Property flags followed by the present values, as a content header carries them."""', 2)
     out("flags = 0", 2)
-    out("parts: list[bytes] = []", 2)
+    out("parts: list[bytes] = [b'']  # the flags go first, once known", 2)
+    out("v: Any", 2)
     for bit, (name, typ) in zip(range(15, 0, -1), props):
-        out(f"v_{name} = self.{name}", 2)
-        out(f"if v_{name} is not None:", 2)
+        out(f"v = self.{name}", 2)
+        out("if v is not None:", 2)
         out(f"flags |= {1 << bit:#06x}", 3)
-        if typ == "shortstr":
-            out(f"parts.append(_shortstr(v_{name}, {name!r}))", 3)
+        if typ == "shortstr" and name in CACHED_SHORTSTRS:
+            # Values that repeat from message to message: encode each once.
+            out("encoded = _SHORTSTR_CACHE.get(v)", 3)
+            out("if encoded is None:", 3)
+            out(f"encoded = _cached_shortstr(v, {name!r})", 4)
+            out("parts.append(encoded)", 3)
+        elif typ == "shortstr":
+            out(f"parts.append(_shortstr(v, {name!r}))", 3)
         elif typ == "table":
-            out(f"parts.append(_encode_table(v_{name}))", 3)
+            out("parts.append(_encode_table(v))", 3)
         elif typ in FIXED:
-            out(f"parts.append(_pack({'>' + FIXED[typ][0]!r}, v_{name}))", 3)
+            out(f"parts.append(_pack({'>' + FIXED[typ][0]!r}, v))", 3)
         else:  # pragma: no cover
             raise ValueError(typ)
-    out("return _pack('>H', flags) + b''.join(parts)", 2)
+    out("parts[0] = _pack('>H', flags)", 2)
+    out("return b''.join(parts)", 2)
     out()
     out("@classmethod", 1)
     out("def decode(cls, buf: Buffer, offset: int, end: int) -> BasicProperties:", 1)
-    out('"""Read property flags and values from ``buf[offset:end]``."""', 2)
-    out("self = cls.__new__(cls)", 2)
-    out("(flags,) = _unpack_from('>H', buf, offset)", 2)
-    out("offset += 2", 2)
-    out("# Bit 0 says another flags word follows (spec 4.2.6.1); none is defined for", 2)
-    out("# class basic, so a set bit beyond ours is a syntax error.", 2)
-    out("if flags & 1:", 2)
-    out("raise _DecodeError('basic properties', 0, 'continuation flag set')", 3)
-    for bit, (name, typ) in zip(range(15, 0, -1), props):
-        out(f"if flags & {1 << bit:#06x}:", 2)
+    out('"""Read property flags and values from ``buf[offset:end]``.', 2)
+    out("", 2)
+    out("Short strings and octets are read inline: this runs once per message received.", 2)
+    out('"""', 2)
+    out("try:", 2)
+    out("self = cls.__new__(cls)", 3)
+    out("flags = buf[offset] << 8 | buf[offset + 1]", 3)
+    out("offset += 2", 3)
+    out("# Bit 0 says another flags word follows (spec 4.2.6.1); none is defined for", 3)
+    out("# class basic, so a set bit beyond ours is a syntax error.", 3)
+    out("if flags & 1:", 3)
+    out("raise _DecodeError('basic properties', 0, 'continuation flag set')", 4)
+    # Fields are tested in groups of four first: most messages carry few properties.
+    for index, (bit, (name, typ)) in enumerate(zip(range(15, 0, -1), props)):
+        if index % 4 == 0:
+            group = sum(1 << b for b in range(bit, max(bit - 4, 0), -1))
+            out(f"if flags & {group:#06x}:", 3)
+        level = 4
+        out(f"if flags & {1 << bit:#06x}:", level)
         if typ == "shortstr":
-            out(f"self.{name}, offset = _decode_shortstr(buf, offset)", 3)
+            out("n = buf[offset]", 5)
+            out("offset += 1 + n", 5)
+            out(f"self.{name} = buf[offset - n : offset].decode()", 5)
         elif typ == "table":
-            out(f"self.{name}, offset = _decode_table(buf, offset)", 3)
+            out(f"self.{name}, offset = _decode_table(buf, offset)", 5)
+        elif typ == "octet":
+            out(f"self.{name} = buf[offset]", 5)
+            out("offset += 1", 5)
         elif typ in FIXED:
-            out(f"(self.{name},) = _unpack_from({'>' + FIXED[typ][0]!r}, buf, offset)", 3)
-            out(f"offset += {FIXED[typ][1]}", 3)
-        out("else:", 2)
-        out(f"self.{name} = None", 3)
-    out("if offset != end:", 2)
-    out("raise _DecodeError('basic properties', end - offset)", 3)
+            out(f"(self.{name},) = _unpack_from({'>' + FIXED[typ][0]!r}, buf, offset)", 5)
+            out(f"offset += {FIXED[typ][1]}", 5)
+    out("if offset != end:", 3)
+    out("raise _DecodeError('basic properties', end - offset)", 4)
+    out("except _MALFORMED as exc:", 2)
+    out("raise _DecodeError('basic properties', 0, f'{type(exc).__name__}: {exc}') from exc", 3)
     out("return self", 2)
 
 

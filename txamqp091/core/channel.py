@@ -36,8 +36,8 @@ from .events import (
     PublishNacked,
     Returned,
 )
-from .frames import encode_content, encode_method_frame, encode_publish_method
-from .states import CHANNEL_TRANSITIONS, ChannelState
+from .frames import encode_message, encode_method_frame, encode_publish_method, method_frame_head
+from .states import CHANNEL_TRANSITIONS, ChannelState, ConnectionState
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -45,6 +45,14 @@ if TYPE_CHECKING:
 __all__ = ["Channel"]
 
 _unpack_from = struct.unpack_from
+_unpack_deliver = struct.Struct(">QBB").unpack_from  # delivery tag, bits, exchange length
+_frame_header = struct.Struct(">BHI").unpack_from
+_content_header = struct.Struct(">HHQ").unpack_from
+_decode_properties = spec.BasicProperties.decode
+_str = str
+_OPEN = ChannelState.OPEN
+_OPENING = ChannelState.OPENING
+_CONNECTION_CLOSED = ConnectionState.CLOSED
 
 _DELIVER = spec.BasicDeliver.INDEX
 _ACK = spec.BasicAck.INDEX
@@ -169,20 +177,23 @@ class Channel:
         :raises ChannelWrongStateError: the channel is not open, or the broker
             has stopped it with Channel.Flow.
         """
-        if self.state is not ChannelState.OPEN and self.state is not ChannelState.OPENING:
-            raise ChannelWrongStateError(f"channel {self.channel_id} is {self.state.value}")
-        if self._conn._closing or self._conn.is_closed:
+        state = self.state
+        if state is not _OPEN and state is not _OPENING:
+            raise ChannelWrongStateError(f"channel {self.channel_id} is {state.value}")
+        conn = self._conn
+        if conn._closing or conn.state is _CONNECTION_CLOSED:
             # Nothing may follow Connection.Close, and nothing is read once the connection ended.
-            raise ChannelWrongStateError(f"the connection is {self._conn.state.value}")
+            raise ChannelWrongStateError(f"the connection is {conn.state.value}")
         key = (exchange, routing_key, mandatory, immediate)
         method = self._publish_cache.get(key)
         if method is None:
-            method = encode_publish_method(exchange, routing_key, mandatory, immediate)
+            payload = encode_publish_method(exchange, routing_key, mandatory, immediate)
+            method = method_frame_head(self.channel_id, payload)
             if len(self._publish_cache) >= 256:
                 self._publish_cache.clear()
             self._publish_cache[key] = method
-        frames = encode_content(self.channel_id, method, body, properties, self._conn.frame_max)
-        if self._queue or self.state is ChannelState.OPENING:
+        frames = encode_message(method, self.channel_id, body, properties, conn.frame_max)
+        if self._queue or state is _OPENING:
             self._queue.append(frames)
         else:
             self._out.append(frames)
@@ -205,6 +216,81 @@ class Channel:
         self._out.append(encode_method_frame(self.channel_id, close))
 
     # -- inbound -----------------------------------------------------------------
+
+    def take_delivery(self, buf: Buffer, start: int, end: int) -> tuple[Event, int] | None:
+        """Decode a Basic.Deliver whose header and single body frame follow in ``buf``.
+
+        Returns the message and the offset after its last frame, or None to let
+        the frame-by-frame path handle anything else (a partial message, several
+        body frames, a malformed frame, a channel not open), so errors are still
+        reported in one place.
+        """
+        if self.state is not _OPEN or self._expect_header or self._body_remaining:
+            return None
+        n = buf[start]
+        o = start + 1 + n
+        consumer_tag = buf[start + 1 : o].decode()
+        delivery_tag, bits, n = _unpack_deliver(buf, o)
+        o += 10
+        exchange = buf[o : o + n].decode()
+        o += n
+        n = buf[o]
+        o += 1 + n
+        routing_key = buf[o - n : o].decode()
+        if o != end:
+            return None
+        limit = len(buf)
+        pos = end + 1
+        if limit - pos < 22:  # a header frame with no properties
+            return None
+        channel_id = self.channel_id
+        frame_max = self._conn.frame_max
+        frame_type, frame_channel, size = _frame_header(buf, pos)
+        header_end = pos + 7 + size
+        if (
+            frame_type != 2
+            or frame_channel != channel_id
+            or header_end >= limit
+            or buf[header_end] != 0xCE
+            or size < 14
+            or size + 8 > frame_max
+        ):
+            return None
+        class_id, weight, body_size = _content_header(buf, pos + 7)
+        if class_id != 60 or weight:
+            return None
+        properties_start = pos + 19
+        pos = header_end + 1
+        if body_size:
+            if limit - pos < 8:
+                return None
+            frame_type, frame_channel, size = _frame_header(buf, pos)
+            body_end = pos + 7 + size
+            if (
+                frame_type != 3
+                or frame_channel != channel_id
+                or size != body_size
+                or body_end >= limit
+                or buf[body_end] != 0xCE
+                or size + 8 > frame_max
+            ):
+                return None
+            body = bytes(buf[pos + 7 : body_end])
+            pos = body_end + 1
+        else:
+            body = b""
+        properties = _decode_properties(buf, properties_start, header_end)
+        message = self._conn.delivery_class(
+            channel_id,
+            consumer_tag,
+            delivery_tag,
+            bool(bits & 1),
+            exchange,
+            routing_key,
+            properties,
+            body,
+        )
+        return message, pos
 
     def handle_method(self, index: int, buf: Buffer, start: int, end: int) -> Event | None:
         """A method frame's payload (after the ids) is at ``buf[start:end]``."""

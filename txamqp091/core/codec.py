@@ -52,7 +52,9 @@ __all__ = [
     "encode_table",
 ]
 
-Buffer = bytes | bytearray | memoryview
+#: What decoders read from: the receive buffer (or bytes). Not memoryview: its slices
+#: have no ``decode()``, the fast way to make a str.
+Buffer = bytes | bytearray
 FieldValue = Any
 FieldTable = dict[str, Any]
 
@@ -60,10 +62,16 @@ SYNTAX_ERROR = 502
 
 _pack = struct.pack
 _unpack_from = struct.unpack_from
+_unpack_uint32 = struct.Struct(">I").unpack_from
+_pack_uint32 = struct.Struct(">I").pack
+_pack_int32 = struct.Struct(">i").pack
+_unpack_int32 = struct.Struct(">i").unpack_from
+_str = str
 _UTC = datetime.timezone.utc
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
-#: What reading past the end of a buffer, or a bad UTF-8 key, raises.
-_MALFORMED = (struct.error, IndexError, UnicodeDecodeError)
+#: What reading past the end of a buffer, or bad UTF-8, raises.
+MALFORMED = (struct.error, IndexError, UnicodeDecodeError)
+_MALFORMED = MALFORMED
 
 
 class DecodeError(ProtocolError):
@@ -85,6 +93,20 @@ def encode_shortstr(value: str, name: str = "shortstr") -> bytes:
     return _pack("B", len(raw)) + raw
 
 
+#: Encoded short strings of property values that repeat (content types, app ids...).
+SHORTSTR_CACHE: dict[str, bytes] = {}
+_SHORTSTR_CACHE_SIZE = 1024
+
+
+def encode_shortstr_cached(value: str, name: str = "shortstr") -> bytes:
+    """:func:`encode_shortstr`, remembered for the next message with the same value."""
+    encoded = encode_shortstr(value, name)
+    if len(SHORTSTR_CACHE) >= _SHORTSTR_CACHE_SIZE:
+        SHORTSTR_CACHE.clear()
+    SHORTSTR_CACHE[value] = encoded
+    return encoded
+
+
 def encode_longstr(value: bytes | str) -> bytes:
     """Long strings are raw bytes on the wire; ``str`` is sent as UTF-8."""
     if isinstance(value, str):
@@ -97,7 +119,7 @@ def decode_shortstr(buf: Buffer, offset: int) -> tuple[str, int]:
     end = offset + 1 + length
     if end > len(buf):
         raise DecodeError("short string", len(buf) - end)
-    return bytes(buf[offset + 1 : end]).decode("utf-8"), end
+    return buf[offset + 1 : end].decode(), end
 
 
 def decode_longstr(buf: Buffer, offset: int) -> tuple[bytes, int]:
@@ -225,22 +247,50 @@ def encode_field_value(value: Any) -> bytes:
     raise ValueError(f"cannot encode {type(value).__name__} in a field table: {value!r}")
 
 
+#: Encoded field-table keys (length octet + UTF-8): header names repeat across messages.
+_KEY_CACHE: dict[str, bytes] = {}
+
+
+def _encode_key(key: Any) -> bytes:
+    if not isinstance(key, str):
+        raise ValueError(f"field table keys must be str, got {type(key).__name__}: {key!r}")
+    raw = key.encode("utf-8")
+    if len(raw) > 255:
+        raise ValueError(f"field table key longer than 255 bytes: {key[:40]!r}...")
+    encoded = _pack("B", len(raw)) + raw
+    if len(_KEY_CACHE) >= 1024:
+        _KEY_CACHE.clear()
+    _KEY_CACHE[key] = encoded
+    return encoded
+
+
 def encode_table(table: Mapping[str, Any] | None) -> bytes:
-    """A field table with its 4-byte length prefix; ``None`` is the empty table."""
+    """A field table with its 4-byte length prefix; ``None`` is the empty table.
+
+    Strings and int32s, most of what headers hold, are encoded inline: this runs
+    once per published message that has headers.
+    """
     if not table:
         return b"\x00\x00\x00\x00"
-    parts = []
+    parts = [b""]  # the length prefix, once known
+    append = parts.append
+    keys = _KEY_CACHE
     for key, value in table.items():
-        if not isinstance(key, str):
-            raise ValueError(f"field table keys must be str, got {type(key).__name__}: {key!r}")
-        raw = key.encode("utf-8")
-        if len(raw) > 255:
-            raise ValueError(f"field table key longer than 255 bytes: {key[:40]!r}...")
-        parts.append(_pack("B", len(raw)))
-        parts.append(raw)
-        parts.append(encode_field_value(value))
-    body = b"".join(parts)
-    return _pack(">I", len(body)) + body
+        encoded_key = keys.get(key)
+        if encoded_key is None or type(key) is not str:
+            encoded_key = _encode_key(key)
+        append(encoded_key)
+        kind = type(value)
+        if kind is str:
+            raw = value.encode("utf-8")
+            append(b"S" + _pack_uint32(len(raw)))
+            append(raw)
+        elif kind is int and -0x80000000 <= value <= 0x7FFFFFFF:
+            append(b"I" + _pack_int32(value))
+        else:
+            append(encode_field_value(value))
+    parts[0] = _pack_uint32(sum(map(len, parts)))
+    return b"".join(parts)
 
 
 # -- decoding field values -----------------------------------------------------
@@ -356,10 +406,44 @@ def decode_field_value(buf: Buffer, offset: int) -> tuple[Any, int]:
 def decode_table(buf: Buffer, offset: int) -> tuple[FieldTable, int]:
     """A field table with its 4-byte length prefix.
 
+    The commonest value types (``S`` and ``I``) are decoded inline, since message
+    headers pass through here once per message; anything else, and any ``S``
+    value that is not UTF-8, goes through :func:`_decode_table_generic`.
+
     :raises DecodeError: ``buf`` does not hold a well-formed table at ``offset``.
     """
+    table_offset = offset
     try:
-        (length,) = _unpack_from(">I", buf, offset)
+        (length,) = _unpack_uint32(buf, offset)
+        offset += 4
+        end = offset + length
+        table: FieldTable = {}
+        while offset < end:
+            kend = offset + 1 + buf[offset]
+            key = buf[offset + 1 : kend].decode()
+            tag = buf[kend]
+            offset = kend + 1
+            if tag == 83:  # S: long string
+                (n,) = _unpack_uint32(buf, offset)
+                offset += 4 + n
+                table[key] = buf[offset - n : offset].decode()
+            elif tag == 73:  # I: int32, a plain int
+                (table[key],) = _unpack_int32(buf, offset)
+                offset += 4
+            else:
+                return _decode_table_generic(buf, table_offset)
+    except _MALFORMED:
+        # Bad UTF-8 may be a LongStr value; truncation is reported by the careful path.
+        return _decode_table_generic(buf, table_offset)
+    if offset != end or end > len(buf):
+        return _decode_table_generic(buf, table_offset)
+    return table, offset
+
+
+def _decode_table_generic(buf: Buffer, offset: int) -> tuple[FieldTable, int]:
+    """Every field type, with every check; :func:`decode_table`'s fallback."""
+    try:
+        (length,) = _unpack_uint32(buf, offset)
         offset += 4
         end = offset + length
         if end > len(buf):
@@ -367,9 +451,8 @@ def decode_table(buf: Buffer, offset: int) -> tuple[FieldTable, int]:
         table: FieldTable = {}
         decoders = _DECODERS
         while offset < end:
-            klen = buf[offset]
-            kend = offset + 1 + klen
-            key = bytes(buf[offset + 1 : kend]).decode("utf-8")
+            kend = offset + 1 + buf[offset]
+            key = buf[offset + 1 : kend].decode()
             tag = buf[kend]
             decoder = decoders.get(tag)
             if decoder is None:

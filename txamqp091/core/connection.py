@@ -60,6 +60,9 @@ __all__ = ["Connection", "Credentials", "negotiate"]
 _unpack_from = struct.unpack_from
 _FRAME_HEADER = struct.Struct(">BHI")
 _read_frame_header = _FRAME_HEADER.unpack_from
+_unpack_index = struct.Struct(">I").unpack_from
+_DELIVER = spec.BasicDeliver.INDEX
+_CLOSED = ConnectionState.CLOSED
 _FRAME_END = spec.FRAME_END
 _METHOD, _HEADER, _BODY, _HEARTBEAT = (
     spec.FRAME_METHOD,
@@ -264,7 +267,14 @@ class Connection:
                     if frame_type == _METHOD:
                         if size < 4:
                             raise DecodeError("method frame", size - 4)
-                        (index,) = _unpack_from(">I", buf, start)
+                        (index,) = _unpack_index(buf, start)
+                        if index == _DELIVER:
+                            # The hot path: the whole message is usually in the buffer.
+                            whole = channel.take_delivery(buf, start + 4, end)
+                            if whole is not None:
+                                append(whole[0])
+                                pos = whole[1]
+                                continue
                         event = channel.handle_method(index, buf, start + 4, end)
                     elif frame_type == _BODY:
                         event = channel.handle_body(buf, start, end)
@@ -301,7 +311,7 @@ class Connection:
                         raise ProtocolError(
                             spec.FRAME_ERROR, f"FRAME_ERROR - frame type {frame_type}"
                         )
-                if self.state is ConnectionState.CLOSED:
+                if self.state is _CLOSED:
                     return
         finally:
             self._pos = pos

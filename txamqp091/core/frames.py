@@ -23,8 +23,10 @@ __all__ = [
     "FRAME_OVERHEAD",
     "HEARTBEAT_FRAME",
     "encode_content",
+    "encode_message",
     "encode_method_frame",
     "encode_publish_method",
+    "method_frame_head",
 ]
 
 #: Frame header (7) plus frame-end octet (1): what ``frame_max`` counts besides the payload.
@@ -34,6 +36,9 @@ HEARTBEAT_FRAME = struct.pack(">BHIB", FRAME_HEARTBEAT, 0, 0, FRAME_END)
 
 _pack = struct.pack
 _frame_header = struct.Struct(">BHI").pack
+#: A frame-end octet followed by the next frame's header.
+_end_and_frame = struct.Struct(">BBHI").pack
+_end_and_header = struct.Struct(">BBHIHHQ").pack
 _EMPTY_PROPERTIES = b"\x00\x00"
 
 
@@ -65,6 +70,12 @@ def encode_publish_method(
     )
 
 
+def method_frame_head(channel_id: int, method_payload: bytes) -> bytes:
+    """A method frame without its end octet: what :func:`encode_message` starts with.
+    Channels cache it per publish destination."""
+    return _frame_header(FRAME_METHOD, channel_id, len(method_payload)) + method_payload
+
+
 def encode_content(
     channel_id: int,
     method_payload: bytes,
@@ -72,41 +83,51 @@ def encode_content(
     properties: BasicProperties | None,
     frame_max: int,
 ) -> bytes:
-    """Method frame, content header and body frames of one message, as one ``bytes``.
+    """Method frame, content header and body frames of one message, as one ``bytes``."""
+    return encode_message(
+        method_frame_head(channel_id, method_payload), channel_id, body, properties, frame_max
+    )
+
+
+def encode_message(
+    head: bytes,
+    channel_id: int,
+    body: bytes,
+    properties: BasicProperties | None,
+    frame_max: int,
+) -> bytes:
+    """Method frame (``head`` plus its end octet), content header and body frames.
 
     Bodies are split so that no frame exceeds ``frame_max`` (spec 4.2.6.2: body
     frames carry at most ``frame_max - 8`` payload octets); an empty body sends
-    no body frame.
+    no body frame. Each frame's end octet is packed with the next frame's
+    header, so a small message is joined from six pieces.
     """
     props = _EMPTY_PROPERTIES if properties is None else properties.encode()
     size = len(body)
     header_payload_len = 12 + len(props)  # class, weight, body size, properties
     if header_payload_len + FRAME_OVERHEAD > frame_max:
         raise ValueError(f"message properties do not fit in a {frame_max}-byte frame")
-    head = _frame_header(FRAME_METHOD, channel_id, len(method_payload))
-    header = _pack(">BHIHHQ", FRAME_HEADER, channel_id, header_payload_len, 60, 0, size)
+    header = _end_and_header(FRAME_END, FRAME_HEADER, channel_id, header_payload_len, 60, 0, size)
     room = frame_max - FRAME_OVERHEAD
     if size <= room:
         if size == 0:
-            return b"".join((head, method_payload, FRAME_END_BYTE, header, props, FRAME_END_BYTE))
+            return b"".join((head, header, props, FRAME_END_BYTE))
         return b"".join(
             (
                 head,
-                method_payload,
-                FRAME_END_BYTE,
                 header,
                 props,
-                FRAME_END_BYTE,
-                _frame_header(FRAME_BODY, channel_id, size),
+                _end_and_frame(FRAME_END, FRAME_BODY, channel_id, size),
                 body,
                 FRAME_END_BYTE,
             )
         )
-    parts = [head, method_payload, FRAME_END_BYTE, header, props, FRAME_END_BYTE]
+    parts: list[bytes | memoryview] = [head, header, props]
     view = memoryview(body)
     for start in range(0, size, room):
         chunk = view[start : start + room]
-        parts.append(_frame_header(FRAME_BODY, channel_id, len(chunk)))
-        parts.append(chunk)  # type: ignore[arg-type]
-        parts.append(FRAME_END_BYTE)
+        parts.append(_end_and_frame(FRAME_END, FRAME_BODY, channel_id, len(chunk)))
+        parts.append(chunk)
+    parts.append(FRAME_END_BYTE)
     return b"".join(parts)

@@ -40,11 +40,13 @@ The JSON's licence, which covers the tables below::
 from __future__ import annotations
 
 import struct
-from typing import ClassVar, Union
+from typing import Any, ClassVar, Union
 
 from .codec import (
     Buffer,
     FieldTable,
+    SHORTSTR_CACHE as _SHORTSTR_CACHE,
+    MALFORMED as _MALFORMED,
     DecodeError as _DecodeError,
     decode_longstr as _decode_longstr,
     decode_shortstr as _decode_shortstr,
@@ -52,10 +54,12 @@ from .codec import (
     encode_table as _encode_table,
     encode_longstr as _longstr,
     encode_shortstr as _shortstr,
+    encode_shortstr_cached as _cached_shortstr,
 )
 
 _pack = struct.pack
 _unpack_from = struct.unpack_from
+_str = str
 
 PROTOCOL_VERSION = (0, 9, 1)
 PORT = 5672
@@ -2983,25 +2987,27 @@ class BasicProperties:
     Every field is optional; ``None`` means absent and is not sent. ``headers``
     is a field table (see :mod:`txamqp091.types` for choosing wire types);
     ``timestamp`` is seconds since the epoch.
+
+    Absent fields fall back to the class attributes (None) rather than slots, so
+    decoding a received header stores only the fields the message carries.
     """
 
-    __slots__ = ('content_type', 'content_encoding', 'headers', 'delivery_mode', 'priority', 'correlation_id', 'reply_to', 'expiration', 'message_id', 'timestamp', 'type', 'user_id', 'app_id', 'cluster_id')
     FIELDS: ClassVar[tuple[str, ...]] = ('content_type', 'content_encoding', 'headers', 'delivery_mode', 'priority', 'correlation_id', 'reply_to', 'expiration', 'message_id', 'timestamp', 'type', 'user_id', 'app_id', 'cluster_id')
 
-    content_type: str | None
-    content_encoding: str | None
-    headers: FieldTable | None
-    delivery_mode: int | None
-    priority: int | None
-    correlation_id: str | None
-    reply_to: str | None
-    expiration: str | None
-    message_id: str | None
-    timestamp: int | None
-    type: str | None
-    user_id: str | None
-    app_id: str | None
-    cluster_id: str | None
+    content_type: str | None = None
+    content_encoding: str | None = None
+    headers: FieldTable | None = None
+    delivery_mode: int | None = None
+    priority: int | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    expiration: str | None = None
+    message_id: str | None = None
+    timestamp: int | None = None
+    type: str | None = None
+    user_id: str | None = None
+    app_id: str | None = None
+    cluster_id: str | None = None
 
     def __init__(
         self,
@@ -3050,134 +3056,162 @@ class BasicProperties:
     def encode(self) -> bytes:
         """Property flags followed by the present values, as a content header carries them."""
         flags = 0
-        parts: list[bytes] = []
-        v_content_type = self.content_type
-        if v_content_type is not None:
+        parts: list[bytes] = [b'']  # the flags go first, once known
+        v: Any
+        v = self.content_type
+        if v is not None:
             flags |= 0x8000
-            parts.append(_shortstr(v_content_type, 'content_type'))
-        v_content_encoding = self.content_encoding
-        if v_content_encoding is not None:
+            encoded = _SHORTSTR_CACHE.get(v)
+            if encoded is None:
+                encoded = _cached_shortstr(v, 'content_type')
+            parts.append(encoded)
+        v = self.content_encoding
+        if v is not None:
             flags |= 0x4000
-            parts.append(_shortstr(v_content_encoding, 'content_encoding'))
-        v_headers = self.headers
-        if v_headers is not None:
+            encoded = _SHORTSTR_CACHE.get(v)
+            if encoded is None:
+                encoded = _cached_shortstr(v, 'content_encoding')
+            parts.append(encoded)
+        v = self.headers
+        if v is not None:
             flags |= 0x2000
-            parts.append(_encode_table(v_headers))
-        v_delivery_mode = self.delivery_mode
-        if v_delivery_mode is not None:
+            parts.append(_encode_table(v))
+        v = self.delivery_mode
+        if v is not None:
             flags |= 0x1000
-            parts.append(_pack('>B', v_delivery_mode))
-        v_priority = self.priority
-        if v_priority is not None:
+            parts.append(_pack('>B', v))
+        v = self.priority
+        if v is not None:
             flags |= 0x0800
-            parts.append(_pack('>B', v_priority))
-        v_correlation_id = self.correlation_id
-        if v_correlation_id is not None:
+            parts.append(_pack('>B', v))
+        v = self.correlation_id
+        if v is not None:
             flags |= 0x0400
-            parts.append(_shortstr(v_correlation_id, 'correlation_id'))
-        v_reply_to = self.reply_to
-        if v_reply_to is not None:
+            parts.append(_shortstr(v, 'correlation_id'))
+        v = self.reply_to
+        if v is not None:
             flags |= 0x0200
-            parts.append(_shortstr(v_reply_to, 'reply_to'))
-        v_expiration = self.expiration
-        if v_expiration is not None:
+            encoded = _SHORTSTR_CACHE.get(v)
+            if encoded is None:
+                encoded = _cached_shortstr(v, 'reply_to')
+            parts.append(encoded)
+        v = self.expiration
+        if v is not None:
             flags |= 0x0100
-            parts.append(_shortstr(v_expiration, 'expiration'))
-        v_message_id = self.message_id
-        if v_message_id is not None:
+            encoded = _SHORTSTR_CACHE.get(v)
+            if encoded is None:
+                encoded = _cached_shortstr(v, 'expiration')
+            parts.append(encoded)
+        v = self.message_id
+        if v is not None:
             flags |= 0x0080
-            parts.append(_shortstr(v_message_id, 'message_id'))
-        v_timestamp = self.timestamp
-        if v_timestamp is not None:
+            parts.append(_shortstr(v, 'message_id'))
+        v = self.timestamp
+        if v is not None:
             flags |= 0x0040
-            parts.append(_pack('>Q', v_timestamp))
-        v_type = self.type
-        if v_type is not None:
+            parts.append(_pack('>Q', v))
+        v = self.type
+        if v is not None:
             flags |= 0x0020
-            parts.append(_shortstr(v_type, 'type'))
-        v_user_id = self.user_id
-        if v_user_id is not None:
+            encoded = _SHORTSTR_CACHE.get(v)
+            if encoded is None:
+                encoded = _cached_shortstr(v, 'type')
+            parts.append(encoded)
+        v = self.user_id
+        if v is not None:
             flags |= 0x0010
-            parts.append(_shortstr(v_user_id, 'user_id'))
-        v_app_id = self.app_id
-        if v_app_id is not None:
+            encoded = _SHORTSTR_CACHE.get(v)
+            if encoded is None:
+                encoded = _cached_shortstr(v, 'user_id')
+            parts.append(encoded)
+        v = self.app_id
+        if v is not None:
             flags |= 0x0008
-            parts.append(_shortstr(v_app_id, 'app_id'))
-        v_cluster_id = self.cluster_id
-        if v_cluster_id is not None:
+            encoded = _SHORTSTR_CACHE.get(v)
+            if encoded is None:
+                encoded = _cached_shortstr(v, 'app_id')
+            parts.append(encoded)
+        v = self.cluster_id
+        if v is not None:
             flags |= 0x0004
-            parts.append(_shortstr(v_cluster_id, 'cluster_id'))
-        return _pack('>H', flags) + b''.join(parts)
+            encoded = _SHORTSTR_CACHE.get(v)
+            if encoded is None:
+                encoded = _cached_shortstr(v, 'cluster_id')
+            parts.append(encoded)
+        parts[0] = _pack('>H', flags)
+        return b''.join(parts)
 
     @classmethod
     def decode(cls, buf: Buffer, offset: int, end: int) -> BasicProperties:
-        """Read property flags and values from ``buf[offset:end]``."""
-        self = cls.__new__(cls)
-        (flags,) = _unpack_from('>H', buf, offset)
-        offset += 2
-        # Bit 0 says another flags word follows (spec 4.2.6.1); none is defined for
-        # class basic, so a set bit beyond ours is a syntax error.
-        if flags & 1:
-            raise _DecodeError('basic properties', 0, 'continuation flag set')
-        if flags & 0x8000:
-            self.content_type, offset = _decode_shortstr(buf, offset)
-        else:
-            self.content_type = None
-        if flags & 0x4000:
-            self.content_encoding, offset = _decode_shortstr(buf, offset)
-        else:
-            self.content_encoding = None
-        if flags & 0x2000:
-            self.headers, offset = _decode_table(buf, offset)
-        else:
-            self.headers = None
-        if flags & 0x1000:
-            (self.delivery_mode,) = _unpack_from('>B', buf, offset)
-            offset += 1
-        else:
-            self.delivery_mode = None
-        if flags & 0x0800:
-            (self.priority,) = _unpack_from('>B', buf, offset)
-            offset += 1
-        else:
-            self.priority = None
-        if flags & 0x0400:
-            self.correlation_id, offset = _decode_shortstr(buf, offset)
-        else:
-            self.correlation_id = None
-        if flags & 0x0200:
-            self.reply_to, offset = _decode_shortstr(buf, offset)
-        else:
-            self.reply_to = None
-        if flags & 0x0100:
-            self.expiration, offset = _decode_shortstr(buf, offset)
-        else:
-            self.expiration = None
-        if flags & 0x0080:
-            self.message_id, offset = _decode_shortstr(buf, offset)
-        else:
-            self.message_id = None
-        if flags & 0x0040:
-            (self.timestamp,) = _unpack_from('>Q', buf, offset)
-            offset += 8
-        else:
-            self.timestamp = None
-        if flags & 0x0020:
-            self.type, offset = _decode_shortstr(buf, offset)
-        else:
-            self.type = None
-        if flags & 0x0010:
-            self.user_id, offset = _decode_shortstr(buf, offset)
-        else:
-            self.user_id = None
-        if flags & 0x0008:
-            self.app_id, offset = _decode_shortstr(buf, offset)
-        else:
-            self.app_id = None
-        if flags & 0x0004:
-            self.cluster_id, offset = _decode_shortstr(buf, offset)
-        else:
-            self.cluster_id = None
-        if offset != end:
-            raise _DecodeError('basic properties', end - offset)
+        """Read property flags and values from ``buf[offset:end]``.
+
+        Short strings and octets are read inline: this runs once per message received.
+        """
+        try:
+            self = cls.__new__(cls)
+            flags = buf[offset] << 8 | buf[offset + 1]
+            offset += 2
+            # Bit 0 says another flags word follows (spec 4.2.6.1); none is defined for
+            # class basic, so a set bit beyond ours is a syntax error.
+            if flags & 1:
+                raise _DecodeError('basic properties', 0, 'continuation flag set')
+            if flags & 0xf000:
+                if flags & 0x8000:
+                    n = buf[offset]
+                    offset += 1 + n
+                    self.content_type = buf[offset - n : offset].decode()
+                if flags & 0x4000:
+                    n = buf[offset]
+                    offset += 1 + n
+                    self.content_encoding = buf[offset - n : offset].decode()
+                if flags & 0x2000:
+                    self.headers, offset = _decode_table(buf, offset)
+                if flags & 0x1000:
+                    self.delivery_mode = buf[offset]
+                    offset += 1
+            if flags & 0x0f00:
+                if flags & 0x0800:
+                    self.priority = buf[offset]
+                    offset += 1
+                if flags & 0x0400:
+                    n = buf[offset]
+                    offset += 1 + n
+                    self.correlation_id = buf[offset - n : offset].decode()
+                if flags & 0x0200:
+                    n = buf[offset]
+                    offset += 1 + n
+                    self.reply_to = buf[offset - n : offset].decode()
+                if flags & 0x0100:
+                    n = buf[offset]
+                    offset += 1 + n
+                    self.expiration = buf[offset - n : offset].decode()
+            if flags & 0x00f0:
+                if flags & 0x0080:
+                    n = buf[offset]
+                    offset += 1 + n
+                    self.message_id = buf[offset - n : offset].decode()
+                if flags & 0x0040:
+                    (self.timestamp,) = _unpack_from('>Q', buf, offset)
+                    offset += 8
+                if flags & 0x0020:
+                    n = buf[offset]
+                    offset += 1 + n
+                    self.type = buf[offset - n : offset].decode()
+                if flags & 0x0010:
+                    n = buf[offset]
+                    offset += 1 + n
+                    self.user_id = buf[offset - n : offset].decode()
+            if flags & 0x000e:
+                if flags & 0x0008:
+                    n = buf[offset]
+                    offset += 1 + n
+                    self.app_id = buf[offset - n : offset].decode()
+                if flags & 0x0004:
+                    n = buf[offset]
+                    offset += 1 + n
+                    self.cluster_id = buf[offset - n : offset].decode()
+            if offset != end:
+                raise _DecodeError('basic properties', end - offset)
+        except _MALFORMED as exc:
+            raise _DecodeError('basic properties', 0, f'{type(exc).__name__}: {exc}') from exc
         return self

@@ -385,8 +385,8 @@ class ChannelLogic(Generic[W]):
     def _cancel_consumer(self, consumer: ConsumerLogic[W]) -> W:
         if consumer.ended is not None or self._consumers.get(consumer.consumer_tag) is not consumer:
             return self._runtime.succeeded(0)
-        returned = self._hand_back(consumer)
         consumer._cancelling = True
+        returned = 0
 
         def cancelled(ok: spec.BasicCancelOk) -> int:
             late = self._hand_back(consumer)
@@ -397,7 +397,11 @@ class ChannelLogic(Generic[W]):
             consumer._end(reason)
             return returned + late
 
-        return self._rpc(spec.BasicCancel(consumer_tag=consumer.consumer_tag), cancelled)
+        waiter = self._rpc(spec.BasicCancel(consumer_tag=consumer.consumer_tag), cancelled)
+        # Nack the buffered messages *after* Basic.Cancel: nacked before it, they would be
+        # requeued while the consumer still exists and delivered straight back to it.
+        returned = self._hand_back(consumer)
+        return waiter
 
     def _hand_back(self, consumer: ConsumerLogic[W]) -> int:
         """Nack (requeue) what the consumer buffered but nobody took; return how many."""

@@ -22,6 +22,7 @@ from ..core import events as ev
 from ..core.connection import Connection as CoreConnection
 from ..core.spec import BasicProperties, ConnectionUpdateSecretOk
 from ..exceptions import (
+    AMQPHeartbeatTimeout,
     ChannelClosedByClient,
     ConnectionBlockedTimeout,
     ConnectionClosedByClient,
@@ -328,7 +329,13 @@ class ConnectionLogic(Generic[W]):
         self._runtime.resolve(self._opened, self)
 
     def _on_connection_closed(self, event: ev.ConnectionClosed) -> None:
-        self._finish(event.error, abort=event.error is not None and event.reply_code == 0)
+        # Abort when there is no close handshake to finish: the stream broke, or the
+        # broker went silent (a dead peer would never take the bytes loseConnection waits on).
+        error = event.error
+        abort = error is not None and (
+            event.reply_code == 0 or isinstance(error, AMQPHeartbeatTimeout)
+        )
+        self._finish(error, abort=abort)
 
     def _on_blocked(self, event: ev.ConnectionBlocked) -> None:
         self._runtime.log("warn", "broker blocked the connection: {reason}", reason=event.reason)

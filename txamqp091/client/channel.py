@@ -325,7 +325,7 @@ class ChannelLogic(Generic[W]):
                 runtime.reject(waiter, exc)
                 return waiter
             return runtime.failed(exc)
-        self._conn._schedule_flush()
+        self._conn._published(len(body))
         if not seq:
             if waiter is not None:
                 runtime.resolve(waiter, None)

@@ -73,6 +73,9 @@ class ConnectionLogic(Generic[W]):
     #: transport stops reading, and the level at which it reads again.
     max_buffered = 20000
     resume_buffered = 10000
+    #: Bytes of published messages coalesced before they are written without waiting
+    #: for the end of the loop turn.
+    flush_threshold = 256 * 1024
 
     def __init__(self, params: ConnectionParameters, runtime: Runtime[W]) -> None:
         self.params = params
@@ -98,6 +101,7 @@ class ConnectionLogic(Generic[W]):
         self._ended = False
         self._close_timer: TimerHandle | None = None
         self._flush_scheduled = False
+        self._unflushed = 0
         self._timer: TimerHandle | None = None
         self._timer_deadline = 0.0
         self._held: deque[_Held] = deque()
@@ -237,8 +241,21 @@ class ConnectionLogic(Generic[W]):
             self._flush_scheduled = True
             self._runtime.call_soon(self._flush)
 
+    def _published(self, size: int) -> None:
+        """A message was queued in the core. Writes are coalesced until the end of the
+        loop turn, but not beyond ``flush_threshold`` bytes: a loop that publishes
+        without yielding must still hand its frames to the transport, so that the
+        transport's own backpressure (``pause_writing``) can stop it."""
+        self._unflushed += size + 64
+        if self._unflushed >= self.flush_threshold:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._runtime.call_soon(self._flush)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._unflushed = 0
         data = self._core.data_to_send()
         if data and not self._ended:
             self._runtime.write(data)

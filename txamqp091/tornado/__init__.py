@@ -15,7 +15,17 @@ from plain asyncio alike. It imports nothing from Twisted.
 from __future__ import annotations
 
 from .channel import Channel, Connection, Consumer
+from .client import AMQPClient, RecoveringChannel, RecoveringConsumer
 from .connect import connect
 from .protocol import AMQPProtocol
 
-__all__ = ["AMQPProtocol", "Channel", "Connection", "Consumer", "connect"]
+__all__ = [
+    "AMQPClient",
+    "AMQPProtocol",
+    "Channel",
+    "Connection",
+    "Consumer",
+    "RecoveringChannel",
+    "RecoveringConsumer",
+    "connect",
+]

@@ -10,37 +10,15 @@ Tornado coroutines and plain asyncio code.
 from __future__ import annotations
 
 import asyncio
-import inspect
-import logging
-from collections.abc import Callable
-from typing import Any
 
-from ..client.runtime import Runtime, TimerHandle
 from ..params import ConnectionParameters
 from .channel import Connection
+from .runtime import FutureRuntime, observe_quietly
 
 __all__ = ["AMQPProtocol"]
 
-logger = logging.getLogger("txamqp091.tornado")
 
-_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-    "failure": logging.ERROR,
-}
-
-
-def _observe(future: asyncio.Future[Any]) -> None:
-    """Mark an internal future's exception as retrieved, so asyncio does not log it."""
-    if not future.cancelled():
-        future.exception()
-
-
-class AMQPProtocol(asyncio.Protocol, Runtime[asyncio.Future[Any]]):
+class AMQPProtocol(asyncio.Protocol, FutureRuntime):
     """An AMQP 0-9-1 client connection over one asyncio transport.
 
     :param params: the connection parameters.
@@ -54,14 +32,13 @@ class AMQPProtocol(asyncio.Protocol, Runtime[asyncio.Future[Any]]):
     def __init__(
         self, params: ConnectionParameters, loop: asyncio.AbstractEventLoop | None = None
     ) -> None:
-        self._loop = loop if loop is not None else asyncio.get_running_loop()
+        FutureRuntime.__init__(self, loop)
         self.transport: asyncio.Transport | None = None
         self._reading_paused = False
-        self._tasks: set[asyncio.Future[Any]] = set()
         self.connection = Connection(params, self)
         self.ready: asyncio.Future[Connection] = self.connection._opened
         # Nobody may await ``ready`` (the connect attempt gave up): never log its failure.
-        self.ready.add_done_callback(_observe)
+        self.ready.add_done_callback(observe_quietly)
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -88,41 +65,7 @@ class AMQPProtocol(asyncio.Protocol, Runtime[asyncio.Future[Any]]):
     def resume_writing(self) -> None:
         self.connection.resume_writing()
 
-    # -- Runtime ---------------------------------------------------------------------------------
-
-    def create_waiter(self, canceller: Callable[[], None] | None = None) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = self._loop.create_future()
-        if canceller is not None:
-
-            def on_done(f: asyncio.Future[Any]) -> None:
-                if f.cancelled():
-                    canceller()
-
-            future.add_done_callback(on_done)
-        return future
-
-    def resolve(self, waiter: asyncio.Future[Any], value: Any) -> None:
-        if not waiter.done():
-            waiter.set_result(value)
-
-    def reject(self, waiter: asyncio.Future[Any], error: BaseException) -> None:
-        if not waiter.done():
-            waiter.set_exception(error)
-
-    def is_done(self, waiter: asyncio.Future[Any]) -> bool:
-        return waiter.done()
-
-    def add_done(self, waiter: asyncio.Future[Any], callback: Callable[[], None]) -> None:
-        waiter.add_done_callback(lambda _: callback())
-
-    def now(self) -> float:
-        return self._loop.time()
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
-        return self._loop.call_later(delay, fn)
-
-    def call_soon(self, fn: Callable[[], None]) -> None:
-        self._loop.call_soon(fn)
+    # -- Runtime: the transport half -------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         transport = self.transport
@@ -150,34 +93,3 @@ class AMQPProtocol(asyncio.Protocol, Runtime[asyncio.Future[Any]]):
             self._reading_paused = False
             if not transport.is_closing():
                 transport.resume_reading()
-
-    def run_user_callback(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            result = fn(*args)
-        except Exception:
-            logger.exception("user callback %r raised", fn)
-            return
-        if inspect.isawaitable(result):
-            try:
-                future = asyncio.ensure_future(result, loop=self._loop)
-            except Exception:
-                logger.exception("user callback %r returned an awaitable that failed", fn)
-                return
-            self._tasks.add(future)
-
-            def done(f: asyncio.Future[Any]) -> None:
-                self._tasks.discard(f)
-                if f.cancelled():
-                    return
-                error = f.exception()
-                if error is not None:
-                    logger.error("user callback %r failed", fn, exc_info=error)
-
-            future.add_done_callback(done)
-
-    def log(self, level: str, message: str, **fields: Any) -> None:
-        try:
-            text = message.format(**fields)
-        except (KeyError, IndexError, ValueError):
-            text = f"{message} {fields!r}"
-        logger.log(_LEVELS.get(level, logging.INFO), "%s", text)

@@ -1,0 +1,151 @@
+"""Futures, the loop's clock and threads: the asyncio half of the client runtime
+that does not need a transport (surviving channels use it across connections)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..client.runtime import Runtime, TimerHandle
+
+__all__ = ["FutureRuntime", "observe_quietly"]
+
+logger = logging.getLogger("txamqp091.tornado")
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "failure": logging.ERROR,
+}
+
+
+def observe_quietly(future: asyncio.Future[Any]) -> None:
+    """Mark an internal future's exception as retrieved, so asyncio does not log it."""
+    if not future.cancelled():
+        future.exception()
+
+
+class FutureRuntime(Runtime[asyncio.Future[Any]]):
+    """Waiters are asyncio Futures of ``loop`` (the running loop when omitted)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop if loop is not None else asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    # -- Runtime ---------------------------------------------------------------------------------
+
+    def create_waiter(self, canceller: Callable[[], None] | None = None) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = self._loop.create_future()
+        if canceller is not None:
+
+            def on_done(f: asyncio.Future[Any]) -> None:
+                if f.cancelled():
+                    canceller()
+
+            future.add_done_callback(on_done)
+        return future
+
+    def resolve(self, waiter: asyncio.Future[Any], value: Any) -> None:
+        if not waiter.done():
+            waiter.set_result(value)
+
+    def reject(self, waiter: asyncio.Future[Any], error: BaseException) -> None:
+        if not waiter.done():
+            waiter.set_exception(error)
+
+    def is_done(self, waiter: asyncio.Future[Any]) -> bool:
+        return waiter.done()
+
+    def add_done(self, waiter: asyncio.Future[Any], callback: Callable[[], None]) -> None:
+        waiter.add_done_callback(lambda _: callback())
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
+        return self._loop.call_later(delay, fn)
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        self._loop.call_soon(fn)
+
+    def on_result(
+        self,
+        waiter: asyncio.Future[Any],
+        on_success: Callable[[Any], object],
+        on_failure: Callable[[BaseException], object],
+    ) -> None:
+        def done(f: asyncio.Future[Any]) -> None:
+            if f.cancelled():
+                on_failure(asyncio.CancelledError())
+                return
+            error = f.exception()
+            if error is None:
+                on_success(f.result())
+            else:
+                on_failure(error)
+
+        waiter.add_done_callback(done)
+
+    def observe(
+        self,
+        waiter: asyncio.Future[Any],
+        on_success: Callable[[Any], object],
+        on_failure: Callable[[BaseException], object],
+    ) -> None:
+        # A future's callbacks never change what its other holders see; but looking at
+        # the exception marks it retrieved, so keep it unretrieved for the user.
+        def done(f: asyncio.Future[Any]) -> None:
+            if f.cancelled():
+                on_failure(asyncio.CancelledError())
+            elif f._exception is None:
+                on_success(f.result())
+            else:
+                on_failure(f._exception)
+
+        waiter.add_done_callback(done)
+
+    def in_loop_thread(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
+    def call_from_thread(self, fn: Callable[[], None]) -> None:
+        self._loop.call_soon_threadsafe(fn)
+
+    def run_user_callback(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            result = fn(*args)
+        except Exception:
+            logger.exception("user callback %r raised", fn)
+            return
+        if inspect.isawaitable(result):
+            try:
+                future = asyncio.ensure_future(result, loop=self._loop)
+            except Exception:
+                logger.exception("user callback %r returned an awaitable that failed", fn)
+                return
+            self._tasks.add(future)
+
+            def done(f: asyncio.Future[Any]) -> None:
+                self._tasks.discard(f)
+                if f.cancelled():
+                    return
+                error = f.exception()
+                if error is not None:
+                    logger.error("user callback %r failed", fn, exc_info=error)
+
+            future.add_done_callback(done)
+
+    def log(self, level: str, message: str, **fields: Any) -> None:
+        try:
+            text = message.format(**fields)
+        except (KeyError, IndexError, ValueError):
+            text = f"{message} {fields!r}"
+        logger.log(_LEVELS.get(level, logging.INFO), "%s", text)

@@ -48,6 +48,7 @@ _unpack_from = struct.unpack_from
 _unpack_deliver = struct.Struct(">QBB").unpack_from  # delivery tag, bits, exchange length
 _frame_header = struct.Struct(">BHI").unpack_from
 _content_header = struct.Struct(">HHQ").unpack_from
+_header_frame = struct.Struct(">BHIHHQ").unpack_from  # frame header + content header
 _decode_properties = spec.BasicProperties.decode
 _str = str
 _OPEN = ChannelState.OPEN
@@ -245,7 +246,7 @@ class Channel:
             return None
         channel_id = self.channel_id
         frame_max = self._conn.frame_max
-        frame_type, frame_channel, size = _frame_header(buf, pos)
+        frame_type, frame_channel, size, class_id, weight, body_size = _header_frame(buf, pos)
         header_end = pos + 7 + size
         if (
             frame_type != 2
@@ -254,10 +255,9 @@ class Channel:
             or buf[header_end] != 0xCE
             or size < 14
             or size + 8 > frame_max
+            or class_id != 60
+            or weight
         ):
-            return None
-        class_id, weight, body_size = _content_header(buf, pos + 7)
-        if class_id != 60 or weight:
             return None
         properties_start = pos + 19
         pos = header_end + 1

@@ -108,14 +108,23 @@ class AMQPClient:
         if self._task is not None:
             return
         self._stopping = False
-        self._runtime = FutureRuntime(asyncio.get_running_loop())
-        self._session = RecoverySession(self._runtime, self.publish_timeout)
-        self._session.on_channel_recovered.extend(self.on_recovered)  # type: ignore[arg-type]
+        self.failure = None
+        self._first_attempt.clear()
+        if self._session is None:
+            self._runtime = FutureRuntime(asyncio.get_running_loop())
+            self._session = RecoverySession(self._runtime, self.publish_timeout)
+            # The same list: hooks added after start() are called too.
+            self._session.on_channel_recovered = self.on_recovered  # type: ignore[assignment]
+        else:
+            # Restarted after stop(): the channels from before come back with the connection.
+            self._session.stopping = False
         self._task = asyncio.ensure_future(self._run())
         await self._first_attempt.wait()
 
     async def channel(self) -> RecoveringChannel:
         """A channel that survives reconnects (usable at once; operations wait for a connection)."""
+        if self.failure is not None:
+            raise AMQPConnectionError(f"the client gave up: {self.failure}")
         channel: RecoveringChannel = await self._require_session().channel(RecoveringChannel)
         return channel
 
@@ -124,6 +133,8 @@ class AMQPClient:
         while True:
             if self.failure is not None:
                 raise AMQPConnectionError(f"the client gave up: {self.failure}")
+            if self._task is None:
+                raise ConnectionWrongStateError("the client is not started (or was stopped)")
             conn = self.connection
             if conn is not None and conn.is_open:
                 return conn
@@ -139,6 +150,7 @@ class AMQPClient:
         if conn is not None and conn.is_open:
             await conn.close()
         task, self._task = self._task, None
+        self._connected.set()  # wake when_connected() waiters: they fail now
         if task is not None:
             task.cancel()
             try:

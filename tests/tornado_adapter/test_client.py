@@ -28,7 +28,6 @@ from txamqp091.exceptions import (
     ChannelWrongStateError,
     ConnectionClosedByBroker,
     ConnectionWrongStateError,
-    DuplicateConsumerTag,
     ProbableAuthenticationError,
     PublishTimeout,
     StreamLostError,
@@ -622,7 +621,7 @@ async def test_publish_during_an_outage_times_out_and_is_not_sent_later(
     assert broker.current.published == [(1, "q", b"next")]
 
 
-# -- known bugs (strict xfail: a fix turns them into failures, so drop the marker then) ---------------
+# -- regressions: bugs these tests found, now fixed ------------------------------------------------
 
 
 async def test_hooks_added_after_start_are_called(brokers: Brokers, clients: Clients) -> None:
@@ -643,12 +642,6 @@ async def test_hooks_added_after_start_are_called(brokers: Brokers, clients: Cli
     assert events == ["disconnected", "connected", "recovered"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: a topology operation parked before the first incarnation is replayed from the "
-    "topology and then sent again from the parked queue",
-)
 async def test_operations_issued_before_the_channel_opens_are_sent_once(
     brokers: Brokers, clients: Clients
 ) -> None:
@@ -661,13 +654,6 @@ async def test_operations_issued_before_the_channel_opens_are_sent_once(
     assert broker.current.names() == ["channel.open", "exchange.declare", "confirm.select"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DuplicateConsumerTag,
-    reason="bug: a basic_consume parked before the channel opens (or during an outage) is "
-    "subscribed by the replay, then again from the parked queue: DuplicateConsumerTag, and "
-    "the broker-side subscription is orphaned",
-)
 @pytest.mark.parametrize("when", ["before the channel opens", "during an outage"])
 async def test_consume_issued_while_no_incarnation_is_open_subscribes_once(
     brokers: Brokers, clients: Clients, when: str

@@ -20,6 +20,7 @@ from ..core import spec
 from ..core.channel import Channel as CoreChannel
 from ..core.events import ChannelClosed as ChannelClosedEvent
 from ..core.events import GetOk, Returned
+from ..core.states import ChannelState
 from ..exceptions import (
     ChannelClosedByClient,
     ChannelWrongStateError,
@@ -448,7 +449,14 @@ class ChannelLogic(Generic[W]):
         self._send_settlement_here(method, core)
 
     def _send_settlement_here(self, method: spec.Method, core: CoreChannel | None) -> None:
-        if core is not None and (core is not self._core or not self.is_open):
+        if core is not None and (
+            core is not self._core
+            or not self.is_open
+            # Ending in the batch of events being dispatched (a delivery and the broker's
+            # Connection.Close in one read), before this channel is told.
+            or not self._conn.is_open
+            or core.state is not ChannelState.OPEN
+        ):
             return  # the channel this message came on is gone: the broker redelivers it
         self._send_async(method)
 

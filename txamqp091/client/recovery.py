@@ -13,23 +13,34 @@ mode therefore succeeds only once a broker has acked it (at least once:
 duplicates are possible, losses are not).
 
 When the broker closes the channel (a 404 from a passive declare, say), the
-request in flight fails with that error, the other pending requests are kept,
-and a new incarnation is opened on the same connection. A channel the broker
-closes again and again while replaying gives up after ``max_reopens``.
+operation that caused it fails with that error: the one naming the exchange or
+queue the close text quotes, else the request in flight (none, for an unknown
+delivery tag). The other pending operations are kept, and a new incarnation is
+opened on the same connection; there the queues are still there, so a
+server-named queue is not declared again (unless it was auto-delete and lost its
+consumers with the channel). A channel the broker closes again and again while
+replaying gives up after ``max_reopens``.
+
+Operations that wait for an incarnation go out in the order they were issued,
+including those sent again after the incarnation they were on died.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic
 
 from ..core.spec import BasicProperties
+from ..core.states import ChannelState
 from ..exceptions import (
     AMQPConnectionError,
     ChannelClosed,
     ChannelClosedByBroker,
     ChannelWrongStateError,
+    ConnectionBlockedTimeout,
     ConsumerCancelled,
     DuplicateConsumerTag,
     PublishTimeout,
@@ -51,12 +62,17 @@ Operation = Callable[["ChannelLogic[Any]"], Any]
 class _Record:
     """One replayable topology operation."""
 
-    __slots__ = ("kind", "operation", "server_named")
+    __slots__ = ("applied", "auto_delete", "kind", "operation", "server_named")
 
     def __init__(self, kind: str, operation: Callable[[ChannelLogic[Any], dict[str, str]], Any]):
         self.kind = kind
         self.operation = operation
+        #: For a server-named queue: the name the broker first gave it.
         self.server_named: str | None = None
+        self.auto_delete = False
+        #: The broker accepted it once. Until then its own operation is pending (parked
+        #: or in flight) and goes out by itself: the replay must not send it as well.
+        self.applied = False
 
 
 class Topology:
@@ -96,19 +112,54 @@ def _args_key(arguments: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, repr(v)) for k, v in (arguments or {}).items()))
 
 
+#: No entity names: operations such as basic_qos or confirm_delivery.
+_NOTHING: frozenset[str] = frozenset()
+
+
 class _Parked(Generic[W]):
     """An operation waiting for an incarnation (disconnected, or being replaced)."""
 
-    __slots__ = ("operation", "timer", "waiter")
+    __slots__ = ("operation", "seq", "subjects", "suspect", "timer", "waiter")
 
-    def __init__(self, operation: Operation, waiter: W, timer: TimerHandle | None) -> None:
+    def __init__(
+        self,
+        operation: Operation,
+        waiter: W,
+        timer: TimerHandle | None,
+        seq: int,
+        subjects: frozenset[str],
+    ) -> None:
         self.operation = operation
         self.waiter = waiter
         self.timer = timer
+        #: When the user asked for it: parked operations go out again in this order.
+        self.seq = seq
+        #: The exchanges and queues it names, to tell whether a channel error was its doing.
+        self.subjects = subjects
+        #: The channel error it was caught up in, until :meth:`SurvivingChannel._blame`.
+        self.suspect: BaseException | None = None
+
+
+def _quoted_names(reply_text: str) -> set[str]:
+    """The entity names a broker's close text quotes ("NOT_FOUND - no exchange 'x' in
+    vhost '/'" -> {"x"}); RabbitMQ quotes the exchange or queue at fault."""
+    return set(re.findall(r"'([^']*)'", re.sub(r" in vhost '[^']*'", "", reply_text)))
+
+
+def _usable(inner: ChannelLogic[Any]) -> bool:
+    """Whether an incarnation can take an operation now. Its connection may have ended
+    (or its channel been closed by the broker) in the batch of events being dispatched,
+    before the channel itself is told: a user callback run by an earlier event of that
+    batch (a publisher confirm, say) must then park, not fail."""
+    return inner.is_open and inner._conn.is_open and inner._core.state is ChannelState.OPEN
 
 
 class SurvivingConsumer(ConsumerLogic[W]):
     """A consumer that keeps delivering across reconnects: the same object throughout."""
+
+    #: The broker confirmed its first Basic.Consume; from then on every new incarnation
+    #: subscribes it again during the replay.
+    _subscribed = False
 
     def _deliver_from(self, message: Message) -> None:
         self._deliver(message)
@@ -145,8 +196,14 @@ class SurvivingChannel(Generic[W]):
         self._closed_error: BaseException | None = None
         self._closed_waiters: list[W] = []
         self._reopens = 0
-        self._last_channel_error: BaseException | None = None
+        #: Operations a broker's channel close failed, in the order it failed them; which
+        #: of them caused it is decided once all are known (:meth:`_blame`).
+        self._suspects: list[_Parked[W]] = []
         self._replaying = False
+        self._op_seq = itertools.count()
+        #: The connection of the latest incarnation (a reopen after a channel error
+        #: stays on it, and then the queues it declared are still there).
+        self._last_connection: object | None = None
 
     def __repr__(self) -> str:
         return f"<SurvivingChannel inner={self._inner!r} records={len(self._topology)}>"
@@ -175,26 +232,40 @@ class SurvivingChannel(Generic[W]):
 
     # -- running operations -----------------------------------------------------------------------
 
-    def _run(self, operation: Operation, timeout: float | None = None) -> W:
-        """Run ``operation`` on the live incarnation, or park it until there is one."""
+    def _run(
+        self,
+        operation: Operation,
+        timeout: float | None = None,
+        subjects: frozenset[str] = _NOTHING,
+    ) -> W:
+        """Run ``operation`` on the live incarnation, or park it until there is one.
+        ``subjects`` are the exchanges and queues it names."""
         runtime = self._runtime
         if self._closed_error is not None:
             return runtime.failed(
                 ChannelWrongStateError(f"channel is closed: {self._closed_error}")
             )
         waiter = runtime.create_waiter()
+        seq = next(self._op_seq)
         inner = self._inner
-        if inner is not None and inner.is_open and not self._parked and not self._replaying:
-            self._bridge(inner, operation, waiter)
+        if inner is not None and _usable(inner) and not self._parked and not self._replaying:
+            self._bridge(inner, operation, waiter, seq, subjects)
         else:
-            self._park(operation, waiter, timeout)
+            self._park(operation, waiter, timeout, seq, subjects)
         return waiter
 
-    def _park(self, operation: Operation, waiter: W, timeout: float | None) -> None:
+    def _park(
+        self,
+        operation: Operation,
+        waiter: W,
+        timeout: float | None,
+        seq: int,
+        subjects: frozenset[str],
+    ) -> _Parked[W]:
         runtime = self._runtime
         limit = self._session.publish_timeout if timeout is None else timeout
         timer: TimerHandle | None = None
-        parked = _Parked(operation, waiter, None)
+        parked = _Parked(operation, waiter, None, seq, subjects)
         if limit is not None:
 
             def expire() -> None:
@@ -206,9 +277,26 @@ class SurvivingChannel(Generic[W]):
 
             timer = runtime.call_later(limit, expire)
         parked.timer = timer
-        self._parked.append(parked)
+        queue = self._parked
+        if not queue or queue[-1].seq < seq:
+            queue.append(parked)
+            return parked
+        # An operation that was in flight when its incarnation died comes back: it goes
+        # before those the user issued after it, so order survives the reconnect.
+        index = len(queue)
+        while index > 0 and queue[index - 1].seq > seq:
+            index -= 1
+        queue.insert(index, parked)
+        return parked
 
-    def _bridge(self, inner: ChannelLogic[W], operation: Operation, waiter: W) -> None:
+    def _bridge(
+        self,
+        inner: ChannelLogic[W],
+        operation: Operation,
+        waiter: W,
+        seq: int,
+        subjects: frozenset[str],
+    ) -> None:
         """Settle ``waiter`` from the incarnation's result; keep the operation if the
         incarnation died under it through no fault of its own."""
         runtime = self._runtime
@@ -221,26 +309,71 @@ class SurvivingChannel(Generic[W]):
         def failed(error: BaseException) -> None:
             if runtime.is_done(waiter):
                 return
-            if self._should_retry(error):
-                self._park(operation, waiter, None)
+            if (
+                isinstance(error, ChannelClosedByBroker)
+                and self._closed_error is None
+                and not self._session.stopping
+            ):
+                # One of the operations this close failed caused it; the others were
+                # only caught up in it. Keep them all until all are known.
+                parked = self._park(operation, waiter, None, seq, subjects)
+                parked.suspect = error
+                if not self._suspects:
+                    runtime.call_soon(self._blame)
+                self._suspects.append(parked)
+            elif self._should_retry(error, inner):
+                self._park(operation, waiter, None, seq, subjects)
             else:
                 runtime.reject(waiter, error)
 
         runtime.on_result(inner_waiter, lambda value: runtime.resolve(waiter, value), failed)
 
-    def _should_retry(self, error: BaseException) -> bool:
+    def _should_retry(self, error: BaseException, inner: ChannelLogic[W]) -> bool:
         if self._closed_error is not None or self._session.stopping:
+            return False
+        if isinstance(error, ConnectionBlockedTimeout):
+            # The connection is alive (blocked): the caller asked for this bound. Parking
+            # it would hold every later operation back until a reconnect.
             return False
         if isinstance(error, AMQPConnectionError):
             return True  # the connection died: send it again on the next one
-        if isinstance(error, ChannelClosedByBroker):
-            # The first operation the broker's close fails is the one that caused it;
-            # the others on the same channel were only caught up in it.
-            if error is self._last_channel_error:
-                return True
-            self._last_channel_error = error
-            return False
+        if isinstance(error, ChannelWrongStateError) and not _usable(inner):
+            return True  # refused by an incarnation that is ending: not this operation's fault
         return False
+
+    def _blame(self) -> None:
+        """Fail the operations that caused a broker's channel close; the others it failed
+        go out again on the next incarnation.
+
+        The culprits are those naming the exchange or queue the close text quotes (a
+        publish to a missing exchange, a passive declare of a missing queue); when it
+        quotes none of theirs, the first operation the close failed (the request in
+        flight). An unknown delivery tag is an acknowledgement's doing: none of them.
+        Blaming the oldest publish instead would fail an innocent one per round and send
+        the real culprit (and every publish behind it) again and again."""
+        suspects, self._suspects = self._suspects, []
+        runtime = self._runtime
+        errors: list[BaseException] = []
+        for item in suspects:
+            if item.suspect is not None and all(item.suspect is not e for e in errors):
+                errors.append(item.suspect)
+        for error in errors:
+            group = [p for p in suspects if p.suspect is error and not runtime.is_done(p.waiter)]
+            for item in suspects:
+                if item.suspect is error:
+                    item.suspect = None
+            text = getattr(error, "reply_text", "") or ""
+            if "delivery tag" in text:
+                continue
+            named = _quoted_names(text)
+            culprits = [p for p in group if p.subjects & named] or group[:1]
+            for item in culprits:
+                if item in self._parked:
+                    self._parked.remove(item)
+                if item.timer is not None:
+                    item.timer.cancel()
+                    item.timer = None
+                runtime.reject(item.waiter, error)
 
     # -- incarnations -----------------------------------------------------------------------------
 
@@ -260,23 +393,40 @@ class SurvivingChannel(Generic[W]):
         inner.add_on_cancel_callback(self._relay_cancel)
         for consumer in self._consumers.values():
             consumer._forget_dead_messages(inner)
+        reopened = inner._conn is self._last_connection
+        self._last_connection = inner._conn
         self._replaying = True
-        self._replay(iter(self._topology), inner)
+        self._replay(iter(self._topology), inner, reopened)
 
-    def _replay(self, records: Iterator[_Record], inner: ChannelLogic[W]) -> None:
+    def _still_there(self, record: _Record) -> bool:
+        """After a channel error (same connection): whether a server-named queue survived
+        the channel's end. It did unless it was auto-delete and lost its consumers with
+        the channel; declaring it again would create a second queue under a new name."""
+        original = record.server_named
+        assert original is not None
+        if not record.auto_delete:
+            return True
+        current = self._topology.name(original)
+        return not any(self._topology.name(c.queue) == current for c in self._consumers.values())
+
+    def _replay(self, records: Iterator[_Record], inner: ChannelLogic[W], reopened: bool) -> None:
         """Replay records in order; pause after a server-named queue until its name is known."""
         runtime = self._runtime
         names = self._topology.names
         for record in records:
             if self._inner is not inner or not inner.is_open:
                 return
+            if not record.applied:
+                continue  # its own operation is parked and follows the replay
+            if reopened and record.server_named is not None and self._still_there(record):
+                continue
             waiter = record.operation(inner, names)
             if record.server_named is not None:
                 original = record.server_named
 
                 def declared(ok: Any, original: str = original) -> None:
                     names[original] = ok.queue
-                    self._replay(records, inner)
+                    self._replay(records, inner, reopened)
 
                 runtime.on_result(waiter, declared, lambda error: None)
                 return
@@ -286,6 +436,8 @@ class SurvivingChannel(Generic[W]):
     def _resubscribe(self, inner: ChannelLogic[W]) -> None:
         runtime = self._runtime
         for consumer in list(self._consumers.values()):
+            if not consumer._subscribed:
+                continue  # its own Basic.Consume is still to go out (parked): not twice
             waiter = inner.basic_consume(
                 self._topology.name(consumer.queue),
                 consumer._deliver_from,
@@ -297,12 +449,14 @@ class SurvivingChannel(Generic[W]):
             runtime.on_result(waiter, lambda value: None, lambda error: None)
         self._replaying = False
         self._reopens = 0
+        if self._suspects:
+            self._blame()  # before anything goes out again (normally done by now)
         parked, self._parked = self._parked, deque()
         for item in parked:
             if item.timer is not None:
                 item.timer.cancel()
             if not runtime.is_done(item.waiter):
-                self._bridge(inner, item.operation, item.waiter)
+                self._bridge(inner, item.operation, item.waiter, item.seq, item.subjects)
         self._session._channel_recovered(self)
 
     def _on_incarnation_closed(self, inner: ChannelLogic[W], error: BaseException) -> None:
@@ -329,6 +483,7 @@ class SurvivingChannel(Generic[W]):
             return
         self._closed_error = error
         runtime = self._runtime
+        self._suspects = []
         parked, self._parked = self._parked, deque()
         for item in parked:
             if item.timer is not None:
@@ -365,17 +520,29 @@ class SurvivingChannel(Generic[W]):
 
     # -- the channel API ---------------------------------------------------------------------------------
 
-    def _declare(self, key: tuple[Any, ...], kind: str, call: Callable[..., Any]) -> W:
+    def _queue_names(self, queue: str) -> frozenset[str]:
+        return frozenset((queue, self._topology.name(queue)))
+
+    def _declare(
+        self,
+        key: tuple[Any, ...],
+        kind: str,
+        call: Callable[..., Any],
+        subjects: frozenset[str] = _NOTHING,
+    ) -> W:
         """Record a topology operation, then run it; a broker refusal forgets it again."""
         record = _Record(kind, lambda inner, names: call(inner, names))
         self._topology.record(key, record)
-        waiter = self._run(lambda inner: call(inner, self._topology.names))
+        waiter = self._run(lambda inner: call(inner, self._topology.names), subjects=subjects)
+
+        def accepted(value: Any) -> None:
+            record.applied = True
 
         def refused(error: BaseException) -> None:
             if isinstance(error, ChannelClosed) and self._topology._records.get(key) is record:
                 self._topology.forget(lambda k: k == key)
 
-        self._runtime.observe(waiter, lambda value: None, refused)
+        self._runtime.observe(waiter, accepted, refused)
         return waiter
 
     def exchange_declare(
@@ -393,9 +560,10 @@ class SurvivingChannel(Generic[W]):
                 exchange, exchange_type, passive, durable, auto_delete, internal, arguments
             )
 
+        subjects = frozenset((exchange,))
         if passive:
-            return self._run(lambda inner: call(inner, {}))
-        return self._declare(("exchange", exchange), "exchange", call)
+            return self._run(lambda inner: call(inner, {}), subjects=subjects)
+        return self._declare(("exchange", exchange), "exchange", call, subjects)
 
     def exchange_delete(self, exchange: str = "", if_unused: bool = False) -> W:
         self._topology.forget(
@@ -405,7 +573,10 @@ class SurvivingChannel(Generic[W]):
                 or (k[0] == "qbind" and k[2] == exchange)
             )
         )
-        return self._run(lambda inner: inner.exchange_delete(exchange, if_unused))
+        return self._run(
+            lambda inner: inner.exchange_delete(exchange, if_unused),
+            subjects=frozenset((exchange,)),
+        )
 
     def exchange_bind(
         self,
@@ -418,7 +589,7 @@ class SurvivingChannel(Generic[W]):
             return inner.exchange_bind(destination, source, routing_key, arguments)
 
         key = ("xbind", destination, source, routing_key, _args_key(arguments))
-        return self._declare(key, "xbind", call)
+        return self._declare(key, "xbind", call, frozenset((destination, source)))
 
     def exchange_unbind(
         self,
@@ -430,7 +601,8 @@ class SurvivingChannel(Generic[W]):
         key = ("xbind", destination, source, routing_key, _args_key(arguments))
         self._topology.forget(lambda k: k == key)
         return self._run(
-            lambda inner: inner.exchange_unbind(destination, source, routing_key, arguments)
+            lambda inner: inner.exchange_unbind(destination, source, routing_key, arguments),
+            subjects=frozenset((destination, source)),
         )
 
     def queue_declare(
@@ -447,14 +619,15 @@ class SurvivingChannel(Generic[W]):
             return self._run(
                 lambda inner: inner.queue_declare(
                     topology.name(queue), True, durable, exclusive, auto_delete, arguments
-                )
+                ),
+                subjects=self._queue_names(queue),
             )
         if queue:
 
             def call(inner: ChannelLogic[W], names: dict[str, str]) -> W:
                 return inner.queue_declare(queue, False, durable, exclusive, auto_delete, arguments)
 
-            return self._declare(("queue", queue), "queue", call)
+            return self._declare(("queue", queue), "queue", call, frozenset((queue,)))
         # Server-named: the first name the broker gives is the one the user holds; later
         # incarnations map it to the new name (Topology.names).
         record = _Record(
@@ -467,7 +640,10 @@ class SurvivingChannel(Generic[W]):
             lambda inner: inner.queue_declare("", False, durable, exclusive, auto_delete, arguments)
         )
 
+        record.auto_delete = auto_delete
+
         def named(ok: Any) -> None:
+            record.applied = True
             record.server_named = ok.queue
             topology.names[ok.queue] = ok.queue
             topology.record(("queue", ok.queue), record)
@@ -489,7 +665,8 @@ class SurvivingChannel(Generic[W]):
             bind_key = current if routing_key is None else routing_key
             return inner.queue_bind(current, exchange, bind_key, arguments)
 
-        return self._declare(("qbind", queue, exchange, key_, _args_key(arguments)), "qbind", call)
+        key = ("qbind", queue, exchange, key_, _args_key(arguments))
+        return self._declare(key, "qbind", call, self._queue_names(queue) | {exchange})
 
     def queue_unbind(
         self,
@@ -503,17 +680,26 @@ class SurvivingChannel(Generic[W]):
         self._topology.forget(lambda k: k == key)
         name = self._topology.name(queue)
         rk = name if routing_key is None else routing_key
-        return self._run(lambda inner: inner.queue_unbind(name, exchange, rk, arguments))
+        return self._run(
+            lambda inner: inner.queue_unbind(name, exchange, rk, arguments),
+            subjects=self._queue_names(queue) | {exchange},
+        )
 
     def queue_purge(self, queue: str) -> W:
-        return self._run(lambda inner: inner.queue_purge(self._topology.name(queue)))
+        return self._run(
+            lambda inner: inner.queue_purge(self._topology.name(queue)),
+            subjects=self._queue_names(queue),
+        )
 
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> W:
         self._topology.forget(
             lambda k: k == ("queue", queue) or (k[0] == "qbind" and k[1] == queue)
         )
         name = self._topology.name(queue)
-        return self._run(lambda inner: inner.queue_delete(name, if_unused, if_empty))
+        return self._run(
+            lambda inner: inner.queue_delete(name, if_unused, if_empty),
+            subjects=self._queue_names(queue),
+        )
 
     def basic_qos(
         self, prefetch_size: int = 0, prefetch_count: int = 0, global_qos: bool = False
@@ -563,10 +749,15 @@ class SurvivingChannel(Generic[W]):
             key = names.get(routing_key, routing_key) if not exchange else routing_key
             return inner.basic_publish(exchange, key, body, properties, mandatory)
 
-        return self._run(publish)
+        # The default exchange never refuses a publish (an unroutable one is dropped or
+        # returned), so only a named exchange can be at fault.
+        return self._run(publish, subjects=frozenset((exchange,)) if exchange else _NOTHING)
 
     def basic_get(self, queue: str, auto_ack: bool = False) -> W:
-        return self._run(lambda inner: inner.basic_get(self._topology.name(queue), auto_ack))
+        return self._run(
+            lambda inner: inner.basic_get(self._topology.name(queue), auto_ack),
+            subjects=self._queue_names(queue),
+        )
 
     def basic_consume(
         self,
@@ -595,7 +786,8 @@ class SurvivingChannel(Generic[W]):
                 exclusive,
                 tag,
                 arguments,
-            )
+            ),
+            subjects=self._queue_names(queue),
         )
         runtime = self._runtime
 
@@ -604,8 +796,12 @@ class SurvivingChannel(Generic[W]):
                 del self._consumers[tag]
             runtime.reject(result, error)
 
+        def subscribed(value: Any) -> None:
+            consumer._subscribed = True
+            runtime.resolve(result, consumer)
+
         result = runtime.create_waiter()
-        runtime.on_result(waiter, lambda value: runtime.resolve(result, consumer), failed)
+        runtime.on_result(waiter, subscribed, failed)
         return result
 
     def basic_cancel(self, consumer_tag: str = "") -> W:
@@ -619,21 +815,24 @@ class SurvivingChannel(Generic[W]):
             return self._runtime.succeeded(0)
         del self._consumers[consumer.consumer_tag]
         handed_back = consumer._drain_buffer()
-        count = 0
-        for message in handed_back:
-            if not consumer.auto_ack and message._channel is self._inner:
-                message.nack(requeue=True)
-                count += 1
         consumer._end(
             ConsumerCancelled(f"consumer {consumer.consumer_tag} cancelled by the client", True)
         )
         runtime = self._runtime
         inner = self._inner
-        if inner is None:
+        # Basic.Cancel before the nacks: messages requeued while the consumer still
+        # exists would be delivered straight back to it.
+        cancelled = inner.basic_cancel(consumer.consumer_tag) if inner is not None else None
+        count = 0
+        for message in handed_back:
+            if not consumer.auto_ack and message._channel is self._inner:
+                message.nack(requeue=True)
+                count += 1
+        if cancelled is None:
             return runtime.succeeded(count)
         result = runtime.create_waiter()
         runtime.on_result(
-            inner.basic_cancel(consumer.consumer_tag),
+            cancelled,
             lambda late: runtime.resolve(result, count + (late or 0)),
             lambda error: runtime.resolve(result, count),
         )

@@ -203,12 +203,23 @@ class AMQPClientService(ClientService):
         return self.session.channel(RecoveringChannel)
 
     def whenConnected(self, failAfterFailures: int | None = None) -> Deferred[Any]:
-        """Fires with the current :class:`Connection` (the next one while disconnected)."""
+        """Fires with the current :class:`Connection` (the next one while disconnected).
+
+        Fails with :attr:`failure` once the service has given up (a refused login),
+        rather than with the ``CancelledError`` of a plain stop."""
         d: Deferred[Any] = super().whenConnected(failAfterFailures=failAfterFailures)
-        return d.addCallback(lambda protocol: protocol.connection)
+
+        def gave_up(failure: Failure) -> Failure:
+            if self.failure is not None and isinstance(failure.value, defer.CancelledError):
+                return Failure(self.failure)  # type: ignore[no-untyped-call]
+            return failure
+
+        return d.addCallbacks(lambda protocol: protocol.connection, gave_up)
 
     def startService(self) -> None:
         self.session.stopping = False
+        self.failure = None
+        self._auth_failures = 0
         super().startService()
 
     def stopService(self) -> Deferred[None]:

@@ -38,20 +38,8 @@ class AMQPError(Exception):
     """Base of every txamqp091 error."""
 
 
-class AMQPConnectionError(AMQPError):
-    """The connection could not be established or was lost."""
-
-
-class ConnectionWrongStateError(AMQPConnectionError):
-    """An operation was asked of a connection that is not open (or not yet open)."""
-
-
-class ConnectionClosed(AMQPConnectionError):
-    """The connection ended; ``reply_code`` and ``reply_text`` say why.
-
-    :param reply_code: the AMQP reply code (200 for a normal shutdown).
-    :param reply_text: the peer's or client's explanation.
-    """
+class _ReplyCode(Exception):
+    """Errors that carry an AMQP reply: ``reply_code`` and ``reply_text``."""
 
     def __init__(self, reply_code: int, reply_text: str) -> None:
         super().__init__(reply_code, reply_text)
@@ -60,6 +48,22 @@ class ConnectionClosed(AMQPConnectionError):
 
     def __str__(self) -> str:
         return f"({self.reply_code}) {self.reply_text!r}"
+
+
+class AMQPConnectionError(AMQPError):
+    """The connection could not be established or was lost."""
+
+
+class ConnectionWrongStateError(AMQPConnectionError):
+    """An operation was asked of a connection that is not open (or not yet open)."""
+
+
+class ConnectionClosed(_ReplyCode, AMQPConnectionError):
+    """The connection ended; ``reply_code`` and ``reply_text`` say why.
+
+    :param reply_code: the AMQP reply code (200 for a normal shutdown).
+    :param reply_text: the peer's or client's explanation.
+    """
 
 
 class ConnectionClosedByBroker(ConnectionClosed):
@@ -94,18 +98,13 @@ class ProbableAccessDeniedError(AMQPConnectionError):
     """The broker refused access to the virtual host."""
 
 
-class ProtocolError(AMQPConnectionError):
+class ProtocolError(_ReplyCode, AMQPConnectionError):
     """The peer sent a malformed or unexpected frame.
 
     The core has already queued Connection.Close with ``reply_code`` (501 frame
     error, 502 syntax error, 503 command invalid, 504 channel error, 505
     unexpected frame, 540 not implemented) when this is raised.
     """
-
-    def __init__(self, reply_code: int, reply_text: str) -> None:
-        super().__init__(reply_code, reply_text)
-        self.reply_code = reply_code
-        self.reply_text = reply_text
 
     def __str__(self) -> str:
         return f"({self.reply_code}) {self.reply_text}"
@@ -119,16 +118,8 @@ class ChannelWrongStateError(AMQPChannelError):
     """An operation was asked of a channel that is closed, closing or not in the right mode."""
 
 
-class ChannelClosed(AMQPChannelError):
+class ChannelClosed(_ReplyCode, AMQPChannelError):
     """The channel ended; ``reply_code`` and ``reply_text`` say why."""
-
-    def __init__(self, reply_code: int, reply_text: str) -> None:
-        super().__init__(reply_code, reply_text)
-        self.reply_code = reply_code
-        self.reply_text = reply_text
-
-    def __str__(self) -> str:
-        return f"({self.reply_code}) {self.reply_text!r}"
 
 
 class ChannelClosedByBroker(ChannelClosed):

@@ -464,6 +464,16 @@ class ChannelLogic(Generic[W]):
         """Ack/nack/reject through a message: only on the channel incarnation it came on,
         so it never settles a stranger that reuses its delivery tag after a reconnect."""
         tag = message.delivery_tag
+        if (
+            how == "ack"
+            and message._core_channel is self._core
+            and self._closing is None
+            and self._close_error is None
+            and self._runtime.in_loop_thread()
+            and self._core.send_ack(tag, bool(kwargs.get("multiple", False)))
+        ):
+            self._conn._schedule_flush()
+            return
         method: spec.Method
         if how == "ack":
             method = spec.BasicAck(delivery_tag=tag, **kwargs)

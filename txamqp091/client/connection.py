@@ -102,6 +102,7 @@ class ConnectionLogic(Generic[W]):
         self._close_timer: TimerHandle | None = None
         self._flush_scheduled = False
         self._unflushed = 0
+        self._receiving = False
         self._timer: TimerHandle | None = None
         self._timer_deadline = 0.0
         self._held: deque[_Held] = deque()
@@ -218,7 +219,13 @@ class ConnectionLogic(Generic[W]):
     def data_received(self, data: bytes) -> None:
         events = self._core.receive_data(data, self._runtime.now())
         if events:
-            self._dispatch(events)
+            # What the dispatched callbacks queue leaves in the flush below, with no
+            # extra loop turn for a scheduled flush (that is latency, for RPCs).
+            self._receiving = True
+            try:
+                self._dispatch(events)
+            finally:
+                self._receiving = False
         self._flush()
         if self._timer is None and not self._ended:
             self._arm_timer()
@@ -237,7 +244,7 @@ class ConnectionLogic(Generic[W]):
     # -- flushing and timers -------------------------------------------------------------------------
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self._receiving:
             self._flush_scheduled = True
             self._runtime.call_soon(self._flush)
 
@@ -249,7 +256,7 @@ class ConnectionLogic(Generic[W]):
         self._unflushed += size + 64
         if self._unflushed >= self.flush_threshold:
             self._flush()
-        elif not self._flush_scheduled:
+        elif not self._flush_scheduled and not self._receiving:
             self._flush_scheduled = True
             self._runtime.call_soon(self._flush)
 

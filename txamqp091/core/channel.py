@@ -47,6 +47,8 @@ __all__ = ["Channel"]
 _unpack_from = struct.unpack_from
 _unpack_deliver = struct.Struct(">QBB").unpack_from  # delivery tag, bits, exchange length
 _frame_header = struct.Struct(">BHI").unpack_from
+#: A whole Basic.Ack frame: header, class 60 method 80, delivery tag, multiple bit, frame end.
+_ack_frame = struct.Struct(">BHIHHQBB").pack
 _content_header = struct.Struct(">HHQ").unpack_from
 _header_frame = struct.Struct(">BHIHHQ").unpack_from  # frame header + content header
 _decode_properties = spec.BasicProperties.decode
@@ -148,6 +150,20 @@ class Channel:
                 self._tail_confirm_mode = True
                 self._next_publish_seq = 1
         self._send(method)
+
+    def send_ack(self, delivery_tag: int, multiple: bool = False) -> bool:
+        """Basic.Ack straight into the output, the consumer's hot path; False when something
+        waits ahead of it or the channel cannot send (then use :meth:`send_method`)."""
+        conn = self._conn
+        if (
+            self.state is not _OPEN
+            or self._queue
+            or conn._closing
+            or conn.state is _CONNECTION_CLOSED
+        ):
+            return False
+        self._out.append(_ack_frame(1, self.channel_id, 13, 60, 80, delivery_tag, multiple, 0xCE))
+        return True
 
     def expects_reply(self, method: spec.Method) -> bool:
         """Whether ``method`` will be answered (synchronous and not ``nowait``)."""

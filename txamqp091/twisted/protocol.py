@@ -50,6 +50,11 @@ class AMQPProtocol(Protocol, DeferredRuntime):
 
     def connectionMade(self) -> None:
         transport: Any = self.transport
+        # Twisted pauses its producer at 64 KiB buffered, which would make a publishing
+        # loop stop and go every few dozen messages: allow 1 MiB before pushing back.
+        for attribute in ("bufferSize", "SEND_LIMIT"):
+            if isinstance(getattr(transport, attribute, None), int):
+                setattr(transport, attribute, max(getattr(transport, attribute), 1 << 20))
         transport.registerProducer(self, True)
         self.connection.connection_made()
 

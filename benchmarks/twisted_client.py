@@ -1,0 +1,1124 @@
+"""End-to-end Twisted benchmark: txamqp091's Twisted adapter against pika 1.4.4's
+``pika.adapters.twisted_connection.TwistedProtocolConnection``, both talking to a
+real RabbitMQ broker (default ``127.0.0.1:5672``, guest/guest).
+
+Every (scenario, client) pair runs in a *fresh interpreter* (this script
+re-invoked with ``--worker``), because a Twisted reactor cannot be restarted and
+one client's reactor, GC and allocator state must not colour the other's. The
+parent only orchestrates: it names the queues, pre-loads the consume scenario
+with ``pika.BlockingConnection`` (outside any timed section), starts the
+workers with a hard timeout, deletes the queues afterwards and prints the
+table. With ``--repeats N`` the pairs are interleaved (scenario by scenario,
+client by client) N times and the table shows medians.
+
+Measured in each worker, around the timed section only:
+
+* wall clock (``time.perf_counter``) -> messages per second;
+* client CPU, ``resource.getrusage(RUSAGE_SELF)`` user+sys delta -> CPU µs per
+  message (everything the process did: client library, reactor, the
+  benchmark loop itself; for ``rpc`` also the in-process responder).
+
+Scenarios (counts are multiplied by ``--scale``):
+
+1. ``publish``    100,000 x 64 B, no confirms, to a fresh queue; the clock
+   stops when ``queue_declare(passive=True).message_count`` reports all of
+   them. Published in batches of ``--batch`` per reactor turn (the loop
+   awaits the last publish Deferred of each batch, which honours
+   txamqp091's transport back-pressure and is an already-fired Deferred for
+   pika, whose Twisted adapter has none).
+2. ``confirm``    50,000 x 64 B with publisher confirms, at most 1,000
+   unconfirmed (each confirm's Deferred callback publishes the next).
+3. ``consume``    100,000 pre-loaded messages, prefetch 1,000, one
+   ``basic_ack`` per message, read with the adapters' pull API in a coroutine
+   (txamqp091 ``await consumer.get()``; pika ``await queue_object.get()``).
+3b ``consume-cb`` the same with a push callback (txamqp091
+   ``basic_consume(on_message_callback=...)``; pika: the wrapped
+   ``pika.channel.Channel`` behind ``TwistedChannel._channel``, since pika's
+   Twisted wrapper only offers the queue). Extra, not one of the five targets.
+4. ``rpc``        2,000 sequential round trips: publish a request (reply_to +
+   correlation_id) to a request queue; a responder on a second connection in
+   the same process echoes it back to the client's exclusive reply queue;
+   the client awaits the reply. 100 warm-up round trips are not counted.
+   Reports p50/p99 latency in µs; CPU is per round trip, both sides.
+5. ``large``      2,000 x 1 MiB published with confirms (window 50) on one
+   connection and consumed back (prefetch 50, one ack each) on another,
+   concurrently; MB/s = MiB moved end to end / wall time.
+
+Usage::
+
+    python benchmarks/twisted_client.py                      # everything, full size
+    python benchmarks/twisted_client.py --scale 0.3          # quicker
+    python benchmarks/twisted_client.py --repeats 3 --json results.json
+    python benchmarks/twisted_client.py --only consume --only rpc --client txamqp091
+    python benchmarks/twisted_client.py --only publish --profile prof/   # cProfile each worker
+
+``--only`` takes a scenario name or number (1-5, 3b) and may be repeated or
+comma-separated. ``--profile DIR`` runs every worker under cProfile (timings
+are then inflated; use it to find hot spots, not to compare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CLIENTS = ("txamqp091", "pika")
+#: The reference row of the rpc scenario (not a client under test): see floor_rpc().
+FLOOR = "floor"
+
+#: name -> (number, base message count, one-line description)
+SCENARIOS: dict[str, tuple[str, int, str]] = {
+    "publish": ("1", 100_000, "publish 64 B, no confirms, until the queue holds all"),
+    "confirm": ("2", 50_000, "publish 64 B with confirms, 1,000 in flight"),
+    "consume": ("3", 100_000, "consume pre-loaded, prefetch 1,000, ack each (pull API)"),
+    "consume-cb": ("3b", 100_000, "consume pre-loaded, prefetch 1,000, ack each (callback)"),
+    "rpc": ("4", 2_000, "sequential RPC round trips (p50/p99 latency)"),
+    "large": ("5", 2_000, "1 MiB publish with confirms (window 50) + consume back"),
+}
+
+BODY_64 = b"x" * 64
+MIB = 1 << 20
+CONFIRM_WINDOW = 1000
+PREFETCH = 1000
+LARGE_WINDOW = 50
+LARGE_PREFETCH = 50
+RPC_WARMUP = 100
+POLL_INTERVAL = 0.002  # seconds between passive queue_declare polls
+
+
+def scaled(name: str, scale: float) -> int:
+    return max(1, round(SCENARIOS[name][1] * scale))
+
+
+def cpu_split() -> tuple[float, float, int]:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime, ru.ru_stime, ru.ru_minflt
+
+
+class Meter:
+    """Wall clock and process CPU around the timed section."""
+
+    def start(self) -> None:
+        self.user0, self.sys0, self.flt0 = cpu_split()
+        self.t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        self.t1 = time.perf_counter()
+        self.user1, self.sys1, self.flt1 = cpu_split()
+
+    def result(self, n: int, **extra: Any) -> dict[str, Any]:
+        wall = self.t1 - self.t0
+        user = self.user1 - self.user0
+        sys_ = self.sys1 - self.sys0
+        cpu = user + sys_
+        out = {
+            "n": n,
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "cpu_user_s": user,
+            "cpu_sys_s": sys_,
+            "minor_faults_per_msg": (self.flt1 - self.flt0) / n,
+            "msgs_per_s": n / wall if wall > 0 else 0.0,
+            "cpu_us_per_msg": cpu / n * 1e6,
+        }
+        out.update(extra)
+        return out
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100.0 * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+# ==========================================================================================
+# Workers: run inside a fresh interpreter, one scenario, one client.
+# ==========================================================================================
+
+
+def _sleep(reactor: Any, seconds: float) -> Any:
+    from twisted.internet.task import deferLater
+
+    return deferLater(reactor, seconds, lambda: None)
+
+
+# ---- txamqp091 ---------------------------------------------------------------------------
+
+
+async def _tx_connect(reactor: Any, a: argparse.Namespace, name: str) -> Any:
+    from txamqp091.twisted import connect
+
+    url = f"amqp://{a.user}:{a.password}@{a.host}:{a.port}/?connection_name={name}"
+    return await connect(reactor, url)
+
+
+async def tx_scenario(reactor: Any, a: argparse.Namespace) -> dict[str, Any]:
+    from twisted.internet import defer
+
+    from txamqp091.core.spec import BasicProperties
+
+    scen, q, n = a.worker, a.queue, a.n
+    meter = Meter()
+    conn = await _tx_connect(reactor, a, f"bench-{scen}-tx")
+    conns = [conn]
+    try:
+        ch = await conn.channel()
+
+        if scen == "publish":
+            await ch.queue_declare(q)
+            publish = ch.basic_publish
+            batch = a.batch
+            meter.start()
+            sent = 0
+            while sent < n:
+                k = min(batch, n - sent)
+                for _ in range(k):
+                    d = publish("", q, BODY_64)
+                sent += k
+                await d  # fires at once unless the transport pushed back
+                await _sleep(reactor, 0)  # one reactor turn: let it write
+            while True:
+                ok = await ch.queue_declare(q, passive=True)
+                if ok.message_count >= n:
+                    break
+                await _sleep(reactor, POLL_INTERVAL)
+            meter.stop()
+            await ch.queue_delete(q)
+            return meter.result(n)
+
+        if scen == "confirm":
+            await ch.queue_declare(q)
+            await ch.confirm_delivery()
+            meter.start()
+            await _confirm_window(ch.basic_publish, q, BODY_64, n, CONFIRM_WINDOW)
+            meter.stop()
+            await ch.queue_delete(q)
+            return meter.result(n)
+
+        if scen == "consume":
+            await ch.basic_qos(prefetch_count=PREFETCH)
+            meter.start()
+            consumer = await ch.basic_consume(q)
+            get = consumer.get
+            for _ in range(n):
+                msg = await get()
+                msg.ack()
+            meter.stop()
+            await consumer.cancel()
+            await ch.queue_delete(q)
+            return meter.result(n)
+
+        if scen == "consume-cb":
+            await ch.basic_qos(prefetch_count=PREFETCH)
+            done: defer.Deferred[None] = defer.Deferred()
+            count = 0
+
+            def on_message(msg: Any) -> None:
+                nonlocal count
+                msg.ack()
+                count += 1
+                if count == n:
+                    done.callback(None)
+
+            meter.start()
+            consumer = await ch.basic_consume(q, on_message_callback=on_message)
+            await done
+            meter.stop()
+            await consumer.cancel()
+            await ch.queue_delete(q)
+            return meter.result(n)
+
+        if scen == "rpc":
+            rconn = await _tx_connect(reactor, a, "bench-rpc-tx-responder")
+            conns.append(rconn)
+            rch = await rconn.channel()
+            await rch.queue_declare(q, auto_delete=True)
+            requests = await rch.basic_consume(q, auto_ack=True)
+
+            async def responder() -> None:
+                get = requests.get
+                publish = rch.basic_publish
+                while True:
+                    try:
+                        req = await get()
+                    except BaseException:
+                        return
+                    props = req.properties
+                    publish(
+                        "",
+                        props.reply_to,
+                        req.body,
+                        BasicProperties(correlation_id=props.correlation_id),
+                    )
+
+            resp = defer.ensureDeferred(responder())
+            ok = await ch.queue_declare("", exclusive=True)
+            reply_q = ok.queue
+            replies = await ch.basic_consume(reply_q, auto_ack=True)
+            get = replies.get
+            publish = ch.basic_publish
+            perf = time.perf_counter
+            lat: list[float] = []
+            for i in range(RPC_WARMUP + n):
+                if i == RPC_WARMUP:
+                    meter.start()
+                cid = str(i)
+                t0 = perf()
+                publish("", q, BODY_64, BasicProperties(reply_to=reply_q, correlation_id=cid))
+                reply = await get()
+                lat.append(perf() - t0)
+                if reply.properties.correlation_id != cid:
+                    raise RuntimeError(f"reply {reply.properties.correlation_id!r} for {cid!r}")
+            meter.stop()
+            await requests.cancel()
+            await resp
+            await rch.queue_delete(q)
+            return meter.result(n, **_latency(lat[RPC_WARMUP:]))
+
+        if scen == "large":
+            cconn = await _tx_connect(reactor, a, "bench-large-tx-consumer")
+            conns.append(cconn)
+            await ch.queue_declare(q)
+            await ch.confirm_delivery()
+            cch = await cconn.channel()
+            await cch.basic_qos(prefetch_count=LARGE_PREFETCH)
+            body = b"x" * MIB
+            nbytes = 0
+
+            async def consume() -> None:
+                nonlocal nbytes
+                consumer = await cch.basic_consume(q)
+                get = consumer.get
+                for _ in range(n):
+                    msg = await get()
+                    nbytes += len(msg.body)
+                    msg.ack()
+                await consumer.cancel()
+
+            meter.start()
+            consumed = defer.ensureDeferred(consume())
+            await _confirm_window(ch.basic_publish, q, body, n, LARGE_WINDOW)
+            await consumed
+            meter.stop()
+            if nbytes != n * MIB:
+                raise RuntimeError(f"consumed {nbytes} bytes, expected {n * MIB}")
+            await ch.queue_delete(q)
+            return meter.result(n, mb_per_s=n * MIB / 1e6 / (meter.t1 - meter.t0))
+
+        raise ValueError(f"unknown scenario {scen!r}")
+    finally:
+        for c in conns:
+            if c.is_open:
+                await c.close()
+
+
+def _confirm_window(publish: Any, queue: str, body: bytes, n: int, window: int) -> Any:
+    """Keep at most ``window`` publishes unconfirmed; fires once all ``n`` are confirmed.
+
+    ``publish(exchange, routing_key, body)`` returns a Deferred that fires on the
+    broker's ack (both clients in confirm mode). Shared by both clients.
+    """
+    from twisted.internet import defer
+
+    done: defer.Deferred[None] = defer.Deferred()
+    sent = inflight = confirmed = 0
+
+    def acked(_: Any) -> None:
+        nonlocal inflight, confirmed
+        inflight -= 1
+        confirmed += 1
+        if confirmed == n:
+            done.callback(None)
+        elif sent < n:
+            pump()
+
+    def failed(f: Any) -> None:
+        if not done.called:
+            done.errback(f)
+
+    def pump() -> None:
+        nonlocal sent, inflight
+        while inflight < window and sent < n:
+            sent += 1
+            inflight += 1
+            publish("", queue, body).addCallbacks(acked, failed)
+
+    pump()
+    return done
+
+
+def _latency(lat: list[float]) -> dict[str, float]:
+    s = sorted(lat)
+    return {
+        "p50_us": percentile(s, 50) * 1e6,
+        "p99_us": percentile(s, 99) * 1e6,
+        "mean_us": statistics.fmean(s) * 1e6,
+    }
+
+
+# ---- pika's Twisted adapter ------------------------------------------------------------------
+
+
+async def _pika_connect(reactor: Any, a: argparse.Namespace, name: str) -> Any:
+    import pika
+    from pika.adapters.twisted_connection import TwistedProtocolConnection
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    params = pika.ConnectionParameters(
+        host=a.host,
+        port=a.port,
+        credentials=pika.PlainCredentials(a.user, a.password),
+        client_properties={"connection_name": name},
+    )
+    endpoint = TCP4ClientEndpoint(reactor, a.host, a.port)
+    proto = await connectProtocol(endpoint, TwistedProtocolConnection(params))  # type: ignore[no-untyped-call]
+    await proto.ready
+    return proto
+
+
+async def pika_scenario(reactor: Any, a: argparse.Namespace) -> dict[str, Any]:
+    import pika
+    from twisted.internet import defer
+
+    scen, q, n = a.worker, a.queue, a.n
+    meter = Meter()
+    conn = await _pika_connect(reactor, a, f"bench-{scen}-pika")
+    conns = [conn]
+    try:
+        ch = await conn.channel()
+
+        if scen == "publish":
+            await ch.queue_declare(q)
+            publish = ch.basic_publish
+            batch = a.batch
+            meter.start()
+            sent = 0
+            while sent < n:
+                k = min(batch, n - sent)
+                for _ in range(k):
+                    d = publish("", q, BODY_64)
+                sent += k
+                await d
+                await _sleep(reactor, 0)
+            while True:
+                frame = await ch.queue_declare(q, passive=True)
+                if frame.method.message_count >= n:
+                    break
+                await _sleep(reactor, POLL_INTERVAL)
+            meter.stop()
+            await ch.queue_delete(q)
+            return meter.result(n)
+
+        if scen == "confirm":
+            await ch.queue_declare(q)
+            await ch.confirm_delivery()
+            meter.start()
+            await _confirm_window(ch.basic_publish, q, BODY_64, n, CONFIRM_WINDOW)
+            meter.stop()
+            await ch.queue_delete(q)
+            return meter.result(n)
+
+        if scen == "consume":
+            await ch.basic_qos(prefetch_count=PREFETCH)
+            meter.start()
+            queue_obj, tag = await ch.basic_consume(q)
+            get = queue_obj.get
+            ack = ch.basic_ack
+            for _ in range(n):
+                _ch, method, _props, _body = await get()
+                ack(method.delivery_tag)
+            meter.stop()
+            await ch.basic_cancel(tag)
+            await ch.queue_delete(q)
+            return meter.result(n)
+
+        if scen == "consume-cb":
+            await ch.basic_qos(prefetch_count=PREFETCH)
+            done: defer.Deferred[None] = defer.Deferred()
+            count = 0
+            raw = ch._channel  # pika.channel.Channel: the push-callback API
+
+            def on_message(channel: Any, method: Any, _props: Any, _body: bytes) -> None:
+                nonlocal count
+                channel.basic_ack(method.delivery_tag)
+                count += 1
+                if count == n:
+                    done.callback(None)
+
+            consume_ok: defer.Deferred[Any] = defer.Deferred()
+            meter.start()
+            tag = raw.basic_consume(q, on_message, callback=consume_ok.callback)
+            await consume_ok
+            await done
+            meter.stop()
+            cancel_ok: defer.Deferred[Any] = defer.Deferred()
+            raw.basic_cancel(tag, callback=cancel_ok.callback)
+            await cancel_ok
+            await ch.queue_delete(q)
+            return meter.result(n)
+
+        if scen == "rpc":
+            rconn = await _pika_connect(reactor, a, "bench-rpc-pika-responder")
+            conns.append(rconn)
+            rch = await rconn.channel()
+            await rch.queue_declare(q, auto_delete=True)
+            requests, req_tag = await rch.basic_consume(q, auto_ack=True)
+            BasicProperties = pika.BasicProperties
+
+            async def responder() -> None:
+                get = requests.get
+                publish = rch.basic_publish
+                while True:
+                    try:
+                        _ch, _method, props, body = await get()
+                    except BaseException:
+                        return
+                    publish(
+                        "",
+                        props.reply_to,
+                        body,
+                        BasicProperties(correlation_id=props.correlation_id),
+                    )
+
+            resp = defer.ensureDeferred(responder())
+            frame = await ch.queue_declare("", exclusive=True)
+            reply_q = frame.method.queue
+            replies, _tag = await ch.basic_consume(reply_q, auto_ack=True)
+            get = replies.get
+            publish = ch.basic_publish
+            perf = time.perf_counter
+            lat: list[float] = []
+            for i in range(RPC_WARMUP + n):
+                if i == RPC_WARMUP:
+                    meter.start()
+                cid = str(i)
+                t0 = perf()
+                publish("", q, BODY_64, BasicProperties(reply_to=reply_q, correlation_id=cid))
+                _ch, _method, props, _body = await get()
+                lat.append(perf() - t0)
+                if props.correlation_id != cid:
+                    raise RuntimeError(f"reply {props.correlation_id!r} for {cid!r}")
+            meter.stop()
+            await rch.basic_cancel(req_tag)
+            await resp
+            await rch.queue_delete(q)
+            return meter.result(n, **_latency(lat[RPC_WARMUP:]))
+
+        if scen == "large":
+            cconn = await _pika_connect(reactor, a, "bench-large-pika-consumer")
+            conns.append(cconn)
+            await ch.queue_declare(q)
+            await ch.confirm_delivery()
+            cch = await cconn.channel()
+            await cch.basic_qos(prefetch_count=LARGE_PREFETCH)
+            body = b"x" * MIB
+            nbytes = 0
+
+            async def consume() -> None:
+                nonlocal nbytes
+                queue_obj, tag = await cch.basic_consume(q)
+                get = queue_obj.get
+                ack = cch.basic_ack
+                for _ in range(n):
+                    _ch, method, _props, mbody = await get()
+                    nbytes += len(mbody)
+                    ack(method.delivery_tag)
+                await cch.basic_cancel(tag)
+
+            meter.start()
+            consumed = defer.ensureDeferred(consume())
+            await _confirm_window(ch.basic_publish, q, body, n, LARGE_WINDOW)
+            await consumed
+            meter.stop()
+            if nbytes != n * MIB:
+                raise RuntimeError(f"consumed {nbytes} bytes, expected {n * MIB}")
+            await ch.queue_delete(q)
+            return meter.result(n, mb_per_s=n * MIB / 1e6 / (meter.t1 - meter.t0))
+
+        raise ValueError(f"unknown scenario {scen!r}")
+    finally:
+        for c in conns:
+            if c.is_open:
+                closed = c.close()
+                if closed is not None:
+                    await closed
+
+
+# ---- the broker's floor for the RPC scenario -------------------------------------------------
+
+
+def floor_rpc(a: argparse.Namespace) -> dict[str, Any]:
+    """The RPC round trip with as little client as possible: txamqp091's sans-IO core on two
+    plain blocking sockets (TCP_NODELAY), no reactor, no Deferreds, one thread. What is
+    left is the broker and the kernel; neither Twisted client can beat it."""
+    import socket
+
+    from txamqp091.core import events as ev
+    from txamqp091.core import spec
+    from txamqp091.core.connection import Connection
+    from txamqp091.params import PlainCredentials
+
+    def pump(sock: socket.socket, conn: Connection, until: Any) -> Any:
+        while True:
+            data = conn.data_to_send()
+            if data:
+                sock.sendall(data)
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError("broker closed the connection")
+            for event in conn.receive_data(chunk, time.monotonic()):
+                if isinstance(event, ev.ConnectionClosed) or isinstance(event, ev.ChannelClosed):
+                    raise ConnectionError(repr(event))
+                if until(event):
+                    data = conn.data_to_send()
+                    if data:
+                        sock.sendall(data)
+                    return event
+
+    def reply(event: Any) -> bool:
+        return isinstance(event, ev.MethodReply)
+
+    def delivery(event: Any) -> bool:
+        return isinstance(event, ev.Delivery)
+
+    def open_channel() -> tuple[socket.socket, Connection, Any]:
+        sock = socket.create_connection((a.host, a.port), timeout=a.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = Connection(credentials=PlainCredentials(a.user, a.password), heartbeat=0)
+        pump(sock, conn, lambda e: isinstance(e, ev.ConnectionOpened))
+        channel = conn.open_channel()
+        pump(sock, conn, lambda e: isinstance(e, ev.ChannelOpened))
+        return sock, conn, channel
+
+    q, n = a.queue, a.n
+    csock, cconn, cch = open_channel()
+    rsock, rconn, rch = open_channel()
+    try:
+        rch.send_method(spec.QueueDeclare(queue=q, auto_delete=True))
+        pump(rsock, rconn, reply)
+        rch.send_method(spec.BasicConsume(queue=q, consumer_tag="responder", no_ack=True))
+        pump(rsock, rconn, reply)
+        cch.send_method(spec.QueueDeclare(queue="", exclusive=True))
+        reply_q = pump(csock, cconn, reply).method.queue
+        cch.send_method(spec.BasicConsume(queue=reply_q, consumer_tag="client", no_ack=True))
+        pump(csock, cconn, reply)
+        meter = Meter()
+        perf = time.perf_counter
+        lat: list[float] = []
+        for i in range(RPC_WARMUP + n):
+            if i == RPC_WARMUP:
+                meter.start()
+            cid = str(i)
+            t0 = perf()
+            cch.publish("", q, BODY_64, spec.BasicProperties(reply_to=reply_q, correlation_id=cid))
+            csock.sendall(cconn.data_to_send())
+            req = pump(rsock, rconn, delivery)
+            props = req.properties
+            rch.publish(
+                "",
+                props.reply_to,
+                req.body,
+                spec.BasicProperties(correlation_id=props.correlation_id),
+            )
+            rsock.sendall(rconn.data_to_send())
+            rep = pump(csock, cconn, delivery)
+            lat.append(perf() - t0)
+            if rep.properties.correlation_id != cid:
+                raise RuntimeError(f"reply {rep.properties.correlation_id!r} for {cid!r}")
+        meter.stop()
+        return meter.result(n, **_latency(lat[RPC_WARMUP:]))
+    finally:
+        csock.close()
+        rsock.close()
+
+
+def run_worker(a: argparse.Namespace) -> int:
+    """One scenario, one client, in this process; the result goes to ``a.out`` as JSON."""
+    if a.client == "floor":
+        try:
+            result: dict[str, Any] = floor_rpc(a)
+        except Exception as exc:  # reported, not raised
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        result.update(scenario=a.worker, client=a.client)
+        Path(a.out).write_text(json.dumps(result))
+        return 0 if "error" not in result else 1
+
+    from twisted.internet import defer, reactor
+
+    result = {}
+    scenario = tx_scenario if a.client == "txamqp091" else pika_scenario
+    running: list[Any] = []  # the scenario's Deferred, once started
+
+    def finish(value: Any) -> None:
+        if isinstance(value, dict):
+            result.update(value)
+        elif "error" not in result:  # keep "timeout: ..." rather than the CancelledError
+            result["error"] = (
+                value.getTraceback() if hasattr(value, "getTraceback") else repr(value)
+            )
+        if timer.active():
+            timer.cancel()
+        if reactor.running:
+            reactor.stop()
+
+    def timed_out() -> None:
+        result["error"] = f"timeout: {a.worker} did not finish within {a.timeout} s"
+        for d in running:
+            d.cancel()
+        if reactor.running:
+            reactor.stop()
+
+    profiler = None
+    if a.profile_out:
+        import cProfile
+
+        profiler = cProfile.Profile()
+
+    def start() -> None:
+        if profiler is not None:
+            profiler.enable()
+        d = defer.ensureDeferred(scenario(reactor, a))
+        running.append(d)
+        d.addBoth(finish)
+
+    timer = reactor.callLater(a.timeout, timed_out)
+    reactor.callWhenRunning(start)
+    reactor.run()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(a.profile_out)
+    result.setdefault("scenario", a.worker)
+    result["client"] = a.client
+    Path(a.out).write_text(json.dumps(result))
+    return 0 if "error" not in result else 1
+
+
+# ==========================================================================================
+# Parent: orchestration, pre-loading, cleanup, table.
+# ==========================================================================================
+
+
+def _blocking(a: argparse.Namespace) -> Any:
+    import pika
+
+    return pika.BlockingConnection(
+        pika.ConnectionParameters(
+            host=a.host,
+            port=a.port,
+            credentials=pika.PlainCredentials(a.user, a.password),
+            client_properties={"connection_name": "bench-twisted-setup"},
+            blocked_connection_timeout=a.timeout,
+            socket_timeout=30,
+        )
+    )
+
+
+def preload(a: argparse.Namespace, queue: str, n: int) -> float:
+    """Fill ``queue`` with ``n`` 64-byte messages (not timed); return seconds taken."""
+    t0 = time.perf_counter()
+    conn = _blocking(a)
+    try:
+        ch = conn.channel()
+        ch.queue_declare(queue)
+        ch.queue_purge(queue)
+        for _ in range(n):
+            ch.basic_publish("", queue, BODY_64)
+        deadline = time.monotonic() + a.timeout
+        while ch.queue_declare(queue, passive=True).method.message_count < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pre-load of {queue} did not reach {n} messages")
+            conn.sleep(0.01)
+    finally:
+        conn.close()
+    return time.perf_counter() - t0
+
+
+def cleanup(a: argparse.Namespace, queues: list[str]) -> None:
+    try:
+        conn = _blocking(a)
+    except Exception as exc:  # best effort
+        print(f"  cleanup: cannot connect: {exc}", file=sys.stderr)
+        return
+    try:
+        for q in queues:
+            ch = conn.channel()
+            try:
+                ch.queue_delete(q)
+            except Exception:  # a closed channel is fine
+                pass
+            if ch.is_open:
+                ch.close()
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+def _cpu_times() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return idle, sum(fields)
+
+
+def idle_percent(interval: float = 0.5) -> float | None:
+    """Machine-wide idle CPU over ``interval`` seconds (Linux), or None."""
+    try:
+        i0, t0 = _cpu_times()
+        time.sleep(interval)
+        i1, t1 = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 100.0 * (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_for_idle(threshold: float, max_wait: float) -> float | None:
+    """Wait (at most ``max_wait`` s) until the machine is at least ``threshold`` % idle."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        idle = idle_percent()
+        if idle is None or idle >= threshold or time.monotonic() >= deadline:
+            return idle
+
+
+def source_state() -> dict[str, Any]:
+    """Which txamqp091 code was measured: git HEAD, dirty flag, digest of the package sources."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for path in sorted((ROOT / "txamqp091").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    state: dict[str, Any] = {"source_sha1": digest.hexdigest()[:12]}
+    try:
+        state["git_head"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "txamqp091"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        state["git_dirty"] = bool(dirty)
+    except OSError:
+        pass
+    return state
+
+
+def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict[str, Any]:
+    n = scaled(scenario, a.scale)
+    queue = f"bench.twisted.{scenario}.{client}.{uuid.uuid4().hex[:8]}"
+    if scenario in ("consume", "consume-cb"):
+        secs = preload(a, queue, n)
+        if a.verbose:
+            print(f"  pre-loaded {n} messages into {queue} in {secs:.1f} s", file=sys.stderr)
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        out = tmp.name
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker", scenario,
+        "--client", client,
+        "--queue", queue,
+        "--n", str(n),
+        "--out", out,
+        "--timeout", str(a.timeout),
+        "--batch", str(a.batch),
+        "--host", a.host,
+        "--port", str(a.port),
+        "--user", a.user,
+        "--password", a.password,
+    ]  # fmt: skip
+    if a.profile:
+        Path(a.profile).mkdir(parents=True, exist_ok=True)
+        cmd += ["--profile-out", str(Path(a.profile) / f"{scenario}-{client}-{rep}.prof")]
+    result: dict[str, Any]
+    idle_before = wait_for_idle(a.wait_idle, a.wait_idle_max) if a.wait_idle else idle_percent()
+    load_before = os.getloadavg()[0]
+    try:
+        proc = subprocess.run(
+            cmd, cwd=ROOT, timeout=a.timeout + 30, capture_output=True, text=True, check=False
+        )
+        try:
+            result = json.loads(Path(out).read_text())
+        except (OSError, ValueError):
+            result = {"error": f"worker exited {proc.returncode}: {proc.stderr[-2000:]}"}
+        if proc.returncode and "error" not in result:
+            result["error"] = f"worker exited {proc.returncode}: {proc.stderr[-2000:]}"
+    except subprocess.TimeoutExpired:
+        result = {"error": f"worker killed after {a.timeout + 30} s"}
+    finally:
+        try:
+            os.unlink(out)
+        except OSError:
+            pass
+        cleanup(a, [queue])
+    result.update(
+        scenario=scenario,
+        client=client,
+        repeat=rep,
+        loadavg_1m=load_before,
+        idle_pct_before=idle_before,
+    )
+    if client == "txamqp091":
+        result["source_sha1"] = source_state()["source_sha1"]
+    return result
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    keys = ("msgs_per_s", "cpu_us_per_msg", "mb_per_s", "p50_us", "p99_us", "wall_s", "cpu_s")
+    order = list(SCENARIOS)
+    seen = sorted(
+        {(r["scenario"], r["client"]) for r in runs},
+        key=lambda sc: (order.index(sc[0]), (*CLIENTS, FLOOR).index(sc[1])),
+    )
+    for scenario, client in seen:
+        ok = [
+            r
+            for r in runs
+            if r["scenario"] == scenario and r["client"] == client and "error" not in r
+        ]
+        row: dict[str, Any] = {"scenario": scenario, "client": client, "runs": len(ok)}
+        row["errors"] = sum(
+            1 for r in runs if r["scenario"] == scenario and r["client"] == client and "error" in r
+        )
+        for k in keys:
+            vals = [r[k] for r in ok if k in r]
+            if vals:
+                row[k] = statistics.median(vals)
+                if len(vals) > 1:
+                    row[k + "_min"] = min(vals)
+                    row[k + "_max"] = max(vals)
+        if ok:
+            row["n"] = ok[0]["n"]
+        rows.append(row)
+    # Ratios: the median of the per-repeat ratios (each txamqp091 run against the pika
+    # run that directly followed it), which cancels slow drifts in machine load better
+    # than a ratio of medians (also given, as *_of_medians).
+    by = {(r["scenario"], r["client"]): r for r in rows}
+    ok_runs = {(r["scenario"], r["client"], r["repeat"]): r for r in runs if "error" not in r}
+    for r in rows:
+        if r["client"] != "txamqp091":
+            continue
+        p = by.get((r["scenario"], "pika"))
+        if not (p and "msgs_per_s" in r and "msgs_per_s" in p):
+            continue
+        r["speedup_of_medians"] = r["msgs_per_s"] / p["msgs_per_s"]
+        r["cpu_ratio_of_medians"] = p["cpu_us_per_msg"] / r["cpu_us_per_msg"]
+        pairs = [
+            (t, ok_runs[(r["scenario"], "pika", rep)])
+            for (scen, client, rep), t in ok_runs.items()
+            if scen == r["scenario"]
+            and client == "txamqp091"
+            and (r["scenario"], "pika", rep) in ok_runs
+        ]
+        if pairs:
+            r["speedup"] = statistics.median(t["msgs_per_s"] / q["msgs_per_s"] for t, q in pairs)
+            r["cpu_ratio"] = statistics.median(
+                q["cpu_us_per_msg"] / t["cpu_us_per_msg"] for t, q in pairs
+            )
+            if "p50_us" in r and "p50_us" in p:
+                r["p50_ratio"] = statistics.median(q["p50_us"] / t["p50_us"] for t, q in pairs)
+            r["paired_runs"] = len(pairs)
+    return rows
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_table(rows: list[dict[str, Any]], repeats: int) -> None:
+    head = (
+        f"{'#':<3} {'scenario':<11} {'client':<10} {'n':>7} {'msgs/s':>9} {'CPU µs/msg':>10} "
+        f"{'MB/s':>7} {'p50 µs':>7} {'p99 µs':>7} {'speedup':>8} {'CPU ratio':>9}"
+    )
+    print()
+    print(
+        f"Twisted end-to-end, medians of {repeats} run(s) "
+        "(speedup = txamqp091 rate / pika rate; CPU ratio = pika CPU / txamqp091 CPU;\n"
+        " both are medians of per-repeat paired ratios)"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        if not r["runs"]:
+            print(
+                f"{SCENARIOS[r['scenario']][0]:<3} {r['scenario']:<11} {r['client']:<10} "
+                f"{'FAILED':>7} ({r['errors']} error(s))"
+            )
+            continue
+        print(
+            f"{SCENARIOS[r['scenario']][0]:<3} {r['scenario']:<11} {r['client']:<10} {r['n']:>7} "
+            f"{r['msgs_per_s']:>9,.0f} {r['cpu_us_per_msg']:>10.2f} "
+            f"{_fmt(r.get('mb_per_s'), '7.0f'):>7} {_fmt(r.get('p50_us'), '7.0f'):>7} "
+            f"{_fmt(r.get('p99_us'), '7.0f'):>7} "
+            f"{_fmt(r.get('speedup'), '7.2f') + ('x' if 'speedup' in r else ''):>8} "
+            f"{_fmt(r.get('cpu_ratio'), '8.2f') + ('x' if 'cpu_ratio' in r else ''):>9}"
+        )
+    print()
+
+
+def parse_only(values: list[str] | None) -> list[str]:
+    if not values:
+        return list(SCENARIOS)
+    by_number = {num: name for name, (num, _, _) in SCENARIOS.items()}
+    chosen = []
+    for value in values:
+        for item in value.split(","):
+            item = item.strip()
+            name = by_number.get(item, item)
+            if name not in SCENARIOS:
+                raise SystemExit(f"unknown scenario {item!r}; choose from {', '.join(SCENARIOS)}")
+            if name not in chosen:
+                chosen.append(name)
+    return [s for s in SCENARIOS if s in chosen]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="SCENARIO",
+        help=f"run only these scenarios ({', '.join(SCENARIOS)} or 1-5, 3b); repeatable",
+    )
+    p.add_argument(
+        "--client",
+        choices=(*CLIENTS, FLOOR),
+        action="append",
+        help="run only this client (repeatable; default both)",
+    )
+    p.add_argument("--scale", type=float, default=1.0, help="multiply message counts (default 1)")
+    p.add_argument("--repeats", type=int, default=1, help="runs per pair; the table shows medians")
+    p.add_argument("--json", metavar="PATH", help="write every run and the medians as JSON")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=180.0,
+        help="seconds a worker may take before it is stopped (default 180)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=1000,
+        help="publishes per reactor turn in the 'publish' scenario (default 1000)",
+    )
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="PCT",
+        help="before each run wait until the machine is PCT%% idle (0 = don't wait)",
+    )
+    p.add_argument(
+        "--wait-idle-max",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="wait at most S seconds for --wait-idle (default 60)",
+    )
+    p.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the rpc scenario's 'floor' reference row (no reactor, raw core)",
+    )
+    p.add_argument("--profile", metavar="DIR", help="cProfile each worker into DIR/*.prof")
+    p.add_argument("--host", default=os.environ.get("AMQP_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("AMQP_PORT", "5672")))
+    p.add_argument("--user", default=os.environ.get("AMQP_USER", "guest"))
+    p.add_argument("--password", default=os.environ.get("AMQP_PASSWORD", "guest"))
+    p.add_argument("-v", "--verbose", action="store_true")
+    # worker mode (internal)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--queue", help=argparse.SUPPRESS)
+    p.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    p.add_argument("--profile-out", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+
+    if a.worker:
+        a.client = a.client[0] if a.client else "txamqp091"
+        return run_worker(a)
+
+    scenarios = parse_only(a.only)
+    clients = [c for c in CLIENTS if not a.client or c in a.client]
+    import pika
+
+    import txamqp091
+
+    print(
+        f"python {platform.python_version()}, txamqp091 {getattr(txamqp091, '__version__', '?')}, "
+        f"pika {pika.__version__}, broker {a.host}:{a.port}, scale {a.scale}, repeats {a.repeats}",
+        flush=True,
+    )
+    runs: list[dict[str, Any]] = []
+    for rep in range(a.repeats):
+        for scenario in scenarios:
+            pair = list(clients)
+            if scenario == "rpc" and not a.no_floor:
+                pair.append(FLOOR)
+            for client in pair:
+                r = run_one(a, scenario, client, rep)
+                runs.append(r)
+                if "error" in r:
+                    print(
+                        f"[{rep + 1}/{a.repeats}] {scenario:<10} {client:<9} ERROR: "
+                        f"{r['error'].strip().splitlines()[-1] if r['error'].strip() else r['error']}",
+                        flush=True,
+                    )
+                    if a.verbose:
+                        print(r["error"], file=sys.stderr)
+                else:
+                    extra = ""
+                    if "p50_us" in r:
+                        extra = f"  p50 {r['p50_us']:.0f} µs  p99 {r['p99_us']:.0f} µs"
+                    if "mb_per_s" in r:
+                        extra = f"  {r['mb_per_s']:.0f} MB/s"
+                    print(
+                        f"[{rep + 1}/{a.repeats}] {scenario:<10} {client:<9} "
+                        f"{r['msgs_per_s']:>10,.0f} msg/s  {r['cpu_us_per_msg']:6.2f} µs CPU/msg{extra}",
+                        flush=True,
+                    )
+    rows = summarize(runs)
+    print_table(rows, a.repeats)
+    if a.json:
+        meta = {
+            "benchmark": "twisted_client",
+            "python": platform.python_version(),
+            "pika": pika.__version__,
+            "txamqp091": getattr(txamqp091, "__version__", None),
+            "broker": f"{a.host}:{a.port}",
+            "scale": a.scale,
+            "repeats": a.repeats,
+            "batch": a.batch,
+            "cpus": os.cpu_count(),
+            **source_state(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        Path(a.json).write_text(json.dumps({"meta": meta, "summary": rows, "runs": runs}, indent=2))
+        print(f"wrote {a.json}")
+    return 1 if any("error" in r for r in runs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

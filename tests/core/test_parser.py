@@ -541,6 +541,8 @@ def test_a_failure_after_the_end_changes_nothing() -> None:
     conn = opened()
     closed_with(conn.receive_data(F.qos_ok(1), 0.0))
     conn.data_to_send()
-    conn._fail(501, "late")  # e.g. a channel noticing something once the connection ended
+    conn.fail_with_protocol_error(
+        501, "late"
+    )  # e.g. a channel noticing something once the connection ended
     assert conn.data_to_send() == b""
     assert conn._events[-1].reply_code == 503  # type: ignore[attr-defined]

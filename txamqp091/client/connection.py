@@ -183,7 +183,7 @@ class ConnectionLogic(Generic[W]):
         if self._ended:
             return self._runtime.succeeded(self._close_error)
         closed = self.closed
-        if self._core._closing:
+        if self._core.close_requested:
             return closed
         if not self._core.is_open:
             # Still handshaking: there is nothing to close politely.

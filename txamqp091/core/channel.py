@@ -13,13 +13,19 @@ which keeps the pairing right.
 Rule 3: publisher-confirm sequence numbers are assigned when ``publish`` is
 called, counting from the point where Confirm.Select was asked for. The frames
 leave in call order (rule 1), so the broker numbers messages the same way.
+
+A channel knows its connection only as a :class:`ChannelHost`: the output list,
+the negotiated ``frame_max``, the delivery class, the connection's state, and two
+calls (fail the connection, free the channel number). State changes the client
+starts (open, close) and what each input may do in each state come from
+:data:`~.states.CHANNEL_CLIENT_TRANSITIONS`.
 """
 
 from __future__ import annotations
 
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..exceptions import ChannelClosedByBroker, ChannelClosedByClient, ChannelWrongStateError
 from . import spec
@@ -29,6 +35,7 @@ from .events import (
     ChannelFlow,
     ChannelOpened,
     ConsumerCancelled,
+    Delivery,
     Event,
     GetOk,
     MethodReply,
@@ -37,31 +44,30 @@ from .events import (
     Returned,
 )
 from .frames import encode_message, encode_method_frame, encode_publish_method, method_frame_head
-from .states import CHANNEL_TRANSITIONS, ChannelState, ConnectionState
+from .states import (
+    CHANNEL_CLIENT_TRANSITIONS,
+    CHANNEL_TRANSITIONS,
+    Action,
+    ChannelInput,
+    ChannelState,
+    ConnectionState,
+)
 
-if TYPE_CHECKING:
-    from .connection import Connection
-
-__all__ = ["Channel"]
+__all__ = ["Channel", "ChannelHost"]
 
 _unpack_from = struct.unpack_from
 _unpack_deliver = struct.Struct(">QBB").unpack_from  # delivery tag, bits, exchange length
 _frame_header = struct.Struct(">BHI").unpack_from
 #: A whole Basic.Ack frame: header, class 60 method 80, delivery tag, multiple bit, frame end.
 _ack_frame = struct.Struct(">BHIHHQBB").pack
-_content_header = struct.Struct(">HHQ").unpack_from
 _header_frame = struct.Struct(">BHIHHQ").unpack_from  # frame header + content header
 _decode_properties = spec.BasicProperties.decode
-_str = str
 _OPEN = ChannelState.OPEN
 _OPENING = ChannelState.OPENING
-_CONNECTION_CLOSED = ConnectionState.CLOSED
+_CONNECTION_OPEN = ConnectionState.OPEN
 
 _DELIVER = spec.BasicDeliver.INDEX
 _ACK = spec.BasicAck.INDEX
-_NACK = spec.BasicNack.INDEX
-_RETURN = spec.BasicReturn.INDEX
-_GET_OK = spec.BasicGetOk.INDEX
 _CHANNEL_CLOSE = spec.ChannelClose.INDEX
 _CHANNEL_CLOSE_OK = spec.ChannelCloseOk.INDEX
 
@@ -72,20 +78,52 @@ COMMAND_INVALID = spec.COMMAND_INVALID
 UNEXPECTED_FRAME = spec.UNEXPECTED_FRAME
 
 
+class ChannelHost(Protocol):
+    """What a :class:`Channel` needs of its connection, and all it may touch.
+
+    :class:`~.connection.Connection` implements it. The output list is read once,
+    when the channel is made, so the hot paths (publish, ack, answering the broker)
+    append frames to it directly instead of calling a method per frame.
+    """
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection's state: a channel sends only while it is OPEN (nothing
+        may follow Connection.Close, and nothing is read once the connection ended)."""
+
+    @property
+    def frame_max(self) -> int:
+        """The negotiated maximum frame size, frame header and end octet included."""
+
+    @property
+    def delivery_class(self) -> type[Delivery]:
+        """The class each delivered message is made as."""
+
+    @property
+    def outgoing_frames(self) -> list[bytes]:
+        """Encoded frames queued for the broker in order; ``data_to_send()`` joins them."""
+
+    def fail_with_protocol_error(self, reply_code: int, reply_text: str) -> None:
+        """The broker broke the protocol: queue Connection.Close with ``reply_code`` and
+        end the connection with a ``ConnectionClosed`` event carrying a ProtocolError."""
+
+    def release_channel(self, channel_id: int) -> None:
+        """The channel is closed on both sides: its number may be opened again."""
+
+
 class Channel:
     """A channel of a :class:`~.connection.Connection`; made by ``Connection.open_channel``."""
 
     __slots__ = (
         "_body_parts",
         "_body_remaining",
-        "_body_size",
         "_close_ok_pending",
         "_close_reason",
-        "_conn",
         "_content_args",
         "_content_kind",
         "_content_properties",
         "_expect_header",
+        "_host",
         "_in_flight",
         "_next_publish_seq",
         "_out",
@@ -97,11 +135,12 @@ class Channel:
         "state",
     )
 
-    def __init__(self, conn: Connection, channel_id: int) -> None:
-        self._conn = conn
-        self._out = conn._out
+    def __init__(self, host: ChannelHost, channel_id: int) -> None:
+        self._host = host
+        self._out = host.outgoing_frames
         self.channel_id = channel_id
-        self.state = ChannelState.OPENING
+        #: Not open yet: Channel.Open (the OPEN input) takes it to OPENING.
+        self.state = ChannelState.CLOSED
         #: False while the broker has asked us to stop publishing (Channel.Flow).
         self.flow_active = True
         self._in_flight: spec.Method | None = None
@@ -115,9 +154,9 @@ class Channel:
         self._content_args: tuple[Any, ...] = ()
         self._content_properties: spec.BasicProperties | None = None
         self._expect_header = False
-        self._body_size = 0
         self._body_remaining = 0
         self._body_parts: list[bytes] = []
+        self._start(ChannelInput.OPEN)
         self._send(spec.ChannelOpen())
 
     def __repr__(self) -> str:
@@ -135,16 +174,29 @@ class Channel:
         """The confirm sequence number the next publish will get (0 outside confirm mode)."""
         return self._next_publish_seq
 
+    def _start(self, event: ChannelInput) -> Action:
+        """Move to the state :data:`~.states.CHANNEL_CLIENT_TRANSITIONS` gives for
+        ``event`` and return the action it names; the caller then performs it.
+
+        :raises ChannelWrongStateError: the table has no entry for this state, or
+            the connection is no longer open; the state is then unchanged.
+        """
+        entry = CHANNEL_CLIENT_TRANSITIONS.get((self.state, event))
+        if entry is None:
+            raise ChannelWrongStateError(f"channel {self.channel_id} is {self.state.value}")
+        state = self._host.state
+        if state is not _CONNECTION_OPEN:
+            # Nothing may follow Connection.Close, and nothing is read once the connection ended.
+            raise ChannelWrongStateError(f"the connection is {state.value}")
+        action, self.state = entry
+        return action
+
     def send_method(self, method: spec.Method) -> None:
         """Queue ``method`` for the broker, after any request still waiting.
 
         :raises ChannelWrongStateError: the channel is closing or closed.
         """
-        if self.state is ChannelState.CLOSING or self.state is ChannelState.CLOSED:
-            raise ChannelWrongStateError(f"channel {self.channel_id} is {self.state.value}")
-        if self._conn._closing or self._conn.is_closed:
-            # Nothing may follow Connection.Close, and nothing is read once the connection ended.
-            raise ChannelWrongStateError(f"the connection is {self._conn.state.value}")
+        self._start(ChannelInput.SEND)  # Action.SEND in every state that allows it
         if isinstance(method, spec.ConfirmSelect):
             if not self._tail_confirm_mode:
                 self._tail_confirm_mode = True
@@ -154,13 +206,7 @@ class Channel:
     def send_ack(self, delivery_tag: int, multiple: bool = False) -> bool:
         """Basic.Ack straight into the output, the consumer's hot path; False when something
         waits ahead of it or the channel cannot send (then use :meth:`send_method`)."""
-        conn = self._conn
-        if (
-            self.state is not _OPEN
-            or self._queue
-            or conn._closing
-            or conn.state is _CONNECTION_CLOSED
-        ):
+        if self.state is not _OPEN or self._queue or self._host.state is not _CONNECTION_OPEN:
             return False
         self._out.append(_ack_frame(1, self.channel_id, 13, 60, 80, delivery_tag, multiple, 0xCE))
         return True
@@ -194,13 +240,17 @@ class Channel:
         :raises ChannelWrongStateError: the channel is not open, or the broker
             has stopped it with Channel.Flow.
         """
+        # The hot path: CHANNEL_CLIENT_TRANSITIONS' PUBLISH entries (SEND when OPEN, HOLD
+        # when OPENING, the state unchanged) are inlined as identity checks, which a
+        # dict lookup per message would cost more than; tests/core/test_states.py
+        # checks this code against the table in every state.
         state = self.state
         if state is not _OPEN and state is not _OPENING:
             raise ChannelWrongStateError(f"channel {self.channel_id} is {state.value}")
-        conn = self._conn
-        if conn._closing or conn.state is _CONNECTION_CLOSED:
+        host = self._host
+        if host.state is not _CONNECTION_OPEN:
             # Nothing may follow Connection.Close, and nothing is read once the connection ended.
-            raise ChannelWrongStateError(f"the connection is {conn.state.value}")
+            raise ChannelWrongStateError(f"the connection is {host.state.value}")
         key = (exchange, routing_key, mandatory, immediate)
         method = self._publish_cache.get(key)
         if method is None:
@@ -209,7 +259,7 @@ class Channel:
             if len(self._publish_cache) >= 256:
                 self._publish_cache.clear()
             self._publish_cache[key] = method
-        frames = encode_message(method, self.channel_id, body, properties, conn.frame_max)
+        frames = encode_message(method, self.channel_id, body, properties, host.frame_max)
         if self._queue or state is _OPENING:
             self._queue.append(frames)
         else:
@@ -220,14 +270,13 @@ class Channel:
         return seq
 
     def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> None:
-        """Send Channel.Close now, ahead of anything queued; replies still due are discarded."""
-        if self.state is ChannelState.CLOSING or self.state is ChannelState.CLOSED:
-            raise ChannelWrongStateError(f"channel {self.channel_id} is {self.state.value}")
-        if self._conn._closing or self._conn.is_closed:
-            raise ChannelWrongStateError(f"the connection is {self._conn.state.value}")
+        """Send Channel.Close now, ahead of anything queued; replies still due are discarded.
+
+        :raises ChannelWrongStateError: the channel is already closing or closed.
+        """
+        self._start(ChannelInput.CLOSE)  # Action.SEND_CLOSE in every state that allows it
         self._queue.clear()
         self._in_flight = None
-        self.state = ChannelState.CLOSING
         self._close_reason = (reply_code, reply_text[:255])
         close = spec.ChannelClose(reply_code=reply_code, reply_text=reply_text[:255])
         self._out.append(encode_method_frame(self.channel_id, close))
@@ -261,7 +310,7 @@ class Channel:
         if limit - pos < 22:  # a header frame with no properties
             return None
         channel_id = self.channel_id
-        frame_max = self._conn.frame_max
+        frame_max = self._host.frame_max
         frame_type, frame_channel, size, class_id, weight, body_size = _header_frame(buf, pos)
         header_end = pos + 7 + size
         if (
@@ -296,7 +345,7 @@ class Channel:
         else:
             body = b""
         properties = _decode_properties(buf, properties_start, header_end)
-        message = self._conn.delivery_class(
+        message = self._host.delivery_class(
             channel_id,
             consumer_tag,
             delivery_tag,
@@ -311,7 +360,9 @@ class Channel:
     def handle_method(self, index: int, buf: Buffer, start: int, end: int) -> Event | None:
         """A method frame's payload (after the ids) is at ``buf[start:end]``."""
         if self._expect_header or self._body_remaining:
-            self._conn._fail(UNEXPECTED_FRAME, "UNEXPECTED_FRAME - expected content frames")
+            self._host.fail_with_protocol_error(
+                UNEXPECTED_FRAME, "UNEXPECTED_FRAME - expected content frames"
+            )
             return None
         if index == _DELIVER and self.state is ChannelState.OPEN:
             consumer_tag, o = decode_shortstr(buf, start)
@@ -331,14 +382,16 @@ class Channel:
             return PublishAcked(self.channel_id, delivery_tag, bool(bits & 1))
         method_class = spec.METHODS.get(index)
         if method_class is None:
-            self._conn._fail(spec.NOT_IMPLEMENTED, f"NOT_IMPLEMENTED - unknown method {index:#x}")
+            self._host.fail_with_protocol_error(
+                spec.NOT_IMPLEMENTED, f"NOT_IMPLEMENTED - unknown method {index:#x}"
+            )
             return None
         method = method_class.decode(buf, start, end)
         next_state = CHANNEL_TRANSITIONS.get((self.state, index))
         if next_state is None:
             if self.state is ChannelState.CLOSING:
                 return None  # spec 1.5.2.5: discard everything but Close/Close-Ok
-            self._conn._fail(
+            self._host.fail_with_protocol_error(
                 COMMAND_INVALID,
                 f"COMMAND_INVALID - {method.NAME} not allowed on a channel that is "
                 f"{self.state.value}",
@@ -410,7 +463,7 @@ class Channel:
         in_flight = self._in_flight
         if in_flight is None or index not in in_flight.REPLIES:
             expected = "nothing" if in_flight is None else f"a reply to {in_flight.NAME}"
-            self._conn._fail(
+            self._host.fail_with_protocol_error(
                 COMMAND_INVALID, f"COMMAND_INVALID - got {method.NAME}, expected {expected}"
             )
             return None
@@ -451,11 +504,13 @@ class Channel:
         if not self._expect_header:
             if self.state is ChannelState.CLOSING:
                 return None
-            self._conn._fail(UNEXPECTED_FRAME, "UNEXPECTED_FRAME - content header without a method")
+            self._host.fail_with_protocol_error(
+                UNEXPECTED_FRAME, "UNEXPECTED_FRAME - content header without a method"
+            )
             return None
         class_id, weight, body_size = _unpack_from(">HHQ", buf, start)
         if class_id != 60 or weight != 0:
-            self._conn._fail(
+            self._host.fail_with_protocol_error(
                 UNEXPECTED_FRAME, f"UNEXPECTED_FRAME - content header for class {class_id}"
             )
             return None
@@ -463,7 +518,7 @@ class Channel:
         self._expect_header = False
         if body_size == 0:
             return self._content_complete(b"")
-        self._body_size = self._body_remaining = body_size
+        self._body_remaining = body_size
         return None
 
     def handle_body(self, buf: Buffer, start: int, end: int) -> Event | None:
@@ -473,7 +528,9 @@ class Channel:
             if self.state is ChannelState.CLOSING:
                 return None
             what = "without a content header" if not remaining else "longer than declared"
-            self._conn._fail(UNEXPECTED_FRAME, f"UNEXPECTED_FRAME - content body {what}")
+            self._host.fail_with_protocol_error(
+                UNEXPECTED_FRAME, f"UNEXPECTED_FRAME - content body {what}"
+            )
             return None
         if size == remaining and not self._body_parts:
             self._body_remaining = 0
@@ -498,7 +555,7 @@ class Channel:
             return None
         if kind == _CONTENT_DELIVER:
             ctag, dtag, redelivered, exchange, rkey = args
-            return self._conn.delivery_class(
+            return self._host.delivery_class(
                 self.channel_id, ctag, dtag, redelivered, exchange, rkey, properties, body
             )
         if kind == _CONTENT_RETURN:
@@ -531,4 +588,4 @@ class Channel:
         self._queue.clear()
         self._in_flight = None
         self._close_ok_pending = False
-        self._conn._release_channel(self.channel_id)
+        self._host.release_channel(self.channel_id)

@@ -41,7 +41,6 @@ __all__ = [
     "Buffer",
     "DecodeError",
     "FieldTable",
-    "FieldValue",
     "decode_field_value",
     "decode_longstr",
     "decode_shortstr",
@@ -55,7 +54,6 @@ __all__ = [
 #: What decoders read from: the receive buffer (or bytes). Not memoryview: its slices
 #: have no ``decode()``, the fast way to make a str.
 Buffer = bytes | bytearray
-FieldValue = Any
 FieldTable = dict[str, Any]
 
 SYNTAX_ERROR = 502
@@ -66,12 +64,10 @@ _unpack_uint32 = struct.Struct(">I").unpack_from
 _pack_uint32 = struct.Struct(">I").pack
 _pack_int32 = struct.Struct(">i").pack
 _unpack_int32 = struct.Struct(">i").unpack_from
-_str = str
 _UTC = datetime.timezone.utc
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
 #: What reading past the end of a buffer, or bad UTF-8, raises.
 MALFORMED = (struct.error, IndexError, UnicodeDecodeError)
-_MALFORMED = MALFORMED
 
 
 class DecodeError(ProtocolError):
@@ -399,7 +395,7 @@ def decode_field_value(buf: Buffer, offset: int) -> tuple[Any, int]:
         if decoder is None:
             raise DecodeError("field table", 0, f"unknown field type {chr(tag)!r}")
         return decoder(buf, offset + 1)
-    except _MALFORMED as exc:
+    except MALFORMED as exc:
         raise DecodeError("field value", 0, f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -432,7 +428,7 @@ def decode_table(buf: Buffer, offset: int) -> tuple[FieldTable, int]:
                 offset += 4
             else:
                 return _decode_table_generic(buf, table_offset)
-    except _MALFORMED:
+    except MALFORMED:
         # Bad UTF-8 may be a LongStr value; truncation is reported by the careful path.
         return _decode_table_generic(buf, table_offset)
     if offset != end or end > len(buf):
@@ -458,7 +454,7 @@ def _decode_table_generic(buf: Buffer, offset: int) -> tuple[FieldTable, int]:
             if decoder is None:
                 raise DecodeError("field table", 0, f"unknown field type {chr(tag)!r} for {key!r}")
             table[key], offset = decoder(buf, kend + 1)
-    except _MALFORMED as exc:
+    except MALFORMED as exc:
         # Truncated values and bad UTF-8 keys are syntax errors too, not crashes.
         raise DecodeError("field table", 0, f"{type(exc).__name__}: {exc}") from exc
     if offset != end:

@@ -53,7 +53,13 @@ from .events import (
 )
 from .frames import FRAME_OVERHEAD, HEARTBEAT_FRAME, encode_method_frame
 from .heartbeat import HeartbeatMonitor
-from .states import CONNECTION_TRANSITIONS, ConnectionState
+from .states import (
+    CONNECTION_CLIENT_TRANSITIONS,
+    CONNECTION_TRANSITIONS,
+    Action,
+    ConnectionInput,
+    ConnectionState,
+)
 
 __all__ = ["Connection", "Credentials", "negotiate"]
 
@@ -159,7 +165,7 @@ class Connection:
         self.heartbeat = 0
         self.server_properties: dict[str, Any] = {}
         self.is_blocked = False
-        self._closing = False
+        self._close_requested = False
         self._out: list[bytes] = [spec.PROTOCOL_HEADER]
         self._buf = bytearray()
         self._pos = 0
@@ -179,6 +185,30 @@ class Connection:
     @property
     def is_closed(self) -> bool:
         return self.state is ConnectionState.CLOSED
+
+    @property
+    def close_requested(self) -> bool:
+        """:meth:`close` was called: Connection.Close is queued or sent (it stays True
+        once the connection has ended, so a second close is answered, not sent)."""
+        return self._close_requested
+
+    # -- what channels call (the ChannelHost interface of .channel) -----------------
+
+    @property
+    def outgoing_frames(self) -> list[bytes]:
+        """The frames queued for the broker; channels append to it, and
+        :meth:`data_to_send` joins and empties it (the same list for ever)."""
+        return self._out
+
+    def fail_with_protocol_error(self, reply_code: int, reply_text: str) -> None:
+        """A channel caught the broker breaking the protocol: queue Connection.Close
+        with ``reply_code`` and end the connection with a ``ConnectionClosed`` event
+        whose error is a ProtocolError. Nothing is raised; once ended, nothing happens."""
+        self._fail(reply_code, reply_text)
+
+    def release_channel(self, channel_id: int) -> None:
+        """A channel closed on both sides: its number is free for :meth:`open_channel`."""
+        self._channels.pop(channel_id, None)
 
     # -- what the adapter calls --------------------------------------------------
 
@@ -222,7 +252,7 @@ class Connection:
         append = events.append
         pos = self._pos
         channels = self._channels
-        closing = self._closing
+        closing = self._close_requested
         try:
             if self.state is ConnectionState.AWAIT_START and pos == 0 and buf[:4] == b"AMQP":
                 if len(buf) >= 8:
@@ -363,21 +393,25 @@ class Connection:
         return [ConnectionClosed(reply_code=0, reply_text=str(error), error=error)]
 
     def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> None:
-        """Start the close handshake: Connection.Close now; ``ConnectionClosed`` on Close-Ok."""
-        if self.state is ConnectionState.CLOSED or self._closing:
-            raise ConnectionWrongStateError(f"connection is already {self.state.value}")
-        self._closing = True
+        """Start the close handshake: Connection.Close now; ``ConnectionClosed`` on Close-Ok.
+
+        :raises ConnectionWrongStateError: the connection is already closing or closed.
+        """
+        self._start(ConnectionInput.CLOSE)  # Action.SEND_CLOSE in every state that allows it
+        self._close_requested = True
         self._close_requested_code = reply_code
-        self.state = ConnectionState.CLOSING
         close = spec.ConnectionClose(
             reply_code=reply_code, reply_text=reply_text[:255], class_id=0, method_id=0
         )
         self._out.append(encode_method_frame(0, close))
 
     def open_channel(self) -> Channel:
-        """Allocate the lowest free channel number and queue Channel.Open on it."""
-        if self.state is not ConnectionState.OPEN or self._closing:
-            raise ConnectionWrongStateError(f"connection is {self.state.value}")
+        """Allocate the lowest free channel number and queue Channel.Open on it.
+
+        :raises ConnectionWrongStateError: the connection is not open.
+        :raises ChannelWrongStateError: every number up to ``channel_max`` is taken.
+        """
+        self._start(ConnectionInput.OPEN_CHANNEL)  # Action.ALLOCATE_CHANNEL
         channel_id = self._allocate_channel_id()
         channel = Channel(self, channel_id)
         self._channels[channel_id] = channel
@@ -387,14 +421,31 @@ class Connection:
         return self._channels[channel_id]
 
     def update_secret(self, new_secret: bytes, reason: str) -> None:
-        """Send Connection.Update-Secret; a ``MethodReply`` on channel 0 answers it."""
-        if self.state is not ConnectionState.OPEN:
-            raise ConnectionWrongStateError(f"connection is {self.state.value}")
+        """Send Connection.Update-Secret; a ``MethodReply`` on channel 0 answers it.
+
+        :raises ConnectionWrongStateError: the connection is not open.
+        """
+        self._start(ConnectionInput.UPDATE_SECRET)  # Action.SEND
         self._update_secret_pending += 1
         method = spec.ConnectionUpdateSecret(new_secret=new_secret, reason=reason)
         self._out.append(encode_method_frame(0, method))
 
     # -- internals -----------------------------------------------------------------
+
+    def _start(self, event: ConnectionInput) -> Action:
+        """Move to the state :data:`~.states.CONNECTION_CLIENT_TRANSITIONS` gives for
+        ``event`` and return the action it names; the caller then performs it.
+
+        :raises ConnectionWrongStateError: the table has no entry for this state
+            (the state is then unchanged).
+        """
+        entry = CONNECTION_CLIENT_TRANSITIONS.get((self.state, event))
+        if entry is None:
+            raise ConnectionWrongStateError(
+                f"cannot {event.value}: connection is {self.state.value}"
+            )
+        action, self.state = entry
+        return action
 
     def _allocate_channel_id(self) -> int:
         limit = self.channel_max
@@ -406,9 +457,6 @@ class Connection:
         while candidate in channels:
             candidate += 1
         return candidate
-
-    def _release_channel(self, channel_id: int) -> None:
-        self._channels.pop(channel_id, None)
 
     def _fail(self, reply_code: int, reply_text: str) -> None:
         """A protocol violation by the broker: tell it why, then end the connection."""

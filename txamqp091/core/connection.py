@@ -188,22 +188,18 @@ class Connection:
 
     @property
     def close_requested(self) -> bool:
-        """:meth:`close` was called: Connection.Close is queued or sent (it stays True
-        once the connection has ended, so a second close is answered, not sent)."""
+        """:meth:`close` was called (still True once the connection has ended)."""
         return self._close_requested
 
-    # -- what channels call (the ChannelHost interface of .channel) -----------------
+    # -- what channels use: .channel.ChannelHost --------------------------------------
 
     @property
     def outgoing_frames(self) -> list[bytes]:
-        """The frames queued for the broker; channels append to it, and
-        :meth:`data_to_send` joins and empties it (the same list for ever)."""
+        """Frames queued for the broker: one list for ever, emptied by :meth:`data_to_send`."""
         return self._out
 
     def fail_with_protocol_error(self, reply_code: int, reply_text: str) -> None:
-        """A channel caught the broker breaking the protocol: queue Connection.Close
-        with ``reply_code`` and end the connection with a ``ConnectionClosed`` event
-        whose error is a ProtocolError. Nothing is raised; once ended, nothing happens."""
+        """Queue Connection.Close and end with a ProtocolError event; never raises."""
         self._fail(reply_code, reply_text)
 
     def release_channel(self, channel_id: int) -> None:
@@ -433,17 +429,12 @@ class Connection:
     # -- internals -----------------------------------------------------------------
 
     def _start(self, event: ConnectionInput) -> Action:
-        """Move to the state :data:`~.states.CONNECTION_CLIENT_TRANSITIONS` gives for
-        ``event`` and return the action it names; the caller then performs it.
-
-        :raises ConnectionWrongStateError: the table has no entry for this state
-            (the state is then unchanged).
-        """
+        """Take ``event``'s entry in CONNECTION_CLIENT_TRANSITIONS: the next state, and
+        the action for the caller to do. No entry: ConnectionWrongStateError, no change."""
         entry = CONNECTION_CLIENT_TRANSITIONS.get((self.state, event))
         if entry is None:
-            raise ConnectionWrongStateError(
-                f"cannot {event.value}: connection is {self.state.value}"
-            )
+            state = self.state.value
+            raise ConnectionWrongStateError(f"cannot {event.value}: connection is {state}")
         action, self.state = entry
         return action
 

@@ -101,9 +101,11 @@ class ProbableAccessDeniedError(AMQPConnectionError):
 class ProtocolError(_ReplyCode, AMQPConnectionError):
     """The peer sent a malformed or unexpected frame.
 
-    The core has already queued Connection.Close with ``reply_code`` (501 frame
-    error, 502 syntax error, 503 command invalid, 504 channel error, 505
-    unexpected frame, 540 not implemented) when this is raised.
+    The core does not raise it for peer input: it queues Connection.Close with
+    ``reply_code`` (501 frame error, 502 syntax error, 503 command invalid, 504
+    channel error, 505 unexpected frame, 540 not implemented) and returns a
+    ``ConnectionClosed`` event carrying this error, with which the adapter then
+    fails every operation still waiting.
     """
 
     def __str__(self) -> str:

@@ -174,7 +174,7 @@ CHANNEL_TRANSITIONS: dict[tuple[ChannelState, int], ChannelState] = {
 }
 
 _HI = ChannelInput
-#: Besides this table, every input but OPEN needs the connection open: nothing may
+#: Besides this table, every input needs the connection open: nothing may
 #: follow Connection.Close (spec 1.4.2.5), so a channel of a closing or closed
 #: connection refuses them all with ChannelWrongStateError.
 CHANNEL_CLIENT_TRANSITIONS: dict[tuple[ChannelState, ChannelInput], tuple[Action, ChannelState]] = {

@@ -1,0 +1,33 @@
+"""Tutorial 5, "Topics": send a log line with a dotted routing key such as ``kern.critical``.
+
+python emit_log_topic.py kern.critical "A critical kernel error"
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from twisted.internet import defer, task
+
+from txamqp091.twisted import connect
+
+URL = os.environ.get("AMQP_URL", "amqp://guest:guest@localhost:5672/")
+
+
+async def main(reactor: Any, routing_key: str, message: str) -> None:
+    connection = await connect(reactor, URL)
+    channel = await connection.channel()
+    await channel.exchange_declare("topic_logs", exchange_type="topic")
+    await channel.basic_publish(
+        exchange="topic_logs", routing_key=routing_key, body=message.encode()
+    )
+    print(f" [x] Sent {routing_key}:{message}")
+    await connection.close()
+
+
+if __name__ == "__main__":
+    routing_key = sys.argv[1] if len(sys.argv) > 1 else "anonymous.info"
+    text = " ".join(sys.argv[2:]) or "Hello World!"
+    task.react(lambda reactor: defer.ensureDeferred(main(reactor, routing_key, text)))

@@ -90,11 +90,20 @@ class AuthenticationError(AMQPConnectionError):
     """The broker refused the credentials' mechanism (none of ours is offered)."""
 
 
-class ProbableAuthenticationError(AMQPConnectionError):
+class _HandshakeRefusal(AMQPConnectionError):
+    """The broker ended the handshake: ``reply_code`` is its Connection.Close reply code,
+    0 when it only dropped the connection (which may be a network cut, not a refusal)."""
+
+    def __init__(self, text: str, reply_code: int = 0) -> None:
+        super().__init__(text)
+        self.reply_code = reply_code
+
+
+class ProbableAuthenticationError(_HandshakeRefusal):
     """The broker refused the credentials, or closed the socket during the handshake."""
 
 
-class ProbableAccessDeniedError(AMQPConnectionError):
+class ProbableAccessDeniedError(_HandshakeRefusal):
     """The broker refused access to the virtual host."""
 
 

@@ -592,12 +592,12 @@ class Connection:
         code, text = close.reply_code, close.reply_text
         error: Exception
         if state is ConnectionState.AWAIT_TUNE and code == spec.ACCESS_REFUSED:
-            error = ProbableAuthenticationError(f"({code}) {text}")
+            error = ProbableAuthenticationError(f"({code}) {text}", reply_code=code)
         elif state is ConnectionState.AWAIT_OPEN_OK and code in (
             spec.ACCESS_REFUSED,
             spec.NOT_ALLOWED,
         ):
-            error = ProbableAccessDeniedError(f"({code}) {text}")
+            error = ProbableAccessDeniedError(f"({code}) {text}", reply_code=code)
         else:
             error = ConnectionClosedByBroker(code, text)
         self._events.append(ConnectionClosed(reply_code=code, reply_text=text, error=error))

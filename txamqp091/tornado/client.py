@@ -15,13 +15,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..client.reconnect import CONNECT_ERRORS, is_refusal
 from ..client.recovery import RecoverySession, SurvivingChannel, SurvivingConsumer
 from ..exceptions import AMQPConnectionError, ConnectionWrongStateError
 from ..message import Message
 from ..params import ParametersLike, normalize_parameters
 from ..retry import RetryPolicy, backoff_policy
 from .channel import Connection
-from .connect import FATAL, connect_once
+from .connect import connect_once
 from .runtime import FutureRuntime
 
 __all__ = ["AMQPClient", "RecoveringChannel", "RecoveringConsumer"]
@@ -168,7 +169,15 @@ class AMQPClient:
             index += 1
             try:
                 conn = await connect_once(params)
-            except FATAL as exc:
+            except CONNECT_ERRORS as exc:
+                if not is_refusal(exc):
+                    failures += 1
+                    logger.info("could not connect to %s:%s: %s", params.host, params.port, exc)
+                    self._first_attempt.set()
+                    if self._stopping:
+                        return
+                    await asyncio.sleep(self.retry_policy(failures))
+                    continue
                 auth_failures += 1
                 failures += 1
                 logger.error(
@@ -181,9 +190,6 @@ class AMQPClient:
                 if auth_failures >= self.max_auth_failures:
                     self._give_up(exc)
                     return
-            except (OSError, AMQPConnectionError) as exc:
-                failures += 1
-                logger.info("could not connect to %s:%s: %s", params.host, params.port, exc)
             else:
                 failures = auth_failures = 0
                 self.connection = conn

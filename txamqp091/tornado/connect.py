@@ -6,12 +6,8 @@ import asyncio
 import logging
 import socket
 
-from ..exceptions import (
-    AMQPConnectionError,
-    AuthenticationError,
-    ProbableAccessDeniedError,
-    ProbableAuthenticationError,
-)
+from ..client.reconnect import connect_first, describe
+from ..exceptions import AMQPConnectionError
 from ..params import ConnectionParameters, ParametersLike, apply_tcp_options, normalize_parameters
 from .channel import Connection
 from .protocol import AMQPProtocol
@@ -20,34 +16,21 @@ __all__ = ["connect", "connect_once"]
 
 logger = logging.getLogger("txamqp091.tornado")
 
-#: Failures that another node or attempt will not fix.
-FATAL = (ProbableAuthenticationError, ProbableAccessDeniedError, AuthenticationError)
-
 
 async def connect(parameters: ParametersLike) -> Connection:
     """Connect to the first node that answers; returns a :class:`Connection` after Open-Ok.
 
     ``parameters`` is a :class:`~txamqp091.ConnectionParameters`, a URL, or a
-    list of either (cluster nodes, tried in order, each ``connection_attempts``
-    times ``retry_delay`` apart; after a node's last attempt the next node is
-    tried at once). Each attempt's TCP connect is bounded by ``socket_timeout``,
-    and its TCP, TLS and AMQP bring-up together by ``stack_timeout``.
-    Authentication and access errors are not retried. Await it on a running
-    asyncio loop (Tornado's IOLoop is one).
+    list of either (cluster nodes: each tried once per round, for
+    ``connection_attempts`` rounds ``retry_delay`` apart, as
+    :func:`~txamqp091.client.reconnect.connect_first` says). Each attempt's TCP
+    connect is bounded by ``socket_timeout``, and its TCP, TLS and AMQP bring-up
+    together by ``stack_timeout``. A refused login is not retried; when every
+    attempt fails, the error's ``__cause__`` is the last attempt's error. Await it
+    on a running asyncio loop (Tornado's IOLoop is one).
     """
     nodes = normalize_parameters(parameters)
-    errors: list[str] = []
-    for params in nodes:
-        for attempt in range(params.connection_attempts):
-            if attempt and params.retry_delay:
-                await asyncio.sleep(params.retry_delay)
-            try:
-                return await connect_once(params)
-            except FATAL:
-                raise
-            except (OSError, AMQPConnectionError) as exc:
-                errors.append(f"{params.host}:{params.port}: {exc}")
-    raise AMQPConnectionError("could not connect: " + "; ".join(errors))
+    return await connect_first(nodes, connect_once, asyncio.sleep)
 
 
 async def connect_once(params: ConnectionParameters) -> Connection:
@@ -59,7 +42,7 @@ async def connect_once(params: ConnectionParameters) -> Connection:
     except asyncio.TimeoutError:
         _abort(protocol)
         raise AMQPConnectionError(
-            f"no AMQP connection to {params.host}:{params.port} within "
+            f"no AMQP connection to {describe(params)} within "
             f"stack_timeout={params.stack_timeout} s (TCP, TLS and handshake)"
         ) from None
     except BaseException:

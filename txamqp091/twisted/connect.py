@@ -5,26 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet import error as twisted_errors
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
-from ..exceptions import (
-    AMQPConnectionError,
-    AuthenticationError,
-    ProbableAccessDeniedError,
-    ProbableAuthenticationError,
-)
+from ..client.reconnect import CONNECT_ERRORS, connect_first, describe
+from ..exceptions import AMQPConnectionError
 from ..params import ConnectionParameters, ParametersLike, normalize_parameters
 from .channel import Connection
 from .protocol import AMQPProtocol
 
-__all__ = ["connect", "endpoint_for"]
+__all__ = ["connect", "connect_once", "endpoint_for"]
 
-#: Failures that another node or attempt will not fix.
-FATAL = (ProbableAuthenticationError, ProbableAccessDeniedError, AuthenticationError)
+#: Twisted's own ways for a connect to fail (they are not ``OSError``s): turned into
+#: ``AMQPConnectionError`` so that both adapters retry the same set of errors.
+_TWISTED_CONNECT_ERRORS = (
+    twisted_errors.ConnectError,
+    twisted_errors.ConnectionClosed,
+    twisted_errors.ConnectingCancelledError,
+)
 
 
 def tls_options_for(params: ConnectionParameters) -> Any:
@@ -90,27 +92,14 @@ def connect(
         nodes = normalize_parameters(parameters)
     except (TypeError, ValueError) as exc:
         return defer.fail(exc)
-    return defer.ensureDeferred(_connect_nodes(reactor, nodes, tls_options))
 
+    def attempt(params: ConnectionParameters) -> Deferred[Connection]:
+        return connect_once(reactor, params, endpoint_for(reactor, params, tls_options))
 
-async def _connect_nodes(
-    reactor: Any, nodes: list[ConnectionParameters], tls_options: Any = None
-) -> Connection:
-    errors: list[str] = []
-    first = True
-    for params in nodes:
-        for _ in range(params.connection_attempts):
-            if not first and params.retry_delay:
-                await deferLater(reactor, params.retry_delay, lambda: None)
-            first = False
-            try:
-                endpoint = endpoint_for(reactor, params, tls_options)
-                return await connect_once(reactor, params, endpoint)
-            except FATAL:
-                raise
-            except Exception as exc:
-                errors.append(f"{params.host}:{params.port}: {exc}")
-    raise AMQPConnectionError("could not connect: " + "; ".join(errors))
+    def sleep(seconds: float) -> Deferred[None]:
+        return deferLater(reactor, seconds, lambda: None)
+
+    return defer.ensureDeferred(connect_first(nodes, attempt, sleep))
 
 
 def connect_once(
@@ -136,9 +125,12 @@ def connect_once(
             transport.abortConnection()  # type: ignore[attr-defined]
         if timed_out:
             raise AMQPConnectionError(
-                f"no AMQP connection to {params.host}:{params.port} within "
+                f"no AMQP connection to {describe(params)} within "
                 f"stack_timeout={params.stack_timeout} s (TCP, TLS and handshake)"
             )
+        error = failure.value
+        if isinstance(error, _TWISTED_CONNECT_ERRORS) and not isinstance(error, CONNECT_ERRORS):
+            raise AMQPConnectionError(f"{describe(params)}: {error}") from error
         return failure
 
     d.addErrback(failed)

@@ -36,13 +36,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..client.reconnect import is_refusal
 from ..client.recovery import RecoverySession, SurvivingChannel, SurvivingConsumer
 from ..exceptions import AMQPConnectionError
 from ..message import Message
 from ..params import ConnectionParameters, ParametersLike, normalize_parameters
 from ..retry import RetryPolicy, backoff_policy
 from .channel import Connection
-from .connect import FATAL, endpoint_for
+from .connect import endpoint_for
 from .protocol import AMQPProtocol
 from .runtime import DeferredRuntime
 
@@ -271,7 +272,7 @@ class AMQPClientService(ClientService):
 
     def _attempt_failed(self, params: ConnectionParameters, failure: Failure) -> None:
         error = failure.value
-        if isinstance(error, FATAL):
+        if is_refusal(error):
             self._auth_failures += 1
             log.error(
                 "txamqp091: {host}:{port} refused us ({n} in a row): {error}",

@@ -53,17 +53,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     # client/channel.py names ConnectionLogic under TYPE_CHECKING while
     # client/connection.py imports ChannelLogic: a cycle inside client/.
     ("txamqp091.client.channel", "txamqp091.client.connection"): "recovering channel branch",
-    # The Twisted-only fake broker, deleted by the sans-IO fake broker branch.
-    **{
-        (f"txamqp091.twisted.{a}", f"txamqp091.twisted.{b}"): "fake broker branch"
-        for a, b in (
-            ("_fakebroker", "_brokerconnection"),
-            ("_brokerconnection", "_fakebroker"),
-            ("_brokerconnection", "_brokermethods"),
-            ("_brokermethods", "_brokerconnection"),
-            ("_brokermethods", "_fakebroker"),
-        )
-    },
 }
 
 Graph = Mapping[str, frozenset[str]]

@@ -1,44 +1,73 @@
-"""The fake broker's side of one client connection: frames in, RabbitMQ's answers out.
+"""The fake broker's side of one client connection, sans-IO: bytes in, RabbitMQ's answers out.
 
-:class:`BrokerConnection` is a Twisted ``Protocol``. It checks the protocol
-header, runs the handshake (Start, Tune, Open; PLAIN logins and virtual hosts
-checked against the :class:`~._fakebroker.FakeBroker`), reassembles published
-content, hands channel methods to :class:`~._brokermethods.ChannelMethods`, and
-turns their errors into Channel.Close or Connection.Close as RabbitMQ does.
-Tests also use it to act as the broker: see its public methods.
+:class:`BrokerConnection` checks the protocol header, runs the handshake (Start,
+Tune, Open; PLAIN logins and virtual hosts checked against the broker), reassembles
+published content, hands channel methods to :class:`~._methods.ChannelMethods`,
+and turns their errors into Channel.Close or Connection.Close as RabbitMQ does.
+
+It does no I/O. A shim (:mod:`txamqp091.testing.twisted`,
+:mod:`txamqp091.testing.asyncio`) feeds it with :meth:`~BrokerConnection.receive_data`,
+sends what :meth:`~BrokerConnection.data_to_send` returns, closes the transport once
+``close_requested`` (or aborts it once ``abort_requested``) is set, and calls
+:meth:`~BrokerConnection.connection_lost` when the transport ends. ``on_output`` is
+called whenever any of those changes, so the shim need not poll; ``call_later``, when
+the shim sets it, runs the broker's heartbeats.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import cast
-
-from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.protocol import Protocol
-from twisted.python.failure import Failure
+from typing import Protocol, cast
 
 from ..core import spec
 from ..core.codec import FieldTable
 from ..core.testing import ClientFrame, ServerFrames, parse_client_frames
-from ._brokermethods import ChannelMethods
-from ._fakebroker import (
-    BrokerChannel,
-    BrokerChannelError,
-    BrokerConnectionError,
-    BrokerConsumer,
-    FakeBroker,
-    FakeQueue,
-    StoredMessage,
-    Unacked,
-)
+from ._methods import ChannelMethods
+from ._model import BrokerChannelError, BrokerConnectionError, StoredMessage
+from ._state import BrokerChannel, BrokerConsumer, FakeQueue, Unacked, VirtualHost
 
-__all__ = ["BrokerConnection"]
+__all__ = ["FAULTS", "BrokerConnection", "BrokerSide", "Timer"]
 
 _frame_header = struct.Struct(">BHI")
 
+#: Scripted faults a connection can be given instead of serving (see ``FakeBroker.faults``):
+#: ``drop`` closes the transport at once, ``silent`` reads and never answers, and
+#: ``refuse-login`` answers Connection.Start-Ok with Connection.Close 403 ACCESS_REFUSED.
+FAULTS = ("drop", "silent", "refuse-login")
 
-class BrokerConnection(Protocol):
+
+class Timer(Protocol):
+    """A scheduled call that can be cancelled (``IDelayedCall``, ``asyncio.TimerHandle``)."""
+
+    def cancel(self) -> object: ...
+
+
+class BrokerSide(Protocol):
+    """What a connection needs from the broker it belongs to."""
+
+    users: dict[str, str] | None
+    vhosts: set[str]
+    channel_max: int
+    frame_max: int
+    heartbeat: int
+    server_properties: FieldTable
+
+    @property
+    def vhost(self) -> VirtualHost:
+        """The exchanges, queues and bindings (one model, whatever the vhost name)."""
+        ...
+
+    def attach(self, connection: BrokerConnection) -> str | None:
+        """A transport connected: register ``connection``, return its scripted fault."""
+        ...
+
+    def detach(self, connection: BrokerConnection) -> None:
+        """The transport ended."""
+        ...
+
+
+class BrokerConnection:
     """The broker's side of one client connection.
 
     Tests reach it as ``pump.server`` or ``broker.connections[i]`` and use it to
@@ -47,12 +76,15 @@ class BrokerConnection(Protocol):
     with :attr:`hold_confirms`, :meth:`release_confirms`.
     """
 
-    def __init__(self, broker: FakeBroker) -> None:
+    def __init__(self, broker: BrokerSide) -> None:
         self.broker = broker
-        #: ``header``, ``start-ok``, ``tune-ok``, ``opening``, ``open``, ``closing``, ``closed``.
+        self.vhost = broker.vhost
+        #: ``header``, ``start-ok``, ``tune-ok``, ``opening``, ``open``, ``closing``,
+        #: ``closed`` (the broker is done with it) or ``lost`` (the transport ended).
         self.state = "header"
+        #: The scripted fault this connection plays (one of :data:`FAULTS`), or None.
+        self.fault: str | None = None
         self.frames = ServerFrames(broker.frame_max)
-        self.clock = broker.clock
         self.channels: dict[int, BrokerChannel] = {}
         self.client_properties: FieldTable = {}
         self.virtual_host = ""
@@ -62,14 +94,38 @@ class BrokerConnection(Protocol):
         self.heartbeat = 0
         #: Every frame the client sent, in order.
         self.received: list[ClientFrame] = []
+        #: (channel, exchange, routing key, body) of every complete publish, in order.
+        self.published: list[tuple[int, str, str, bytes]] = []
         #: Keep publisher confirms until :meth:`release_confirms` (to test ``multiple``).
         self.hold_confirms = False
+        #: Set once the broker is done: send what is left, then close the transport.
+        self.close_requested = False
+        #: Set by :meth:`drop`: end the transport at once, dropping unsent bytes.
+        self.abort_requested = False
+        #: Called when there is output, or a close or abort was requested (set by the shim).
+        self.on_output: Callable[[], None] = _nothing
+        #: ``call_later(seconds, f)`` for the broker's heartbeats; None sends none.
+        self.call_later: Callable[[float, Callable[[], None]], Timer] | None = None
         self.methods = ChannelMethods(self)
+        self._out = bytearray()
         self._buf = bytearray()
-        self._heartbeat_call: IDelayedCall | None = None
+        self._heartbeat_call: Timer | None = None
 
     def __repr__(self) -> str:
         return f"<BrokerConnection {self.state} channels={sorted(self.channels)}>"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+    def method_names(self) -> list[str]:
+        """The names of the methods the client sent after the handshake, in order."""
+        handshake = ("connection.start-ok", "connection.tune-ok", "connection.open")
+        return [
+            frame.payload.NAME
+            for frame in self.received
+            if isinstance(frame.payload, spec.Method) and frame.payload.NAME not in handshake
+        ]
 
     # -- what a test does as the broker ------------------------------------------------------
 
@@ -92,26 +148,27 @@ class BrokerConnection(Protocol):
 
     def block(self, reason: str = "low on memory") -> None:
         """Connection.Blocked (a resource alarm)."""
-        self._write(self.frames.blocked(reason))
+        self.write(self.frames.blocked(reason))
 
     def unblock(self) -> None:
         """Connection.Unblocked."""
-        self._write(self.frames.unblocked())
+        self.write(self.frames.unblocked())
 
     def cancel_consumer(self, consumer_tag: str) -> None:
         """Cancel a consumer as the broker does when its queue goes away (Basic.Cancel)."""
         for channel in self.channels.values():
             consumer = channel.consumers.get(consumer_tag)
             if consumer is not None:
-                self.broker._remove_consumer(consumer)
-                self._send_cancel(consumer)
+                self.vhost.remove_consumer(consumer)
+                self.send_cancel(consumer)
                 return
         raise KeyError(consumer_tag)
 
     def drop(self) -> None:
         """Close the TCP connection without the AMQP close handshake."""
-        if self.transport is not None:
-            self.transport.loseConnection()
+        if self.state != "lost":
+            self.abort_requested = True
+            self.on_output()
 
     def release_confirms(self, channel_id: int | None = None, multiple: bool = True) -> None:
         """Send the confirms held while :attr:`hold_confirms` was set.
@@ -127,15 +184,19 @@ class BrokerConnection(Protocol):
                 last_of_run = index + 1 == len(held) or held[index + 1][1] != ok
                 if multiple and not last_of_run:
                     continue
-                self._send_confirm(channel, seq, ok, multiple)
+                self.send_confirm(channel, seq, ok, multiple)
 
-    # -- Protocol -----------------------------------------------------------------------------
+    # -- the shim's side: bytes in, bytes out -----------------------------------------------
 
-    def connectionMade(self) -> None:
-        self.broker.connections.append(self)
+    def connection_made(self) -> None:
+        """The transport connected: register with the broker and play any scripted fault."""
+        self.fault = self.broker.attach(self)
+        if self.fault == "drop":
+            self.drop()
 
-    def dataReceived(self, data: bytes) -> None:
-        if self.state == "closed":
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the client; the answers are then in :meth:`data_to_send`."""
+        if self.state in ("closed", "lost") or self.fault in ("drop", "silent"):
             return
         buf = self._buf
         buf += data
@@ -145,11 +206,11 @@ class BrokerConnection(Protocol):
             header = bytes(buf[:8])
             del buf[:8]
             if header != spec.PROTOCOL_HEADER:
-                self._write(spec.PROTOCOL_HEADER)
+                self.write(spec.PROTOCOL_HEADER)
                 self._lose()
                 return
             self.state = "start-ok"
-            self._write(
+            self.write(
                 self.frames.start(
                     mechanisms=b"PLAIN AMQPLAIN", server_properties=self.broker.server_properties
                 )
@@ -176,62 +237,71 @@ class BrokerConnection(Protocol):
             self._handle_frame(frame)
             # As RabbitMQ does, deliver as soon as a method makes it possible (a requeue,
             # an ack freeing prefetch room, a new consumer), not at the end of the read.
-            self.broker.dispatch()
+            self.vhost.dispatch()
         del buf[:pos]
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def data_to_send(self) -> bytes:
+        """What the broker has written since the last call."""
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    def connection_lost(self) -> None:
+        """The transport ended: the broker drops the connection's channels and queues."""
         if self.state == "lost":
             return
         self.state = "lost"
-        if self._heartbeat_call is not None and self._heartbeat_call.active():
+        self._out.clear()
+        if self._heartbeat_call is not None:
             self._heartbeat_call.cancel()
         self._heartbeat_call = None
         self._release_all()
-        broker = self.broker
-        for queue in list(broker.queues.values()):
+        vhost = self.vhost
+        for queue in list(vhost.queues.values()):
             if queue.owner is self:
-                broker._delete_queue(queue)
-        if self in broker.connections:
-            broker.connections.remove(self)
-        broker.dispatch()
+                vhost.delete_queue(queue)
+        self.broker.detach(self)
+        vhost.dispatch()
 
     # -- output --------------------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
-        if self.transport is not None and self.state not in ("closed", "lost"):
-            self.transport.write(data)
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the client (nothing once the broker is done with the connection)."""
+        if self.state not in ("closed", "lost"):
+            self._out += data
+            self.on_output()
 
     def _lose(self) -> None:
         self.state = "closed"
-        if self.transport is not None:
-            self.transport.loseConnection()
+        self.close_requested = True
+        self.on_output()
 
     def _send_heartbeat(self) -> None:
         self._heartbeat_call = None
-        if self.state in ("closed", "lost") or self.clock is None:
+        if self.state in ("closed", "lost") or self.call_later is None:
             return
-        self._write(self.frames.heartbeat())
-        self._heartbeat_call = self.clock.callLater(self.heartbeat / 2, self._send_heartbeat)
+        self.write(self.frames.heartbeat())
+        self._heartbeat_call = self.call_later(self.heartbeat / 2, self._send_heartbeat)
 
-    def _send_cancel(self, consumer: BrokerConsumer) -> None:
+    def send_cancel(self, consumer: BrokerConsumer) -> None:
         channel = consumer.channel
         if not channel.closing and channel.connection is self:
-            self._write(self.frames.cancel(channel.channel_id, consumer.tag, nowait=True))
+            self.write(self.frames.cancel(channel.channel_id, consumer.tag, nowait=True))
 
-    def _send_confirm(self, channel: BrokerChannel, seq: int, ok: bool, multiple: bool) -> None:
+    def send_confirm(self, channel: BrokerChannel, seq: int, ok: bool, multiple: bool) -> None:
         if ok:
-            self._write(self.frames.ack(channel.channel_id, seq, multiple))
+            self.write(self.frames.ack(channel.channel_id, seq, multiple))
         else:
-            self._write(self.frames.nack(channel.channel_id, seq, multiple))
+            self.write(self.frames.nack(channel.channel_id, seq, multiple))
 
-    def _deliver(self, consumer: BrokerConsumer, queue: FakeQueue, message: StoredMessage) -> None:
+    def deliver(self, consumer: BrokerConsumer, queue: FakeQueue, message: StoredMessage) -> None:
         channel = consumer.channel
         tag = channel.next_delivery_tag
         channel.next_delivery_tag += 1
         if not consumer.no_ack:
             channel.unacked[tag] = Unacked(queue.name, message, consumer)
             consumer.unacked += 1
-        self._write(
+        self.write(
             self.frames.deliver(
                 channel.channel_id,
                 consumer.tag,
@@ -252,32 +322,22 @@ class BrokerConnection(Protocol):
             return
         self._release_all()
         class_id, method_id = (method.CLASS_ID, method.METHOD_ID) if method else (0, 0)
-        self._write(self.frames.close(code, text[:255], class_id, method_id))
+        self.write(self.frames.close(code, text[:255], class_id, method_id))
         self.state = "closing"
 
     def _channel_error(
         self, channel: BrokerChannel, code: int, text: str, method: spec.Method | None = None
     ) -> None:
         class_id, method_id = (method.CLASS_ID, method.METHOD_ID) if method else (0, 0)
-        self._release_channel(channel)
+        self.vhost.release_channel(channel)
         channel.closing = True
-        self._write(
+        self.write(
             self.frames.channel_close(channel.channel_id, code, text[:255], class_id, method_id)
         )
 
-    def _release_channel(self, channel: BrokerChannel) -> None:
-        """The channel ends: cancel its consumers and requeue what it had not acked."""
-        broker = self.broker
-        for consumer in list(channel.consumers.values()):
-            broker._remove_consumer(consumer)
-        unacked, channel.unacked = channel.unacked, {}
-        broker._requeue(unacked[tag] for tag in sorted(unacked))
-        channel._tx_pending.clear()
-        channel.held_confirms.clear()
-
     def _release_all(self) -> None:
         for channel in list(self.channels.values()):
-            self._release_channel(channel)
+            self.vhost.release_channel(channel)
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -291,7 +351,7 @@ class BrokerConnection(Protocol):
             if channel_id == 0 and isinstance(payload, spec.ConnectionCloseOk):
                 self._lose()
             elif channel_id == 0 and isinstance(payload, spec.ConnectionClose):
-                self._write(self.frames.close_ok())
+                self.write(self.frames.close_ok())
                 self._lose()
             return
         if channel_id == 0:
@@ -313,7 +373,7 @@ class BrokerConnection(Protocol):
         state = self.state
         if state == "start-ok" and isinstance(method, spec.ConnectionStartOk):
             self.client_properties = method.client_properties
-            if not self._authenticate(method):
+            if self.fault == "refuse-login" or not self._authenticate(method):
                 self._connection_error(
                     spec.ACCESS_REFUSED,
                     f"ACCESS_REFUSED - Login was refused using authentication mechanism "
@@ -321,7 +381,7 @@ class BrokerConnection(Protocol):
                 )
                 return
             self.state = "tune-ok"
-            self._write(self.frames.tune(self.channel_max, self.frame_max, self.broker.heartbeat))
+            self.write(self.frames.tune(self.channel_max, self.frame_max, self.broker.heartbeat))
         elif state == "tune-ok" and isinstance(method, spec.ConnectionTuneOk):
             if method.frame_max and not spec.FRAME_MIN_SIZE <= method.frame_max <= self.frame_max:
                 self._connection_error(
@@ -341,17 +401,15 @@ class BrokerConnection(Protocol):
                 return
             self.virtual_host = method.virtual_host
             self.state = "open"
-            self._write(self.frames.open_ok())
-            if self.heartbeat and self.clock is not None:
-                self._heartbeat_call = self.clock.callLater(
-                    self.heartbeat / 2, self._send_heartbeat
-                )
+            self.write(self.frames.open_ok())
+            if self.heartbeat and self.call_later is not None:
+                self._heartbeat_call = self.call_later(self.heartbeat / 2, self._send_heartbeat)
         elif state == "open" and isinstance(method, spec.ConnectionClose):
             self._release_all()
-            self._write(self.frames.close_ok())
+            self.write(self.frames.close_ok())
             self._lose()
         elif state == "open" and isinstance(method, spec.ConnectionUpdateSecret):
-            self._write(self.frames.update_secret_ok())
+            self.write(self.frames.update_secret_ok())
         else:
             self._connection_error(
                 spec.COMMAND_INVALID,
@@ -385,7 +443,7 @@ class BrokerConnection(Protocol):
                 )
                 return
             self.channels[channel_id] = BrokerChannel(self, channel_id)
-            self._write(self.frames.channel_open_ok(channel_id))
+            self.write(self.frames.channel_open_ok(channel_id))
             return
         if channel is None:
             self._connection_error(spec.CHANNEL_ERROR, "CHANNEL_ERROR - expected 'channel.open'")
@@ -395,9 +453,9 @@ class BrokerConnection(Protocol):
             if isinstance(payload, spec.ChannelCloseOk):
                 del self.channels[channel_id]
             elif isinstance(payload, spec.ChannelClose):
-                self._write(self.frames.channel_close_ok(channel_id))
+                self.write(self.frames.channel_close_ok(channel_id))
             return
-        content = channel._content
+        content = channel.content
         if frame_type == spec.FRAME_METHOD:
             assert isinstance(payload, spec.Method)
             if content is not None:
@@ -406,7 +464,7 @@ class BrokerConnection(Protocol):
                 )
                 return
             if isinstance(payload, spec.BasicPublish):
-                channel._content = [payload, None, 0, []]
+                channel.content = [payload, None, 0, []]
                 return
             self._run(channel, payload, lambda: self.methods.handle(channel, payload))
         elif frame_type == spec.FRAME_HEADER:
@@ -435,14 +493,12 @@ class BrokerConnection(Protocol):
                 self._content_done(channel)
 
     def _content_done(self, channel: BrokerChannel) -> None:
-        assert channel._content is not None
-        method, properties, _, parts = channel._content
-        channel._content = None
-        self._run(
-            channel,
-            method,
-            lambda: self.methods.publish(channel, method, properties, b"".join(parts)),
-        )
+        assert channel.content is not None
+        method, properties, _, parts = channel.content
+        channel.content = None
+        body = b"".join(parts)
+        self.published.append((channel.channel_id, method.exchange, method.routing_key, body))
+        self._run(channel, method, lambda: self.methods.publish(channel, method, properties, body))
 
     def _run(self, channel: BrokerChannel, method: spec.Method, action: Callable[[], None]) -> None:
         try:
@@ -451,3 +507,7 @@ class BrokerConnection(Protocol):
             self._connection_error(exc.code, exc.text, method)
         except BrokerChannelError as exc:
             self._channel_error(channel, exc.code, exc.text, method)
+
+
+def _nothing() -> None:
+    pass

@@ -1,11 +1,12 @@
 """The fake broker's channel methods: declare, bind, consume, publish, ack, confirm, tx.
 
 :class:`ChannelMethods` answers one client connection's channel-level requests
-against the :class:`~._fakebroker.FakeBroker` model. A handler that meets a
-condition RabbitMQ treats as an error raises ``BrokerChannelError`` (the channel
-closes) or ``BrokerConnectionError`` (the connection closes) with RabbitMQ's reply
-code and text; :class:`~._brokerconnection.BrokerConnection` turns those into
-Channel.Close or Connection.Close frames.
+against its :class:`~._state.VirtualHost`. A handler that meets a condition
+RabbitMQ treats as an error raises ``BrokerChannelError`` (the channel closes) or
+``BrokerConnectionError`` (the connection closes) with RabbitMQ's reply code and
+text; the connection (:mod:`._connection`) turns those into Channel.Close or
+Connection.Close frames. The connection is reached through :class:`MethodHost`,
+so this module does not import it.
 """
 
 from __future__ import annotations
@@ -13,35 +14,49 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..core import spec
 from ..core.codec import FieldTable
-from ._fakebroker import (
+from ..core.testing import ServerFrames
+from ._model import (
     EXCHANGE_TYPES,
     OVERFLOW_MODES,
     Binding,
-    BrokerChannel,
     BrokerChannelError,
     BrokerConnectionError,
-    BrokerConsumer,
     FakeExchange,
-    FakeQueue,
     StoredMessage,
-    Unacked,
     flag,
 )
+from ._state import BrokerChannel, BrokerConsumer, ConnectionSide, FakeQueue, Unacked, VirtualHost
 
-if TYPE_CHECKING:
-    from ._brokerconnection import BrokerConnection
+__all__ = ["ChannelMethods", "MethodHost"]
 
-__all__ = ["ChannelMethods"]
+
+class MethodHost(ConnectionSide, Protocol):
+    """What the channel methods need from the connection they run on."""
+
+    vhost: VirtualHost
+    virtual_host: str
+    frames: ServerFrames
+    frame_max: int
+    channels: dict[int, BrokerChannel]
+    hold_confirms: bool
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the client."""
+        ...
+
+    def send_confirm(self, channel: BrokerChannel, seq: int, ok: bool, multiple: bool) -> None:
+        """Send Basic.Ack (``ok``) or Basic.Nack for publish ``seq``."""
+        ...
 
 
 class ChannelMethods:
-    """Handlers for the channel methods of one :class:`BrokerConnection`."""
+    """Handlers for the channel methods of one client connection."""
 
-    def __init__(self, conn: BrokerConnection) -> None:
+    def __init__(self, conn: MethodHost) -> None:
         self.conn = conn
         self._ctag = 0
 
@@ -56,7 +71,7 @@ class ChannelMethods:
 
     def _reply(self, channel: BrokerChannel, request: spec.Method, **fields: Any) -> None:
         if not getattr(request, "nowait", False):
-            self.conn._write(self.conn.frames.reply(channel.channel_id, request, **fields))
+            self.conn.write(self.conn.frames.reply(channel.channel_id, request, **fields))
 
     def _not_found(self, kind: str, name: str) -> BrokerChannelError:
         return BrokerChannelError(
@@ -64,14 +79,14 @@ class ChannelMethods:
         )
 
     def _exchange(self, name: str) -> FakeExchange:
-        exchange = self.conn.broker.exchanges.get(name)
+        exchange = self.conn.vhost.exchanges.get(name)
         if exchange is None:
             raise self._not_found("exchange", name)
         return exchange
 
     def _queue(self, channel: BrokerChannel, name: str) -> FakeQueue:
         name = name or channel.last_queue
-        queue = self.conn.broker.queues.get(name)
+        queue = self.conn.vhost.queues.get(name)
         if queue is None:
             raise self._not_found("queue", name)
         if queue.owner is not None and queue.owner is not self.conn:
@@ -83,9 +98,9 @@ class ChannelMethods:
         return queue
 
     def _on_channel_close(self, channel: BrokerChannel, method: spec.ChannelClose) -> None:
-        self.conn._release_channel(channel)
+        self.conn.vhost.release_channel(channel)
         del self.conn.channels[channel.channel_id]
-        self.conn._write(self.conn.frames.channel_close_ok(channel.channel_id))
+        self.conn.write(self.conn.frames.channel_close_ok(channel.channel_id))
 
     def _on_ignored(self, channel: BrokerChannel, method: spec.Method) -> None:
         pass  # Close-Ok, Flow-Ok and Cancel-Ok answering the broker's own requests
@@ -98,7 +113,7 @@ class ChannelMethods:
 
     def _on_exchange_declare(self, channel: BrokerChannel, method: spec.ExchangeDeclare) -> None:
         name = method.exchange
-        exchange = self.conn.broker.exchanges.get(name)
+        exchange = self.conn.vhost.exchanges.get(name)
         if method.passive:
             self._exchange(name)
         elif name == "":
@@ -116,7 +131,7 @@ class ChannelMethods:
                 raise BrokerConnectionError(
                     spec.COMMAND_INVALID, f"COMMAND_INVALID - unknown exchange type '{method.type}'"
                 )
-            self.conn.broker.exchanges[name] = FakeExchange(
+            self.conn.vhost.exchanges[name] = FakeExchange(
                 name,
                 method.type,
                 method.durable,
@@ -147,34 +162,32 @@ class ChannelMethods:
                 spec.ACCESS_REFUSED,
                 f"ACCESS_REFUSED - operation not permitted on exchange '{name}'",
             )
-        exchange = self.conn.broker.exchanges.get(name)
+        exchange = self.conn.vhost.exchanges.get(name)
         if exchange is not None:
             if method.if_unused and exchange.bindings:
                 raise BrokerChannelError(
                     spec.PRECONDITION_FAILED,
                     f"PRECONDITION_FAILED - exchange '{name}' in vhost '{self.conn.virtual_host}' in use",
                 )
-            del self.conn.broker.exchanges[name]
-            for other in self.conn.broker.exchanges.values():
-                other.bindings = [b for b in other.bindings if b.to_queue or b.destination != name]
+            self.conn.vhost.delete_exchange(name)
         self._reply(channel, method)
 
     def _on_exchange_bind(self, channel: BrokerChannel, method: spec.ExchangeBind) -> None:
         self._exchange(method.destination)
         source = self._exchange(method.source)
         binding = Binding(method.destination, False, method.routing_key, dict(method.arguments))
-        self.conn.broker._add_binding(source, binding)
+        self.conn.vhost.add_binding(source, binding)
         self._reply(channel, method)
 
     def _on_exchange_unbind(self, channel: BrokerChannel, method: spec.ExchangeUnbind) -> None:
-        source = self.conn.broker.exchanges.get(method.source)
+        source = self.conn.vhost.exchanges.get(method.source)
         if source is not None:
             binding = Binding(method.destination, False, method.routing_key, dict(method.arguments))
-            self.conn.broker._remove_binding(source, binding)
+            self.conn.vhost.remove_binding(source, binding)
         self._reply(channel, method)
 
     def _on_queue_declare(self, channel: BrokerChannel, method: spec.QueueDeclare) -> None:
-        broker = self.conn.broker
+        vhost = self.conn.vhost
         name = method.queue
         if method.passive:
             queue = self._queue(channel, name)
@@ -188,7 +201,7 @@ class ChannelMethods:
                 token = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
                 name = f"amq.gen-{token}"
             self._check_queue_arguments(method.arguments)
-            existing = broker.queues.get(name)
+            existing = vhost.queues.get(name)
             if existing is None:
                 queue = FakeQueue(
                     name,
@@ -198,7 +211,7 @@ class ChannelMethods:
                     dict(method.arguments),
                     owner=self.conn if method.exclusive else None,
                 )
-                broker.queues[name] = queue
+                vhost.queues[name] = queue
             else:
                 queue = self._queue(channel, name)
                 for arg, received, current in (
@@ -246,15 +259,15 @@ class ChannelMethods:
             )
         source = self._exchange(method.exchange)
         binding = Binding(queue.name, True, method.routing_key, dict(method.arguments))
-        self.conn.broker._add_binding(source, binding)
+        self.conn.vhost.add_binding(source, binding)
         self._reply(channel, method)
 
     def _on_queue_unbind(self, channel: BrokerChannel, method: spec.QueueUnbind) -> None:
         queue = self._queue(channel, method.queue)
-        source = self.conn.broker.exchanges.get(method.exchange)
+        source = self.conn.vhost.exchanges.get(method.exchange)
         if source is not None:
             binding = Binding(queue.name, True, method.routing_key, dict(method.arguments))
-            self.conn.broker._remove_binding(source, binding)
+            self.conn.vhost.remove_binding(source, binding)
         self._reply(channel, method)
 
     def _on_queue_purge(self, channel: BrokerChannel, method: spec.QueuePurge) -> None:
@@ -266,7 +279,7 @@ class ChannelMethods:
     def _on_queue_delete(self, channel: BrokerChannel, method: spec.QueueDelete) -> None:
         name = method.queue or channel.last_queue
         count = 0
-        if name in self.conn.broker.queues:
+        if name in self.conn.vhost.queues:
             queue = self._queue(channel, name)
             if method.if_unused and queue.consumers:
                 raise BrokerChannelError(
@@ -278,7 +291,7 @@ class ChannelMethods:
                     spec.PRECONDITION_FAILED,
                     f"PRECONDITION_FAILED - queue '{name}' in vhost '{self.conn.virtual_host}' is not empty",
                 )
-            count = self.conn.broker._delete_queue(queue)
+            count = self.conn.vhost.delete_queue(queue)
         self._reply(channel, method, message_count=count)
 
     def _on_qos(self, channel: BrokerChannel, method: spec.BasicQos) -> None:
@@ -313,26 +326,25 @@ class ChannelMethods:
         )
         channel.consumers[tag] = consumer
         queue.consumers.append(consumer)
-        queue._had_consumers = True
         self._reply(channel, method, consumer_tag=tag)
 
     def _on_cancel(self, channel: BrokerChannel, method: spec.BasicCancel) -> None:
         consumer = channel.consumers.get(method.consumer_tag)
         if consumer is not None:
-            self.conn.broker._remove_consumer(consumer)
+            self.conn.vhost.remove_consumer(consumer)
         self._reply(channel, method)
 
     def _on_get(self, channel: BrokerChannel, method: spec.BasicGet) -> None:
         queue = self._queue(channel, method.queue)
         if not queue.messages:
-            self.conn._write(self.conn.frames.get_empty(channel.channel_id))
+            self.conn.write(self.conn.frames.get_empty(channel.channel_id))
             return
         message = queue.messages.popleft()
         tag = channel.next_delivery_tag
         channel.next_delivery_tag += 1
         if not method.no_ack:
             channel.unacked[tag] = Unacked(queue.name, message, None)
-        self.conn._write(
+        self.conn.write(
             self.conn.frames.get_ok(
                 channel.channel_id,
                 tag,
@@ -367,13 +379,13 @@ class ChannelMethods:
                 if not tag or tag in channel.unacked:
                     self._apply_settle(self._take_unacked(channel, tag, multiple), requeue)
 
-            channel._tx_pending.append(apply)
+            channel.tx_pending.append(apply)
             return
         self._apply_settle(self._take_unacked(channel, tag, multiple), requeue)
 
     def _apply_settle(self, entries: list[Unacked], requeue: bool) -> None:
         if requeue:
-            self.conn.broker._requeue(entries)
+            self.conn.vhost.requeue(entries)
             return
         for entry in entries:
             if entry.consumer is not None:
@@ -394,7 +406,7 @@ class ChannelMethods:
         if not method.requeue:
             raise BrokerConnectionError(spec.NOT_IMPLEMENTED, "NOT_IMPLEMENTED - requeue=false")
         unacked, channel.unacked = channel.unacked, {}
-        self.conn.broker._requeue(unacked[tag] for tag in sorted(unacked))
+        self.conn.vhost.requeue(unacked[tag] for tag in sorted(unacked))
         if isinstance(method, spec.BasicRecover):
             self._reply(channel, method)
 
@@ -421,7 +433,7 @@ class ChannelMethods:
             raise BrokerChannelError(
                 spec.PRECONDITION_FAILED, "PRECONDITION_FAILED - channel is not transactional"
             )
-        pending, channel._tx_pending = channel._tx_pending, []
+        pending, channel.tx_pending = channel.tx_pending, []
         if isinstance(method, spec.TxCommit):
             for action in pending:
                 action()
@@ -435,7 +447,7 @@ class ChannelMethods:
         body: bytes,
     ) -> None:
         """A complete Basic.Publish: route it, return it if unroutable, confirm it."""
-        broker = self.conn.broker
+        vhost = self.conn.vhost
         exchange = self._exchange(method.exchange)
         if exchange.internal:
             raise BrokerChannelError(
@@ -449,9 +461,9 @@ class ChannelMethods:
             channel.next_publish_seq += 1
 
         def deliver() -> None:
-            queues = broker.route(method.exchange, method.routing_key, properties.headers)
+            queues = vhost.route(method.exchange, method.routing_key, properties.headers)
             if not queues and method.mandatory:
-                self.conn._write(
+                self.conn.write(
                     self.conn.frames.basic_return(
                         channel.channel_id,
                         body,
@@ -466,15 +478,15 @@ class ChannelMethods:
             accepted = True
             for queue in queues:
                 message = StoredMessage(method.exchange, method.routing_key, body, properties)
-                accepted = broker._enqueue(queue, message) and accepted
+                accepted = vhost.enqueue(queue, message) and accepted
             if seq:
                 if self.conn.hold_confirms:
                     channel.held_confirms.append((seq, accepted))
                 else:
-                    self.conn._send_confirm(channel, seq, accepted, False)
+                    self.conn.send_confirm(channel, seq, accepted, False)
 
         if channel.tx:
-            channel._tx_pending.append(deliver)
+            channel.tx_pending.append(deliver)
         else:
             deliver()
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .core.events import Delivery
 from .core.spec import BasicProperties
 
-if TYPE_CHECKING:
-    from .client.channel import ChannelLogic
+__all__ = ["Message", "SettlingChannel"]
 
-__all__ = ["Message"]
+
+class SettlingChannel(Protocol):
+    """What a message needs of the channel it came on: a way to settle it. The client's
+    channels implement it; this module names only the protocol, so it depends on the
+    core and nothing above it."""
+
+    def _settle(self, message: Message, how: str, **kwargs: Any) -> None: ...
 
 
 class Message(Delivery):
@@ -26,7 +31,7 @@ class Message(Delivery):
 
     __slots__ = ("_channel", "_core_channel", "message_count")
 
-    _channel: ChannelLogic[Any] | None
+    _channel: SettlingChannel | None
     _core_channel: object
     #: Messages left in the queue (``basic_get`` only; None for deliveries).
     message_count: int | None
@@ -57,7 +62,7 @@ class Message(Delivery):
         self.message_count = None
 
     @property
-    def channel(self) -> ChannelLogic[Any] | None:
+    def channel(self) -> SettlingChannel | None:
         """The channel this message arrived on."""
         return self._channel
 

@@ -10,11 +10,9 @@ desynchronises the channel.
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic
+from typing import Any, Generic, Protocol
 
 from ..core import spec
 from ..core.channel import Channel as CoreChannel
@@ -30,17 +28,12 @@ from ..exceptions import (
 )
 from ..message import Message
 from .confirms import ConfirmTracker, PendingPublish
-from .consumer import ConsumerLogic
-from .runtime import W
+from .consumer import ConsumerLogic, new_consumer_tag
+from .runtime import Runtime, W
 
-if TYPE_CHECKING:
-    from .connection import ConnectionLogic
-
-__all__ = ["ChannelLogic"]
+__all__ = ["ChannelLogic", "ConnectionHooks"]
 
 Transform = Callable[[Any], Any]
-_tag_counter = itertools.count(1)
-_TAG_PREFIX = f"ctag.txamqp091.{os.getpid()}."
 
 
 def _identity(value: Any) -> Any:
@@ -51,12 +44,46 @@ def _none(value: Any) -> None:
     return None
 
 
+class ConnectionHooks(Protocol[W]):
+    """What a channel needs of its connection (:class:`~.connection.ConnectionLogic`):
+    named here so that this module does not import the connection that imports it."""
+
+    _runtime: Runtime[W]
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def _schedule_flush(self) -> None: ...
+
+    def _published(self, size: int) -> None: ...
+
+    def _publish_gate_open(self) -> bool: ...
+
+    def _hold_publish(
+        self,
+        channel: ChannelLogic[W],
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: spec.BasicProperties | None,
+        mandatory: bool,
+    ) -> W: ...
+
+    def _drop_held_publishes(self, channel: ChannelLogic[W], error: BaseException) -> None: ...
+
+    def _buffered_changed(self, delta: int) -> None: ...
+
+    def _forget_channel(self, channel: ChannelLogic[W]) -> None: ...
+
+    def channel(self) -> W: ...
+
+
 class ChannelLogic(Generic[W]):
     """One AMQP channel; adapters subclass it to give it their waiter type."""
 
     consumer_class: type[ConsumerLogic[Any]] = ConsumerLogic
 
-    def __init__(self, conn: ConnectionLogic[W], core: CoreChannel) -> None:
+    def __init__(self, conn: ConnectionHooks[W], core: CoreChannel) -> None:
         self._conn = conn
         self._runtime = conn._runtime
         self._core = core
@@ -351,7 +378,7 @@ class ChannelLogic(Generic[W]):
         arguments: dict[str, Any] | None = None,
     ) -> W:
         """Basic.Consume; fires with the :class:`Consumer` once the broker confirms it."""
-        tag = consumer_tag or f"{_TAG_PREFIX}{next(_tag_counter)}"
+        tag = consumer_tag or new_consumer_tag()
         if tag in self._consumers:
             return self._runtime.failed(DuplicateConsumerTag(tag))
         consumer = self.consumer_class(

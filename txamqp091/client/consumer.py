@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, Protocol
@@ -21,7 +23,15 @@ class ConsumerOwner(Protocol[W]):
     def _cancel_consumer(self, consumer: Any) -> W: ...
 
 
-__all__ = ["ConsumerLogic"]
+__all__ = ["ConsumerLogic", "new_consumer_tag"]
+
+_tag_counter = itertools.count(1)
+_TAG_PREFIX = f"ctag.txamqp091.{os.getpid()}."
+
+
+def new_consumer_tag() -> str:
+    """A consumer tag unique to this process (pika's style: the prefix names the client)."""
+    return f"{_TAG_PREFIX}{next(_tag_counter)}"
 
 
 class ConsumerLogic(Generic[W]):
@@ -122,8 +132,11 @@ class ConsumerLogic(Generic[W]):
             runtime.add_done(waiter, cancelled)
         return waiter
 
-    def _next(self) -> W:
-        """``__anext__``: like ``get()``, but a normal end is ``StopAsyncIteration``."""
+    def __aiter__(self) -> ConsumerLogic[W]:
+        return self
+
+    def __anext__(self) -> W:
+        """Like ``get()``, but a normal end (the user's cancel) is ``StopAsyncIteration``."""
         if not self._buffer and self.ended is not None and _is_normal(self.ended):
             return self._runtime.failed(StopAsyncIteration())
         return self.get()

@@ -8,9 +8,9 @@ from typing import Any
 from ..client.channel import ChannelLogic
 from ..client.connection import ConnectionLogic
 from ..client.consumer import ConsumerLogic
-from ..message import Message
+from ..client.recovery import SurvivingChannel, SurvivingConsumer
 
-__all__ = ["Channel", "Connection", "Consumer"]
+__all__ = ["Channel", "Connection", "Consumer", "RecoveringChannel", "RecoveringConsumer"]
 
 
 class Consumer(ConsumerLogic[asyncio.Future[Any]]):
@@ -18,17 +18,22 @@ class Consumer(ConsumerLogic[asyncio.Future[Any]]):
     ``timeout``); ``async for message in consumer`` iterates until it is cancelled;
     ``await consumer.cancel()`` gives the number of buffered messages handed back."""
 
-    def __aiter__(self) -> Consumer:
-        return self
 
-    def __anext__(self) -> asyncio.Future[Message]:
-        return self._next()
+class RecoveringConsumer(SurvivingConsumer[asyncio.Future[Any]]):
+    """A consumer of a surviving channel: the same object before and after reconnects."""
 
 
 class Channel(ChannelLogic[asyncio.Future[Any]]):
     """An AMQP channel; see :class:`~txamqp091.client.channel.ChannelLogic` for the methods."""
 
     consumer_class = Consumer
+
+
+class RecoveringChannel(SurvivingChannel[asyncio.Future[Any]]):
+    """A channel that survives reconnects (``AMQPClient.channel()``); every operation
+    returns an awaitable."""
+
+    consumer_class = RecoveringConsumer
 
 
 class Connection(ConnectionLogic[asyncio.Future[Any]]):

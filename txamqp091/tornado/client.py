@@ -16,34 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ..client.reconnect import CONNECT_ERRORS, is_refusal
-from ..client.recovery import RecoverySession, SurvivingChannel, SurvivingConsumer
+from ..client.recovery import RecoverySession
 from ..exceptions import AMQPConnectionError, ConnectionWrongStateError
-from ..message import Message
 from ..params import ParametersLike, normalize_parameters
 from ..retry import RetryPolicy, backoff_policy
-from .channel import Connection
+from .channel import Connection, RecoveringChannel, RecoveringConsumer
 from .connect import connect_once
 from .runtime import FutureRuntime
 
 __all__ = ["AMQPClient", "RecoveringChannel", "RecoveringConsumer"]
 
 logger = logging.getLogger("txamqp091.tornado")
-
-
-class RecoveringConsumer(SurvivingConsumer[asyncio.Future[Any]]):
-    """A consumer of a surviving channel: the same object before and after reconnects."""
-
-    def __aiter__(self) -> RecoveringConsumer:
-        return self
-
-    def __anext__(self) -> asyncio.Future[Message]:
-        return self._next()
-
-
-class RecoveringChannel(SurvivingChannel[asyncio.Future[Any]]):
-    """A channel that survives reconnects; every operation returns an awaitable."""
-
-    consumer_class = RecoveringConsumer
 
 
 class AMQPClient:

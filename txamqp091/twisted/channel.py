@@ -13,9 +13,10 @@ from twisted.python.failure import Failure
 from ..client.channel import ChannelLogic
 from ..client.connection import ConnectionLogic
 from ..client.consumer import ConsumerLogic
+from ..client.recovery import SurvivingChannel, SurvivingConsumer
 from ..message import Message
 
-__all__ = ["Channel", "Connection", "Consumer"]
+__all__ = ["Channel", "Connection", "Consumer", "RecoveringChannel", "RecoveringConsumer"]
 
 log = Logger()
 
@@ -25,11 +26,9 @@ class Consumer(ConsumerLogic[Deferred[Any]]):
     ``async for message in consumer`` works in coroutines run by ``ensureDeferred``;
     ``cancel()`` fires with the number of buffered messages handed back."""
 
-    def __aiter__(self) -> Consumer:
-        return self
 
-    def __anext__(self) -> Deferred[Message]:
-        return self._next()
+class RecoveringConsumer(SurvivingConsumer[Deferred[Any]]):
+    """A consumer of a surviving channel: the same object before and after reconnects."""
 
 
 class Channel(ChannelLogic[Deferred[Any]]):
@@ -87,6 +86,13 @@ class Channel(ChannelLogic[Deferred[Any]]):
             )
 
         return run
+
+
+class RecoveringChannel(SurvivingChannel[Deferred[Any]]):
+    """A channel that survives reconnects (``AMQPClientService.channel()``); every
+    operation returns a Deferred."""
+
+    consumer_class = RecoveringConsumer
 
 
 class Connection(ConnectionLogic[Deferred[Any]]):

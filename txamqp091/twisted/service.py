@@ -37,12 +37,11 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..client.reconnect import is_refusal
-from ..client.recovery import RecoverySession, SurvivingChannel, SurvivingConsumer
+from ..client.recovery import RecoverySession
 from ..exceptions import AMQPConnectionError
-from ..message import Message
 from ..params import ConnectionParameters, ParametersLike, normalize_parameters
 from ..retry import RetryPolicy, backoff_policy
-from .channel import Connection
+from .channel import Connection, RecoveringChannel, RecoveringConsumer
 from .connect import endpoint_for
 from .protocol import AMQPProtocol
 from .runtime import DeferredRuntime
@@ -50,22 +49,6 @@ from .runtime import DeferredRuntime
 __all__ = ["AMQPClientService", "RecoveringChannel", "RecoveringConsumer"]
 
 log = Logger()
-
-
-class RecoveringConsumer(SurvivingConsumer[Deferred[Any]]):
-    """A consumer of a surviving channel: the same object before and after reconnects."""
-
-    def __aiter__(self) -> RecoveringConsumer:
-        return self
-
-    def __anext__(self) -> Deferred[Message]:
-        return self._next()
-
-
-class RecoveringChannel(SurvivingChannel[Deferred[Any]]):
-    """A channel that survives reconnects; every operation returns a Deferred."""
-
-    consumer_class = RecoveringConsumer
 
 
 class _Relay(Protocol):

@@ -1,0 +1,640 @@
+"""Channels and consumers that survive reconnects: protocol bookkeeping, no I/O.
+
+A :class:`SurvivingChannel` is what the reconnecting clients hand out. It
+records what was declared, bound, QoS-set, confirm-selected and consumed
+(:mod:`.topology`), and runs each operation on the current *incarnation*: a
+plain :class:`~.channel.ChannelLogic` on the current connection. Every
+operation is that channel's own method, called on the incarnation: this class
+adds the recording, the waiting and the sending again, never a second copy of
+what a method does. When the connection dies, operations still in flight and
+publishes not yet confirmed are kept (:mod:`.parking`); on the next connection a
+new incarnation is opened, the topology is replayed in order (server-named
+queues are re-declared first and their new names substituted wherever the old
+ones were used), consumers re-subscribe with their tags, and the kept
+operations are sent again. A publish in confirm mode therefore succeeds only
+once a broker has acked it (at least once: duplicates are possible, losses are
+not).
+
+When the broker closes the channel (a 404 from a passive declare, say), the
+operation that caused it fails with that error: the one naming the exchange or
+queue the close text quotes, else the request in flight (none, for an unknown
+delivery tag). The other pending operations are kept, and a new incarnation is
+opened on the same connection; there the queues are still there, so a
+server-named queue is not declared again (unless it was auto-delete and lost its
+consumers with the channel). A channel the broker closes again and again while
+replaying gives up after ``max_reopens``.
+
+Operations that wait for an incarnation go out in the order they were issued,
+including those sent again after the incarnation they were on died.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Generic
+
+from ..core.spec import BasicProperties
+from ..core.states import ChannelState
+from ..exceptions import (
+    AMQPConnectionError,
+    ChannelClosed,
+    ChannelClosedByBroker,
+    ChannelWrongStateError,
+    ConnectionBlockedTimeout,
+    ConsumerCancelled,
+    DuplicateConsumerTag,
+)
+from ..message import Message
+from .consumer import new_consumer_tag
+from .parking import NOTHING, Operation, ParkingLot
+from .recovering_consumer import SurvivingConsumer
+from .runtime import Runtime, W
+from .topology import (
+    ConfirmSelect,
+    Entry,
+    ExchangeBinding,
+    ExchangeDeclaration,
+    Qos,
+    QueueBinding,
+    QueueDeclaration,
+    Record,
+    Topology,
+    TxSelect,
+)
+
+if TYPE_CHECKING:
+    from .channel import ChannelLogic
+    from .connection import ConnectionLogic
+    from .session import RecoverySession
+
+__all__ = ["SurvivingChannel"]
+
+
+def _usable(inner: ChannelLogic[Any]) -> bool:
+    """Whether an incarnation can take an operation now. Its connection may have ended
+    (or its channel been closed by the broker) in the batch of events being dispatched,
+    before the channel itself is told: a user callback run by an earlier event of that
+    batch (a publisher confirm, say) must then park, not fail."""
+    return inner.is_open and inner._conn.is_open and inner._core.state is ChannelState.OPEN
+
+
+def _ignore(value: object) -> None:
+    return None
+
+
+class SurvivingChannel(Generic[W]):
+    """The channel API of :class:`~.channel.ChannelLogic`, surviving reconnects."""
+
+    consumer_class: type[SurvivingConsumer[Any]] = SurvivingConsumer
+    #: Broker channel closes in a row, while replaying, before the channel gives up.
+    max_reopens = 5
+
+    def __init__(self, session: RecoverySession[W]) -> None:
+        self._session = session
+        self._runtime: Runtime[W] = session.runtime
+        self._inner: ChannelLogic[W] | None = None
+        self._topology = Topology()
+        self._parked: ParkingLot[W] = ParkingLot(self._runtime, lambda: session.publish_timeout)
+        self._consumers: dict[str, SurvivingConsumer[W]] = {}
+        self._on_return: list[Callable[..., Any]] = []
+        self._on_cancel: list[Callable[..., Any]] = []
+        self._on_close: list[Callable[..., Any]] = []
+        self._closed_error: BaseException | None = None
+        self._closed_waiters: list[W] = []
+        self._reopens = 0
+        self._replaying = False
+        #: The connection of the latest incarnation (a reopen after a channel error
+        #: stays on it, and then the queues it declared are still there).
+        self._last_connection: object | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} inner={self._inner!r} records={len(self._topology)}>"
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._closed_error is None
+
+    @property
+    def channel_number(self) -> int:
+        return self._inner.channel_number if self._inner is not None else 0
+
+    @property
+    def closed(self) -> W:
+        if self._closed_error is not None:
+            return self._runtime.succeeded(self._closed_value())
+        waiter = self._runtime.create_waiter()
+        self._closed_waiters.append(waiter)
+        return waiter
+
+    def _closed_value(self) -> BaseException | None:
+        error = self._closed_error
+        return None if isinstance(error, _ClosedByUser) else error
+
+    @property
+    def topology(self) -> list[Record]:
+        """What this channel replays on every new connection, in order."""
+        return self._topology.records()
+
+    # -- running operations -----------------------------------------------------------------------
+
+    def _run(self, operation: Operation, subjects: frozenset[str] = NOTHING) -> W:
+        """Run ``operation`` on the live incarnation, or park it until there is one.
+        ``subjects`` are the exchanges and queues it names."""
+        runtime = self._runtime
+        if self._closed_error is not None:
+            return runtime.failed(
+                ChannelWrongStateError(f"channel is closed: {self._closed_error}")
+            )
+        waiter = runtime.create_waiter()
+        seq = self._parked.next_seq()
+        inner = self._inner
+        if inner is not None and _usable(inner) and not self._parked and not self._replaying:
+            self._bridge(inner, operation, waiter, seq, subjects)
+        else:
+            self._parked.park(operation, waiter, seq, subjects)
+        return waiter
+
+    def _bridge(
+        self,
+        inner: ChannelLogic[W],
+        operation: Operation,
+        waiter: W,
+        seq: int,
+        subjects: frozenset[str],
+    ) -> None:
+        """Settle ``waiter`` from the incarnation's result; keep the operation if the
+        incarnation died under it through no fault of its own."""
+        runtime = self._runtime
+        try:
+            inner_waiter = operation(inner)
+        except Exception as exc:
+            runtime.reject(waiter, exc)
+            return
+
+        def failed(error: BaseException) -> None:
+            if runtime.is_done(waiter):
+                return
+            if (
+                isinstance(error, ChannelClosedByBroker)
+                and self._closed_error is None
+                and not self._session.stopping
+            ):
+                # One of the operations this close failed caused it; the others were
+                # only caught up in it. Keep them all until all are known.
+                self._parked.suspect(self._parked.park(operation, waiter, seq, subjects), error)
+            elif self._should_retry(error, inner):
+                self._parked.park(operation, waiter, seq, subjects)
+            else:
+                runtime.reject(waiter, error)
+
+        runtime.on_result(inner_waiter, lambda value: runtime.resolve(waiter, value), failed)
+
+    def _should_retry(self, error: BaseException, inner: ChannelLogic[W]) -> bool:
+        if self._closed_error is not None or self._session.stopping:
+            return False
+        if isinstance(error, ConnectionBlockedTimeout):
+            # The connection is alive (blocked): the caller asked for this bound. Parking
+            # it would hold every later operation back until a reconnect.
+            return False
+        if isinstance(error, AMQPConnectionError):
+            return True  # the connection died: send it again on the next one
+        if isinstance(error, ChannelWrongStateError) and not _usable(inner):
+            return True  # refused by an incarnation that is ending: not this operation's fault
+        return False
+
+    def _declare(self, record: Record, subjects: frozenset[str] = NOTHING) -> W:
+        """File ``record`` in the topology, then run it; a broker refusal forgets it again."""
+        entry = self._topology.add(record)
+        return self._run_entry(
+            entry, lambda inner: record.replay(inner, self._topology.names), subjects
+        )
+
+    def _run_entry(self, entry: Entry, operation: Operation, subjects: frozenset[str]) -> W:
+        waiter = self._run(operation, subjects)
+
+        def accepted(value: Any) -> None:
+            entry.applied = True
+
+        def refused(error: BaseException) -> None:
+            if isinstance(error, ChannelClosed):
+                self._topology.discard(entry)
+
+        self._runtime.observe(waiter, accepted, refused)
+        return waiter
+
+    # -- incarnations -----------------------------------------------------------------------------
+
+    def _attach(self, conn: ConnectionLogic[W]) -> None:
+        """Open an incarnation on ``conn`` and bring it up to date."""
+        self._runtime.on_result(conn.channel(), self._on_incarnation, _ignore)
+
+    def _on_incarnation(self, inner: ChannelLogic[W]) -> None:
+        if self._closed_error is not None:
+            inner.close()
+            return
+        self._inner = inner
+        inner.add_on_close_callback(self._on_incarnation_closed)
+        inner.add_on_return_callback(self._relay_return)
+        inner.add_on_cancel_callback(self._relay_cancel)
+        for consumer in self._consumers.values():
+            consumer._forget_dead_messages(inner)
+        reopened = inner._conn is self._last_connection
+        self._last_connection = inner._conn
+        self._replaying = True
+        self._replay(iter(self._topology), inner, reopened)
+
+    def _still_there(self, queue: str) -> bool:
+        """After a channel error (same connection): whether a server-named auto-delete
+        queue survived the channel's end. It did unless it lost its consumers with the
+        channel; declaring it again would create a second queue under a new name."""
+        current = self._topology.name(queue)
+        return not any(self._topology.name(c.queue) == current for c in self._consumers.values())
+
+    def _replay(self, entries: Iterator[Entry], inner: ChannelLogic[W], reopened: bool) -> None:
+        """Replay records in order; pause after a server-named queue until its name is known."""
+        runtime = self._runtime
+        names = self._topology.names
+        for entry in entries:
+            if self._inner is not inner or not inner.is_open:
+                return
+            if not entry.applied:
+                continue  # its own operation is parked and follows the replay
+            record = entry.record
+            server_named = isinstance(record, QueueDeclaration) and record.server_named
+            if server_named and reopened:
+                assert isinstance(record, QueueDeclaration)
+                if not record.auto_delete or self._still_there(record.queue):
+                    continue
+            waiter = record.replay(inner, names)
+            if server_named:
+                original = record.queue if isinstance(record, QueueDeclaration) else ""
+
+                def declared(ok: Any, original: str = original) -> None:
+                    names[original] = ok.queue
+                    self._replay(entries, inner, reopened)
+
+                runtime.on_result(waiter, declared, _ignore)
+                return
+            runtime.on_result(waiter, _ignore, _ignore)
+        self._resubscribe(inner)
+
+    def _resubscribe(self, inner: ChannelLogic[W]) -> None:
+        runtime = self._runtime
+        for consumer in list(self._consumers.values()):
+            if not consumer._subscribed:
+                continue  # its own Basic.Consume is still to go out (parked): not twice
+            waiter = consumer._subscribe(inner, self._topology.name(consumer.queue))
+            runtime.on_result(waiter, _ignore, _ignore)
+        self._replaying = False
+        self._reopens = 0
+        if self._parked.blaming:
+            self._parked.blame()  # before anything goes out again (normally done by now)
+        for item in self._parked.take_all():
+            self._bridge(inner, item.operation, item.waiter, item.seq, item.subjects)
+        self._session._channel_recovered(self)
+
+    def _on_incarnation_closed(self, inner: ChannelLogic[W], error: BaseException) -> None:
+        if self._inner is not inner:
+            return
+        self._inner = None
+        if self._closed_error is not None:
+            return
+        if isinstance(error, ChannelClosedByBroker) and not self._session.stopping:
+            self._reopens += 1
+            if self._reopens > self.max_reopens:
+                self._end(error)
+                return
+            conn = self._session.connection
+            if conn is not None and conn.is_open:
+                self._attach(conn)
+        # On a connection loss the session re-attaches every channel when it reconnects.
+
+    def _detach(self) -> None:
+        self._inner = None
+
+    def _end(self, error: BaseException) -> None:
+        if self._closed_error is not None:
+            return
+        self._closed_error = error
+        runtime = self._runtime
+        self._parked.fail_all(error)
+        consumers, self._consumers = self._consumers, {}
+        for consumer in consumers.values():
+            consumer._end(error)
+        value = self._closed_value()
+        waiters, self._closed_waiters = self._closed_waiters, []
+        for waiter in waiters:
+            runtime.resolve(waiter, value)
+        for callback in self._on_close:
+            runtime.run_user_callback(callback, self, error)
+        self._session._forget(self)
+
+    # -- relays --------------------------------------------------------------------------------------
+
+    def _relay_return(self, message: Message) -> None:
+        for callback in self._on_return:
+            self._runtime.run_user_callback(callback, message)
+
+    def _relay_cancel(self, consumer_tag: str) -> None:
+        consumer = self._consumers.pop(consumer_tag, None)
+        if consumer is not None:
+            consumer._end(ConsumerCancelled(f"the broker cancelled consumer {consumer_tag}"))
+        for callback in self._on_cancel:
+            self._runtime.run_user_callback(callback, consumer_tag)
+
+    def _buffered_changed(self, delta: int) -> None:
+        conn = self._session.connection
+        if conn is not None:
+            conn._buffered_changed(delta)
+
+    # -- the channel API: each ChannelLogic method, on the current incarnation -------------------------
+
+    def _queue_names(self, queue: str) -> frozenset[str]:
+        return frozenset((queue, self._topology.name(queue)))
+
+    def exchange_declare(
+        self,
+        exchange: str,
+        exchange_type: str = "direct",
+        passive: bool = False,
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> W:
+        subjects = frozenset((exchange,))
+        if passive:
+            return self._run(
+                lambda inner: inner.exchange_declare(
+                    exchange, exchange_type, True, durable, auto_delete, internal, arguments
+                ),
+                subjects,
+            )
+        record = ExchangeDeclaration(
+            exchange, str(exchange_type), durable, auto_delete, internal, arguments
+        )
+        return self._declare(record, subjects)
+
+    def exchange_delete(self, exchange: str = "", if_unused: bool = False) -> W:
+        self._topology.remove_exchange(exchange)
+        return self._run(
+            lambda inner: inner.exchange_delete(exchange, if_unused), frozenset((exchange,))
+        )
+
+    def exchange_bind(
+        self,
+        destination: str,
+        source: str,
+        routing_key: str = "",
+        arguments: dict[str, Any] | None = None,
+    ) -> W:
+        record = ExchangeBinding(destination, source, routing_key, arguments)
+        return self._declare(record, frozenset((destination, source)))
+
+    def exchange_unbind(
+        self,
+        destination: str = "",
+        source: str = "",
+        routing_key: str = "",
+        arguments: dict[str, Any] | None = None,
+    ) -> W:
+        self._topology.remove(ExchangeBinding(destination, source, routing_key, arguments))
+        return self._run(
+            lambda inner: inner.exchange_unbind(destination, source, routing_key, arguments),
+            frozenset((destination, source)),
+        )
+
+    def queue_declare(
+        self,
+        queue: str,
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> W:
+        topology = self._topology
+        if passive:
+            return self._run(
+                lambda inner: inner.queue_declare(
+                    topology.name(queue), True, durable, exclusive, auto_delete, arguments
+                ),
+                self._queue_names(queue),
+            )
+        if queue:
+            record = QueueDeclaration(queue, durable, exclusive, auto_delete, arguments)
+            return self._declare(record, frozenset((queue,)))
+        # Server-named: the first name the broker gives is the one the user holds; later
+        # incarnations map it to the new name (Topology.names).
+        waiter = self._run(
+            lambda inner: inner.queue_declare("", False, durable, exclusive, auto_delete, arguments)
+        )
+
+        def named(ok: Any) -> None:
+            record = QueueDeclaration(
+                ok.queue, durable, exclusive, auto_delete, arguments, server_named=True
+            )
+            topology.names[ok.queue] = ok.queue
+            topology.add(record).applied = True
+
+        self._runtime.observe(waiter, named, _ignore)
+        return waiter
+
+    def queue_bind(
+        self,
+        queue: str,
+        exchange: str,
+        routing_key: str | None = None,
+        arguments: dict[str, Any] | None = None,
+    ) -> W:
+        record = QueueBinding(queue, exchange, routing_key, arguments)
+        return self._declare(record, self._queue_names(queue) | {exchange})
+
+    def queue_unbind(
+        self,
+        queue: str,
+        exchange: str = "",
+        routing_key: str | None = None,
+        arguments: dict[str, Any] | None = None,
+    ) -> W:
+        self._topology.remove(QueueBinding(queue, exchange, routing_key, arguments))
+        name = self._topology.name(queue)
+        rk = name if routing_key is None else routing_key
+        return self._run(
+            lambda inner: inner.queue_unbind(name, exchange, rk, arguments),
+            self._queue_names(queue) | {exchange},
+        )
+
+    def queue_purge(self, queue: str) -> W:
+        return self._run(
+            lambda inner: inner.queue_purge(self._topology.name(queue)), self._queue_names(queue)
+        )
+
+    def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> W:
+        self._topology.remove_queue(queue)
+        name = self._topology.name(queue)
+        return self._run(
+            lambda inner: inner.queue_delete(name, if_unused, if_empty), self._queue_names(queue)
+        )
+
+    def basic_qos(
+        self, prefetch_size: int = 0, prefetch_count: int = 0, global_qos: bool = False
+    ) -> W:
+        return self._declare(Qos(prefetch_size, prefetch_count, global_qos))
+
+    def confirm_delivery(self) -> W:
+        return self._declare(ConfirmSelect())
+
+    def tx_select(self) -> W:
+        return self._declare(TxSelect())
+
+    def tx_commit(self) -> W:
+        return self._run(lambda inner: inner.tx_commit())
+
+    def tx_rollback(self) -> W:
+        return self._run(lambda inner: inner.tx_rollback())
+
+    def basic_recover(self, requeue: bool = False) -> W:
+        return self._run(lambda inner: inner.basic_recover(requeue))
+
+    def flow(self, active: bool) -> W:
+        return self._run(lambda inner: inner.flow(active))
+
+    @property
+    def publisher_confirms(self) -> bool:
+        return self._topology.confirm_mode
+
+    def basic_publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes | bytearray | memoryview | str,
+        properties: BasicProperties | None = None,
+        mandatory: bool = False,
+    ) -> W:
+        """Publish; waits (up to ``publish_timeout``) while there is no connection. In
+        confirm mode it fires only once a broker has acked the message, re-sending it on
+        the next connection if the one it went out on died first."""
+        names = self._topology.names
+
+        def publish(inner: ChannelLogic[W]) -> W:
+            # The default exchange routes by queue name: follow a server-named queue's renames.
+            key = names.get(routing_key, routing_key) if not exchange else routing_key
+            return inner.basic_publish(exchange, key, body, properties, mandatory)
+
+        # The default exchange never refuses a publish (an unroutable one is dropped or
+        # returned), so only a named exchange can be at fault.
+        return self._run(publish, frozenset((exchange,)) if exchange else NOTHING)
+
+    def basic_get(self, queue: str, auto_ack: bool = False) -> W:
+        return self._run(
+            lambda inner: inner.basic_get(self._topology.name(queue), auto_ack),
+            self._queue_names(queue),
+        )
+
+    def basic_consume(
+        self,
+        queue: str,
+        on_message_callback: Callable[[Message], Any] | None = None,
+        auto_ack: bool = False,
+        exclusive: bool = False,
+        consumer_tag: str | None = None,
+        arguments: dict[str, Any] | None = None,
+    ) -> W:
+        """Basic.Consume; the consumer it fires with re-subscribes by itself after reconnects."""
+        tag = consumer_tag or new_consumer_tag()
+        if tag in self._consumers:
+            return self._runtime.failed(DuplicateConsumerTag(tag))
+        consumer = self.consumer_class(
+            self, queue, tag, on_message_callback, auto_ack, exclusive, arguments
+        )
+        self._consumers[tag] = consumer
+        waiter = self._run(
+            lambda inner: consumer._subscribe(inner, self._topology.name(queue)),
+            self._queue_names(queue),
+        )
+        runtime = self._runtime
+
+        def failed(error: BaseException) -> None:
+            if self._consumers.get(tag) is consumer:
+                del self._consumers[tag]
+            runtime.reject(result, error)
+
+        def subscribed(value: Any) -> None:
+            consumer._subscribed = True
+            runtime.resolve(result, consumer)
+
+        result = runtime.create_waiter()
+        runtime.on_result(waiter, subscribed, failed)
+        return result
+
+    def basic_cancel(self, consumer_tag: str = "") -> W:
+        consumer = self._consumers.get(consumer_tag)
+        if consumer is None:
+            return self._runtime.succeeded(0)
+        return self._cancel_consumer(consumer)
+
+    def _cancel_consumer(self, consumer: SurvivingConsumer[W]) -> W:
+        if self._consumers.get(consumer.consumer_tag) is not consumer:
+            return self._runtime.succeeded(0)
+        del self._consumers[consumer.consumer_tag]
+        handed_back = consumer._drain_buffer()
+        consumer._end(
+            ConsumerCancelled(f"consumer {consumer.consumer_tag} cancelled by the client", True)
+        )
+        runtime = self._runtime
+        inner = self._inner
+        # Basic.Cancel before the nacks: messages requeued while the consumer still
+        # exists would be delivered straight back to it.
+        cancelled = inner.basic_cancel(consumer.consumer_tag) if inner is not None else None
+        count = 0
+        for message in handed_back:
+            if not consumer.auto_ack and message._channel is self._inner:
+                message.nack(requeue=True)
+                count += 1
+        if cancelled is None:
+            return runtime.succeeded(count)
+        result = runtime.create_waiter()
+        runtime.on_result(
+            cancelled,
+            lambda late: runtime.resolve(result, count + (late or 0)),
+            lambda error: runtime.resolve(result, count),
+        )
+        return result
+
+    def basic_ack(self, delivery_tag: int = 0, multiple: bool = False) -> None:
+        if self._inner is not None:
+            self._inner.basic_ack(delivery_tag, multiple)
+
+    def basic_nack(
+        self, delivery_tag: int = 0, multiple: bool = False, requeue: bool = True
+    ) -> None:
+        if self._inner is not None:
+            self._inner.basic_nack(delivery_tag, multiple, requeue)
+
+    def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
+        if self._inner is not None:
+            self._inner.basic_reject(delivery_tag, requeue)
+
+    def add_on_return_callback(self, callback: Callable[[Message], Any]) -> None:
+        self._on_return.append(callback)
+
+    def add_on_cancel_callback(self, callback: Callable[[str], Any]) -> None:
+        self._on_cancel.append(callback)
+
+    def add_on_close_callback(self, callback: Callable[..., Any]) -> None:
+        self._on_close.append(callback)
+
+    def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> W:
+        """Close for good: no more incarnations."""
+        inner = self._inner
+        self._end(_ClosedByUser(reply_code, reply_text))
+        if inner is not None and inner.is_open:
+            return inner.close(reply_code, reply_text)
+        return self._runtime.succeeded(None)
+
+
+class _ClosedByUser(ChannelClosed):
+    """The user closed the surviving channel (``closed`` then fires with None)."""

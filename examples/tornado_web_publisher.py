@@ -12,9 +12,11 @@ request of the process. The handler answers:
   the connection's ``blocked_connection_timeout`` is the same deadline);
 - ``400 Bad Request`` for an empty body.
 
-The connection is opened lazily by the first request (so each process of a
-forking server gets its own, after the fork) and reopened by the first request
-after it was lost; concurrent requests share one connection attempt.
+The connection belongs to one ``AMQPClient`` per process, started with the server
+(after any fork, so each process of a forking server has its own). The client
+reconnects by itself with backoff and replays the channel's confirm mode and queue
+declaration; a request that arrives during an outage waits for the reconnect, up to
+``--deadline``, and gets a 503 only if the broker is still away by then.
 
     python examples/tornado_web_publisher.py --port 8888 \\
         --url amqp://guest:guest@127.0.0.1:5672/ --queue orders
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -42,72 +43,74 @@ import tornado.web  # noqa: E402
 from tornado.httpserver import HTTPServer  # noqa: E402
 
 from txamqp091 import BasicProperties, DeliveryMode  # noqa: E402
-from txamqp091.exceptions import AMQPError, ConnectionBlockedTimeout  # noqa: E402
+from txamqp091.exceptions import (  # noqa: E402
+    AMQPError,
+    ConnectionBlockedTimeout,
+    PublishTimeout,
+)
 from txamqp091.params import ParametersLike, normalize_parameters  # noqa: E402
-from txamqp091.tornado import Channel, Connection, connect  # noqa: E402
+from txamqp091.tornado import AMQPClient, RecoveringChannel  # noqa: E402
 
 log = logging.getLogger("tornado_web_publisher")
 
 
 class OrderPublisher:
-    """One shared connection and confirm-mode channel, publishing to one durable queue.
+    """One ``AMQPClient`` per process, and one surviving confirm-mode channel on it.
+
+    The client reconnects with backoff (moving to another node when given several) and
+    replays the channel's confirm mode and queue declaration on every new connection,
+    so this class holds no reconnect logic of its own. A publish made while the broker
+    is away waits for the next connection, up to ``deadline``.
 
     :param parameters: a URL, ``ConnectionParameters`` or a list of either (cluster nodes).
-    :param queue: the queue the orders go to (declared durable on connect).
-    :param deadline: seconds a publish may take, connecting included, before it
-        counts as failed; also the ``blocked_connection_timeout`` unless one is given.
+    :param queue: the queue the orders go to (declared durable).
+    :param deadline: seconds a publish may take, waiting for a connection included,
+        before it counts as failed; also the ``blocked_connection_timeout`` unless one
+        is given.
     """
 
     def __init__(self, parameters: ParametersLike, queue: str, deadline: float = 5.0) -> None:
-        self.nodes = [
+        nodes = [
             p
             if p.blocked_connection_timeout is not None
             else p.replace(blocked_connection_timeout=deadline)
             for p in normalize_parameters(parameters)
         ]
+        self.client = AMQPClient(nodes, publish_timeout=deadline)
         self.queue = queue
         self.deadline = deadline
-        self._conn: Connection | None = None
-        self._channel: Channel | None = None
-        self._opening: asyncio.Future[Channel] | None = None
+        self._channel: asyncio.Future[RecoveringChannel] | None = None
 
     @property
     def is_blocked(self) -> bool:
-        return self._conn is not None and self._conn.is_open and self._conn.is_blocked
+        conn = self.client.connection
+        return conn is not None and conn.is_open and conn.is_blocked
 
-    async def channel(self) -> Channel:
-        """The shared channel, (re)opening the connection if needed; one attempt at a time."""
+    async def start(self) -> None:
+        """Start the client: returns after the first connection attempt, made or not."""
+        await self.client.start()
+
+    def channel(self) -> asyncio.Future[RecoveringChannel]:
+        """The shared channel, set up once; a failed set-up is tried again by the next caller."""
         channel = self._channel
-        if channel is not None and channel.is_open:
-            return channel
-        if self._opening is None:
-            opening = asyncio.ensure_future(self._open())
-            # A request that gave up must not cancel the attempt the others wait for,
-            # and a failure nobody is left to see must not be logged as unretrieved.
-            opening.add_done_callback(lambda f: f.cancelled() or f.exception())
-            self._opening = opening
-        return await asyncio.shield(self._opening)
+        if channel is None or (channel.done() and channel.exception() is not None):
+            channel = self._channel = asyncio.ensure_future(self._set_up())
+            # A request that gave up must not cancel the set-up the others wait for, and
+            # a failure nobody is left to see must not be logged as unretrieved.
+            channel.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return channel
 
-    async def _open(self) -> Channel:
-        try:
-            conn = self._conn
-            if conn is None or not conn.is_open:
-                conn = await connect(self.nodes)
-                self._conn = conn
-                log.info("connected to %s:%s", conn.params.host, conn.params.port)
-            channel: Channel = await conn.channel()
-            await channel.confirm_delivery()
-            await channel.queue_declare(self.queue, durable=True)
-            self._channel = channel
-            return channel
-        finally:
-            self._opening = None
+    async def _set_up(self) -> RecoveringChannel:
+        channel = await self.client.channel()
+        await channel.confirm_delivery()
+        await channel.queue_declare(self.queue, durable=True)
+        return channel
 
     async def publish(self, body: bytes, message_id: str) -> None:
         """Publish ``body``; returns once the broker confirmed it, within ``deadline``."""
 
         async def publish_confirmed() -> None:
-            channel = await self.channel()
+            channel = await asyncio.shield(self.channel())
             properties = BasicProperties(
                 content_type="application/json",
                 delivery_mode=DeliveryMode.Persistent,
@@ -118,14 +121,7 @@ class OrderPublisher:
         await asyncio.wait_for(publish_confirmed(), self.deadline)
 
     async def close(self) -> None:
-        opening = self._opening
-        if opening is not None:
-            opening.cancel()
-            with contextlib.suppress(BaseException):
-                await opening
-        conn, self._conn, self._channel = self._conn, None, None
-        if conn is not None and conn.is_open:
-            await conn.close()
+        await self.client.stop()
 
 
 class OrdersHandler(tornado.web.RequestHandler):
@@ -140,7 +136,7 @@ class OrdersHandler(tornado.web.RequestHandler):
         message_id = uuid.uuid4().hex
         try:
             await self.publisher.publish(body, message_id)
-        except asyncio.TimeoutError:
+        except (asyncio.TimeoutError, PublishTimeout):
             detail = (
                 "the broker is blocking publishers (resource alarm)"
                 if self.publisher.is_blocked
@@ -178,10 +174,9 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    try:
-        await asyncio.wait_for(publisher.channel(), args.deadline)
-    except Exception as exc:  # keep serving: requests answer 503 and retry the connection
-        log.warning("broker not reachable yet: %s", exc)
+    await publisher.start()
+    if not publisher.client.is_connected:  # keep serving: requests wait or answer 503
+        log.warning("broker not reachable yet; the client keeps trying")
     await stop.wait()
     log.info("shutting down")
     server.stop()

@@ -40,6 +40,7 @@ example = load_example()
 async def running_app(url: str, queue: str, deadline: float) -> AsyncIterator[tuple[Any, str]]:
     """The example app on a loopback port: yields its publisher and the orders URL."""
     publisher = example.OrderPublisher(url, queue, deadline=deadline)
+    await publisher.start()
     server = HTTPServer(example.make_app(publisher))
     sock, port = bind_unused_port()
     server.add_sockets([sock])
@@ -89,7 +90,7 @@ async def test_a_thousand_concurrent_orders_all_reach_the_queue_intact() -> None
             assert all(reply["status"] == "accepted" for reply in replies)
             assert len({reply["message_id"] for reply in replies}) == 1000
             # One shared connection served every request.
-            assert publisher._conn is not None and publisher._conn.is_open
+            assert publisher.client.connections == 1 and publisher.client.is_connected
 
         conn = await connect(AMQP_URL)
         try:
@@ -138,7 +139,7 @@ async def test_an_unreachable_broker_answers_503_with_a_clear_json_message() -> 
     assert response.headers["Content-Type"].startswith("application/json")
     reply = json.loads(response.body)
     assert reply["error"] == "the order queue is unavailable, try again later"
-    assert "could not connect" in reply["detail"]
+    assert "not confirmed within 2.0 s: the broker is unreachable" in reply["detail"]
     assert empty.code == 400
 
 
@@ -167,3 +168,37 @@ async def test_a_broker_that_never_answers_gives_503_at_the_deadline() -> None:
     assert [r.code for r in responses] == [503] * 5
     assert elapsed < 3.0
     assert "not confirmed within 0.5 s" in json.loads(responses[0].body)["detail"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.broker
+async def test_an_order_posted_during_an_outage_is_accepted_once_the_broker_is_back() -> None:
+    from .faults import TcpProxy
+
+    queue = f"txamqp091.test.tornado.orders.{uuid.uuid4().hex}"
+    loop = asyncio.get_running_loop()
+    try:
+        with TcpProxy() as proxy:
+            proxy.refuse()  # the broker is away when the server starts
+            async with running_app(proxy.url(), queue, deadline=15.0) as (publisher, url):
+                assert not publisher.client.is_connected
+                async with http_client() as client:
+                    posted = asyncio.ensure_future(post(client, url, b'{"order": "late"}'))
+                    await asyncio.sleep(1.0)
+                    assert not posted.done()  # waiting for the broker, not failed
+                    await loop.run_in_executor(None, proxy.resume)
+                    response = await posted
+        assert response.code == 202, response.body
+        conn = await connect(AMQP_URL)
+        try:
+            ch = await conn.channel()
+            assert (await ch.queue_declare(queue, passive=True)).message_count == 1
+        finally:
+            await conn.close()
+    finally:
+        conn = await connect(AMQP_URL)
+        try:
+            ch = await conn.channel()
+            await ch.queue_delete(queue)
+        finally:
+            await conn.close()

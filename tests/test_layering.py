@@ -14,7 +14,9 @@ inside functions (the lazy imports that hide a cycle at run time). The rules:
   top-level modules ``params``, ``message``, ``types``, ``exceptions``, ``retry``
   and ``constants``;
 * an adapter (any other subpackage: ``twisted``, ``tornado``, ...) never imports
-  another adapter;
+  another adapter, except that a facade in ``FACADES`` (``blocking``) is a skin
+  over one adapter's public package: it imports that package itself, never its
+  submodules, and never ``client`` (it is not a third implementation);
 * ``txamqp091.testing`` imports no adapter.
 
 ``KNOWN_VIOLATIONS`` lists the imports that break a rule today and are being
@@ -43,6 +45,8 @@ CLIENT_MAY_IMPORT = frozenset(
 )
 #: Subpackages that are layers of their own; every other subpackage is an adapter.
 NOT_ADAPTERS = frozenset({"core", "client", "testing"})
+#: Facades built on one adapter's public API: facade -> the adapter it wraps.
+FACADES = {"blocking": "tornado"}
 
 #: (importer, imported) edges that break a rule today, each removed on another branch.
 #: The lead empties this list as those branches merge; nothing may be added to it.
@@ -173,8 +177,12 @@ def layer_violations(internal: Graph, external: Graph) -> list[tuple[str, str, s
             elif own == "client" and other not in ("core", "client"):
                 if target not in CLIENT_MAY_IMPORT:
                     rule = "client imports only core, client and the listed top-level modules"
+            elif own.startswith("adapter:") and own[8:] in FACADES and other == "client":
+                rule = "a facade uses its adapter's public API, never client/"
             elif own.startswith("adapter:") and other.startswith("adapter:") and other != own:
-                rule = "adapters never import each other"
+                wrapped = FACADES.get(own[8:])
+                if target != f"{PACKAGE}.{wrapped}":
+                    rule = "adapters never import each other (a facade: only its adapter's package)"
             elif own == "testing" and other.startswith("adapter:"):
                 rule = "txamqp091.testing imports no adapter"
             if rule is not None:
@@ -257,6 +265,7 @@ def test_the_layers_are_the_ones_named() -> None:
     assert layer("txamqp091.client.channel") == "client"
     assert layer("txamqp091.twisted.protocol") == "adapter:twisted"
     assert layer("txamqp091.tornado") == "adapter:tornado"
+    assert layer("txamqp091.blocking.channel") == "adapter:blocking"
     assert {layer(m) for m in INTERNAL if layer(m).startswith("adapter:")} >= {
         "adapter:twisted",
         "adapter:tornado",

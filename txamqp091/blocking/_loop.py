@@ -1,0 +1,199 @@
+"""The private event-loop thread every blocking connection shares, and the bridge to it.
+
+One asyncio loop runs on one daemon thread per process, started on first use.
+Blocking calls hand it small operations through one FIFO queue (so everything one
+thread asks for happens in the order it asked), and a caller that needs the result
+sleeps on a lock that the loop releases. The loop is created with
+``asyncio.SelectorEventLoop()`` and made current only in its own thread, so an
+asyncio loop or a Twisted reactor that the application runs elsewhere never sees it.
+
+Operations are queued, not posted one by one with ``call_soon_threadsafe``: the
+loop is woken once per batch, which is what lets a tight ``basic_publish`` loop
+hand over tens of thousands of messages a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from _thread import allocate_lock
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .exceptions import CallTimeout
+
+__all__ = ["LoopThread", "Waiter", "loop_thread"]
+
+logger = logging.getLogger("txamqp091.blocking")
+
+
+class Waiter:
+    """The result of one operation, handed from the loop thread to the caller.
+
+    The caller holds ``lock`` from the start and takes it a second time to wait;
+    the loop thread releases it once the value or the error is set.
+    """
+
+    __slots__ = ("error", "future", "lock", "value")
+
+    def __init__(self) -> None:
+        self.lock = allocate_lock()
+        self.lock.acquire()
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.future: asyncio.Future[Any] | None = None
+
+    def succeed(self, value: Any) -> None:
+        self.value = value
+        self.lock.release()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.lock.release()
+
+    def settle(self, future: asyncio.Future[Any]) -> None:
+        """A future's done callback (or called at once when it is already done)."""
+        if future.cancelled():
+            self.error = asyncio.CancelledError()
+        else:
+            self.error = future.exception()
+            if self.error is None:
+                self.value = future.result()
+        self.lock.release()
+
+    def take(self, result: Any) -> None:
+        """Settle from what an operation returned: a future (now or later) or a value."""
+        if isinstance(result, asyncio.Future):
+            if result.done():
+                self.settle(result)
+            else:
+                self.future = result
+                result.add_done_callback(self.settle)
+        else:
+            self.succeed(result)
+
+    def cancel(self) -> None:
+        """The caller gave up (its deadline passed): cancel the future in the loop thread.
+        A cancelled RPC waiter still takes its reply, so the channel stays in step."""
+        future = self.future
+        if future is not None and not future.done():
+            future.cancel()
+
+
+class LoopThread:
+    """An asyncio loop on a daemon thread, with an operation queue feeding it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.SelectorEventLoop()
+        self._ops: deque[Callable[[], None]] = deque()
+        self._scheduled = False
+        self.ident = 0
+        started = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run, args=(started,), name="txamqp091-blocking", daemon=True
+        )
+        self.thread.start()
+        started.wait()
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)  # this thread only
+        self.ident = threading.get_ident()
+        started.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
+
+    @property
+    def in_loop(self) -> bool:
+        return threading.get_ident() == self.ident
+
+    def submit(self, op: Callable[[], None]) -> None:
+        """Run ``op()`` in the loop thread, after everything submitted before it."""
+        self._ops.append(op)
+        # A lost race here only costs a spare wake-up: _drain clears the flag before
+        # it empties the queue, so an operation appended after the flag was read as
+        # True is still taken by the drain that is running.
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        ops = self._ops
+        while ops:
+            op = ops.popleft()
+            try:
+                op()
+            except Exception:
+                logger.exception("blocking operation %r failed in the loop thread", op)
+
+    def call(self, start: Callable[[], Any], timeout: float | None, what: str) -> Any:
+        """Run ``start()`` in the loop thread and wait for what it returns (a future's
+        result, or a plain value); at most ``timeout`` seconds, then :class:`CallTimeout`."""
+        if self.in_loop:
+            raise RuntimeError(f"{what}: a blocking call from the event-loop thread would deadlock")
+        waiter = Waiter()
+
+        def op() -> None:
+            try:
+                result = start()
+            except BaseException as exc:
+                waiter.fail(exc)
+                return
+            waiter.take(result)
+
+        self.submit(op)
+        return self.wait(waiter, timeout, what)
+
+    def wait(self, waiter: Waiter, timeout: float | None, what: str) -> Any:
+        if not waiter.lock.acquire(True, -1 if timeout is None else timeout):
+            self.submit(waiter.cancel)
+            raise CallTimeout(what, timeout)
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.value
+
+    def barrier(self, timeout: float) -> bool:
+        """Wait until everything submitted so far ran and its writes were flushed."""
+        if self.in_loop:
+            return True
+        waiter = Waiter()
+
+        # call_soon from inside the drain: after the flushes those operations scheduled.
+        def op() -> None:
+            self.loop.call_soon(waiter.succeed, None)
+
+        self.submit(op)
+        return waiter.lock.acquire(True, timeout)
+
+
+_instance: LoopThread | None = None
+_instance_lock = threading.Lock()
+
+
+def loop_thread() -> LoopThread:
+    """The process's loop thread, started on first use."""
+    global _instance
+    instance = _instance
+    if instance is not None:
+        return instance
+    with _instance_lock:
+        if _instance is None:
+            _instance = LoopThread()
+        return _instance
+
+
+def _forget_after_fork() -> None:
+    # The thread does not exist in a forked child: the child starts its own on first use
+    # (the parent's connections are unusable there, as with any socket library).
+    global _instance, _instance_lock
+    _instance = None
+    _instance_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)

@@ -1,0 +1,732 @@
+"""``BlockingChannel``: pika's blocking channel methods, each one a wait on the loop thread.
+
+Every method hands one operation to the loop thread (where the
+:class:`txamqp091.tornado.Channel` does the AMQP work) and waits for its result,
+up to the connection's deadline or the call's ``timeout=``. Two exceptions keep
+the hot paths fast: ``basic_publish`` outside confirm mode and the
+acknowledgements are pipelined (queued in order, not waited for), as pika's
+return once the frames are written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
+from functools import partial
+from typing import Any, Protocol
+
+from ..constants import ExchangeType
+from ..core.spec import BasicProperties
+from ..exceptions import ChannelClosedByClient, ChannelWrongStateError
+from ..message import Message
+from ._loop import LoopThread
+from .frames import BasicCancel, BasicReturn, MethodFrame
+
+
+class _Connection(Protocol):
+    """What a channel needs of its :class:`~.connection.BlockingConnection` (a Protocol, so
+    that the two modules do not import each other)."""
+
+    _lt: LoopThread
+    _events: queue.SimpleQueue[Callable[[], Any]]
+
+    def _call(self, start: Callable[[], Any], timeout: float | None, what: str) -> Any: ...
+
+    def _issue(self, timeout: float | None) -> None: ...
+
+    def _completed_one(self) -> None: ...
+
+    def _pump(self, wait: float | None) -> bool: ...
+
+    def _raise_if_lost(self) -> None: ...
+
+    def _check_reentrancy(self, what: str) -> None: ...
+
+    def process_data_events(self, time_limit: float | None = 0) -> None: ...
+
+
+__all__ = ["BlockingChannel"]
+
+Delivery = tuple[Any, Any, Any]
+OnMessage = Callable[["BlockingChannel", Message, BasicProperties, bytes], Any]
+
+
+def _noop() -> None:
+    pass
+
+
+class _Consumer:
+    """One subscription as the blocking channel sees it.
+
+    The loop thread appends each delivery to ``pending`` and queues this object
+    on the connection's event queue; the pumping thread then calls it, which hands
+    the oldest pending message to the callback. A ``consume()`` generator's
+    consumer has no callback: the generator takes from ``pending`` itself.
+    """
+
+    __slots__ = ("auto_ack", "callback", "channel", "ended", "params", "pending", "put", "tag")
+
+    def __init__(
+        self,
+        channel: BlockingChannel,
+        tag: str,
+        callback: OnMessage | None,
+        auto_ack: bool,
+        params: tuple[str, bool, bool],
+    ) -> None:
+        self.channel = channel
+        self.tag = tag
+        self.callback = callback
+        self.auto_ack = auto_ack
+        self.params = params
+        self.pending: deque[Message] = deque()
+        self.put = channel._connection._events.put
+        #: Cancelled (by the client or the broker) or its channel ended.
+        self.ended = False
+
+    def deliver(self, message: Message) -> None:
+        """The tornado consumer's callback (loop thread)."""
+        self.pending.append(message)
+        self.put(self)
+
+    def __call__(self) -> None:
+        """One queued delivery, in the pumping thread."""
+        callback = self.callback
+        if callback is None:
+            return  # a consume() generator takes its messages from ``pending``
+        try:
+            message = self.pending.popleft()
+        except IndexError:
+            return  # handed back by a cancel in the meantime
+        callback(self.channel, message, message.properties, message.body)
+
+
+class BlockingChannel:
+    """A channel with pika's ``BlockingChannel`` methods; safe to call from any thread.
+
+    Methods take pika's arguments and return what pika's return; each also takes a
+    keyword-only ``timeout=`` (seconds) overriding the connection's deadline.
+    """
+
+    def __init__(self, connection: _Connection, inner: Any) -> None:
+        self._connection = connection
+        self._lt = connection._lt
+        self._inner = inner
+        self._consumers: dict[str, _Consumer] = {}
+        self._generator: _Consumer | None = None
+        self._confirming = False
+        #: Why the channel ended (set in the loop thread), or None while it is open.
+        self._closed_error: BaseException | None = None
+        #: The first failure of a pipelined publish, raised by the next publish.
+        self._publish_error: BaseException | None = None
+        self._on_return: list[Callable[..., Any]] = []
+        self._on_cancel: list[Callable[..., Any]] = []
+        self.channel_number: int = inner.channel_number
+        # Queued before any operation the user can issue next, so no event is missed.
+        self._lt.submit(self._install)
+
+    def _install(self) -> None:
+        """Loop thread: follow the channel's end, returns and broker cancels."""
+        inner = self._inner
+        inner.add_on_close_callback(self._on_closed)
+        inner.add_on_return_callback(self._on_returned)
+        inner.add_on_cancel_callback(self._on_broker_cancel)
+        if not inner.is_open:
+            self._on_closed(inner, ChannelWrongStateError("channel closed"))
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else "closed"
+        return f"<BlockingChannel number={self.channel_number} {state}>"
+
+    def __int__(self) -> int:
+        return self.channel_number
+
+    def __enter__(self) -> BlockingChannel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.is_open:
+            self.close()
+
+    # -- state -----------------------------------------------------------------------------------
+
+    @property
+    def connection(self) -> Any:
+        """The :class:`~txamqp091.blocking.BlockingConnection` this channel belongs to."""
+        return self._connection
+
+    @property
+    def is_open(self) -> bool:
+        return self._closed_error is None and bool(self._inner.is_open)
+
+    @property
+    def is_closed(self) -> bool:
+        return not self.is_open
+
+    @property
+    def consumer_tags(self) -> list[str]:
+        return list(self._consumers)
+
+    def _call(self, start: Callable[[], Any], timeout: float | None, what: str) -> Any:
+        return self._connection._call(start, timeout, what)
+
+    def _frame(self, method: Any) -> MethodFrame:
+        return MethodFrame(self.channel_number, method)
+
+    # -- events from the loop thread ---------------------------------------------------------
+
+    def _on_closed(self, _channel: Any, reason: BaseException) -> None:
+        if self._closed_error is None:
+            self._closed_error = reason
+        for consumer in list(self._consumers.values()):
+            consumer.ended = True
+        self._connection._events.put(_noop)
+
+    def _on_returned(self, message: Message) -> None:
+        method = BasicReturn(
+            getattr(message, "reply_code", 312),
+            getattr(message, "reply_text", "NO_ROUTE"),
+            message.exchange,
+            message.routing_key,
+        )
+        put = self._connection._events.put
+        for callback in self._on_return:
+            put(partial(callback, self, method, message.properties, message.body))
+
+    def _on_broker_cancel(self, consumer_tag: str) -> None:
+        consumer = self._consumers.pop(consumer_tag, None)
+        if consumer is not None:
+            consumer.ended = True
+        frame = self._frame(BasicCancel(consumer_tag))
+        for callback in self._on_cancel:
+            self._connection._events.put(partial(callback, frame))
+        self._connection._events.put(_noop)
+
+    def _raise_if_closed(self) -> None:
+        error = self._closed_error
+        if error is None:
+            return
+        if isinstance(error, ChannelClosedByClient) and error.reply_code in (0, 200):
+            raise ChannelWrongStateError(f"channel {self.channel_number} is closed")
+        raise error
+
+    # -- declarations --------------------------------------------------------------------------
+
+    def exchange_declare(
+        self,
+        exchange: str,
+        exchange_type: ExchangeType | str = ExchangeType.direct,
+        passive: bool = False,
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> MethodFrame:
+        inner = self._inner
+        ok = self._call(
+            lambda: inner.exchange_declare(
+                exchange, str(exchange_type), passive, durable, auto_delete, internal, arguments
+            ),
+            timeout,
+            "exchange_declare",
+        )
+        return self._frame(ok)
+
+    def exchange_delete(
+        self,
+        exchange: str | None = None,
+        if_unused: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> MethodFrame:
+        inner = self._inner
+        ok = self._call(
+            lambda: inner.exchange_delete(exchange or "", if_unused), timeout, "exchange_delete"
+        )
+        return self._frame(ok)
+
+    def exchange_bind(
+        self,
+        destination: str,
+        source: str,
+        routing_key: str = "",
+        arguments: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> MethodFrame:
+        inner = self._inner
+        ok = self._call(
+            lambda: inner.exchange_bind(destination, source, routing_key, arguments),
+            timeout,
+            "exchange_bind",
+        )
+        return self._frame(ok)
+
+    def exchange_unbind(
+        self,
+        destination: str | None = None,
+        source: str | None = None,
+        routing_key: str = "",
+        arguments: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> MethodFrame:
+        inner = self._inner
+        ok = self._call(
+            lambda: inner.exchange_unbind(destination or "", source or "", routing_key, arguments),
+            timeout,
+            "exchange_unbind",
+        )
+        return self._frame(ok)
+
+    def queue_declare(
+        self,
+        queue: str,
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> MethodFrame:
+        """Queue.Declare; ``.method.queue``, ``.method.message_count``,
+        ``.method.consumer_count`` of the result are the broker's answer."""
+        inner = self._inner
+        ok = self._call(
+            lambda: inner.queue_declare(queue, passive, durable, exclusive, auto_delete, arguments),
+            timeout,
+            "queue_declare",
+        )
+        return self._frame(ok)
+
+    def queue_delete(
+        self,
+        queue: str,
+        if_unused: bool = False,
+        if_empty: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> MethodFrame:
+        inner = self._inner
+        ok = self._call(
+            lambda: inner.queue_delete(queue, if_unused, if_empty), timeout, "queue_delete"
+        )
+        return self._frame(ok)
+
+    def queue_purge(self, queue: str, *, timeout: float | None = None) -> MethodFrame:
+        inner = self._inner
+        ok = self._call(lambda: inner.queue_purge(queue), timeout, "queue_purge")
+        return self._frame(ok)
+
+    def queue_bind(
+        self,
+        queue: str,
+        exchange: str,
+        routing_key: str | None = None,
+        arguments: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> MethodFrame:
+        inner = self._inner
+        ok = self._call(
+            lambda: inner.queue_bind(queue, exchange, routing_key, arguments),
+            timeout,
+            "queue_bind",
+        )
+        return self._frame(ok)
+
+    def queue_unbind(
+        self,
+        queue: str,
+        exchange: str | None = None,
+        routing_key: str | None = None,
+        arguments: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> MethodFrame:
+        inner = self._inner
+        ok = self._call(
+            lambda: inner.queue_unbind(queue, exchange or "", routing_key, arguments),
+            timeout,
+            "queue_unbind",
+        )
+        return self._frame(ok)
+
+    def basic_qos(
+        self,
+        prefetch_size: int = 0,
+        prefetch_count: int = 0,
+        global_qos: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        inner = self._inner
+        self._call(
+            lambda: inner.basic_qos(prefetch_size, prefetch_count, global_qos), timeout, "basic_qos"
+        )
+
+    def basic_recover(self, requeue: bool = False, *, timeout: float | None = None) -> None:
+        inner = self._inner
+        self._call(lambda: inner.basic_recover(requeue), timeout, "basic_recover")
+
+    def confirm_delivery(self, *, timeout: float | None = None) -> None:
+        """Confirm.Select: from now on ``basic_publish`` returns once the broker acked the
+        message, and raises ``NackError`` or (mandatory) ``UnroutableError`` otherwise."""
+        inner = self._inner
+        self._call(inner.confirm_delivery, timeout, "confirm_delivery")
+        self._confirming = True
+
+    def tx_select(self, *, timeout: float | None = None) -> MethodFrame:
+        return self._frame(self._call(self._inner.tx_select, timeout, "tx_select"))
+
+    def tx_commit(self, *, timeout: float | None = None) -> MethodFrame:
+        return self._frame(self._call(self._inner.tx_commit, timeout, "tx_commit"))
+
+    def tx_rollback(self, *, timeout: float | None = None) -> MethodFrame:
+        return self._frame(self._call(self._inner.tx_rollback, timeout, "tx_rollback"))
+
+    def flow(self, active: bool, *, timeout: float | None = None) -> bool:
+        """Channel.Flow; returns the state the broker confirmed."""
+        inner = self._inner
+        return bool(self._call(lambda: inner.flow(active), timeout, "flow"))
+
+    # -- publishing -------------------------------------------------------------------------------
+
+    def basic_publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes | str,
+        properties: BasicProperties | None = None,
+        mandatory: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Publish a message.
+
+        In confirm mode this returns once the broker acked the message and raises
+        ``NackError`` (nacked) or ``UnroutableError`` (mandatory and returned).
+        Otherwise it returns once the message is queued for the connection, in
+        order with everything this thread does next; a failure to send it (the
+        channel closed meanwhile) is raised by the next ``basic_publish``.
+        """
+        inner = self._inner
+        if self._confirming:
+            self._call(
+                lambda: inner.basic_publish(exchange, routing_key, body, properties, mandatory),
+                timeout,
+                "basic_publish",
+            )
+            return
+        error = self._publish_error
+        if error is not None:
+            self._publish_error = None
+            raise error
+        if self._closed_error is not None:
+            self._raise_if_closed()
+        conn = self._connection
+        completed = conn._completed_one
+
+        def sent(future: asyncio.Future[Any]) -> None:
+            completed()
+            error = future.exception()
+            if error is not None and self._publish_error is None:
+                self._publish_error = error
+
+        def op() -> None:
+            try:
+                future = inner.basic_publish(exchange, routing_key, body, properties, mandatory)
+            except Exception as exc:
+                completed()
+                if self._publish_error is None:
+                    self._publish_error = exc
+                return
+            if future.done():
+                sent(future)
+            else:
+                future.add_done_callback(sent)
+
+        self._lt.submit(op)
+        conn._issue(timeout)
+
+    def publish_batch(
+        self,
+        messages: Sequence[tuple[str, str, bytes | str, BasicProperties | None, bool]],
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Publish ``(exchange, routing_key, body, properties, mandatory)`` tuples in order and
+        wait for all of them (in confirm mode: for every broker ack, so the whole batch
+        costs one round trip). Raises the first ``NackError`` or ``UnroutableError``
+        after all were settled. Not in pika."""
+        inner = self._inner
+        items = list(messages)
+        if not items:
+            return
+
+        def start() -> asyncio.Future[Any]:
+            futures = [inner.basic_publish(*item) for item in items]
+            return asyncio.gather(*futures, return_exceptions=True)
+
+        results = self._call(start, timeout, "publish_batch")
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    # -- getting ------------------------------------------------------------------------------------
+
+    def basic_get(
+        self, queue: str, auto_ack: bool = False, *, timeout: float | None = None
+    ) -> tuple[Message, BasicProperties, bytes] | tuple[None, None, None]:
+        """Basic.Get: ``(method, properties, body)``, or ``(None, None, None)`` when the
+        queue is empty. ``method`` carries ``delivery_tag``, ``redelivered``,
+        ``exchange``, ``routing_key`` and ``message_count``."""
+        inner = self._inner
+        message = self._call(lambda: inner.basic_get(queue, auto_ack), timeout, "basic_get")
+        if message is None:
+            return None, None, None
+        return message, message.properties, message.body
+
+    # -- acknowledgements: pipelined, in order ---------------------------------------------------
+
+    def basic_ack(self, delivery_tag: int = 0, multiple: bool = False) -> None:
+        inner = self._inner
+        self._lt.submit(lambda: inner.basic_ack(delivery_tag, multiple))
+
+    def basic_nack(
+        self, delivery_tag: int = 0, multiple: bool = False, requeue: bool = True
+    ) -> None:
+        inner = self._inner
+        self._lt.submit(lambda: inner.basic_nack(delivery_tag, multiple, requeue))
+
+    def basic_reject(self, delivery_tag: int = 0, requeue: bool = True) -> None:
+        inner = self._inner
+        self._lt.submit(lambda: inner.basic_reject(delivery_tag, requeue))
+
+    # -- consuming -------------------------------------------------------------------------------
+
+    def _subscribe(
+        self,
+        queue: str,
+        callback: OnMessage | None,
+        auto_ack: bool,
+        exclusive: bool,
+        consumer_tag: str | None,
+        arguments: dict[str, Any] | None,
+        timeout: float | None,
+    ) -> _Consumer:
+        self._raise_if_closed()
+        inner = self._inner
+        consumer = _Consumer(self, "", callback, auto_ack, (queue, auto_ack, exclusive))
+        subscribed = self._call(
+            lambda: inner.basic_consume(
+                queue, consumer.deliver, auto_ack, exclusive, consumer_tag, arguments
+            ),
+            timeout,
+            "basic_consume",
+        )
+        consumer.tag = subscribed.consumer_tag
+        self._consumers[consumer.tag] = consumer
+        return consumer
+
+    def basic_consume(
+        self,
+        queue: str,
+        on_message_callback: OnMessage,
+        auto_ack: bool = False,
+        exclusive: bool = False,
+        consumer_tag: str | None = None,
+        arguments: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> str:
+        """Basic.Consume; returns the consumer tag. ``on_message_callback(channel, method,
+        properties, body)`` runs in the thread in ``start_consuming()`` (or
+        ``process_data_events()``...)."""
+        if not callable(on_message_callback):
+            raise TypeError("on_message_callback must be callable")
+        consumer = self._subscribe(
+            queue, on_message_callback, auto_ack, exclusive, consumer_tag, arguments, timeout
+        )
+        return consumer.tag
+
+    def basic_cancel(
+        self, consumer_tag: str, *, timeout: float | None = None
+    ) -> list[tuple[Message, BasicProperties, bytes]]:
+        """Basic.Cancel, as pika: messages of an ``auto_ack=False`` consumer that were not
+        dispatched yet are requeued (nacked) and ``[]`` is returned; those of an
+        ``auto_ack=True`` consumer are returned as ``(method, properties, body)``."""
+        consumer = self._consumers.pop(consumer_tag, None)
+        if consumer is None:
+            return []
+        if self._generator is consumer:
+            self._generator = None
+        self._end_consumer(consumer, timeout)
+        if consumer.auto_ack:
+            pending = consumer.pending
+            taken = []
+            while pending:
+                message = pending.popleft()
+                taken.append((message, message.properties, message.body))
+            return taken
+        return []
+
+    def _end_consumer(self, consumer: _Consumer, timeout: float | None) -> int:
+        """Cancel ``consumer`` at the broker; requeue what it holds undispatched (not
+        auto-acked); return how many messages were requeued."""
+        inner = self._inner
+        counted = [0]
+
+        def start() -> Any:
+            cancelled = inner.basic_cancel(consumer.tag)
+            # After Basic.Cancel, so that the broker does not deliver them straight back.
+            if not consumer.auto_ack:
+                pending = consumer.pending
+                while pending:
+                    pending.popleft().nack(requeue=True)
+                    counted[0] += 1
+            return cancelled
+
+        try:
+            late = 0
+            if self.is_open:
+                late = self._call(start, timeout, "basic_cancel") or 0
+        finally:
+            consumer.ended = True
+            self._connection._events.put(_noop)  # wake a thread in start_consuming/consume
+        return counted[0] + int(late)
+
+    def start_consuming(self) -> None:
+        """Run consumer callbacks (and timers, threadsafe callbacks) until every consumer
+        of this channel is cancelled; raises the error if the channel or connection ends."""
+        conn = self._connection
+        conn._check_reentrancy("start_consuming")
+        while self._consumers:
+            self._raise_if_closed()
+            conn._raise_if_lost()
+            conn._pump(None)
+        self._raise_if_closed()
+
+    def stop_consuming(self, consumer_tag: str | None = None) -> None:
+        """Cancel one consumer, or all of this channel's (including a ``consume()``
+        generator's, which then ends): ``start_consuming()`` returns."""
+        if consumer_tag:
+            self.basic_cancel(consumer_tag)
+            return
+        if self._generator is not None:
+            self.cancel()
+        for tag in list(self._consumers):
+            self.basic_cancel(tag)
+
+    def _forget_consumers(self) -> None:
+        """The connection is closing: end every consumer without talking to the broker."""
+        for consumer in self._consumers.values():
+            consumer.ended = True
+        self._consumers.clear()
+        self._generator = None
+
+    def consume(
+        self,
+        queue: str,
+        auto_ack: bool = False,
+        exclusive: bool = False,
+        arguments: dict[str, Any] | None = None,
+        inactivity_timeout: float | None = None,
+        consumer_tag: str | None = None,
+    ) -> Generator[Delivery, None, None]:
+        """Yield ``(method, properties, body)`` for each message of ``queue``, and
+        ``(None, None, None)`` after ``inactivity_timeout`` seconds without one. Ends
+        when the consumer is cancelled (``cancel()``, ``stop_consuming()`` or the
+        broker); raises if the channel or connection ends. Other consumers' callbacks
+        run in this thread meanwhile."""
+        params = (queue, auto_ack, exclusive)
+        consumer = self._generator
+        if consumer is not None:
+            if consumer.params != params:
+                raise ValueError(
+                    f"consume: a generator with other params is active: {consumer.params!r}"
+                )
+        else:
+            consumer = self._subscribe(
+                queue, None, auto_ack, exclusive, consumer_tag, arguments, None
+            )
+            self._generator = consumer
+        conn = self._connection
+        pending = consumer.pending
+        while True:
+            if pending:
+                message = pending.popleft()
+                yield message, message.properties, message.body
+                continue
+            if consumer.ended:
+                if self._generator is consumer:
+                    self._generator = None
+                self._consumers.pop(consumer.tag, None)
+                self._raise_if_closed()
+                return
+            self._raise_if_closed()
+            conn._raise_if_lost()
+            if inactivity_timeout is None:
+                conn._pump(None)
+                continue
+            deadline = time.monotonic() + inactivity_timeout
+            while not pending and not consumer.ended:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                conn._pump(remaining)
+                self._raise_if_closed()
+                conn._raise_if_lost()
+            if not pending and not consumer.ended:
+                yield None, None, None
+
+    def get_waiting_message_count(self) -> int:
+        """Messages the ``consume()`` generator holds, yielded without waiting."""
+        consumer = self._generator
+        return len(consumer.pending) if consumer is not None else 0
+
+    def cancel(self, *, timeout: float | None = None) -> int:
+        """Cancel the ``consume()`` generator's consumer (the generator ends); returns how
+        many messages it held undelivered were requeued. (pika returns 0.)"""
+        consumer = self._generator
+        if consumer is None:
+            return 0
+        self._generator = None
+        self._consumers.pop(consumer.tag, None)
+        return self._end_consumer(consumer, timeout)
+
+    # -- callbacks --------------------------------------------------------------------------------
+
+    def add_on_return_callback(self, callback: Callable[..., Any]) -> None:
+        """``callback(channel, method, properties, body)`` for each returned message
+        (``method.reply_code``, ``.reply_text``, ``.exchange``, ``.routing_key``)."""
+        self._on_return.append(callback)
+
+    def add_on_cancel_callback(self, callback: Callable[[MethodFrame], Any]) -> None:
+        """``callback(method_frame)`` when the broker cancels a consumer of this channel."""
+        self._on_cancel.append(callback)
+
+    # -- closing -------------------------------------------------------------------------------------
+
+    def close(
+        self,
+        reply_code: int = 0,
+        reply_text: str = "Normal shutdown",
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Channel.Close; waits for Close-Ok. Consumers end; what they held undispatched
+        is dropped (the broker requeues unacked messages of a closed channel)."""
+        if self._closed_error is not None:
+            self._raise_if_closed()
+        inner = self._inner
+        self._forget_consumers()
+        self._call(lambda: inner.close(reply_code, reply_text), timeout, "close")
+        if self._closed_error is None:
+            self._closed_error = ChannelClosedByClient(reply_code, reply_text)

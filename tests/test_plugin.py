@@ -51,12 +51,13 @@ def test_options_parse_a_complete_command_line() -> None:
     )  # fmt: skip
     assert options["queue"] == "orders"
     assert options["prefetch"] == 7
-    assert options["params"].heartbeat == 10
+    assert options["params"][0].heartbeat == 10
     assert callable(options["handler_fn"])
     service = tap.makeService(options)
-    assert isinstance(service, tap.ConsumerService)
-    assert service.requeue_on_error is False
-    assert service.threads == 2
+    consumer = service.consumer  # type: ignore[attr-defined]
+    assert isinstance(consumer, tap.ConsumerService)
+    assert consumer.requeue_on_error is False
+    assert consumer.threads == 2
 
 
 @pytest.mark.parametrize(
@@ -64,7 +65,7 @@ def test_options_parse_a_complete_command_line() -> None:
     [
         (["--handler", "examples.demo_handler:handle"], "--queue is required"),
         (["--queue", "q"], "--handler is required"),
-        (["--queue", "q", "--handler", "nodots"], "package.module:function"),
+        (["--queue", "q", "--handler", "nodots"], "package.module:callable"),
         (["--queue", "q", "--handler", "no_such_module_xyz:f"], "cannot import"),
         (["--queue", "q", "--handler", "examples.demo_handler:nope"], "has no"),
         (

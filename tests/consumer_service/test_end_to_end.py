@@ -1,0 +1,154 @@
+"""``twistd -n amqp-consumer`` in a subprocess against the real broker: restarts lose
+nothing, a poison message ends in the dead-letter queue, a stuck handler cannot
+hold SIGTERM past the grace."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.consumer_service.support import (
+    AMQP_URL,
+    consumer,
+    delete,
+    drain,
+    message_count,
+    pika_channel,
+    publish,
+    unique,
+    wait_until,
+)
+
+pytestmark = pytest.mark.broker
+
+RECORDING_HANDLER = """
+import os
+from twisted.internet import reactor, task
+
+RECORD = open(os.environ["RECORD_FILE"], "a")
+
+
+def record(message, what="handled"):
+    RECORD.write(f"{what} {message.properties.message_id}\\n")
+    RECORD.flush()
+
+
+async def slow(message):
+    await task.deferLater(reactor, 0.02, lambda: None)
+    record(message)
+
+
+def poison(message):
+    if message.body == b"poison":
+        record(message, "failed")
+        raise ValueError("this message always fails")
+    record(message)
+
+
+def stuck(message):
+    record(message, "started")
+    return task.deferLater(reactor, 60, lambda: None)
+"""
+
+
+@pytest.fixture
+def handler_dir(tmp_path: Path) -> Path:
+    (tmp_path / "e2e_handlers.py").write_text(textwrap.dedent(RECORDING_HANDLER))
+    return tmp_path
+
+
+def records(path: Path, what: str = "handled") -> list[str]:
+    if not path.exists():
+        return []
+    prefix = what + " "
+    return [
+        line[len(prefix) :] for line in path.read_text().splitlines() if line.startswith(prefix)
+    ]
+
+
+def declare_queue(name: str, **arguments: object) -> None:
+    with pika_channel() as channel:
+        channel.queue_declare(name, durable=True, arguments=arguments or None)
+
+
+def test_sigterm_halfway_then_restart_handles_every_message(handler_dir: Path) -> None:
+    queue = unique("restart")
+    record_file = handler_dir / "records"
+    env = {"RECORD_FILE": str(record_file)}
+    args = ["--url", AMQP_URL, "--queue", queue, "--handler", "e2e_handlers:slow",
+            "--prefetch", "50", "--shutdown-grace", "10"]  # fmt: skip
+    declare_queue(queue)
+    try:
+        publish(queue, [f"body {i}".encode() for i in range(2000)])
+        with consumer(args, handler_dir, env=env) as first:
+            wait_until(lambda: len(records(record_file)) >= 1000, 60, "1,000 handled")
+            code, _ = first.terminate()
+            assert code == 0, first.output()
+            assert "stopped after" in first.output()
+        handled_first = len(records(record_file))
+        assert handled_first < 2000, "the first run was to be stopped halfway"
+        assert message_count(queue) >= 2000 - handled_first
+        with consumer(args, handler_dir, env=env) as second:
+            wait_until(lambda: set(records(record_file)) >= {f"m{i}" for i in range(2000)},
+                       60, "every message handled")  # fmt: skip
+            wait_until(lambda: message_count(queue) == 0, 30, "an empty queue")
+            assert second.terminate()[0] == 0, second.output()
+        assert message_count(queue) == 0
+    finally:
+        delete([queue])
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_a_poison_message_is_dead_lettered_after_max_redeliveries(
+    handler_dir: Path, queue_type: str
+) -> None:
+    queue, dlx, dlq = unique("poison"), unique("dlx"), unique("dlq")
+    record_file = handler_dir / "records"
+    with pika_channel() as channel:
+        channel.exchange_declare(dlx, "fanout", durable=True)
+        channel.queue_declare(dlq, durable=True)
+        channel.queue_bind(dlq, dlx)
+    args = ["--url", AMQP_URL, "--queue", queue, "--handler", "e2e_handlers:poison",
+            "--declare", "--queue-type", queue_type, "--dead-letter-exchange", dlx,
+            "--max-redeliveries", "3"]  # fmt: skip
+    try:
+        with consumer(args, handler_dir, env={"RECORD_FILE": str(record_file)}) as service:
+            service.wait_for("consuming")
+            publish(queue, [b"poison"], message_id="poison-1")
+            publish(queue, [f"fine {i}".encode() for i in range(200)])
+            wait_until(lambda: message_count(dlq) == 1, 30, "the poison message in the DLQ")
+            wait_until(lambda: len(records(record_file)) >= 200, 30, "the other messages")
+            assert service.terminate()[0] == 0, service.output()
+        calls = records(record_file, "failed")
+        assert calls == ["poison-1"] * len(calls) and 1 <= len(calls) <= 4, calls
+        assert len(calls) == 4  # one delivery and three redeliveries
+        lines = [line for line in service.lines if "poison-1" in line]
+        assert len(lines) == len(calls) < 50, service.output()
+        assert "more than --max-redeliveries 3: rejected" in lines[-1]
+        assert "ValueError: this message always fails" in lines[-1]
+        assert message_count(queue) == 0
+        assert drain(dlq) == [b"poison"]
+    finally:
+        delete([queue, dlq], [dlx])
+
+
+def test_shutdown_grace_bounds_a_stuck_handler(handler_dir: Path) -> None:
+    queue = unique("stuck")
+    record_file = handler_dir / "records"
+    args = ["--url", AMQP_URL, "--queue", queue, "--handler", "e2e_handlers:stuck",
+            "--shutdown-grace", "2"]  # fmt: skip
+    declare_queue(queue)
+    try:
+        with consumer(args, handler_dir, env={"RECORD_FILE": str(record_file)}) as service:
+            service.wait_for("consuming")
+            publish(queue, [b"stuck"])
+            wait_until(lambda: records(record_file, "started") == ["m0"], 30, "the handler")
+            code, seconds = service.terminate()
+            assert code == 0, service.output()
+        assert 2.0 <= seconds < 4.0, (seconds, service.output())
+        assert "still running after --shutdown-grace 2.0s" in service.output()
+        wait_until(lambda: message_count(queue) == 1, 10, "the message back in the queue")
+    finally:
+        delete([queue])

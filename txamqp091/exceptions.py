@@ -24,6 +24,7 @@ __all__ = [
     "ConnectionWrongStateError",
     "ConsumerCancelled",
     "DuplicateConsumerTag",
+    "IncompatibleProtocolError",
     "NackError",
     "ProbableAccessDeniedError",
     "ProbableAuthenticationError",
@@ -119,6 +120,21 @@ class ProtocolError(_ReplyCode, AMQPConnectionError):
 
     def __str__(self) -> str:
         return f"({self.reply_code}) {self.reply_text}"
+
+
+class IncompatibleProtocolError(ProtocolError):
+    """The peer answered our protocol header with another one: it does not speak AMQP 0-9-1.
+
+    Spec 4.2.2: a server that rejects the protocol header writes the one it
+    supports and closes the socket. No Connection.Close is sent (nothing was
+    negotiated), so ``reply_code`` is 0.
+    """
+
+    def __init__(self, reply_text: str) -> None:
+        super().__init__(0, reply_text)
+
+    def __str__(self) -> str:
+        return self.reply_text
 
 
 class AMQPChannelError(AMQPError):

@@ -14,6 +14,7 @@ from txamqp091.core.events import (
     ChannelClosed,
     ChannelFlow,
     ChannelOpened,
+    ConnectionClosed,
     ConsumerCancelled,
     Delivery,
     Event,
@@ -218,6 +219,8 @@ def test_acks_and_nacks() -> None:
     conn, ch = setup()
     ch.send_method(spec.ConfirmSelect())
     feed(conn, F.confirm_select_ok(1))
+    for _ in range(6):
+        ch.publish("", "q", b"m")
     events = feed(
         conn, F.ack(1, 1) + F.ack(1, 3, multiple=True) + F.nack(1, 4) + F.nack(1, 6, True)
     )
@@ -230,6 +233,40 @@ def test_acks_and_nacks() -> None:
         ]
     )
     assert repr(events[1]) == "PublishAcked(channel_id=1, delivery_tag=3, multiple=True)"
+
+
+@pytest.mark.parametrize(
+    ("confirm", "frame", "text"),
+    [
+        (True, F.ack(1, 2), "publish 2, never sent"),
+        (True, F.nack(1, 7, True), "publish 7, never sent"),
+        (False, F.ack(1, 1), "outside confirm mode"),
+        (False, F.nack(1, 0, True), "outside confirm mode"),
+    ],
+)
+def test_a_confirm_for_a_publish_never_sent_is_command_invalid(
+    confirm: bool, frame: bytes, text: str
+) -> None:
+    conn, ch = setup()
+    if confirm:
+        ch.send_method(spec.ConfirmSelect())
+        feed(conn, F.confirm_select_ok(1))
+    ch.publish("", "q", b"m")
+    conn.data_to_send()
+    (closed,) = feed(conn, frame)
+    assert isinstance(closed, ConnectionClosed) and closed.reply_code == 503
+    assert text in closed.reply_text
+    ((_, _, close),) = parse_client_frames(conn.data_to_send())
+    assert isinstance(close, spec.ConnectionClose) and close.reply_code == 503
+
+
+def test_ack_of_everything_with_tag_zero_is_allowed() -> None:
+    conn, ch = setup()
+    ch.send_method(spec.ConfirmSelect())
+    feed(conn, F.confirm_select_ok(1))
+    ch.publish("", "q", b"m")
+    (acked,) = feed(conn, F.ack(1, 0, multiple=True))
+    assert isinstance(acked, PublishAcked) and acked.delivery_tag == 0
 
 
 # -- content --------------------------------------------------------------------------------

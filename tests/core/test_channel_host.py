@@ -31,6 +31,7 @@ class RecordingHost:
         "delivery_class",
         "failures",
         "frame_max",
+        "max_message_size",
         "outgoing_frames",
         "released",
         "state",
@@ -39,6 +40,7 @@ class RecordingHost:
     def __init__(self, frame_max: int = 4096) -> None:
         self.state = ConnectionState.OPEN
         self.frame_max = frame_max
+        self.max_message_size = 1 << 27
         self.delivery_class: type[Delivery] = Delivery
         self.outgoing_frames: list[bytes] = []
         self.failures: list[tuple[int, str]] = []

@@ -48,9 +48,9 @@ from txamqp091.core.testing import (
     parse_client_methods,
 )
 from txamqp091.exceptions import (
-    AMQPConnectionError,
     ChannelClosedByBroker,
     ConnectionClosedByBroker,
+    IncompatibleProtocolError,
     ProtocolError,
 )
 
@@ -523,7 +523,8 @@ def test_protocol_header_from_the_broker(header: bytes, version: str, feed: Any)
     conn = new_connection()
     events = feed(conn, header)
     closed = closed_with(events)
-    assert type(closed.error) is AMQPConnectionError
+    assert type(closed.error) is IncompatibleProtocolError
+    assert isinstance(closed.error, ProtocolError) and closed.error.reply_code == 0
     assert version in str(closed.error)
     assert conn.is_closed
     assert conn.data_to_send() == b""

@@ -259,6 +259,14 @@ def test_channel_accepts_pairs_in_the_table(
         assert request is not None, method_class.NAME
         channel.send_method(request)
         conn.data_to_send()
+    if state is H.OPEN and method_class in (spec.BasicAck, spec.BasicNack):
+        # A confirm must name a publish made in confirm mode (else 503 COMMAND_INVALID).
+        channel.send_method(spec.ConfirmSelect())
+        conn.receive_data(F.confirm_select_ok(channel.channel_id), 0.0)
+        tag = sample_method(method_class).delivery_tag  # type: ignore[attr-defined]
+        for _ in range(tag):
+            channel.publish("", "q", b"m")
+        conn.data_to_send()
     events: list[Event] = conn.receive_data(broker_sends(method_class, channel.channel_id), 0.0)
     assert not any(isinstance(e, ConnectionClosed) for e in events), events
     assert channel.state is next_state

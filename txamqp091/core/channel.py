@@ -100,6 +100,11 @@ class ChannelHost(Protocol):
         """The class each delivered message is made as."""
 
     @property
+    def max_message_size(self) -> int:
+        """The largest message body accepted from the broker, in bytes: a content
+        header announcing more ends the connection before any body is buffered."""
+
+    @property
     def outgoing_frames(self) -> list[bytes]:
         """Encoded frames queued for the broker in order; ``data_to_send()`` joins them."""
 
@@ -322,6 +327,7 @@ class Channel:
             or size + 8 > frame_max
             or class_id != 60
             or weight
+            or body_size > self._host.max_message_size
         ):
             return None
         properties_start = pos + 19
@@ -379,6 +385,8 @@ class Channel:
             delivery_tag, bits = _unpack_from(">QB", buf, start)
             if start + 9 != end:
                 raise DecodeError("basic.ack", end - start - 9)
+            if not self._confirms_sent(delivery_tag, bits & 1):
+                return None
             return PublishAcked(self.channel_id, delivery_tag, bool(bits & 1))
         method_class = spec.METHODS.get(index)
         if method_class is None:
@@ -398,6 +406,19 @@ class Channel:
             )
             return None
         return self._dispatch(method, next_state)
+
+    def _confirms_sent(self, delivery_tag: int, multiple: int) -> bool:
+        """A Basic.Ack/Nack from the broker names a publish we made in confirm mode
+        (tag 0 with ``multiple`` means all of them); otherwise the broker confirms
+        something that was never sent: 503 COMMAND_INVALID, and False."""
+        seq = self._next_publish_seq
+        if seq and (0 < delivery_tag < seq or (delivery_tag == 0 and multiple)):
+            return True
+        what = "outside confirm mode" if not seq else f"for publish {delivery_tag}, never sent"
+        self._host.fail_with_protocol_error(
+            COMMAND_INVALID, f"COMMAND_INVALID - publisher confirm {what}"
+        )
+        return False
 
     def _dispatch(self, method: spec.Method, next_state: ChannelState) -> Event | None:
         index = method.INDEX
@@ -433,6 +454,8 @@ class Channel:
                 error=ChannelClosedByClient(code, text),
             )
         if isinstance(method, spec.BasicNack):
+            if not self._confirms_sent(method.delivery_tag, method.multiple):
+                return None
             return PublishNacked(
                 channel_id=self.channel_id,
                 delivery_tag=method.delivery_tag,
@@ -512,6 +535,13 @@ class Channel:
         if class_id != 60 or weight != 0:
             self._host.fail_with_protocol_error(
                 UNEXPECTED_FRAME, f"UNEXPECTED_FRAME - content header for class {class_id}"
+            )
+            return None
+        limit = self._host.max_message_size
+        if body_size > limit:
+            self._host.fail_with_protocol_error(
+                spec.FRAME_ERROR,
+                f"FRAME_ERROR - message body of {body_size} bytes exceeds max_message_size {limit}",
             )
             return None
         self._content_properties = spec.BasicProperties.decode(buf, start + 12, end)

@@ -57,6 +57,10 @@ Buffer = bytes | bytearray
 FieldTable = dict[str, Any]
 
 SYNTAX_ERROR = 502
+#: Field tables and arrays nested deeper than this are a syntax error: decoding is
+#: recursive, and a peer could otherwise send a few kilobytes of ``F`` tags that
+#: exhaust Python's recursion limit (RabbitMQ itself nests far less deeply).
+MAX_NESTING_DEPTH = 100
 
 _pack = struct.pack
 _unpack_from = struct.unpack_from
@@ -340,7 +344,9 @@ def _dec_timestamp(buf: Buffer, offset: int) -> tuple[Any, int]:
         return Timestamp(seconds), offset + 8
 
 
-def _dec_array(buf: Buffer, offset: int) -> tuple[Any, int]:
+def _dec_array(buf: Buffer, offset: int, depth: int = 1) -> tuple[Any, int]:
+    if depth > MAX_NESTING_DEPTH:
+        raise _too_deep()
     (length,) = _unpack_from(">I", buf, offset)
     offset += 4
     end = offset + length
@@ -348,15 +354,21 @@ def _dec_array(buf: Buffer, offset: int) -> tuple[Any, int]:
         raise DecodeError("field array", len(buf) - end)
     items = []
     while offset < end:
-        value, offset = decode_field_value(buf, offset)
+        value, offset = _decode_value(buf, offset, depth)
         items.append(value)
     if offset != end:
         raise DecodeError("field array", end - offset)
     return items, offset
 
 
-def _dec_table_value(buf: Buffer, offset: int) -> tuple[Any, int]:
-    return decode_table(buf, offset)
+def _dec_table_value(buf: Buffer, offset: int, depth: int = 1) -> tuple[Any, int]:
+    return _decode_table_generic(buf, offset, depth)
+
+
+def _too_deep() -> DecodeError:
+    return DecodeError(
+        "field table", 0, f"tables and arrays nested deeper than {MAX_NESTING_DEPTH} levels"
+    )
 
 
 def _dec_void(buf: Buffer, offset: int) -> tuple[Any, int]:
@@ -390,13 +402,22 @@ def decode_field_value(buf: Buffer, offset: int) -> tuple[Any, int]:
     :raises DecodeError: ``buf`` does not hold a well-formed value at ``offset``.
     """
     try:
-        tag = buf[offset]
-        decoder = _DECODERS.get(tag)
-        if decoder is None:
-            raise DecodeError("field table", 0, f"unknown field type {chr(tag)!r}")
-        return decoder(buf, offset + 1)
+        return _decode_value(buf, offset, 0)
     except MALFORMED as exc:
         raise DecodeError("field value", 0, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _decode_value(buf: Buffer, offset: int, depth: int) -> tuple[Any, int]:
+    """One value inside a container ``depth`` levels deep; tables and arrays count."""
+    tag = buf[offset]
+    if tag == 70:  # F
+        return _decode_table_generic(buf, offset + 1, depth + 1)
+    if tag == 65:  # A
+        return _dec_array(buf, offset + 1, depth + 1)
+    decoder = _DECODERS.get(tag)
+    if decoder is None:
+        raise DecodeError("field table", 0, f"unknown field type {chr(tag)!r}")
+    return decoder(buf, offset + 1)
 
 
 def decode_table(buf: Buffer, offset: int) -> tuple[FieldTable, int]:
@@ -436,8 +457,14 @@ def decode_table(buf: Buffer, offset: int) -> tuple[FieldTable, int]:
     return table, offset
 
 
-def _decode_table_generic(buf: Buffer, offset: int) -> tuple[FieldTable, int]:
-    """Every field type, with every check; :func:`decode_table`'s fallback."""
+def _decode_table_generic(buf: Buffer, offset: int, depth: int = 0) -> tuple[FieldTable, int]:
+    """Every field type, with every check; :func:`decode_table`'s fallback.
+
+    ``depth`` counts the tables and arrays this one is nested in; beyond
+    :data:`MAX_NESTING_DEPTH` the table is refused before anything in it is read.
+    """
+    if depth > MAX_NESTING_DEPTH:
+        raise _too_deep()
     try:
         (length,) = _unpack_uint32(buf, offset)
         offset += 4
@@ -450,6 +477,9 @@ def _decode_table_generic(buf: Buffer, offset: int) -> tuple[FieldTable, int]:
             kend = offset + 1 + buf[offset]
             key = buf[offset + 1 : kend].decode()
             tag = buf[kend]
+            if tag == 70 or tag == 65:  # F, A: containers, one level deeper
+                table[key], offset = _decode_value(buf, kend, depth)
+                continue
             decoder = decoders.get(tag)
             if decoder is None:
                 raise DecodeError("field table", 0, f"unknown field type {chr(tag)!r} for {key!r}")

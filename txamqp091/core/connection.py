@@ -27,13 +27,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..exceptions import (
-    AMQPConnectionError,
     AMQPHeartbeatTimeout,
     AuthenticationError,
     ChannelWrongStateError,
     ConnectionClosedByBroker,
     ConnectionClosedByClient,
     ConnectionWrongStateError,
+    IncompatibleProtocolError,
     ProbableAccessDeniedError,
     ProbableAuthenticationError,
     ProtocolError,
@@ -61,7 +61,7 @@ from .states import (
     ConnectionState,
 )
 
-__all__ = ["Connection", "Credentials", "negotiate"]
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "Connection", "Credentials", "negotiate"]
 
 _unpack_from = struct.unpack_from
 _FRAME_HEADER = struct.Struct(">BHI")
@@ -80,6 +80,8 @@ _METHOD, _HEADER, _BODY, _HEARTBEAT = (
 #: lets a peer send frames of FRAME_MIN_SIZE before negotiation; we accept our own
 #: frame_max too, to be lenient with brokers with large server-properties).
 _MAX_FRAME_LIMIT = 2**31 - 1
+#: RabbitMQ's default ``max_message_size``: 128 MiB.
+DEFAULT_MAX_MESSAGE_SIZE = 128 * 1024 * 1024
 #: Compact the receive buffer once the consumed prefix is at least this large.
 _COMPACT_AT = 1 << 16
 
@@ -136,6 +138,10 @@ class Connection:
     :param locale: the Start-Ok locale.
     :param delivery_class: the class instantiated for each delivery; a subclass of
         :class:`~.events.Delivery` (adapters pass their message class).
+    :param max_message_size: the largest message body accepted from the broker
+        (default 128 MiB, RabbitMQ's own default ``max_message_size``); a content
+        header announcing more ends the connection with 501 FRAME_ERROR before
+        any of the body is buffered.
     """
 
     def __init__(
@@ -149,12 +155,14 @@ class Connection:
         heartbeat: HeartbeatSetting = None,
         locale: str = "en_US",
         delivery_class: type[Delivery] = Delivery,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.credentials = credentials
         self.virtual_host = virtual_host
         self.client_properties = client_properties if client_properties is not None else {}
         self.locale = locale
         self.delivery_class = delivery_class
+        self.max_message_size = max_message_size
         self._requested_channel_max = channel_max
         self._requested_frame_max = frame_max
         self._requested_heartbeat = heartbeat
@@ -174,6 +182,9 @@ class Connection:
         self._heartbeat: HeartbeatMonitor | None = None
         self._update_secret_pending = 0
         self._close_requested_code = 0
+        #: A well-framed method has arrived on channel 0: from then on a protocol
+        #: error is explained to the peer with Connection.Close.
+        self._spoke_amqp = False
 
     def __repr__(self) -> str:
         return f"<core.Connection {self.state.value} channels={len(self._channels)}>"
@@ -323,6 +334,7 @@ class Connection:
                         if size < 4:
                             raise DecodeError("method frame", size - 4)
                         (index,) = _unpack_from(">I", buf, start)
+                        self._spoke_amqp = True
                         self._handle_connection_method(index, buf, start + 4, end, now)
                     elif frame_type == _HEARTBEAT:
                         if size:
@@ -454,10 +466,14 @@ class Connection:
         if self.state is ConnectionState.CLOSED:
             return
         reply_text = reply_text[:255]
-        close = spec.ConnectionClose(
-            reply_code=reply_code, reply_text=reply_text, class_id=0, method_id=0
-        )
-        self._out.append(encode_method_frame(0, close))
+        if self._spoke_amqp:
+            # Until a well-framed method arrives (Connection.Start, even a malformed one),
+            # the peer has not shown that it speaks AMQP at all (garbage, an HTTP server,
+            # a TLS port): there is nobody to explain the close to.
+            close = spec.ConnectionClose(
+                reply_code=reply_code, reply_text=reply_text, class_id=0, method_id=0
+            )
+            self._out.append(encode_method_frame(0, close))
         self.state = ConnectionState.CLOSED
         self._heartbeat = None
         self._events.append(
@@ -471,7 +487,7 @@ class Connection:
     def _protocol_mismatch(self, header: bytes) -> None:
         self.state = ConnectionState.CLOSED
         version = ".".join(str(b) for b in header[5:8])
-        error = AMQPConnectionError(
+        error = IncompatibleProtocolError(
             f"the broker does not speak AMQP 0-9-1; it offered protocol version {version}"
         )
         self._events.append(ConnectionClosed(reply_code=0, reply_text=str(error), error=error))

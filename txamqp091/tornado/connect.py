@@ -51,7 +51,9 @@ async def connect_once(params: ConnectionParameters) -> Connection:
 
 
 def _abort(protocol: AMQPProtocol) -> None:
-    if protocol.transport is not None:
+    # A connection that ended has closed its transport itself, after writing any
+    # Connection.Close it owed the peer: aborting now would discard that Close.
+    if protocol.transport is not None and not protocol.connection.is_closed:
         protocol.transport.abort()
 
 

@@ -121,7 +121,9 @@ def connect_once(
 
     def failed(failure: Failure) -> Failure:
         transport = protocol.transport
-        if transport is not None:
+        # A connection that ended has closed its transport itself, after writing any
+        # Connection.Close it owed the peer: aborting now would discard that Close.
+        if transport is not None and not protocol.connection.is_closed:
             transport.abortConnection()  # type: ignore[attr-defined]
         if timed_out:
             raise AMQPConnectionError(

@@ -129,7 +129,7 @@ def test_a_consumer_buffers_deliveries_and_cancel_hands_them_back(
     assert wire.broker.bodies("q") == [b"1", b"2"]
     assert all(m.redelivered for m in wire.broker.messages("q"))
     with pytest.raises(StopAsyncIteration):
-        wire.result(consumer._next())
+        wire.result(consumer.__anext__())
 
 
 def test_get_with_a_timeout_gives_none_when_nothing_comes(

@@ -1,0 +1,88 @@
+"""The recipes' programs (examples/recipes/), run against the real broker."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from .programs import EXAMPLES, Program, private_vhost, run
+
+pytestmark = [
+    pytest.mark.broker,
+    pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl"),
+]
+
+
+@pytest.fixture(scope="module")
+def vhost_url() -> Iterator[str]:
+    yield from private_vhost()
+
+
+def test_dead_letter_retry_delays_then_parks_a_failing_message(vhost_url: str) -> None:
+    lines = run(EXAMPLES / "recipes" / "dead_letter_retry.py", [], vhost_url)
+    assert lines == [
+        "processed order 1",
+        "attempt 1 failed (cannot process fail order 2); retrying in 200 ms",
+        "attempt 2 failed (cannot process fail order 2); retrying in 200 ms",
+        "parked fail order 2 after 3 attempts",
+    ]
+
+
+def queue_counts(url: str, queue: str) -> tuple[int, int]:
+    """(ready, unacked) messages in ``queue``, from the broker's own count."""
+    import subprocess
+    from urllib.parse import unquote, urlsplit
+
+    vhost = unquote(urlsplit(url).path[1:])
+    out = subprocess.run(
+        [
+            "rabbitmqctl",
+            "-q",
+            "list_queues",
+            "-p",
+            vhost,
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+            "--no-table-headers",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    for line in out.splitlines():
+        name, ready, unacked = line.split()
+        if name == queue:
+            return int(ready), int(unacked)
+    raise AssertionError(f"no queue {queue!r} in {out!r}")
+
+
+@pytest.mark.parametrize("adapter", ["twisted", "asyncio"])
+def test_blocking_handlers_run_in_threads_and_every_message_is_acked(
+    vhost_url: str, adapter: str
+) -> None:
+    import time
+
+    import pika
+
+    queue = f"jobs-{adapter}"
+    consumer = Program(EXAMPLES / "recipes" / f"threads_{adapter}.py", [queue], vhost_url)
+    try:
+        consumer.expect(r"\[\*\] Waiting for messages")
+        with pika.BlockingConnection(pika.URLParameters(vhost_url)) as connection:
+            channel = connection.channel()
+            for i in range(12):
+                channel.basic_publish("", queue, f"job {i}".encode())
+        handled = {consumer.expect(r"^job \d+ handled").group(0) for _ in range(12)}
+        where = "reactor" if adapter == "twisted" else "loop"
+        assert handled == {f"job {i} handled" for i in range(12)}
+        assert all(f"(in the {where} thread: False)" in line for line in consumer.lines[1:])
+        deadline = time.monotonic() + 30
+        while queue_counts(vhost_url, queue) != (0, 0):  # every message acked
+            assert time.monotonic() < deadline, queue_counts(vhost_url, queue)
+            time.sleep(0.5)
+    finally:
+        consumer.interrupt()

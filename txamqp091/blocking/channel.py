@@ -11,112 +11,37 @@ return once the frames are written.
 from __future__ import annotations
 
 import asyncio
-import queue
-import time
-from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from ..constants import ExchangeType
 from ..core.spec import BasicProperties
 from ..exceptions import ChannelClosedByClient, ChannelWrongStateError
 from ..message import Message
-from ._loop import LoopThread
+from .consuming import ConnectionHooks, Consumer, Consuming
 from .frames import BasicCancel, BasicReturn, MethodFrame
 
-
-class _Connection(Protocol):
-    """What a channel needs of its :class:`~.connection.BlockingConnection` (a Protocol, so
-    that the two modules do not import each other)."""
-
-    _lt: LoopThread
-    _events: queue.SimpleQueue[Callable[[], Any]]
-
-    def _call(self, start: Callable[[], Any], timeout: float | None, what: str) -> Any: ...
-
-    def _issue(self, timeout: float | None) -> None: ...
-
-    def _completed_one(self) -> None: ...
-
-    def _pump(self, wait: float | None) -> bool: ...
-
-    def _raise_if_lost(self) -> None: ...
-
-    def _check_reentrancy(self, what: str) -> None: ...
-
-    def process_data_events(self, time_limit: float | None = 0) -> None: ...
-
-
 __all__ = ["BlockingChannel"]
-
-Delivery = tuple[Any, Any, Any]
-OnMessage = Callable[["BlockingChannel", Message, BasicProperties, bytes], Any]
 
 
 def _noop() -> None:
     pass
 
 
-class _Consumer:
-    """One subscription as the blocking channel sees it.
-
-    The loop thread appends each delivery to ``pending`` and queues this object
-    on the connection's event queue; the pumping thread then calls it, which hands
-    the oldest pending message to the callback. A ``consume()`` generator's
-    consumer has no callback: the generator takes from ``pending`` itself.
-    """
-
-    __slots__ = ("auto_ack", "callback", "channel", "ended", "params", "pending", "put", "tag")
-
-    def __init__(
-        self,
-        channel: BlockingChannel,
-        tag: str,
-        callback: OnMessage | None,
-        auto_ack: bool,
-        params: tuple[str, bool, bool],
-    ) -> None:
-        self.channel = channel
-        self.tag = tag
-        self.callback = callback
-        self.auto_ack = auto_ack
-        self.params = params
-        self.pending: deque[Message] = deque()
-        self.put = channel._connection._events.put
-        #: Cancelled (by the client or the broker) or its channel ended.
-        self.ended = False
-
-    def deliver(self, message: Message) -> None:
-        """The tornado consumer's callback (loop thread)."""
-        self.pending.append(message)
-        self.put(self)
-
-    def __call__(self) -> None:
-        """One queued delivery, in the pumping thread."""
-        callback = self.callback
-        if callback is None:
-            return  # a consume() generator takes its messages from ``pending``
-        try:
-            message = self.pending.popleft()
-        except IndexError:
-            return  # handed back by a cancel in the meantime
-        callback(self.channel, message, message.properties, message.body)
-
-
-class BlockingChannel:
+class BlockingChannel(Consuming):
     """A channel with pika's ``BlockingChannel`` methods; safe to call from any thread.
 
     Methods take pika's arguments and return what pika's return; each also takes a
     keyword-only ``timeout=`` (seconds) overriding the connection's deadline.
     """
 
-    def __init__(self, connection: _Connection, inner: Any) -> None:
+    def __init__(self, connection: ConnectionHooks, inner: Any) -> None:
         self._connection = connection
         self._lt = connection._lt
         self._inner = inner
-        self._consumers: dict[str, _Consumer] = {}
-        self._generator: _Consumer | None = None
+        self._consumers: dict[str, Consumer] = {}
+        self._generator: Consumer | None = None
         self._confirming = False
         #: Why the channel ended (set in the loop thread), or None while it is open.
         self._closed_error: BaseException | None = None
@@ -125,6 +50,9 @@ class BlockingChannel:
         self._on_return: list[Callable[..., Any]] = []
         self._on_cancel: list[Callable[..., Any]] = []
         self.channel_number: int = inner.channel_number
+        #: Recovering connections only: unsettled deliveries by tag (loop thread).
+        self._recovering: bool = connection._recovering
+        self._unacked: dict[int, Message] = {}
         # Queued before any operation the user can issue next, so no event is missed.
         self._lt.submit(self._install)
 
@@ -491,215 +419,41 @@ class BlockingChannel:
         message = self._call(lambda: inner.basic_get(queue, auto_ack), timeout, "basic_get")
         if message is None:
             return None, None, None
+        if self._recovering and not auto_ack:
+            self._unacked[message.delivery_tag] = message
         return message, message.properties, message.body
 
     # -- acknowledgements: pipelined, in order ---------------------------------------------------
 
     def basic_ack(self, delivery_tag: int = 0, multiple: bool = False) -> None:
-        inner = self._inner
-        self._lt.submit(lambda: inner.basic_ack(delivery_tag, multiple))
+        self._settle("ack", delivery_tag, multiple=multiple)
 
     def basic_nack(
         self, delivery_tag: int = 0, multiple: bool = False, requeue: bool = True
     ) -> None:
-        inner = self._inner
-        self._lt.submit(lambda: inner.basic_nack(delivery_tag, multiple, requeue))
+        self._settle("nack", delivery_tag, multiple=multiple, requeue=requeue)
 
     def basic_reject(self, delivery_tag: int = 0, requeue: bool = True) -> None:
+        self._settle("reject", delivery_tag, requeue=requeue)
+
+    def _settle(self, how: str, delivery_tag: int, **kwargs: Any) -> None:
         inner = self._inner
-        self._lt.submit(lambda: inner.basic_reject(delivery_tag, requeue))
-
-    # -- consuming -------------------------------------------------------------------------------
-
-    def _subscribe(
-        self,
-        queue: str,
-        callback: OnMessage | None,
-        auto_ack: bool,
-        exclusive: bool,
-        consumer_tag: str | None,
-        arguments: dict[str, Any] | None,
-        timeout: float | None,
-    ) -> _Consumer:
-        self._raise_if_closed()
-        inner = self._inner
-        consumer = _Consumer(self, "", callback, auto_ack, (queue, auto_ack, exclusive))
-        subscribed = self._call(
-            lambda: inner.basic_consume(
-                queue, consumer.deliver, auto_ack, exclusive, consumer_tag, arguments
-            ),
-            timeout,
-            "basic_consume",
-        )
-        consumer.tag = subscribed.consumer_tag
-        self._consumers[consumer.tag] = consumer
-        return consumer
-
-    def basic_consume(
-        self,
-        queue: str,
-        on_message_callback: OnMessage,
-        auto_ack: bool = False,
-        exclusive: bool = False,
-        consumer_tag: str | None = None,
-        arguments: dict[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> str:
-        """Basic.Consume; returns the consumer tag. ``on_message_callback(channel, method,
-        properties, body)`` runs in the thread in ``start_consuming()`` (or
-        ``process_data_events()``...)."""
-        if not callable(on_message_callback):
-            raise TypeError("on_message_callback must be callable")
-        consumer = self._subscribe(
-            queue, on_message_callback, auto_ack, exclusive, consumer_tag, arguments, timeout
-        )
-        return consumer.tag
-
-    def basic_cancel(
-        self, consumer_tag: str, *, timeout: float | None = None
-    ) -> list[tuple[Message, BasicProperties, bytes]]:
-        """Basic.Cancel, as pika: messages of an ``auto_ack=False`` consumer that were not
-        dispatched yet are requeued (nacked) and ``[]`` is returned; those of an
-        ``auto_ack=True`` consumer are returned as ``(method, properties, body)``."""
-        consumer = self._consumers.pop(consumer_tag, None)
-        if consumer is None:
-            return []
-        if self._generator is consumer:
-            self._generator = None
-        self._end_consumer(consumer, timeout)
-        if consumer.auto_ack:
-            pending = consumer.pending
-            taken = []
-            while pending:
-                message = pending.popleft()
-                taken.append((message, message.properties, message.body))
-            return taken
-        return []
-
-    def _end_consumer(self, consumer: _Consumer, timeout: float | None) -> int:
-        """Cancel ``consumer`` at the broker; requeue what it holds undispatched (not
-        auto-acked); return how many messages were requeued."""
-        inner = self._inner
-        counted = [0]
-
-        def start() -> Any:
-            cancelled = inner.basic_cancel(consumer.tag)
-            # After Basic.Cancel, so that the broker does not deliver them straight back.
-            if not consumer.auto_ack:
-                pending = consumer.pending
-                while pending:
-                    pending.popleft().nack(requeue=True)
-                    counted[0] += 1
-            return cancelled
-
-        try:
-            late = 0
-            if self.is_open:
-                late = self._call(start, timeout, "basic_cancel") or 0
-        finally:
-            consumer.ended = True
-            self._connection._events.put(_noop)  # wake a thread in start_consuming/consume
-        return counted[0] + int(late)
-
-    def start_consuming(self) -> None:
-        """Run consumer callbacks (and timers, threadsafe callbacks) until every consumer
-        of this channel is cancelled; raises the error if the channel or connection ends."""
-        conn = self._connection
-        conn._check_reentrancy("start_consuming")
-        while self._consumers:
-            self._raise_if_closed()
-            conn._raise_if_lost()
-            conn._pump(None)
-        self._raise_if_closed()
-
-    def stop_consuming(self, consumer_tag: str | None = None) -> None:
-        """Cancel one consumer, or all of this channel's (including a ``consume()``
-        generator's, which then ends): ``start_consuming()`` returns."""
-        if consumer_tag:
-            self.basic_cancel(consumer_tag)
+        if not self._recovering:
+            self._lt.submit(partial(getattr(inner, f"basic_{how}"), delivery_tag, **kwargs))
             return
-        if self._generator is not None:
-            self.cancel()
-        for tag in list(self._consumers):
-            self.basic_cancel(tag)
+        unacked = self._unacked
 
-    def _forget_consumers(self) -> None:
-        """The connection is closing: end every consumer without talking to the broker."""
-        for consumer in self._consumers.values():
-            consumer.ended = True
-        self._consumers.clear()
-        self._generator = None
+        def settle() -> None:
+            message = unacked.pop(delivery_tag, None)
+            if kwargs.get("multiple"):
+                for tag in [t for t in unacked if t <= delivery_tag]:
+                    del unacked[tag]
+            if message is not None:
+                getattr(message, how)(**kwargs)
+            else:
+                getattr(inner, f"basic_{how}")(delivery_tag, **kwargs)
 
-    def consume(
-        self,
-        queue: str,
-        auto_ack: bool = False,
-        exclusive: bool = False,
-        arguments: dict[str, Any] | None = None,
-        inactivity_timeout: float | None = None,
-        consumer_tag: str | None = None,
-    ) -> Generator[Delivery, None, None]:
-        """Yield ``(method, properties, body)`` for each message of ``queue``, and
-        ``(None, None, None)`` after ``inactivity_timeout`` seconds without one. Ends
-        when the consumer is cancelled (``cancel()``, ``stop_consuming()`` or the
-        broker); raises if the channel or connection ends. Other consumers' callbacks
-        run in this thread meanwhile."""
-        params = (queue, auto_ack, exclusive)
-        consumer = self._generator
-        if consumer is not None:
-            if consumer.params != params:
-                raise ValueError(
-                    f"consume: a generator with other params is active: {consumer.params!r}"
-                )
-        else:
-            consumer = self._subscribe(
-                queue, None, auto_ack, exclusive, consumer_tag, arguments, None
-            )
-            self._generator = consumer
-        conn = self._connection
-        pending = consumer.pending
-        while True:
-            if pending:
-                message = pending.popleft()
-                yield message, message.properties, message.body
-                continue
-            if consumer.ended:
-                if self._generator is consumer:
-                    self._generator = None
-                self._consumers.pop(consumer.tag, None)
-                self._raise_if_closed()
-                return
-            self._raise_if_closed()
-            conn._raise_if_lost()
-            if inactivity_timeout is None:
-                conn._pump(None)
-                continue
-            deadline = time.monotonic() + inactivity_timeout
-            while not pending and not consumer.ended:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                conn._pump(remaining)
-                self._raise_if_closed()
-                conn._raise_if_lost()
-            if not pending and not consumer.ended:
-                yield None, None, None
-
-    def get_waiting_message_count(self) -> int:
-        """Messages the ``consume()`` generator holds, yielded without waiting."""
-        consumer = self._generator
-        return len(consumer.pending) if consumer is not None else 0
-
-    def cancel(self, *, timeout: float | None = None) -> int:
-        """Cancel the ``consume()`` generator's consumer (the generator ends); returns how
-        many messages it held undelivered were requeued. (pika returns 0.)"""
-        consumer = self._generator
-        if consumer is None:
-            return 0
-        self._generator = None
-        self._consumers.pop(consumer.tag, None)
-        return self._end_consumer(consumer, timeout)
+        self._lt.submit(settle)
 
     # -- callbacks --------------------------------------------------------------------------------
 

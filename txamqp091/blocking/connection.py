@@ -108,6 +108,7 @@ class BlockingConnection:
         )
         bound = sum(p.connection_attempts * (p.stack_timeout + p.retry_delay) for p in nodes) + 5.0
         self._client: tornado.AMQPClient | None = None
+        self._recovering = recover
         self._conn: tornado.Connection | None = None
         loop = self._lt.loop
         if recover:

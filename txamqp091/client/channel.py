@@ -28,7 +28,7 @@ from ..exceptions import (
 )
 from ..message import Message
 from .confirms import ConfirmTracker, PendingPublish
-from .consumer import ConsumerLogic, new_consumer_tag
+from .consumer import ConsumerLogic, new_consumer_tag, threaded_callback
 from .runtime import Runtime, W
 
 __all__ = ["ChannelLogic", "ConnectionHooks"]
@@ -100,7 +100,10 @@ class ChannelLogic(Generic[W]):
         self._on_return: list[Callable[..., Any]] = []
         self._on_cancel: list[Callable[..., Any]] = []
         self._on_close: list[Callable[..., Any]] = []
+        #: False while the broker has stopped our publishes (Channel.Flow active=False);
+        #: publishes then wait in ``_flow_held`` (arguments, waiter) until it resumes them.
         self._flow_active = True
+        self._flow_held: deque[tuple[tuple[Any, ...], W]] = deque()
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"
@@ -331,10 +334,39 @@ class ChannelLogic(Generic[W]):
             return self._runtime.failed(
                 ChannelWrongStateError(f"channel {self.channel_number} is closed")
             )
+        if not self._flow_active:
+            waiter = self._runtime.create_waiter()
+            self._flow_held.append(((exchange, routing_key, body, properties, mandatory), waiter))
+            return waiter
         conn = self._conn
         if not conn._publish_gate_open():
             return conn._hold_publish(self, exchange, routing_key, body, properties, mandatory)
         return self._publish_now(exchange, routing_key, body, properties, mandatory)
+
+    def _on_flow(self, active: bool) -> None:
+        """The broker's Channel.Flow: stop publishing, or resume and send what waited."""
+        self._flow_active = active
+        if not active or not self._flow_held:
+            return
+        runtime = self._runtime
+        conn = self._conn
+        held, self._flow_held = self._flow_held, deque()
+        for args, waiter in held:
+            if runtime.is_done(waiter):
+                continue  # cancelled while it waited: never sent
+            exchange, routing_key, body, properties, mandatory = args
+            if conn._publish_gate_open():
+                self._publish_now(exchange, routing_key, body, properties, mandatory, waiter)
+            else:
+                self._relay(conn._hold_publish(self, *args), waiter)
+
+    def _relay(self, source: W, target: W) -> None:
+        runtime = self._runtime
+        runtime.on_result(
+            source,
+            lambda value: runtime.resolve(target, value),
+            lambda error: runtime.reject(target, error),
+        )
 
     def _publish_now(
         self,
@@ -376,8 +408,27 @@ class ChannelLogic(Generic[W]):
         exclusive: bool = False,
         consumer_tag: str | None = None,
         arguments: dict[str, Any] | None = None,
+        run_in_thread: bool = False,
     ) -> W:
-        """Basic.Consume; fires with the :class:`Consumer` once the broker confirms it."""
+        """Basic.Consume; fires with the :class:`Consumer` once the broker confirms it.
+
+        ``on_message_callback(message)`` may be a plain function, or return a
+        Deferred/awaitable, or be an ``async def`` coroutine function: it is run to its end
+        and what it raises is logged with the delivery tag (the consumer goes on). It
+        settles the message itself (``message.ack()``): the channel does not.
+
+        With ``run_in_thread=True``, ``on_message_callback`` is a *blocking* function run
+        in a worker thread (the reactor's thread pool, or the loop's default executor),
+        one call per message; when it returns the message is acked, when it raises the
+        message is nacked and requeued, both from the loop's thread. Acking by hand from
+        a worker thread is safe too: ``message.ack()`` hops to the loop's thread itself.
+        """
+        if run_in_thread:
+            if on_message_callback is None:
+                return self._runtime.failed(
+                    ValueError("run_in_thread needs an on_message_callback")
+                )
+            on_message_callback = threaded_callback(self._runtime, on_message_callback, auto_ack)
         tag = consumer_tag or new_consumer_tag()
         if tag in self._consumers:
             return self._runtime.failed(DuplicateConsumerTag(tag))
@@ -644,6 +695,9 @@ class ChannelLogic(Generic[W]):
             runtime.reject(waiter, error)
         for entry in self._confirms.take_all():
             runtime.reject(entry.waiter, error)
+        flow_held, self._flow_held = self._flow_held, deque()
+        for _, waiter in flow_held:
+            runtime.reject(waiter, error)
         consumers, self._consumers = self._consumers, {}
         for consumer in consumers.values():
             consumer._end(error)

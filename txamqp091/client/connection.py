@@ -347,7 +347,7 @@ class ConnectionLogic(Generic[W]):
     def _on_channel_flow(self, event: ev.ChannelFlow) -> None:
         channel = self._channels.get(event.channel_id)
         if channel is not None:
-            channel._flow_active = event.active
+            channel._on_flow(event.active)
 
     def _on_opened(self, event: ev.ConnectionOpened) -> None:
         self._runtime.resolve(self._opened, self)

@@ -23,7 +23,7 @@ class ConsumerOwner(Protocol[W]):
     def _cancel_consumer(self, consumer: Any) -> W: ...
 
 
-__all__ = ["ConsumerLogic", "new_consumer_tag"]
+__all__ = ["ConsumerLogic", "new_consumer_tag", "threaded_callback"]
 
 _tag_counter = itertools.count(1)
 _TAG_PREFIX = f"ctag.txamqp091.{os.getpid()}."
@@ -80,7 +80,9 @@ class ConsumerLogic(Generic[W]):
     def _deliver(self, message: Message) -> None:
         callback = self.on_message_callback
         if callback is not None:
-            self._runtime.run_user_callback(callback, message)
+            self._runtime.run_user_callback(
+                callback, message, context=f" for delivery {message.delivery_tag}"
+            )
             return
         getters = self._getters
         while getters:
@@ -151,6 +153,34 @@ class ConsumerLogic(Generic[W]):
         if buffered:
             self._channel._buffered_changed(-len(buffered))
         return buffered
+
+
+def threaded_callback(
+    runtime: Runtime[W], handler: Callable[[Message], Any], auto_ack: bool
+) -> Callable[[Message], None]:
+    """``basic_consume(..., run_in_thread=True)``: run the *blocking* ``handler`` in a
+    worker thread, one call per message; when it returns the message is acked, when it
+    raises it is logged and nacked (requeued), both from the loop's thread (pika's "ack
+    from another thread" problem, solved for you)."""
+
+    def run(message: Message) -> None:
+        def done(result: object) -> None:
+            if not auto_ack:
+                message.ack()
+
+        def failed(error: BaseException) -> None:
+            runtime.log(
+                "error",
+                "threaded handler failed for delivery {tag}: {error!r}",
+                tag=message.delivery_tag,
+                error=error,
+            )
+            if not auto_ack:
+                message.nack(requeue=True)
+
+        runtime.on_result(runtime.run_blocking(handler, message), done, failed)
+
+    return run
 
 
 def _is_normal(reason: BaseException) -> bool:

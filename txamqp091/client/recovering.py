@@ -45,7 +45,7 @@ from ..exceptions import (
     DuplicateConsumerTag,
 )
 from ..message import Message
-from .consumer import new_consumer_tag
+from .consumer import new_consumer_tag, threaded_callback
 from .parking import NOTHING, Operation, ParkingLot
 from .recovering_consumer import SurvivingConsumer
 from .runtime import Runtime, W
@@ -542,8 +542,16 @@ class SurvivingChannel(Generic[W]):
         exclusive: bool = False,
         consumer_tag: str | None = None,
         arguments: dict[str, Any] | None = None,
+        run_in_thread: bool = False,
     ) -> W:
-        """Basic.Consume; the consumer it fires with re-subscribes by itself after reconnects."""
+        """Basic.Consume; the consumer it fires with re-subscribes by itself after reconnects.
+        ``run_in_thread`` as :meth:`.ChannelLogic.basic_consume`."""
+        if run_in_thread:
+            if on_message_callback is None:
+                return self._runtime.failed(
+                    ValueError("run_in_thread needs an on_message_callback")
+                )
+            on_message_callback = threaded_callback(self._runtime, on_message_callback, auto_ack)
         tag = consumer_tag or new_consumer_tag()
         if tag in self._consumers:
             return self._runtime.failed(DuplicateConsumerTag(tag))

@@ -110,8 +110,15 @@ class Runtime(Generic[W]):
 
     # -- user code -----------------------------------------------------------------------
 
-    def run_user_callback(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Call user code; log what it raises instead of letting it reach the protocol."""
+    def run_user_callback(self, fn: Callable[..., Any], *args: Any, context: str = "") -> None:
+        """Call user code; log what it raises (with ``context``, such as the delivery tag)
+        instead of letting it reach the protocol. A coroutine or Deferred/awaitable it
+        returns is run to its end, and its failure logged the same way."""
+        raise NotImplementedError
+
+    def run_blocking(self, fn: Callable[..., Any], *args: Any) -> W:
+        """Run blocking ``fn(*args)`` in a worker thread; the waiter fires in the loop's
+        thread with what it returned (or fails with what it raised)."""
         raise NotImplementedError
 
     def log(self, level: str, message: str, **fields: Any) -> None:

@@ -119,17 +119,19 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
     def call_from_thread(self, fn: Callable[[], None]) -> None:
         self._loop.call_soon_threadsafe(fn)
 
-    def run_user_callback(self, fn: Callable[..., Any], *args: Any) -> None:
+    def run_user_callback(self, fn: Callable[..., Any], *args: Any, context: str = "") -> None:
         try:
             result = fn(*args)
         except Exception:
-            logger.exception("user callback %r raised", fn)
+            logger.exception("user callback %r%s raised", fn, context)
             return
         if inspect.isawaitable(result):
             try:
                 future = asyncio.ensure_future(result, loop=self._loop)
             except Exception:
-                logger.exception("user callback %r returned an awaitable that failed", fn)
+                logger.exception(
+                    "user callback %r%s returned an awaitable that failed", fn, context
+                )
                 return
             self._tasks.add(future)
 
@@ -139,9 +141,12 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
                     return
                 error = f.exception()
                 if error is not None:
-                    logger.error("user callback %r failed", fn, exc_info=error)
+                    logger.error("user callback %r%s failed", fn, context, exc_info=error)
 
             future.add_done_callback(done)
+
+    def run_blocking(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        return self._loop.run_in_executor(None, fn, *args)
 
     def log(self, level: str, message: str, **fields: Any) -> None:
         try:

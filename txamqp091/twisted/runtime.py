@@ -3,11 +3,13 @@ that does not need a transport (surviving channels use it across connections).""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import threadable
 from twisted.python.failure import Failure
@@ -98,14 +100,25 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
     def call_from_thread(self, fn: Callable[[], None]) -> None:
         self._clock.callFromThread(fn)  # type: ignore[attr-defined]
 
-    def run_user_callback(self, fn: Callable[..., Any], *args: Any) -> None:
+    def run_user_callback(self, fn: Callable[..., Any], *args: Any, context: str = "") -> None:
         try:
             result = fn(*args)
         except Exception:
-            log.failure("user callback {fn!r} raised", fn=fn)
+            log.failure("user callback {fn!r}{context} raised", fn=fn, context=context)
             return
+        if inspect.iscoroutine(result):
+            # An ``async def`` callback: run it (never left "never awaited").
+            result = ensureDeferred(result)
         if isinstance(result, Deferred):
-            result.addErrback(lambda f: log.failure("user callback {fn!r} failed", f, fn=fn))
+            result.addErrback(
+                lambda f: log.failure(
+                    "user callback {fn!r}{context} failed", f, fn=fn, context=context
+                )
+            )
+
+    def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        reactor: Any = self._clock
+        return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
 
     def log(self, level: str, message: str, **fields: Any) -> None:
         getattr(log, level, log.info)(message, **fields)

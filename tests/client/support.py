@@ -148,7 +148,7 @@ class ManualRuntime(Runtime[Waiter]):
         self.reading_paused = False
 
     # user code
-    def run_user_callback(self, fn: Callable[..., Any], *args: Any) -> None:
+    def run_user_callback(self, fn: Callable[..., Any], *args: Any, context: str = "") -> None:
         try:
             fn(*args)
         except Exception as exc:

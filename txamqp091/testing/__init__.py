@@ -1,10 +1,10 @@
 """A fake RabbitMQ broker for tests, sans-IO, with thin shims for Twisted and asyncio.
 
-:class:`FakeBroker` models one virtual host: exchanges (default, direct, fanout,
+:class:`~txamqp091.testing.FakeBroker` models one virtual host: exchanges (default, direct, fanout,
 topic, headers, exchange-to-exchange), queues and bindings, consumers with QoS,
 acks, nacks, rejects and redelivery, ``basic_get``, publisher confirms, returns,
 transactions, channel and connection errors with RabbitMQ's reply codes, and
-scripted faults (:meth:`FakeBroker.script`). It takes bytes and gives bytes; the
+scripted faults (:meth:`~txamqp091.testing.FakeBroker.script`). It takes bytes and gives bytes; the
 shims carry them:
 
 * :mod:`txamqp091.testing.twisted`: an in-memory :class:`~.twisted.Pump` on a

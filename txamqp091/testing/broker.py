@@ -1,9 +1,9 @@
 """The public fake broker: one RabbitMQ virtual host in memory, sans-IO.
 
-:class:`FakeBroker` holds the exchanges, queues and bindings
+:class:`~txamqp091.testing.FakeBroker` holds the exchanges, queues and bindings
 (:class:`~._state.VirtualHost`), the settings announced in the handshake, the
 open connections, and the scripted faults new connections play. Each client
-connection is a :class:`~._connection.BrokerConnection` made by :meth:`FakeBroker.connect`;
+connection is a :class:`~._connection.BrokerConnection` made by :meth:`~txamqp091.testing.FakeBroker.connect`;
 a shim carries its bytes (:mod:`txamqp091.testing.twisted`, :mod:`txamqp091.testing.asyncio`).
 
 Where RabbitMQ has a documented behaviour (reply codes and texts, server-named

@@ -1,7 +1,8 @@
 """The fake broker on Twisted: in memory on a ``task.Clock``, or listening on a socket.
 
-* :class:`FakeBroker` is also a Twisted ``Factory``: ``reactor.listenTCP(0, broker)``
-  serves it over real sockets (pass ``clock=reactor`` for broker heartbeats).
+* ``FakeBroker`` (a :class:`txamqp091.testing.FakeBroker` with a ``clock``) is also a
+  Twisted ``Factory``: ``reactor.listenTCP(0, broker)`` serves it over real sockets
+  (pass ``clock=reactor`` for broker heartbeats).
 * :class:`Pump` carries bytes between a client protocol and the broker side over
   two :class:`MemoryTransport` objects (``twisted.internet.testing.StringTransport``
   that hand their bytes on), so nothing touches the network or the reactor.
@@ -87,8 +88,9 @@ class BrokerProtocol(BrokerConnection, Protocol):
 class FakeBroker(SansIOBroker, Factory):
     """:class:`txamqp091.testing.FakeBroker` as a Twisted ``Factory`` of :class:`BrokerProtocol`.
 
-    :param clock: sends the broker's heartbeats; None means none are sent.
     The other parameters are :class:`txamqp091.testing.FakeBroker`'s.
+
+    :param clock: sends the broker's heartbeats; None means none are sent.
     """
 
     def __init__(self, *, clock: IReactorTime | None = None, **settings: Any) -> None:

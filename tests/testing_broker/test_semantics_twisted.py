@@ -1,4 +1,5 @@
-"""txamqp091.twisted.testing: the in-memory broker behaves as RabbitMQ does."""
+"""The fake broker behaves as RabbitMQ does, seen through the Twisted client and its shim
+(txamqp091.twisted.testing, which re-exports txamqp091.testing.twisted)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ hold SIGTERM past the grace."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -116,15 +117,15 @@ def test_a_poison_message_is_dead_lettered_after_max_redeliveries(
     try:
         with consumer(args, handler_dir, env={"RECORD_FILE": str(record_file)}) as service:
             service.wait_for("consuming")
-            publish(queue, [b"poison"], message_id="poison-1")
+            publish(queue, [b"poison"], message_id="bad-message")
             publish(queue, [f"fine {i}".encode() for i in range(200)])
             wait_until(lambda: message_count(dlq) == 1, 30, "the poison message in the DLQ")
             wait_until(lambda: len(records(record_file)) >= 200, 30, "the other messages")
             assert service.terminate()[0] == 0, service.output()
         calls = records(record_file, "failed")
-        assert calls == ["poison-1"] * len(calls) and 1 <= len(calls) <= 4, calls
+        assert calls == ["bad-message"] * len(calls) and 1 <= len(calls) <= 4, calls
         assert len(calls) == 4  # one delivery and three redeliveries
-        lines = [line for line in service.lines if "poison-1" in line]
+        lines = [line for line in service.lines if "message bad-message " in line]
         assert len(lines) == len(calls) < 50, service.output()
         assert "more than --max-redeliveries 3: rejected" in lines[-1]
         assert "ValueError: this message always fails" in lines[-1]
@@ -138,7 +139,7 @@ def test_shutdown_grace_bounds_a_stuck_handler(handler_dir: Path) -> None:
     queue = unique("stuck")
     record_file = handler_dir / "records"
     args = ["--url", AMQP_URL, "--queue", queue, "--handler", "e2e_handlers:stuck",
-            "--shutdown-grace", "2"]  # fmt: skip
+            "--shutdown-grace", "2", "--log-format", "json"]  # fmt: skip
     declare_queue(queue)
     try:
         with consumer(args, handler_dir, env={"RECORD_FILE": str(record_file)}) as service:
@@ -148,7 +149,11 @@ def test_shutdown_grace_bounds_a_stuck_handler(handler_dir: Path) -> None:
             code, seconds = service.terminate()
             assert code == 0, service.output()
         assert 2.0 <= seconds < 4.0, (seconds, service.output())
-        assert "still running after --shutdown-grace 2.0s" in service.output()
+        # --log-format json: one JSON object per line, the service's fields kept.
+        events = [json.loads(line) for line in service.lines]
+        assert any(e.get("queue") == queue and "consuming" in e["message"] for e in events)
+        late = [e for e in events if "still running after --shutdown-grace" in e["message"]]
+        assert len(late) == 1 and late[0]["n"] == 1 and late[0]["level"] == "warn", events
         wait_until(lambda: message_count(queue) == 1, 10, "the message back in the queue")
     finally:
         delete([queue])

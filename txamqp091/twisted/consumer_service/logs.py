@@ -72,7 +72,9 @@ class JSONLinesObserver:
     event's own simple fields (``queue``, ``delivery_tag``...), for log shippers."""
 
     def __init__(self, out: IO[str] | None = None) -> None:
-        self._out = out
+        # Taken now: once twistd starts logging, sys.stdout is a file that logs what
+        # is written to it, and writing our lines there would loop back to us.
+        self._out = out if out is not None else sys.stdout
 
     def __call__(self, event: LogEvent) -> None:
         record: dict[str, Any] = {
@@ -89,6 +91,5 @@ class JSONLinesObserver:
         failure = event.get("log_failure")
         if isinstance(failure, Failure):
             record["traceback"] = failure.getTraceback()
-        out = self._out or sys.stdout
-        out.write(json.dumps(record, default=str) + "\n")
-        out.flush()
+        self._out.write(json.dumps(record, default=str) + "\n")
+        self._out.flush()

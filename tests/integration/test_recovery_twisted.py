@@ -597,13 +597,7 @@ async def test_cut_mid_handshake_is_a_failed_attempt_then_retried(
     queue = services.delete_later(unique("q"))
     failed: list[BaseException] = []
     service, watch = services.start(proxy.url(), retry_policy=lambda a: 0.2)
-    original = service._attempt_failed
-
-    def attempt_failed(params: Any, failure: Any) -> None:
-        failed.append(failure.value)
-        original(params, failure)
-
-    service._attempt_failed = attempt_failed  # type: ignore[method-assign]
+    service.on_attempt_failed.append(lambda params, error: failed.append(error))
     ch = await open_channel(service, queue, arguments=EXPIRES)
     accepted = proxy.accepted
     recovered = len(watch.recovered)

@@ -281,13 +281,7 @@ def test_broker_refusing_open_is_a_failed_attempt_and_aborts_the_transport(
         lambda n: CloseInsteadOfOpenOk if n < 2 else fake_broker(broker),
         retry_policy=lambda attempt: 2.0 * attempt,
     )
-    original = service._attempt_failed
-
-    def record(params: ConnectionParameters, failure: Failure) -> None:
-        failures.append(failure.value)  # type: ignore[arg-type]
-        original(params, failure)
-
-    service._attempt_failed = record  # type: ignore[method-assign]
+    service.on_attempt_failed.append(lambda params, error: failures.append(error))
     service.startService()
     run_until(clock, 100)
     assert endpoint.attempts == pytest.approx([0.0, 2.0, 6.0])
@@ -333,13 +327,7 @@ def test_dropped_mid_handshake_attempts_fail_with_stream_lost(
     service, endpoint, clock = make_service(
         monkeypatch, lambda n: DropMidStart if n < 3 else fake_broker(broker)
     )
-    original = service._attempt_failed
-
-    def record(params: ConnectionParameters, failure: Failure) -> None:
-        errors.append(failure.value)  # type: ignore[arg-type]
-        original(params, failure)
-
-    service._attempt_failed = record  # type: ignore[method-assign]
+    service.on_attempt_failed.append(lambda params, error: errors.append(error))
     service.startService()
     run_until(clock, 30)
     assert [type(e) for e in errors] == [StreamLostError] * 3

@@ -1,55 +1,57 @@
 """``AMQPClient``: stays connected and recovers its channels, for Tornado and asyncio.
 
-The same behaviour as Twisted's ``AMQPClientService``, with the same shared
-bookkeeping (:mod:`txamqp091.client.recovery`): a loop connects to each node
-in turn, backing off between failed attempts (a failed AMQP handshake counts as
-one) with ``retry_policy``; every new connection gets every surviving channel
-back (topology, consumers, unconfirmed publishes). Refused logins stop the
-loop after ``max_auth_failures`` in a row, and ``failure`` says why.
+The loop (which node next, how long to back off, when to give up) is
+:class:`~txamqp091.client.reconnecting.ReconnectingClient`, the same as
+Twisted's ``AMQPClientService`` runs; this module supplies only the asyncio
+half: a Future runtime on the loop and
+:func:`~txamqp091.tornado.connect.connect_once`. Every new connection gets
+every surviving channel back (topology, consumers, unconfirmed publishes).
+Refused logins (403) stop the loop after ``max_auth_failures`` in a row, and
+``failure`` says why.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
-from ..client.reconnect import CONNECT_ERRORS, is_refusal
+from ..client.reconnecting import ReconnectingClient
 from ..client.recovery import RecoverySession
 from ..exceptions import AMQPConnectionError, ConnectionWrongStateError
-from ..params import ParametersLike, normalize_parameters
+from ..params import ConnectionParameters, ParametersLike, normalize_parameters
 from ..retry import RetryPolicy, backoff_policy
 from .channel import Connection, RecoveringChannel, RecoveringConsumer
-from .connect import connect_once
-from .runtime import FutureRuntime
+from .connect import Endpoint, connect_once
+from .runtime import Clock, FutureRuntime
 
 __all__ = ["AMQPClient", "RecoveringChannel", "RecoveringConsumer"]
-
-logger = logging.getLogger("txamqp091.tornado")
 
 
 class AMQPClient:
     """A long-running AMQP client: reconnects with backoff and recovers its channels.
 
-    :param params_or_urls: parameters, a URL, or a list of either (cluster nodes,
-        tried in turn on every reconnect).
+    :param params_or_urls: parameters, a URL, or a list of either (cluster nodes:
+        each reconnect goes to another node than the one that just failed).
     :param retry_policy: ``attempt -> seconds``; by default the first retry comes
         within a second and later ones back off to 30 s, with jitter.
     :param publish_timeout: how long an operation issued while disconnected waits
         for the next connection before failing with ``PublishTimeout``.
+    :param clock: time and timers (``time()``, ``call_later()``) for backoff, timeouts
+        and heartbeats; the loop when omitted. Tests inject one to move time by hand.
+    :param endpoint: how to connect to a node (see :data:`~txamqp091.tornado.connect.Endpoint`);
+        TCP and TLS when omitted.
 
     ::
 
-        client = AMQPClient("amqp://guest:guest@localhost/")
-        await client.start()
-        channel = await client.channel()
-        await channel.confirm_delivery()
-        await channel.basic_publish("", "orders", b"...")   # survives reconnects
-        await client.stop()
+        async with AMQPClient("amqp://guest:guest@localhost/") as client:
+            channel = await client.channel()
+            await channel.confirm_delivery()
+            await channel.basic_publish("", "orders", b"...")   # survives reconnects
     """
 
-    #: Refused logins (or vhost access) in a row before the client gives up.
+    #: Refused logins (403 ACCESS_REFUSED) in a row before the client gives up.
     max_auth_failures = 3
 
     def __init__(
@@ -57,159 +59,121 @@ class AMQPClient:
         params_or_urls: ParametersLike,
         retry_policy: RetryPolicy | None = None,
         publish_timeout: float | None = 30.0,
+        *,
+        clock: Clock | None = None,
+        endpoint: Endpoint | None = None,
     ) -> None:
         self.nodes = normalize_parameters(params_or_urls)
+        self.clock = clock
+        self.endpoint = endpoint
         self.retry_policy = retry_policy or backoff_policy()
         self.publish_timeout = publish_timeout
-        self.connection: Connection | None = None
-        #: Why the client gave up (a refused login), or None.
-        self.failure: BaseException | None = None
-        self.connections = 0
         #: Hooks: ``f(connection)`` after each connect, ``f(reason)`` after each
-        #: disconnect, ``f(channel)`` once a channel has been recovered.
+        #: disconnect, ``f(params, error)`` after each failed attempt, ``f(channel)``
+        #: once a channel has been recovered.
         self.on_connected: list[Callable[[Connection], Any]] = []
         self.on_disconnected: list[Callable[[BaseException | None], Any]] = []
+        self.on_attempt_failed: list[Callable[[ConnectionParameters, BaseException], Any]] = []
         self.on_recovered: list[Callable[[RecoveringChannel], Any]] = []
-        self._runtime: FutureRuntime | None = None
+        self._client: ReconnectingClient[asyncio.Future[Any]] | None = None
         self._session: RecoverySession[asyncio.Future[Any]] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
-        self._first_attempt = asyncio.Event()
-        self._stopping = False
+
+    @property
+    def connection(self) -> Connection | None:
+        """The open connection, or None between connections."""
+        conn: Connection | None = None if self._client is None else self._client.connection  # type: ignore[assignment]
+        return conn
+
+    @property
+    def connections(self) -> int:
+        """Connections made so far."""
+        return 0 if self._client is None else self._client.connections
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the client gave up (a refused login), or None."""
+        return None if self._client is None else self._client.failure
 
     @property
     def is_connected(self) -> bool:
-        return self.connection is not None and self.connection.is_open
+        return self._client is not None and self._client.is_connected
 
     def _require_session(self) -> RecoverySession[asyncio.Future[Any]]:
         if self._session is None:
             raise ConnectionWrongStateError("AMQPClient.start() has not been called")
         return self._session
 
+    def _build(self) -> ReconnectingClient[asyncio.Future[Any]]:
+        runtime = FutureRuntime(asyncio.get_running_loop(), self.clock)
+        session: RecoverySession[asyncio.Future[Any]] = RecoverySession(
+            runtime, self.publish_timeout
+        )
+        # The same lists: hooks added after start() are called too.
+        session.on_channel_recovered = self.on_recovered  # type: ignore[assignment]
+        client: ReconnectingClient[asyncio.Future[Any]] = ReconnectingClient(
+            runtime,
+            self.nodes,
+            self._connect_once,
+            _cancel,
+            session,
+            self.retry_policy,
+        )
+        client.on_connected = self.on_connected
+        client.on_disconnected = self.on_disconnected
+        client.on_attempt_failed = self.on_attempt_failed
+        self._session = session
+        return client
+
+    def _connect_once(self, params: ConnectionParameters) -> asyncio.Future[Any]:
+        return asyncio.ensure_future(connect_once(params, clock=self.clock, endpoint=self.endpoint))
+
     async def start(self) -> None:
         """Start connecting; returns after the first attempt, connected or not (the client
-        keeps trying in the background)."""
-        if self._task is not None:
+        keeps trying in the background). After :meth:`stop`, starts again: the channels
+        from before come back with the connection."""
+        client = self._client
+        if client is None:
+            client = self._client = self._build()
+        if client.running:
             return
-        self._stopping = False
-        self.failure = None
-        self._first_attempt.clear()
-        if self._session is None:
-            self._runtime = FutureRuntime(asyncio.get_running_loop())
-            self._session = RecoverySession(self._runtime, self.publish_timeout)
-            # The same list: hooks added after start() are called too.
-            self._session.on_channel_recovered = self.on_recovered  # type: ignore[assignment]
-        else:
-            # Restarted after stop(): the channels from before come back with the connection.
-            self._session.stopping = False
-        self._task = asyncio.ensure_future(self._run())
-        await self._first_attempt.wait()
+        client.max_refusals = self.max_auth_failures
+        await client.start()
 
     async def channel(self) -> RecoveringChannel:
         """A channel that survives reconnects (usable at once; operations wait for a connection)."""
         if self.failure is not None:
-            raise AMQPConnectionError(f"the client gave up: {self.failure}")
+            raise AMQPConnectionError(f"the client gave up: {self.failure}") from self.failure
         channel: RecoveringChannel = await self._require_session().channel(RecoveringChannel)
         return channel
 
-    async def when_connected(self) -> Connection:
-        """The current connection (the next one while disconnected)."""
-        while True:
-            if self.failure is not None:
-                raise AMQPConnectionError(f"the client gave up: {self.failure}")
-            if self._task is None:
-                raise ConnectionWrongStateError("the client is not started (or was stopped)")
-            conn = self.connection
-            if conn is not None and conn.is_open:
-                return conn
-            self._connected.clear()
-            await self._connected.wait()
+    async def when_connected(self, fail_after_failures: int | None = None) -> Connection:
+        """The current connection (the next one while disconnected).
+
+        Raises :attr:`failure` once the client has given up (a refused login),
+        ``ConnectionWrongStateError`` before :meth:`start` and after :meth:`stop`, and
+        the last attempt's error after ``fail_after_failures`` failed attempts in a row."""
+        if self._client is None:
+            raise ConnectionWrongStateError("AMQPClient.start() has not been called")
+        conn: Connection = await self._client.when_connected(fail_after_failures)
+        return conn
 
     async def stop(self) -> None:
         """Close the connection politely and stop reconnecting."""
-        self._stopping = True
-        if self._session is not None:
-            self._session.stopping = True
-        conn = self.connection
-        if conn is not None and conn.is_open:
-            await conn.close()
-        task, self._task = self._task, None
-        self._connected.set()  # wake when_connected() waiters: they fail now
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        if self._client is not None:
+            await self._client.stop()
 
-    async def _run(self) -> None:
-        session = self._require_session()
-        failures = 0
-        auth_failures = 0
-        index = 0
-        while not self._stopping:
-            params = self.nodes[index % len(self.nodes)]
-            index += 1
-            try:
-                conn = await connect_once(params)
-            except CONNECT_ERRORS as exc:
-                if not is_refusal(exc):
-                    failures += 1
-                    logger.info("could not connect to %s:%s: %s", params.host, params.port, exc)
-                    self._first_attempt.set()
-                    if self._stopping:
-                        return
-                    await asyncio.sleep(self.retry_policy(failures))
-                    continue
-                auth_failures += 1
-                failures += 1
-                logger.error(
-                    "%s:%s refused us (%d in a row): %s",
-                    params.host,
-                    params.port,
-                    auth_failures,
-                    exc,
-                )
-                if auth_failures >= self.max_auth_failures:
-                    self._give_up(exc)
-                    return
-            else:
-                failures = auth_failures = 0
-                self.connection = conn
-                self.connections += 1
-                logger.info(
-                    "connected to %s:%s (connection %d)", params.host, params.port, self.connections
-                )
-                session.attach(conn)
-                self._connected.set()
-                self._first_attempt.set()
-                for hook in self.on_connected:
-                    session.runtime.run_user_callback(hook, conn)
-                reason = await conn.closed
-                self.connection = None
-                session.detach()
-                if self._stopping:
-                    logger.info("disconnected from %s:%s", params.host, params.port)
-                else:
-                    logger.warning(
-                        "lost the connection to %s:%s: %s; reconnecting",
-                        params.host,
-                        params.port,
-                        reason,
-                    )
-                for lost_hook in self.on_disconnected:
-                    session.runtime.run_user_callback(lost_hook, reason)
-                failures = 1
-            self._first_attempt.set()
-            if self._stopping:
-                return
-            await asyncio.sleep(self.retry_policy(failures))
+    async def __aenter__(self) -> AMQPClient:
+        await self.start()
+        return self
 
-    def _give_up(self, error: BaseException) -> None:
-        """Stop retrying what retrying will not fix, and say why."""
-        self.failure = error
-        logger.critical("giving up after %d refused logins: %s", self.max_auth_failures, error)
-        if self._session is not None:
-            self._session.stop(AMQPConnectionError(f"the broker refused us: {error}"))
-        self._first_attempt.set()
-        self._connected.set()
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+def _cancel(attempt: asyncio.Future[Any]) -> None:
+    attempt.cancel()

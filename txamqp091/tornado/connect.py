@@ -5,19 +5,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 
 from ..client.reconnect import connect_first, describe
 from ..exceptions import AMQPConnectionError
 from ..params import ConnectionParameters, ParametersLike, apply_tcp_options, normalize_parameters
 from .channel import Connection
 from .protocol import AMQPProtocol
+from .runtime import Clock
 
-__all__ = ["connect", "connect_once"]
+__all__ = ["Endpoint", "connect", "connect_once", "tcp_endpoint"]
 
 logger = logging.getLogger("txamqp091.tornado")
 
 
-async def connect(parameters: ParametersLike) -> Connection:
+#: Connects ``protocol`` to the node ``params`` names, returning once the transport is
+#: made (``protocol.connection_made`` called): :func:`tcp_endpoint` by default, TCP and
+#: TLS as ``params`` say. Tests inject their own.
+Endpoint = Callable[[ConnectionParameters, AMQPProtocol], Awaitable[object]]
+
+
+async def connect(
+    parameters: ParametersLike, *, clock: Clock | None = None, endpoint: Endpoint | None = None
+) -> Connection:
     """Connect to the first node that answers; returns a :class:`Connection` after Open-Ok.
 
     ``parameters`` is a :class:`~txamqp091.ConnectionParameters`, a URL, or a
@@ -28,26 +38,59 @@ async def connect(parameters: ParametersLike) -> Connection:
     together by ``stack_timeout``. A refused login is not retried; when every
     attempt fails, the error's ``__cause__`` is the last attempt's error. Await it
     on a running asyncio loop (Tornado's IOLoop is one).
+
+    ``clock`` (time and timers: ``time()``, ``call_later()``) and ``endpoint``
+    replace the loop's clock and the TCP/TLS connect, for tests.
     """
     nodes = normalize_parameters(parameters)
-    return await connect_first(nodes, connect_once, asyncio.sleep)
-
-
-async def connect_once(params: ConnectionParameters) -> Connection:
-    """One attempt at one node, bounded by ``params.stack_timeout``."""
     loop = asyncio.get_running_loop()
-    protocol = AMQPProtocol(params, loop)
+
+    async def sleep(seconds: float) -> None:
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        (clock or loop).call_later(seconds, wake)
+        await waiter
+
+    def attempt(params: ConnectionParameters) -> Awaitable[Connection]:
+        return connect_once(params, clock=clock, endpoint=endpoint)
+
+    return await connect_first(nodes, attempt, sleep)
+
+
+async def connect_once(
+    params: ConnectionParameters, *, clock: Clock | None = None, endpoint: Endpoint | None = None
+) -> Connection:
+    """One attempt at one node, bounded by ``params.stack_timeout`` on ``clock``."""
+    loop = asyncio.get_running_loop()
+    protocol = AMQPProtocol(params, loop, clock)
+    bring_up = asyncio.ensure_future(_bring_up(protocol, params, endpoint or tcp_endpoint))
+    timed_out = False
+
+    def expire() -> None:
+        nonlocal timed_out
+        timed_out = True
+        bring_up.cancel()
+
+    timer = (clock or loop).call_later(params.stack_timeout, expire)
     try:
-        return await asyncio.wait_for(_bring_up(loop, protocol, params), params.stack_timeout)
-    except asyncio.TimeoutError:
+        return await bring_up
+    except asyncio.CancelledError:
         _abort(protocol)
-        raise AMQPConnectionError(
-            f"no AMQP connection to {describe(params)} within "
-            f"stack_timeout={params.stack_timeout} s (TCP, TLS and handshake)"
-        ) from None
+        if timed_out:
+            raise AMQPConnectionError(
+                f"no AMQP connection to {describe(params)} within "
+                f"stack_timeout={params.stack_timeout} s (TCP, TLS and handshake)"
+            ) from None
+        raise
     except BaseException:
         _abort(protocol)
         raise
+    finally:
+        timer.cancel()
 
 
 def _abort(protocol: AMQPProtocol) -> None:
@@ -58,8 +101,15 @@ def _abort(protocol: AMQPProtocol) -> None:
 
 
 async def _bring_up(
-    loop: asyncio.AbstractEventLoop, protocol: AMQPProtocol, params: ConnectionParameters
+    protocol: AMQPProtocol, params: ConnectionParameters, endpoint: Endpoint
 ) -> Connection:
+    await endpoint(params, protocol)
+    return await protocol.ready
+
+
+async def tcp_endpoint(params: ConnectionParameters, protocol: AMQPProtocol) -> None:
+    """TCP (each address within ``socket_timeout``), ``tcp_options``, then TLS for amqps."""
+    loop = asyncio.get_running_loop()
     sock = await _tcp_connect(loop, params)
     try:
         skipped = apply_tcp_options(sock, params.tcp_options)
@@ -76,7 +126,6 @@ async def _bring_up(
         if protocol.transport is None:
             sock.close()
         raise
-    return await protocol.ready
 
 
 async def _tcp_connect(

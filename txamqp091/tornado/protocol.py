@@ -13,7 +13,7 @@ import asyncio
 
 from ..params import ConnectionParameters
 from .channel import Connection
-from .runtime import FutureRuntime, observe_quietly
+from .runtime import Clock, FutureRuntime, observe_quietly
 
 __all__ = ["AMQPProtocol"]
 
@@ -23,6 +23,7 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
 
     :param params: the connection parameters.
     :param loop: the event loop; the running loop when omitted.
+    :param clock: time and timers (heartbeats, timeouts); the loop when omitted.
 
     ``ready`` is the Future of the :class:`~txamqp091.tornado.Connection`: it
     completes once the broker has sent Connection.Open-Ok, or fails if the
@@ -30,9 +31,12 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
     """
 
     def __init__(
-        self, params: ConnectionParameters, loop: asyncio.AbstractEventLoop | None = None
+        self,
+        params: ConnectionParameters,
+        loop: asyncio.AbstractEventLoop | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        FutureRuntime.__init__(self, loop)
+        FutureRuntime.__init__(self, loop, clock)
         self.transport: asyncio.Transport | None = None
         self._reading_paused = False
         self.connection = Connection(params, self)

@@ -8,11 +8,21 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ..client.runtime import Runtime, TimerHandle
 
-__all__ = ["FutureRuntime", "observe_quietly"]
+__all__ = ["Clock", "FutureRuntime", "observe_quietly"]
+
+
+class Clock(Protocol):
+    """Time and timers, as an asyncio loop gives them (``loop.time``,
+    ``loop.call_later``): injected by tests to move time by hand."""
+
+    def time(self) -> float: ...
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle: ...
+
 
 logger = logging.getLogger("txamqp091.tornado")
 
@@ -34,10 +44,14 @@ def observe_quietly(future: asyncio.Future[Any]) -> None:
 
 
 class FutureRuntime(Runtime[asyncio.Future[Any]]):
-    """Waiters are asyncio Futures of ``loop`` (the running loop when omitted)."""
+    """Waiters are asyncio Futures of ``loop`` (the running loop when omitted); time and
+    timers come from ``clock`` (the loop when omitted)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop | None = None, clock: Clock | None = None
+    ) -> None:
         self._loop = loop if loop is not None else asyncio.get_running_loop()
+        self.clock: Clock = clock if clock is not None else self._loop
         self._loop_thread = threading.get_ident()
         self._tasks: set[asyncio.Future[Any]] = set()
 
@@ -69,10 +83,10 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
         waiter.add_done_callback(lambda _: callback())
 
     def now(self) -> float:
-        return self._loop.time()
+        return self.clock.time()
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
-        return self._loop.call_later(delay, fn)
+        return self.clock.call_later(delay, fn)
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         self._loop.call_soon(fn)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import statistics
 import time
 import uuid
@@ -549,45 +548,24 @@ async def test_reset_connection_recovers(clients: Clients, proxy: TcpProxy) -> N
     assert consumer.is_active
 
 
-class _FailedAttempts(logging.Handler):
-    """The errors of failed connection attempts, as the client logs them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.errors: list[BaseException] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg.startswith("could not connect") and isinstance(record.args, tuple):
-            error = record.args[-1]
-            if isinstance(error, BaseException):
-                self.errors.append(error)
-
-
 async def test_cut_mid_handshake_is_a_failed_attempt_then_retried(
     clients: Clients, proxy: TcpProxy
 ) -> None:
     queue = clients.delete_later(unique("q"))
-    logger = logging.getLogger("txamqp091.tornado")
-    handler = _FailedAttempts()
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        client, watch = await clients.start(proxy.url(), retry_policy=lambda a: 0.2)
-        ch = await open_channel(client, queue, arguments=EXPIRES)
-        accepted = proxy.accepted
-        recovered = len(watch.recovered)
+    errors: list[BaseException] = []
+    client, watch = await clients.start(proxy.url(), retry_policy=lambda a: 0.2)
+    client.on_attempt_failed.append(lambda params, error: errors.append(error))
+    ch = await open_channel(client, queue, arguments=EXPIRES)
+    accepted = proxy.accepted
+    recovered = len(watch.recovered)
 
-        # The next two connections end 100 bytes in: inside Connection.Start, mid-handshake.
-        proxy.cut_after(100, connections=2)
-        proxy.reset()
-        await watch.recovered_after(recovered)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    # The next two connections end 100 bytes in: inside Connection.Start, mid-handshake.
+    proxy.cut_after(100, connections=2)
+    proxy.reset()
+    await watch.recovered_after(recovered)
     assert proxy.cut == 2
     assert proxy.accepted == accepted + 3
-    assert [type(e) for e in handler.errors] == [StreamLostError, StreamLostError]
+    assert [type(e) for e in errors] == [StreamLostError, StreamLostError]
     assert client.connections == 2 and client.failure is None
     await within(10, ch.basic_publish("", queue, b"after the cuts"), "publish")
 

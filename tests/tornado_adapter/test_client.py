@@ -9,7 +9,6 @@ None serves as RabbitMQ does, recording every frame the client sent.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +17,7 @@ from typing import Any, TypeVar
 import pytest
 import pytest_asyncio
 
+from tests.manual_clock import ManualClock
 from txamqp091.core import spec
 from txamqp091.exceptions import (
     AMQPConnectionError,
@@ -128,37 +128,39 @@ async def test_start_returns_after_a_failed_first_attempt_then_retries_per_polic
     brokers: Brokers, clients: Clients
 ) -> None:
     server = await brokers(default="drop")
-    delays = {1: 0.05, 2: 0.15, 3: 0.25}
-    policy = RecordingPolicy(lambda attempt: delays.get(attempt, 0.3))
-    client = clients(server.url(), retry_policy=policy)
-    loop = asyncio.get_running_loop()
+    delays = {1: 5.0, 2: 15.0, 3: 25.0}
+    policy = RecordingPolicy(lambda attempt: delays.get(attempt, 30.0))
+    clock = ManualClock()
+    client = clients(server.url(), retry_policy=policy, clock=clock)
 
-    started = loop.time()
     await within(5, client.start(), "start")
-    assert loop.time() - started < 1.0
     assert not client.is_connected and client.connection is None and client.connections == 0
-    assert client.failure is None
-    assert server.broker.accepted == 1 and policy.attempts == [1]
+    assert client.failure is None and policy.attempts == [1]
+    await eventually(lambda: server.broker.accepted == 1, 2, "the first attempt reached it")
 
     waiting = asyncio.ensure_future(client.when_connected())
-    await eventually(lambda: server.broker.accepted >= 4, 5, "three retries")
-    assert not waiting.done()
     # Each failed attempt in a row asks the policy about the next number, and the next
-    # attempt comes that many seconds later.
-    assert policy.attempts[:3] == [1, 2, 3]
-    gaps = [b - a for a, b in itertools.pairwise(server.accepted_at[:4])]
-    for gap, attempt in zip(gaps, (1, 2, 3)):
-        assert delays[attempt] - 0.02 <= gap <= delays[attempt] + 0.5, (attempt, gaps)
+    # attempt comes that many seconds (of the injected clock) later, not a moment sooner.
+    for attempt in (1, 2, 3):
+        clock.advance(delays[attempt] - 0.001)
+        await asyncio.sleep(0.05)
+        assert server.broker.accepted == attempt, attempt
+        clock.advance(0.001)
+        await eventually(
+            lambda asked=attempt + 1: len(policy.attempts) == asked, 2, f"failure {attempt}"
+        )
+        assert server.broker.accepted == attempt + 1
+    assert policy.attempts == [1, 2, 3, 4] and not waiting.done()
 
     # The broker comes back: the waiter gets the connection and the backoff stops.
     server.broker.default_fault = None
+    clock.advance(30.0)
     conn = await within(5, waiting, "when_connected")
     assert isinstance(conn, Connection) and conn.is_open
     assert client.is_connected and client.connection is conn and client.connections == 1
     assert await within(1, client.when_connected(), "when_connected") is conn
-    asked = len(policy.attempts)
-    await asyncio.sleep(0.2)
-    assert len(policy.attempts) == asked and server.broker.accepted == asked + 1
+    assert clock.pending() == []  # no retry left scheduled (heartbeat=0: no timers at all)
+    assert len(policy.attempts) == 4 and server.broker.accepted == 5
 
 
 async def test_a_silent_peer_is_a_failed_attempt_bounded_by_stack_timeout(
@@ -166,19 +168,22 @@ async def test_a_silent_peer_is_a_failed_attempt_bounded_by_stack_timeout(
 ) -> None:
     server = await brokers(default="silent")
     policy = RecordingPolicy(lambda attempt: 0.05)
-    client = clients(server.url("stack_timeout=0.3"), retry_policy=policy)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    await within(5, client.start(), "start")
-    elapsed = loop.time() - started
-    assert 0.28 <= elapsed < 1.5, elapsed
+    clock = ManualClock()
+    client = clients(server.url("stack_timeout=7"), retry_policy=policy, clock=clock)
+    starting = asyncio.ensure_future(client.start())
+    await eventually(lambda: server.broker.accepted == 1, 2, "the first attempt reached it")
+    clock.advance(6.999)
+    await asyncio.sleep(0.05)
+    assert not starting.done()  # the silent peer holds the attempt until stack_timeout
+    clock.advance(0.001)
+    await within(2, starting, "start")
     assert not client.is_connected and policy.attempts == [1]
     # The attempt's socket was closed: the peer saw EOF and ended.
     await eventually(lambda: server.connections[0].state == "lost", 2, "first attempt closed")
-    await eventually(lambda: policy.attempts[:3] == [1, 2, 3], 5, "retries")
     server.broker.default_fault = None
+    clock.advance(0.05)
     await within(5, client.when_connected(), "when_connected")
-    assert client.connections == 1
+    assert client.connections == 1 and server.broker.accepted == 2
 
 
 async def test_a_dropped_connection_is_reconnected_and_the_hooks_run(
@@ -385,20 +390,28 @@ async def test_publish_during_an_outage_times_out_and_is_not_sent_later(
     brokers: Brokers, clients: Clients
 ) -> None:
     server = await brokers(None, default="drop")
+    clock = ManualClock()
     client = clients(
-        server.url(), retry_policy=RecordingPolicy(lambda attempt: 0.05), publish_timeout=0.4
+        server.url(),
+        retry_policy=RecordingPolicy(lambda attempt: 100.0),
+        publish_timeout=10.0,
+        clock=clock,
     )
     await within(5, client.start(), "start")
     ch = await within(1, client.channel(), "channel")
     await within(2, ch.confirm_delivery(), "confirm_delivery")
     server.broker.current.close()
     await eventually(lambda: not client.is_connected, 2, "disconnect")
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    publishing = asyncio.ensure_future(ch.basic_publish("", "q", b"too late"))
+    await asyncio.sleep(0.05)
+    clock.advance(9.999)
+    await asyncio.sleep(0.05)
+    assert not publishing.done()  # parked, waiting for a connection
+    clock.advance(0.001)
     with pytest.raises(PublishTimeout):
-        await within(5, ch.basic_publish("", "q", b"too late"), "publish")
-    assert 0.35 <= loop.time() - started <= 1.5
+        await within(2, publishing, "publish")
     server.broker.default_fault = None
+    clock.advance(90.0)  # the reconnect, 100 s after the disconnect
     await within(5, client.when_connected(), "when_connected")
     await within(2, ch.basic_publish("", "q", b"next"), "publish")
     assert server.broker.current.published == [(1, "", "q", b"next")]

@@ -227,6 +227,23 @@ def default_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
 
 
+def _context_from_files(
+    cafile: str | None, certfile: str | None, keyfile: str | None, verify: bool
+) -> ssl.SSLContext:
+    if keyfile is not None and certfile is None:
+        raise ValueError("ssl_options keyfile needs a certfile")
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+        if certfile is not None:
+            context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"ssl_options could not be applied: {exc}") from exc
+    if not verify:
+        context.check_hostname = False  # must be cleared before verify_mode
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class SSLOptions:
     """How to wrap the connection in TLS.
 
@@ -239,9 +256,14 @@ class SSLOptions:
     :param keyfile: its private key (PEM), when not in ``certfile``.
     :param verify: whether the broker's certificate and name are checked.
 
+    Without a ``context``, one is built from the files: it trusts ``cafile`` (the
+    system CAs when ``None``) and presents ``certfile``/``keyfile``, so
+    ``SSLOptions(cafile=..., certfile=..., keyfile=...)`` serves both adapters.
     The file names are kept because Twisted's TLS (pyOpenSSL) cannot use a
     stdlib :class:`ssl.SSLContext`; the Twisted adapter builds its own options
     from them.
+
+    :raises ValueError: a file that cannot be read or used, naming the problem.
     """
 
     __slots__ = ("cafile", "certfile", "context", "keyfile", "server_hostname", "verify")
@@ -257,7 +279,7 @@ class SSLOptions:
         verify: bool = True,
     ) -> None:
         if context is None:
-            context = default_ssl_context()
+            context = _context_from_files(cafile, certfile, keyfile, verify)
         elif not isinstance(context, ssl.SSLContext):
             raise ValueError(f"ssl_options context must be an ssl.SSLContext, got {context!r}")
         if server_hostname is not None:

@@ -780,3 +780,18 @@ def test_pickle_round_trip() -> None:
     assert clone == p
     with pytest.raises(AttributeError):
         clone.host = "x"  # type: ignore[misc]
+
+
+def test_ssl_options_builds_its_context_from_the_files_when_none_is_given(tmp_path: Path) -> None:
+    default = SSLOptions()
+    assert default.context.verify_mode == ssl.CERT_REQUIRED and default.context.check_hostname
+    relaxed = SSLOptions(verify=False)
+    assert relaxed.context.verify_mode == ssl.CERT_NONE and not relaxed.context.check_hostname
+    with pytest.raises(ValueError, match="could not be applied"):
+        SSLOptions(cafile=str(tmp_path / "missing-ca.pem"))
+    with pytest.raises(ValueError, match="keyfile needs a certfile"):
+        SSLOptions(keyfile=str(tmp_path / "key.pem"))
+    not_a_cert = tmp_path / "client.pem"
+    not_a_cert.write_text("not a certificate")
+    with pytest.raises(ValueError, match="could not be applied"):
+        SSLOptions(certfile=str(not_a_cert))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,38 @@ def test_blocking_handlers_run_in_threads_and_every_message_is_acked(
             time.sleep(0.5)
     finally:
         consumer.interrupt()
+
+
+@pytest.mark.parametrize("adapter", ["twisted", "asyncio"])
+def test_tls_checks_the_broker_and_presents_a_client_certificate(
+    tmp_path: Path, adapter: str
+) -> None:
+    from .tls import TlsFront, make_pki
+
+    pki = make_pki(tmp_path)
+    front = TlsFront(pki, ("127.0.0.1", 5672))
+    program = EXAMPLES / "recipes" / f"tls_{adapter}.py"
+    common = ["--host", "localhost", "--port", str(front.port), "--cafile", str(pki["ca"])]
+    try:
+        lines = run(
+            program,
+            [*common, "--certfile", str(pki["client_cert"]), "--keyfile", str(pki["client_key"])],
+            "",
+        )
+        assert lines == [f"sent over TLS to localhost:{front.port}"]
+        assert front.client_subjects == ["txamqp091-recipe-client"]
+        # Without a client certificate the front refuses the handshake...
+        refused = Program(program, common, "")
+        assert refused.finish(60) != 0
+        # ...and a certificate for another name than the one we dial is refused by us.
+        wrong_name = Program(program, [*common[:1], "127.0.0.1", *common[2:]], "")
+        assert wrong_name.finish(60) != 0
+        output = "\n".join(wrong_name.lines)
+        assert any(word in output.lower() for word in ("certificate", "mismatch")), output
+    finally:
+        front.close()
+
+
+def test_heartbeat_is_negotiated_and_a_publish_confirmed(vhost_url: str) -> None:
+    lines = run(EXAMPLES / "recipes" / "heartbeats_blocked.py", [], vhost_url)
+    assert lines == ["heartbeat: 10 s", "published and confirmed (blocked now: False)"]

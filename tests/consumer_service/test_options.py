@@ -177,6 +177,21 @@ def test_config_file_mistakes_are_named(tmp_path: Path, text: str, message: str)
         (["--queue", "q", "--handler", "examples.demo_handler:nope"], "has no 'nope'"),
         (["--queue", "q", "--handler", "no_such_module_xyz:f"], "cannot import"),
         ([*HANDLER, "--no-such-flag"], "no-such-flag"),
+        (
+            ["--queue", "q", "--handler", "txamqp091.handlers:http_forward"],
+            "txamqp091.handlers:http_forward: --forward-url is required",
+        ),
+        (
+            [
+                "--queue",
+                "q",
+                "--handler",
+                "txamqp091.handlers:http_forward",
+                "--forward-url",
+                "ftp://x/",
+            ],
+            "--forward-url must be an http",
+        ),
     ],
 )
 def test_bad_command_lines_name_the_option(argv: list[str], message: str) -> None:

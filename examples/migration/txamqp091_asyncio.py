@@ -29,7 +29,9 @@ async def main() -> None:
     consumer = await channel.basic_consume(declared.queue, auto_ack=False)
     received = 0
     async for message in consumer:
-        print(f"got {message.body.decode()} (header x-n={message.properties.headers['x-n']})")
+        print(
+            f"got {message.body.decode()} (header x-n={(message.properties.headers or {})['x-n']})"
+        )
         message.ack()
         received += 1
         if received == 3:

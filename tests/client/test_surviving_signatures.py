@@ -31,3 +31,20 @@ def test_same_parameters_and_defaults(name: str) -> None:
         return [(p.name, p.kind, p.default) for p in sig.parameters.values()]
 
     assert shape(surviving) == shape(plain)
+
+
+def test_every_public_operation_is_in_the_typed_protocol() -> None:
+    """What client/api.py's ChannelAPI lists is what tools/typedapi.py types for users:
+    a new ChannelLogic method must be added there too (or named here, with why)."""
+    from txamqp091.client import api
+
+    # add_on_close_callback's callback takes the concrete channel; is_closed is
+    # ChannelLogic's own (the surviving channel never is, until closed for good).
+    untyped = {"add_on_close_callback", "is_closed"}
+    public = {
+        name
+        for name, value in vars(ChannelLogic).items()
+        if not name.startswith("_") and (inspect.isfunction(value) or isinstance(value, property))
+    }
+    listed = {name for name in vars(api.ChannelAPI) if not name.startswith("_")}
+    assert public - untyped == listed

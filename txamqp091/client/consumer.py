@@ -6,7 +6,7 @@ import itertools
 import os
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..exceptions import ConsumerCancelled
 from ..message import Message
@@ -24,6 +24,8 @@ class ConsumerOwner(Protocol[W]):
 
 
 __all__ = ["ConsumerLogic", "new_consumer_tag", "threaded_callback"]
+
+_Self = TypeVar("_Self", bound="ConsumerLogic[Any]")
 
 _tag_counter = itertools.count(1)
 _TAG_PREFIX = f"ctag.txamqp091.{os.getpid()}."
@@ -134,7 +136,7 @@ class ConsumerLogic(Generic[W]):
             runtime.add_done(waiter, cancelled)
         return waiter
 
-    def __aiter__(self) -> ConsumerLogic[W]:
+    def __aiter__(self: _Self) -> _Self:
         return self
 
     def __anext__(self) -> W:

@@ -9,34 +9,35 @@ from ..client.channel import ChannelLogic
 from ..client.connection import ConnectionLogic
 from ..client.consumer import ConsumerLogic
 from ..client.recovery import SurvivingChannel, SurvivingConsumer
+from ._typed import TypedChannel, TypedConnection, TypedConsumer
 
 __all__ = ["Channel", "Connection", "Consumer", "RecoveringChannel", "RecoveringConsumer"]
 
 
-class Consumer(ConsumerLogic[asyncio.Future[Any]]):
+class Consumer(TypedConsumer, ConsumerLogic[asyncio.Future[Any]]):
     """A subscription: ``await consumer.get(timeout=None)`` gives a Message (or None after
     ``timeout``); ``async for message in consumer`` iterates until it is cancelled;
     ``await consumer.cancel()`` gives the number of buffered messages handed back."""
 
 
-class RecoveringConsumer(SurvivingConsumer[asyncio.Future[Any]]):
+class RecoveringConsumer(TypedConsumer, SurvivingConsumer[asyncio.Future[Any]]):
     """A consumer of a surviving channel: the same object before and after reconnects."""
 
 
-class Channel(ChannelLogic[asyncio.Future[Any]]):
+class Channel(TypedChannel[Consumer], ChannelLogic[asyncio.Future[Any]]):
     """An AMQP channel; see :class:`~txamqp091.client.channel.ChannelLogic` for the methods."""
 
     consumer_class = Consumer
 
 
-class RecoveringChannel(SurvivingChannel[asyncio.Future[Any]]):
+class RecoveringChannel(TypedChannel[RecoveringConsumer], SurvivingChannel[asyncio.Future[Any]]):
     """A channel that survives reconnects (``AMQPClient.channel()``); every operation
     returns an awaitable."""
 
     consumer_class = RecoveringConsumer
 
 
-class Connection(ConnectionLogic[asyncio.Future[Any]]):
+class Connection(TypedConnection[Channel], ConnectionLogic[asyncio.Future[Any]]):
     """An open AMQP connection; ``await conn.channel()`` gives a :class:`Channel`."""
 
     channel_class = Channel

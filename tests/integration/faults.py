@@ -39,6 +39,7 @@ import os
 import secrets
 import selectors
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -58,6 +59,7 @@ __all__ = [
     "TcpProxy",
     "close_named_connections",
     "free_port",
+    "new_node",
     "private_broker",
     "private_node",
     "rabbitmqctl",
@@ -641,6 +643,129 @@ class BrokerNode:
         except OSError:
             return "(no log)"
 
+    # -- the node's life: prepare once, then boot / kill / boot again -------------------------
+
+    def prepare(self, config: str = "") -> None:
+        """Write the node's own config and env files into :attr:`base` (owned by ``rabbitmq``).
+
+        ``config`` is appended to ``rabbitmq.conf`` (which already sets the listener).
+        """
+        base = self.base
+        (base / "mnesia").mkdir(exist_ok=True)
+        (base / "log").mkdir(exist_ok=True)
+        (base / "enabled_plugins").write_text("[].\n")
+        # Our own config and env files: the system ones name the shared node and its port.
+        (base / "rabbitmq.conf").write_text(
+            f"listeners.tcp.local = 127.0.0.1:{self.port}\n{config}"
+        )
+        (base / "rabbitmq-env.conf").write_text(
+            "ERL_EPMD_ADDRESS=127.0.0.1\n"
+            'export ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"\n'
+        )
+        _chown_rabbitmq(base)
+
+    def environment(self) -> dict[str, str]:
+        base = self.base
+        return dict(
+            os.environ,
+            RABBITMQ_NODENAME=self.name,
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(self.port),
+            RABBITMQ_DIST_PORT=str(self.dist_port),
+            RABBITMQ_MNESIA_BASE=str(base / "mnesia"),
+            RABBITMQ_LOG_BASE=str(base / "log"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "enabled_plugins"),
+            RABBITMQ_CONFIG_FILE=str(base / "rabbitmq.conf"),
+            RABBITMQ_CONF_ENV_FILE=str(base / "rabbitmq-env.conf"),
+            RABBITMQ_PID_FILE=str(self.pid_file),
+        )
+
+    def launch(self, timeout: float = 60.0) -> None:
+        """``rabbitmq-server -detached``: returns once the VM is started, not yet booted."""
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_file.unlink()  # a killed VM leaves its pid file behind
+        subprocess.run(
+            ["rabbitmq-server", "-detached"],
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+
+    def wait_booted(self, timeout: float = 60.0) -> None:
+        """Wait until the launched node runs the RabbitMQ application."""
+        result = rabbitmqctl(
+            "wait",
+            str(self.pid_file),
+            "--timeout",
+            str(int(max(1.0, timeout))),
+            node=self.name,
+            timeout=timeout + 15,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"node {self.name} did not start: {result.stdout}{result.stderr}\n{self.log_tail()}"
+            )
+
+    def boot(self, timeout: float = 60.0) -> None:
+        """Launch the node and wait until it runs (a killed node comes back this way)."""
+        deadline = time.monotonic() + timeout
+        self.launch(timeout)
+        self.wait_booted(deadline - time.monotonic())
+
+    def os_pid(self) -> int | None:
+        """The operating-system pid of the node's Erlang VM, or None when it is not running."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        # A zombie (state Z, after the command name) is dead: a container's init may
+        # never reap the detached VM.
+        if stat[stat.rindex(")") + 2 :].startswith("Z"):
+            return None
+        return pid
+
+    def kill(self) -> float:
+        """SIGKILL the node's Erlang VM: no goodbye to clients or to the rest of a cluster.
+
+        Returns the monotonic time the signal was sent, once the VM is gone."""
+        pid = self.os_pid()
+        if pid is None:
+            raise RuntimeError(f"node {self.name} is not running")
+        killed_at = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self.os_pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return killed_at
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the node's VM (0 when it is not running)."""
+        pid = self.os_pid()
+        if pid is None:
+            return 0
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return 0
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        """Stop the node for good (``rabbitmqctl stop``); kill it when that does not work."""
+        rabbitmqctl("stop", str(self.pid_file), node=self.name, timeout=90, check=False)
+        if self.os_pid() is not None:
+            with contextlib.suppress(RuntimeError, OSError):
+                self.kill()
+
 
 def _chown_rabbitmq(path: Path) -> None:
     for root, dirs, files in os.walk(path):
@@ -650,6 +775,18 @@ def _chown_rabbitmq(path: Path) -> None:
             shutil.chown(os.path.join(root, item), "rabbitmq", "rabbitmq")
 
 
+def new_node(prefix: str = "txamqp091-test", base: Path | None = None) -> BrokerNode:
+    """A node description on free ports, with its files in ``base`` (a new temporary
+    directory by default); nothing is started."""
+    if shutil.which("rabbitmq-server") is None or shutil.which("rabbitmqctl") is None:
+        raise RuntimeError("rabbitmq-server is not installed")
+    if base is None:
+        base = Path(tempfile.mkdtemp(prefix="txamqp091-node-"))
+    base.mkdir(parents=True, exist_ok=True)
+    name = f"{prefix}-{secrets.token_hex(4)}@localhost"
+    return BrokerNode(name, free_port(), free_port(), base)
+
+
 @contextlib.contextmanager
 def private_node(start_timeout: float = 60.0) -> Iterator[BrokerNode]:
     """Start a RabbitMQ node on free ports with its data in a temporary directory;
@@ -657,66 +794,20 @@ def private_node(start_timeout: float = 60.0) -> Iterator[BrokerNode]:
 
     :raises RuntimeError: the node did not start within ``start_timeout`` seconds.
     """
-    if shutil.which("rabbitmq-server") is None or shutil.which("rabbitmqctl") is None:
-        raise RuntimeError("rabbitmq-server is not installed")
-    base = Path(tempfile.mkdtemp(prefix="txamqp091-node-"))
-    name = f"txamqp091-test-{secrets.token_hex(4)}@localhost"
-    node = BrokerNode(name, free_port(), free_port(), base)
+    node = new_node()
     started = False
     try:
-        (base / "mnesia").mkdir()
-        (base / "log").mkdir()
-        (base / "enabled_plugins").write_text("[].\n")
-        # Our own config and env files: the system ones name the shared node and its port.
-        (base / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{node.port}\n")
-        (base / "rabbitmq-env.conf").write_text(
-            "ERL_EPMD_ADDRESS=127.0.0.1\n"
-            'export ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"\n'
-        )
-        _chown_rabbitmq(base)
-        env = dict(
-            os.environ,
-            RABBITMQ_NODENAME=name,
-            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
-            RABBITMQ_NODE_PORT=str(node.port),
-            RABBITMQ_DIST_PORT=str(node.dist_port),
-            RABBITMQ_MNESIA_BASE=str(base / "mnesia"),
-            RABBITMQ_LOG_BASE=str(base / "log"),
-            RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "enabled_plugins"),
-            RABBITMQ_CONFIG_FILE=str(base / "rabbitmq.conf"),
-            RABBITMQ_CONF_ENV_FILE=str(base / "rabbitmq-env.conf"),
-            RABBITMQ_PID_FILE=str(node.pid_file),
-        )
+        node.prepare()
         deadline = time.monotonic() + start_timeout
-        subprocess.run(
-            ["rabbitmq-server", "-detached"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=start_timeout,
-            check=True,
-        )
+        node.launch(start_timeout)
         started = True
-        remaining = max(1.0, deadline - time.monotonic())
-        result = rabbitmqctl(
-            "wait",
-            str(node.pid_file),
-            "--timeout",
-            str(int(remaining)),
-            node=name,
-            timeout=remaining + 15,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"node {name} did not start: {result.stdout}{result.stderr}\n{node.log_tail()}"
-            )
+        node.wait_booted(deadline - time.monotonic())
         yield node
     finally:
         if started:
             with contextlib.suppress(Exception):
-                rabbitmqctl("stop", str(node.pid_file), node=name, timeout=90, check=False)
-        shutil.rmtree(base, ignore_errors=True)
+                node.stop()
+        shutil.rmtree(node.base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

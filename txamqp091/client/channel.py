@@ -30,6 +30,7 @@ from ..message import Message
 from .confirms import ConfirmTracker, PendingPublish
 from .consumer import ConsumerLogic, new_consumer_tag, threaded_callback
 from .runtime import Runtime, W
+from .streams import check_stream_consume
 
 __all__ = ["ChannelLogic", "ConnectionHooks"]
 
@@ -104,6 +105,8 @@ class ChannelLogic(Generic[W]):
         #: publishes then wait in ``_flow_held`` (arguments, waiter) until it resumes them.
         self._flow_active = True
         self._flow_held: deque[tuple[tuple[Any, ...], W]] = deque()
+        #: The last non-global ``basic_qos`` prefetch_count: a stream consumer needs one.
+        self._consumer_prefetch = 0
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"
@@ -272,6 +275,8 @@ class ChannelLogic(Generic[W]):
     def basic_qos(
         self, prefetch_size: int = 0, prefetch_count: int = 0, global_qos: bool = False
     ) -> W:
+        if not global_qos:
+            self._consumer_prefetch = prefetch_count
         return self._rpc(
             spec.BasicQos(
                 prefetch_size=prefetch_size, prefetch_count=prefetch_count, global_qos=global_qos
@@ -429,6 +434,9 @@ class ChannelLogic(Generic[W]):
                     ValueError("run_in_thread needs an on_message_callback")
                 )
             on_message_callback = threaded_callback(self._runtime, on_message_callback, auto_ack)
+        refused = check_stream_consume(arguments, auto_ack, self._consumer_prefetch)
+        if refused is not None:
+            return self._runtime.failed(refused)
         tag = consumer_tag or new_consumer_tag()
         if tag in self._consumers:
             return self._runtime.failed(DuplicateConsumerTag(tag))

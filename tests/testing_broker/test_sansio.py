@@ -148,15 +148,28 @@ def test_scripted_faults(fault: str) -> None:
     assert conn.fault == fault and broker.accepted == 1
     conn.receive_data(spec.PROTOCOL_HEADER)
     conn.receive_data(encode_method_frame(0, START_OK))
+    if fault in ("blocked", "booting"):  # faults of Connection.Open
+        tune_ok = spec.ConnectionTuneOk(channel_max=0, frame_max=0, heartbeat=0)
+        conn.receive_data(encode_method_frame(0, tune_ok))
+        conn.receive_data(encode_method_frame(0, spec.ConnectionOpen(virtual_host="/")))
     written = conn.data_to_send()
+    sent = [method for _, method in methods_in(written)]
     if fault == "drop":
         assert conn.abort_requested and written == b""
     elif fault == "silent":
         assert written == b"" and not conn.close_requested and not conn.abort_requested
+    elif fault == "blocked":
+        assert [m.NAME for m in sent] == [
+            "connection.start",
+            "connection.tune",
+            "connection.blocked",
+        ]
+        assert not conn.is_open
     else:
-        (start, close) = [method for _, method in methods_in(written)]
-        assert isinstance(start, spec.ConnectionStart)
-        assert isinstance(close, spec.ConnectionClose) and close.reply_code == spec.ACCESS_REFUSED
+        codes = {"refuse-login": spec.ACCESS_REFUSED, "maintenance": 320, "booting": 530}
+        assert isinstance(sent[0], spec.ConnectionStart)
+        close = sent[-1]
+        assert isinstance(close, spec.ConnectionClose) and close.reply_code == codes[fault]
     # The script is used up: the next connection serves.
     assert handshake(broker).fault is None and broker.accepted == 2
 

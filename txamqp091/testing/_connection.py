@@ -34,7 +34,11 @@ _frame_header = struct.Struct(">BHI")
 #: Scripted faults a connection can be given instead of serving (see ``FakeBroker.faults``):
 #: ``drop`` closes the transport at once, ``silent`` reads and never answers, and
 #: ``refuse-login`` answers Connection.Start-Ok with Connection.Close 403 ACCESS_REFUSED.
-FAULTS = ("drop", "silent", "refuse-login")
+#: The failover ones, as a cluster node can behave: ``blocked`` answers Connection.Open with
+#: Connection.Blocked and then nothing (a node under a resource alarm), ``maintenance``
+#: answers it with Connection.Close 320 CONNECTION_FORCED (a node being drained), and
+#: ``booting`` answers Connection.Open with Connection.Close 530 (its vhost not up yet).
+FAULTS = ("drop", "silent", "refuse-login", "blocked", "maintenance", "booting")
 
 
 class Timer(Protocol):
@@ -380,6 +384,12 @@ class BrokerConnection:
                     f"{method.mechanism}. For details see the broker logfile.",
                 )
                 return
+            if self.fault == "maintenance":
+                self._connection_error(
+                    spec.CONNECTION_FORCED,
+                    "CONNECTION_FORCED - Node was put into maintenance mode",
+                )
+                return
             self.state = "tune-ok"
             self.write(self.frames.tune(self.channel_max, self.frame_max, self.broker.heartbeat))
         elif state == "tune-ok" and isinstance(method, spec.ConnectionTuneOk):
@@ -394,6 +404,15 @@ class BrokerConnection:
             self.heartbeat = method.heartbeat
             self.state = "opening"
         elif state == "opening" and isinstance(method, spec.ConnectionOpen):
+            if self.fault == "blocked":
+                self.write(self.frames.blocked("low on memory"))
+                self.state = "blocked"
+                return
+            if self.fault == "booting":
+                self._connection_error(
+                    spec.NOT_ALLOWED, f"NOT_ALLOWED - vhost {method.virtual_host} is down"
+                )
+                return
             if method.virtual_host not in self.broker.vhosts:
                 self._connection_error(
                     spec.NOT_ALLOWED, f"NOT_ALLOWED - vhost {method.virtual_host} not found"

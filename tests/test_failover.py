@@ -1,0 +1,306 @@
+"""Failover across cluster nodes, the same scenario on both adapters' long-running clients.
+
+Each node is a fake broker (:mod:`txamqp091.testing`): in memory on a ``task.Clock`` for
+Twisted's ``AMQPClientService``, served on a loopback port for the Tornado ``AMQPClient``
+(its timers on a manual clock). A node can refuse TCP (down), or play a scripted fault
+as a cluster node does: ``booting`` (530, its vhost not up yet), ``maintenance`` (320,
+being drained) or ``blocked`` (Connection.Blocked during the handshake, under an alarm).
+All are ordinary failed attempts: the client backs off, moves on to the next node, never
+gives up, and its surviving channel comes back on the node it lands on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.task import Clock
+from zope.interface import implementer
+
+from tests.manual_clock import ManualClock
+from txamqp091 import ConnectionParameters
+from txamqp091.exceptions import (
+    AMQPConnectionError,
+    ConnectionClosedByBroker,
+    ProbableAccessDeniedError,
+)
+from txamqp091.testing import FakeBroker
+from txamqp091.testing.asyncio import FakeServer, serve
+from txamqp091.testing.twisted import FakeBroker as TwistedFakeBroker
+from txamqp091.testing.twisted import FakeEndpoint
+from txamqp091.tornado import AMQPClient
+from txamqp091.tornado.connect import tcp_endpoint
+from txamqp091.tornado.protocol import AMQPProtocol
+from txamqp091.twisted import AMQPClientService
+from txamqp091.twisted import service as service_module
+
+pytestmark = pytest.mark.asyncio
+
+NODES = ("node0", "node1", "node2")
+STACK_TIMEOUT = 5.0
+RETRY = 1.0
+
+
+@implementer(IStreamClientEndpoint)
+class RefusingEndpoint:
+    """A node that is down: TCP refused."""
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[Any]:
+        return fail(ConnectionRefusedError("connection refused"))
+
+
+class Cluster:
+    """Three nodes, one client; ``tried`` names the node of every attempt, in order."""
+
+    brokers: dict[str, FakeBroker]
+    client: Any
+
+    def __init__(self) -> None:
+        self.tried: list[str] = []
+        self.failures: list[tuple[str, BaseException]] = []
+        self.down: set[str] = set()
+
+    def hook(self) -> None:
+        self.client.on_attempt_failed.append(
+            lambda params, error: self.failures.append((self.node_of(params), error))
+        )
+
+    def node_of(self, params: ConnectionParameters) -> str:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def advance(self, seconds: float) -> None:
+        raise NotImplementedError
+
+    async def until(self, predicate: Callable[[], bool], what: str) -> None:
+        raise NotImplementedError
+
+    @property
+    def connected_to(self) -> str | None:
+        conn = self.client.connection
+        return None if conn is None or not conn.is_open else self.node_of(conn.params)
+
+    async def channel(self) -> Any:
+        raise NotImplementedError
+
+    async def result(self, waitable: Any) -> Any:
+        raise NotImplementedError
+
+
+class TwistedCluster(Cluster):
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().__init__()
+        self.clock = Clock()
+        self.brokers = {name: TwistedFakeBroker(clock=self.clock) for name in NODES}
+        self.endpoints = {name: FakeEndpoint(b, self.clock) for name, b in self.brokers.items()}
+
+        def endpoint_for(reactor: Any, params: ConnectionParameters, tls: Any = None) -> Any:
+            self.tried.append(params.host)
+            if params.host in self.down:
+                return RefusingEndpoint()
+            return self.endpoints[params.host]
+
+        monkeypatch.setattr(service_module, "endpoint_for", endpoint_for)
+        self.client = AMQPClientService(
+            self.clock,
+            [f"amqp://guest:guest@{n}/?heartbeat=0&stack_timeout={STACK_TIMEOUT}" for n in NODES],
+            retry_policy=lambda attempt: RETRY,
+        )
+        self.hook()
+
+    def node_of(self, params: ConnectionParameters) -> str:
+        return params.host
+
+    def _run(self, until: float) -> None:
+        """Move the clock to ``until``, stopping at every call due on the way."""
+        for _ in range(10_000):
+            self.clock.advance(0)
+            due = [c.getTime() for c in self.clock.getDelayedCalls() if c.active()]
+            upcoming = [t for t in due if t <= until]
+            if not upcoming:
+                break
+            self.clock.advance(max(0.0, min(upcoming) - self.clock.seconds()))
+        self.clock.advance(max(0.0, until - self.clock.seconds()))
+        self.clock.advance(0)
+
+    async def start(self) -> None:
+        self.client.startService()
+        self._run(self.clock.seconds())
+
+    async def stop(self) -> None:
+        if self.client.running:
+            stopped = self.client.stopService()
+            self._run(self.clock.seconds() + 1)
+            assert stopped.called
+
+    async def advance(self, seconds: float) -> None:
+        self._run(self.clock.seconds() + seconds)
+
+    async def until(self, predicate: Callable[[], bool], what: str) -> None:
+        self._run(self.clock.seconds())
+        assert predicate(), what
+
+    async def channel(self) -> Any:
+        return await self.result(self.client.channel())
+
+    async def result(self, waitable: Any) -> Any:
+        d = Deferred.fromCoroutine(waitable) if asyncio.iscoroutine(waitable) else waitable
+        self._run(self.clock.seconds())
+        results: list[Any] = []
+        d.addBoth(results.append)
+        assert results, "no result yet"
+        if isinstance(results[0], BaseException) or hasattr(results[0], "raiseException"):
+            results[0].raiseException()
+        return results[0]
+
+
+class AsyncioCluster(Cluster):
+    servers: dict[str, FakeServer]
+
+    async def open(self) -> None:
+        self.clock = ManualClock()
+        self.servers = {}
+        for name in NODES:
+            self.servers[name] = await serve(FakeBroker())
+        self.brokers = {name: server.broker for name, server in self.servers.items()}
+        self.names = {server.port: name for name, server in self.servers.items()}
+
+        async def endpoint(params: ConnectionParameters, protocol: AMQPProtocol) -> None:
+            name = self.node_of(params)
+            self.tried.append(name)
+            if name in self.down:
+                raise ConnectionRefusedError("connection refused")
+            await tcp_endpoint(params, protocol)
+
+        self.client = AMQPClient(
+            [server.url(f"stack_timeout={STACK_TIMEOUT}") for server in self.servers.values()],
+            retry_policy=lambda attempt: RETRY,
+            clock=self.clock,
+            endpoint=endpoint,
+        )
+        self.hook()
+
+    def node_of(self, params: ConnectionParameters) -> str:
+        return self.names[params.port]
+
+    async def start(self) -> None:
+        await asyncio.wait_for(self.client.start(), 5)
+
+    async def stop(self) -> None:
+        await asyncio.wait_for(self.client.stop(), 5)
+        for server in self.servers.values():
+            await server.close()
+
+    async def settle(self) -> None:
+        for _ in range(3):
+            await asyncio.sleep(0.01)
+
+    async def advance(self, seconds: float) -> None:
+        await self.settle()
+        self.clock.advance(seconds)
+        await self.settle()
+
+    async def until(self, predicate: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 5
+        while not predicate():
+            assert time.monotonic() < deadline, what
+            await asyncio.sleep(0.005)
+
+    async def channel(self) -> Any:
+        return await self.result(self.client.channel())
+
+    async def result(self, waitable: Any) -> Any:
+        return await asyncio.wait_for(waitable, 5)
+
+
+@pytest_asyncio.fixture(params=["twisted", "asyncio"])
+async def cluster(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Cluster]:
+    made: Cluster
+    if request.param == "twisted":
+        made = TwistedCluster(monkeypatch)
+    else:
+        made = AsyncioCluster()
+        await made.open()
+    yield made
+    await made.stop()
+
+
+async def test_reconnects_rotate_through_the_nodes_and_node_trouble_is_an_ordinary_failure(
+    cluster: Cluster,
+) -> None:
+    await cluster.start()
+    await cluster.until(lambda: cluster.connected_to == "node0", "connected to node0")
+    ch = await cluster.channel()
+    await cluster.result(ch.queue_declare("orders"))
+    assert "orders" in cluster.brokers["node0"].queues
+
+    # node0 is stopped; node1 is still booting, node2 is being drained, and node0, back,
+    # is under a memory alarm and blocks us during the handshake.
+    cluster.brokers["node1"].script("booting")
+    cluster.brokers["node2"].script("maintenance")
+    cluster.brokers["node0"].script("blocked")
+    cluster.brokers["node0"].current.close()
+    await cluster.until(lambda: cluster.connected_to is None, "node0 gone")
+
+    await cluster.advance(RETRY)  # the first reconnect: another node than node0
+    await cluster.until(lambda: len(cluster.failures) == 1, "node1 refused (booting)")
+    await cluster.advance(RETRY)
+    await cluster.until(lambda: len(cluster.failures) == 2, "node2 refused (maintenance)")
+    await cluster.advance(RETRY)
+    await cluster.until(lambda: len(cluster.tried) == 4, "node0 tried again")
+    await cluster.advance(STACK_TIMEOUT - 0.01)
+    assert len(cluster.failures) == 2  # blocked: the handshake waits...
+    await cluster.advance(0.01)
+    await cluster.until(lambda: len(cluster.failures) == 3, "node0 timed out (blocked)")
+    await cluster.advance(RETRY)
+    await cluster.until(lambda: cluster.connected_to == "node1", "connected to node1")
+
+    assert cluster.tried == ["node0", "node1", "node2", "node0", "node1"]
+    assert [node for node, _ in cluster.failures] == ["node1", "node2", "node0"]
+    booting, drained, blocked = (error for _, error in cluster.failures)
+    assert isinstance(booting, ProbableAccessDeniedError) and booting.reply_code == 530
+    assert isinstance(drained, ConnectionClosedByBroker) and drained.reply_code == 320
+    assert type(blocked) is AMQPConnectionError and "stack_timeout" in str(blocked)
+    assert cluster.client.failure is None and cluster.client.connections == 2
+
+    # The surviving channel came back on node1: its queue is declared there.
+    await cluster.until(lambda: "orders" in cluster.brokers["node1"].queues, "topology replayed")
+    await cluster.result(ch.basic_publish("", "orders", b"after the failover"))
+    await cluster.until(
+        lambda: cluster.brokers["node1"].bodies("orders") == [b"after the failover"],
+        "published on node1",
+    )
+
+
+async def test_a_node_that_is_down_is_skipped_and_the_next_is_tried_after_one_backoff(
+    cluster: Cluster,
+) -> None:
+    cluster.down.add("node0")
+    await cluster.start()
+    assert cluster.tried == ["node0"] and cluster.connected_to is None
+    await cluster.advance(RETRY - 0.01)
+    assert cluster.tried == ["node0"]
+    await cluster.advance(0.01)
+    await cluster.until(lambda: cluster.connected_to == "node1", "connected to node1")
+    assert cluster.tried == ["node0", "node1"]
+    assert isinstance(cluster.failures[0][1], ConnectionRefusedError | AMQPConnectionError)
+
+    # node1 drops us: the reconnect goes to node2, not node1 again.
+    cluster.brokers["node1"].current.drop()
+    await cluster.until(lambda: cluster.connected_to is None, "node1 gone")
+    await cluster.advance(RETRY)
+    await cluster.until(lambda: cluster.connected_to == "node2", "connected to node2")
+    assert cluster.tried == ["node0", "node1", "node2"]

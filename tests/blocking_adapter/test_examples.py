@@ -26,6 +26,7 @@ import pytest
 
 from tests.blocking_adapter.support import AMQP_URL
 from tests.integration.faults import rabbitmqctl
+from txamqp091 import blocking
 
 pytestmark = pytest.mark.broker
 
@@ -131,7 +132,19 @@ def tutorial_runs(
             return Program(directory / name, args, url)
 
         outputs[implementation] = scenario(start)
+        forget_tutorial_names(url)
     return outputs
+
+
+def forget_tutorial_names(url: str) -> None:
+    """Delete what the tutorials declare, so the next run starts afresh (a worker
+    interrupted right after printing "Done" may not have acked: that task is requeued)."""
+    with blocking.BlockingConnection(url, timeout=10) as conn:
+        ch = conn.channel()
+        for name in ("hello", "task_queue", "rpc_queue"):
+            ch.queue_delete(name)
+        for name in ("logs", "direct_logs", "topic_logs"):
+            ch.exchange_delete(name)
 
 
 def check(outputs: dict[str, dict[str, list[str]]], expected: dict[str, list[str]]) -> None:

@@ -41,7 +41,7 @@ CORE_LEAVES = frozenset({f"{PACKAGE}.exceptions", f"{PACKAGE}.types"})
 #: Top-level modules client/ may import.
 CLIENT_MAY_IMPORT = frozenset(
     f"{PACKAGE}.{name}"
-    for name in ("params", "message", "types", "exceptions", "retry", "constants")
+    for name in ("params", "message", "types", "exceptions", "retry", "constants", "validation")
 )
 #: Top-level modules behind an optional extra, and the outside package each may import
 #: (only inside a function, so importing txamqp091 never needs it): the metrics extra.

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, Protocol
 
+from .. import validation as validate
 from ..core import spec
 from ..core.channel import Channel as CoreChannel
 from ..core.events import ChannelClosed as ChannelClosedEvent
@@ -177,6 +178,9 @@ class ChannelLogic(Generic[W]):
         internal: bool = False,
         arguments: dict[str, Any] | None = None,
     ) -> W:
+        validate.exchange_declare(
+            exchange, exchange_type, passive, durable, auto_delete, internal, arguments
+        )
         return self._rpc(
             spec.ExchangeDeclare(
                 exchange=exchange,
@@ -190,6 +194,7 @@ class ChannelLogic(Generic[W]):
         )
 
     def exchange_delete(self, exchange: str = "", if_unused: bool = False) -> W:
+        validate.exchange_delete(exchange, if_unused)
         return self._rpc(spec.ExchangeDelete(exchange=exchange, if_unused=if_unused))
 
     def exchange_bind(
@@ -199,6 +204,7 @@ class ChannelLogic(Generic[W]):
         routing_key: str = "",
         arguments: dict[str, Any] | None = None,
     ) -> W:
+        validate.exchange_bind(destination, source, routing_key, arguments)
         return self._rpc(
             spec.ExchangeBind(
                 destination=destination, source=source, routing_key=routing_key, arguments=arguments
@@ -212,6 +218,7 @@ class ChannelLogic(Generic[W]):
         routing_key: str = "",
         arguments: dict[str, Any] | None = None,
     ) -> W:
+        validate.exchange_unbind(destination, source, routing_key, arguments)
         return self._rpc(
             spec.ExchangeUnbind(
                 destination=destination, source=source, routing_key=routing_key, arguments=arguments
@@ -228,6 +235,7 @@ class ChannelLogic(Generic[W]):
         arguments: dict[str, Any] | None = None,
     ) -> W:
         """Fires with Queue.DeclareOk: ``.queue``, ``.message_count``, ``.consumer_count``."""
+        validate.queue_declare(queue, passive, durable, exclusive, auto_delete, arguments)
         return self._rpc(
             spec.QueueDeclare(
                 queue=queue,
@@ -247,6 +255,7 @@ class ChannelLogic(Generic[W]):
         arguments: dict[str, Any] | None = None,
     ) -> W:
         # pika: a missing routing key means the queue's name.
+        validate.queue_bind(queue, exchange, routing_key, arguments)
         key = queue if routing_key is None else routing_key
         return self._rpc(
             spec.QueueBind(queue=queue, exchange=exchange, routing_key=key, arguments=arguments)
@@ -259,6 +268,7 @@ class ChannelLogic(Generic[W]):
         routing_key: str | None = None,
         arguments: dict[str, Any] | None = None,
     ) -> W:
+        validate.queue_unbind(queue, exchange, routing_key, arguments)
         key = queue if routing_key is None else routing_key
         return self._rpc(
             spec.QueueUnbind(queue=queue, exchange=exchange, routing_key=key, arguments=arguments)
@@ -266,15 +276,18 @@ class ChannelLogic(Generic[W]):
 
     def queue_purge(self, queue: str) -> W:
         """Fires with Queue.PurgeOk: ``.message_count`` purged."""
+        validate.queue_purge(queue)
         return self._rpc(spec.QueuePurge(queue=queue))
 
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> W:
         """Fires with Queue.DeleteOk: ``.message_count`` deleted with it."""
+        validate.queue_delete(queue, if_unused, if_empty)
         return self._rpc(spec.QueueDelete(queue=queue, if_unused=if_unused, if_empty=if_empty))
 
     def basic_qos(
         self, prefetch_size: int = 0, prefetch_count: int = 0, global_qos: bool = False
     ) -> W:
+        validate.basic_qos(prefetch_size, prefetch_count, global_qos)
         if not global_qos:
             self._consumer_prefetch = prefetch_count
         return self._rpc(
@@ -284,6 +297,7 @@ class ChannelLogic(Generic[W]):
         )
 
     def basic_recover(self, requeue: bool = False) -> W:
+        validate.basic_recover(requeue)
         return self._rpc(spec.BasicRecover(requeue=requeue))
 
     def confirm_delivery(self) -> W:
@@ -302,6 +316,7 @@ class ChannelLogic(Generic[W]):
     def flow(self, active: bool) -> W:
         """Channel.Flow: ask the broker to pause (False) or resume deliveries; fires with the
         state the broker confirmed."""
+        validate.flow(active)
         return self._rpc(spec.ChannelFlow(active=active), lambda ok: ok.active)
 
     # -- publishing --------------------------------------------------------------------------
@@ -326,15 +341,9 @@ class ChannelLogic(Generic[W]):
         fails with ``NackError`` on a nack and ``UnroutableError`` when a
         mandatory message is returned.
         """
+        validate.basic_publish(exchange, routing_key, body, properties, mandatory)
         if type(body) is not bytes:
-            if isinstance(body, str):
-                body = body.encode("utf-8")
-            elif isinstance(body, (bytearray, memoryview)):
-                body = bytes(body)
-            else:
-                return self._runtime.failed(
-                    TypeError(f"body must be bytes or str, not {type(body).__name__}")
-                )
+            body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
         if self._close_error is not None or self._closing is not None:
             return self._runtime.failed(
                 ChannelWrongStateError(f"channel {self.channel_number} is closed")
@@ -428,6 +437,9 @@ class ChannelLogic(Generic[W]):
         message is nacked and requeued, both from the loop's thread. Acking by hand from
         a worker thread is safe too: ``message.ack()`` hops to the loop's thread itself.
         """
+        validate.basic_consume(
+            queue, on_message_callback, auto_ack, exclusive, consumer_tag, arguments, run_in_thread
+        )
         if run_in_thread:
             if on_message_callback is None:
                 return self._runtime.failed(
@@ -464,6 +476,7 @@ class ChannelLogic(Generic[W]):
 
     def basic_cancel(self, consumer_tag: str = "") -> W:
         """Basic.Cancel; fires with the number of buffered messages handed back."""
+        validate.basic_cancel(consumer_tag)
         consumer = self._consumers.get(consumer_tag)
         if consumer is None:
             return self._runtime.succeeded(0)
@@ -506,6 +519,7 @@ class ChannelLogic(Generic[W]):
 
     def basic_get(self, queue: str, auto_ack: bool = False) -> W:
         """Basic.Get; fires with a :class:`~txamqp091.Message`, or None when the queue is empty."""
+        validate.basic_get(queue, auto_ack)
         return self._rpc(spec.BasicGet(queue=queue, no_ack=auto_ack), _none)
 
     # -- acknowledgements ------------------------------------------------------------------------
@@ -515,16 +529,19 @@ class ChannelLogic(Generic[W]):
     # core from two threads (pika's "ack from another thread" trap).
 
     def basic_ack(self, delivery_tag: int = 0, multiple: bool = False) -> None:
+        validate.basic_ack(delivery_tag, multiple)
         self._send_settlement(spec.BasicAck(delivery_tag=delivery_tag, multiple=multiple))
 
     def basic_nack(
         self, delivery_tag: int = 0, multiple: bool = False, requeue: bool = True
     ) -> None:
+        validate.basic_nack(delivery_tag, multiple, requeue)
         self._send_settlement(
             spec.BasicNack(delivery_tag=delivery_tag, multiple=multiple, requeue=requeue)
         )
 
     def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
+        validate.basic_reject(delivery_tag, requeue)
         self._send_settlement(spec.BasicReject(delivery_tag=delivery_tag, requeue=requeue))
 
     def _send_settlement(self, method: spec.Method, core: CoreChannel | None = None) -> None:
@@ -575,22 +592,26 @@ class ChannelLogic(Generic[W]):
 
     def add_on_return_callback(self, callback: Callable[[Message], Any]) -> None:
         """``callback(message)`` for each message the broker returns (``message.reply_code``...)."""
+        validate.callback("callback", callback)
         self._on_return.append(callback)
 
     def add_on_cancel_callback(self, callback: Callable[[str], Any]) -> None:
         """``callback(consumer_tag)`` when the broker cancels a consumer."""
+        validate.callback("callback", callback)
         self._on_cancel.append(callback)
 
     def add_on_close_callback(
         self, callback: Callable[[ChannelLogic[W], BaseException], Any]
     ) -> None:
         """``callback(channel, reason)`` once the channel has ended."""
+        validate.callback("callback", callback)
         self._on_close.append(callback)
 
     # -- closing -------------------------------------------------------------------------------------
 
     def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> W:
         """Channel.Close; fires once the broker confirmed it."""
+        validate.close(reply_code, reply_text)
         if self._close_error is not None:
             return self._runtime.succeeded(None)
         if self._closing is not None:

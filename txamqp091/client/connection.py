@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic
 
+from .. import validation as validate
 from ..core import events as ev
 from ..core.connection import Connection as CoreConnection
 from ..core.spec import BasicProperties, ConnectionUpdateSecretOk
@@ -180,6 +181,7 @@ class ConnectionLogic(Generic[W]):
 
     def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> W:
         """Connection.Close; fires (like :attr:`closed`) once the connection has ended."""
+        validate.close(reply_code, reply_text)
         if self._ended:
             return self._runtime.succeeded(self._close_error)
         closed = self.closed
@@ -201,6 +203,7 @@ class ConnectionLogic(Generic[W]):
 
     def update_secret(self, new_secret: bytes | str, reason: str) -> W:
         """Connection.Update-Secret (e.g. a refreshed OAuth 2 token)."""
+        validate.update_secret(new_secret, reason)
         secret = new_secret.encode() if isinstance(new_secret, str) else new_secret
         try:
             self._core.update_secret(secret, reason)

@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
+from .. import validation as validate
 from ..exceptions import ConsumerCancelled
 from ..message import Message
 from .runtime import Runtime, TimerHandle, W
@@ -112,6 +113,7 @@ class ConsumerLogic(Generic[W]):
         After the consumer ended, buffered messages are still handed out; then
         it fails with the reason it ended (``ConsumerCancelled``, ``ChannelClosed``...).
         """
+        validate.consumer_get(timeout)
         runtime = self._runtime
         if self._buffer:
             self._channel._buffered_changed(-1)

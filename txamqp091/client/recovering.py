@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic
 
+from .. import validation as validate
 from ..core.spec import BasicProperties
 from ..core.states import ChannelState
 from ..exceptions import (
@@ -364,6 +365,9 @@ class SurvivingChannel(Generic[W]):
         internal: bool = False,
         arguments: dict[str, Any] | None = None,
     ) -> W:
+        validate.exchange_declare(
+            exchange, exchange_type, passive, durable, auto_delete, internal, arguments
+        )
         subjects = frozenset((exchange,))
         if passive:
             return self._run(
@@ -378,6 +382,7 @@ class SurvivingChannel(Generic[W]):
         return self._declare(record, subjects)
 
     def exchange_delete(self, exchange: str = "", if_unused: bool = False) -> W:
+        validate.exchange_delete(exchange, if_unused)
         self._topology.remove_exchange(exchange)
         return self._run(
             lambda inner: inner.exchange_delete(exchange, if_unused), frozenset((exchange,))
@@ -390,6 +395,7 @@ class SurvivingChannel(Generic[W]):
         routing_key: str = "",
         arguments: dict[str, Any] | None = None,
     ) -> W:
+        validate.exchange_bind(destination, source, routing_key, arguments)
         record = ExchangeBinding(destination, source, routing_key, arguments)
         return self._declare(record, frozenset((destination, source)))
 
@@ -400,6 +406,7 @@ class SurvivingChannel(Generic[W]):
         routing_key: str = "",
         arguments: dict[str, Any] | None = None,
     ) -> W:
+        validate.exchange_unbind(destination, source, routing_key, arguments)
         self._topology.remove(ExchangeBinding(destination, source, routing_key, arguments))
         return self._run(
             lambda inner: inner.exchange_unbind(destination, source, routing_key, arguments),
@@ -415,6 +422,7 @@ class SurvivingChannel(Generic[W]):
         auto_delete: bool = False,
         arguments: dict[str, Any] | None = None,
     ) -> W:
+        validate.queue_declare(queue, passive, durable, exclusive, auto_delete, arguments)
         topology = self._topology
         if passive:
             return self._run(
@@ -449,6 +457,7 @@ class SurvivingChannel(Generic[W]):
         routing_key: str | None = None,
         arguments: dict[str, Any] | None = None,
     ) -> W:
+        validate.queue_bind(queue, exchange, routing_key, arguments)
         record = QueueBinding(queue, exchange, routing_key, arguments)
         return self._declare(record, self._queue_names(queue) | {exchange})
 
@@ -459,6 +468,7 @@ class SurvivingChannel(Generic[W]):
         routing_key: str | None = None,
         arguments: dict[str, Any] | None = None,
     ) -> W:
+        validate.queue_unbind(queue, exchange, routing_key, arguments)
         self._topology.remove(QueueBinding(queue, exchange, routing_key, arguments))
         name = self._topology.name(queue)
         rk = name if routing_key is None else routing_key
@@ -468,11 +478,13 @@ class SurvivingChannel(Generic[W]):
         )
 
     def queue_purge(self, queue: str) -> W:
+        validate.queue_purge(queue)
         return self._run(
             lambda inner: inner.queue_purge(self._topology.name(queue)), self._queue_names(queue)
         )
 
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> W:
+        validate.queue_delete(queue, if_unused, if_empty)
         self._topology.remove_queue(queue)
         name = self._topology.name(queue)
         return self._run(
@@ -482,6 +494,7 @@ class SurvivingChannel(Generic[W]):
     def basic_qos(
         self, prefetch_size: int = 0, prefetch_count: int = 0, global_qos: bool = False
     ) -> W:
+        validate.basic_qos(prefetch_size, prefetch_count, global_qos)
         return self._declare(Qos(prefetch_size, prefetch_count, global_qos))
 
     def confirm_delivery(self) -> W:
@@ -497,9 +510,11 @@ class SurvivingChannel(Generic[W]):
         return self._run(lambda inner: inner.tx_rollback())
 
     def basic_recover(self, requeue: bool = False) -> W:
+        validate.basic_recover(requeue)
         return self._run(lambda inner: inner.basic_recover(requeue))
 
     def flow(self, active: bool) -> W:
+        validate.flow(active)
         return self._run(lambda inner: inner.flow(active))
 
     @property
@@ -517,6 +532,7 @@ class SurvivingChannel(Generic[W]):
         """Publish; waits (up to ``publish_timeout``) while there is no connection. In
         confirm mode it fires only once a broker has acked the message, re-sending it on
         the next connection if the one it went out on died first."""
+        validate.basic_publish(exchange, routing_key, body, properties, mandatory)
         names = self._topology.names
 
         def publish(inner: ChannelLogic[W]) -> W:
@@ -529,6 +545,7 @@ class SurvivingChannel(Generic[W]):
         return self._run(publish, frozenset((exchange,)) if exchange else NOTHING)
 
     def basic_get(self, queue: str, auto_ack: bool = False) -> W:
+        validate.basic_get(queue, auto_ack)
         return self._run(
             lambda inner: inner.basic_get(self._topology.name(queue), auto_ack),
             self._queue_names(queue),
@@ -546,6 +563,9 @@ class SurvivingChannel(Generic[W]):
     ) -> W:
         """Basic.Consume; the consumer it fires with re-subscribes by itself after reconnects.
         ``run_in_thread`` as :meth:`.ChannelLogic.basic_consume`."""
+        validate.basic_consume(
+            queue, on_message_callback, auto_ack, exclusive, consumer_tag, arguments, run_in_thread
+        )
         if run_in_thread:
             if on_message_callback is None:
                 return self._runtime.failed(
@@ -579,6 +599,7 @@ class SurvivingChannel(Generic[W]):
         return result
 
     def basic_cancel(self, consumer_tag: str = "") -> W:
+        validate.basic_cancel(consumer_tag)
         consumer = self._consumers.get(consumer_tag)
         if consumer is None:
             return self._runtime.succeeded(0)
@@ -613,30 +634,37 @@ class SurvivingChannel(Generic[W]):
         return result
 
     def basic_ack(self, delivery_tag: int = 0, multiple: bool = False) -> None:
+        validate.basic_ack(delivery_tag, multiple)
         if self._inner is not None:
             self._inner.basic_ack(delivery_tag, multiple)
 
     def basic_nack(
         self, delivery_tag: int = 0, multiple: bool = False, requeue: bool = True
     ) -> None:
+        validate.basic_nack(delivery_tag, multiple, requeue)
         if self._inner is not None:
             self._inner.basic_nack(delivery_tag, multiple, requeue)
 
     def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
+        validate.basic_reject(delivery_tag, requeue)
         if self._inner is not None:
             self._inner.basic_reject(delivery_tag, requeue)
 
     def add_on_return_callback(self, callback: Callable[[Message], Any]) -> None:
+        validate.callback("callback", callback)
         self._on_return.append(callback)
 
     def add_on_cancel_callback(self, callback: Callable[[str], Any]) -> None:
+        validate.callback("callback", callback)
         self._on_cancel.append(callback)
 
     def add_on_close_callback(self, callback: Callable[..., Any]) -> None:
+        validate.callback("callback", callback)
         self._on_close.append(callback)
 
     def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> W:
         """Close for good: no more incarnations."""
+        validate.close(reply_code, reply_text)
         inner = self._inner
         self._end(_ClosedByUser(reply_code, reply_text))
         if inner is not None and inner.is_open:

@@ -122,3 +122,29 @@ def test_tls_checks_the_broker_and_presents_a_client_certificate(
 def test_heartbeat_is_negotiated_and_a_publish_confirmed(vhost_url: str) -> None:
     lines = run(EXAMPLES / "recipes" / "heartbeats_blocked.py", [], vhost_url)
     assert lines == ["heartbeat: 10 s", "published and confirmed (blocked now: False)"]
+
+
+@pytest.mark.broker
+def test_hooks_and_log_lines_tell_a_connection_loss_and_the_recovery() -> None:
+    from tests.integration.faults import TcpProxy
+
+    with TcpProxy() as proxy:
+        program = Program(EXAMPLES / "recipes" / "hooks_and_logging.py", [], proxy.url())
+        try:
+            program.expect(r"^INFO txamqp091\.tornado: .*connected to .* \(connection 1\)$")
+            program.expect(r"^hook: connected \(heartbeat \d+ s\)$")
+            program.expect(r"^hook: channel 1 open$")
+            program.expect(r"Ready")
+            proxy.reset()
+            program.expect(r"^WARNING txamqp091\.tornado: .*lost the connection to .*reconnecting")
+            program.expect(r"^hook: disconnected \(\w+\)$")
+            program.expect(r"^INFO txamqp091\.tornado: .*connected to .* \(connection 2\)$")
+            program.expect(r"^hook: connected")
+            program.expect(r"^hook: channel 1 recovered$")
+            assert program.finish(30) == 0, program.lines
+            assert program.lines[-2:] == [
+                f"INFO txamqp091.tornado: txamqp091: disconnected from 127.0.0.1:{proxy.port}",
+                "hook: disconnected (asked for)",
+            ]
+        finally:
+            program.interrupt()

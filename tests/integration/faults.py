@@ -20,9 +20,9 @@ it between a client and RabbitMQ and breaks the network on cue::
 a given number of bytes (a CLI call takes a second to start: too late for a
 fast publisher).
 
-:func:`private_node` (and the opt-in, module-scoped :func:`private_broker`
-fixture) starts a RabbitMQ node of the tests' own, on its own ports and data
-directory, for faults that must not touch the shared broker: ``stop_app()`` /
+:func:`private_node` (behind the opt-in, module-scoped ``private_broker`` fixture
+of ``tests/integration/recovery/conftest.py``) starts a RabbitMQ node of the tests'
+own, on its own ports and data directory, for faults that must not touch the shared broker: ``stop_app()`` /
 ``start_app()`` (a broker restart) and ``set_watermark(0)`` (a memory alarm).
 It needs root (or the ``rabbitmq`` user) and the Debian packaging; when the node
 cannot start within about a minute the tests using it are skipped.
@@ -51,8 +51,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 __all__ = [
     "BrokerKiller",
     "BrokerNode",
@@ -60,7 +58,6 @@ __all__ = [
     "close_named_connections",
     "free_port",
     "new_node",
-    "private_broker",
     "private_node",
     "rabbitmqctl",
 ]
@@ -808,17 +805,3 @@ def private_node(start_timeout: float = 60.0) -> Iterator[BrokerNode]:
             with contextlib.suppress(Exception):
                 node.stop()
         shutil.rmtree(node.base, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def private_broker() -> Iterator[BrokerNode]:
-    """A private RabbitMQ node for the module's tests (opt-in: request it by name).
-
-    Skips the test when the node cannot start within about a minute.
-    """
-    with contextlib.ExitStack() as stack:
-        try:
-            node = stack.enter_context(private_node())
-        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-            pytest.skip(f"cannot start a private RabbitMQ node: {exc}")
-        yield node

@@ -22,8 +22,9 @@ fast publisher).
 
 :func:`private_node` (behind the opt-in, module-scoped ``private_broker`` fixture
 of ``tests/integration/recovery/conftest.py``) starts a RabbitMQ node of the tests'
-own, on its own ports and data directory, for faults that must not touch the shared broker: ``stop_app()`` /
-``start_app()`` (a broker restart) and ``set_watermark(0)`` (a memory alarm).
+own, on its own ports and data directory, for faults that must not touch the shared
+broker: ``stop_app()`` / ``start_app()`` (a broker restart) and ``set_watermark(0)``
+(a memory alarm).
 It needs root (or the ``rabbitmq`` user) and the Debian packaging; when the node
 cannot start within about a minute the tests using it are skipped.
 

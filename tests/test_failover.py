@@ -28,6 +28,7 @@ from txamqp091 import ConnectionParameters
 from txamqp091.exceptions import (
     AMQPConnectionError,
     ConnectionClosedByBroker,
+    ConnectionWrongStateError,
     ProbableAccessDeniedError,
 )
 from txamqp091.testing import FakeBroker
@@ -80,6 +81,9 @@ class Cluster:
     async def stop(self) -> None:
         raise NotImplementedError
 
+    async def stop_client(self) -> None:
+        raise NotImplementedError
+
     async def advance(self, seconds: float) -> None:
         raise NotImplementedError
 
@@ -96,6 +100,14 @@ class Cluster:
 
     async def result(self, waitable: Any) -> Any:
         raise NotImplementedError
+
+    async def error_of(self, waitable: Any) -> BaseException:
+        """The error ``waitable`` failed with (it must have failed, or fail now)."""
+        try:
+            value = await self.result(waitable)
+        except Exception as exc:
+            return exc
+        raise AssertionError(f"succeeded with {value!r}")
 
 
 class TwistedCluster(Cluster):
@@ -139,6 +151,9 @@ class TwistedCluster(Cluster):
         self._run(self.clock.seconds())
 
     async def stop(self) -> None:
+        await self.stop_client()
+
+    async def stop_client(self) -> None:
         if self.client.running:
             stopped = self.client.stopService()
             self._run(self.clock.seconds() + 1)
@@ -198,9 +213,12 @@ class AsyncioCluster(Cluster):
         await asyncio.wait_for(self.client.start(), 5)
 
     async def stop(self) -> None:
-        await asyncio.wait_for(self.client.stop(), 5)
+        await self.stop_client()
         for server in self.servers.values():
             await server.close()
+
+    async def stop_client(self) -> None:
+        await asyncio.wait_for(self.client.stop(), 5)
 
     async def settle(self) -> None:
         for _ in range(3):
@@ -304,3 +322,35 @@ async def test_a_node_that_is_down_is_skipped_and_the_next_is_tried_after_one_ba
     await cluster.advance(RETRY)
     await cluster.until(lambda: cluster.connected_to == "node2", "connected to node2")
     assert cluster.tried == ["node0", "node1", "node2"]
+
+
+async def test_after_stop_operations_fail_at_once_and_a_new_start_brings_the_channel_back(
+    cluster: Cluster,
+) -> None:
+    await cluster.start()
+    await cluster.until(lambda: cluster.connected_to == "node0", "connected to node0")
+    ch = await cluster.channel()
+    await cluster.result(ch.queue_declare("orders"))
+    cluster.down.update(NODES)
+    cluster.brokers["node0"].current.drop()
+    await cluster.until(lambda: cluster.connected_to is None, "node0 gone")
+    parked = ch.basic_publish("", "orders", b"parked during the outage")
+
+    await cluster.stop_client()
+    # What waited for a connection fails at once, not at publish_timeout (30 s).
+    error = await cluster.error_of(parked)
+    assert isinstance(error, ConnectionWrongStateError) and "stopped" in str(error)
+    error = await cluster.error_of(ch.queue_declare("later"))
+    assert isinstance(error, ConnectionWrongStateError) and "stopped" in str(error)
+
+    # Started again: the same channel comes back, with its topology.
+    cluster.down.clear()
+    await cluster.start()
+    await cluster.until(lambda: cluster.connected_to is not None, "connected again")
+    node = cluster.connected_to
+    assert node is not None
+    await cluster.result(ch.basic_publish("", "orders", b"after the restart"))
+    await cluster.until(
+        lambda: cluster.brokers[node].bodies("orders") == [b"after the restart"],
+        "published after the restart",
+    )

@@ -167,6 +167,10 @@ class Session:
         self.stopping = True
         self.events.append(("stop", error))
 
+    def halt(self, error: BaseException) -> None:
+        self.stopping = True
+        self.events.append(("halt", error))
+
 
 class Rig:
     def __init__(self, adapter: Adapter, hosts: list[str], policy: dict[int, float]) -> None:

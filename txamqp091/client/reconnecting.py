@@ -37,6 +37,8 @@ class Session(Protocol):
 
     def stop(self, error: BaseException) -> None: ...
 
+    def halt(self, error: BaseException) -> None: ...
+
 
 class ReconnectingClient(Generic[W]):
     """Stays connected to one of ``nodes``; see the module docstring.
@@ -125,9 +127,10 @@ class ReconnectingClient(Generic[W]):
         runtime = self.runtime
         was_running, self.running = self.running, False
         self.stopped = True
-        self.session.stopping = True
+        stopped = ConnectionWrongStateError("the client was stopped")
+        self.session.halt(stopped)
         self._cancel_pending()
-        self._fail_waiters(self.failure or ConnectionWrongStateError("the client was stopped"))
+        self._fail_waiters(self.failure or stopped)
         conn = self.connection
         if not was_running or conn is None or conn.is_closed:
             return runtime.succeeded(None)

@@ -42,6 +42,7 @@ from ..exceptions import (
     ChannelClosedByBroker,
     ChannelWrongStateError,
     ConnectionBlockedTimeout,
+    ConnectionWrongStateError,
     ConsumerCancelled,
     DuplicateConsumerTag,
 )
@@ -69,6 +70,9 @@ if TYPE_CHECKING:
     from .session import RecoverySession
 
 __all__ = ["SurvivingChannel"]
+
+#: Why an operation fails at once while the client is stopped (it may be started again).
+_STOPPED = "the client is stopped: start it again to use this channel"
 
 
 def _usable(inner: ChannelLogic[Any]) -> bool:
@@ -148,10 +152,13 @@ class SurvivingChannel(Generic[W]):
             return runtime.failed(
                 ChannelWrongStateError(f"channel is closed: {self._closed_error}")
             )
+        inner = self._inner
+        live = inner is not None and _usable(inner)
+        if self._session.stopping and not live:
+            return runtime.failed(ConnectionWrongStateError(_STOPPED))
         waiter = runtime.create_waiter()
         seq = self._parked.next_seq()
-        inner = self._inner
-        if inner is not None and _usable(inner) and not self._parked and not self._replaying:
+        if inner is not None and live and not self._parked and not self._replaying:
             self._bridge(inner, operation, waiter, seq, subjects)
         else:
             self._parked.park(operation, waiter, seq, subjects)
@@ -314,6 +321,9 @@ class SurvivingChannel(Generic[W]):
 
     def _detach(self) -> None:
         self._inner = None
+
+    def _fail_waiting(self, error: BaseException) -> None:
+        self._parked.fail_all(error)
 
     def _end(self, error: BaseException) -> None:
         if self._closed_error is not None:

@@ -22,6 +22,8 @@ class SessionChannel(Protocol[W]):
 
     def _end(self, error: BaseException) -> None: ...
 
+    def _fail_waiting(self, error: BaseException) -> None: ...
+
 
 class RecoverySession(Generic[W]):
     """The surviving channels of one reconnecting client, and the current connection."""
@@ -53,6 +55,14 @@ class RecoverySession(Generic[W]):
         self.connection = None
         for channel in self.channels:
             channel._detach()
+
+    def halt(self, error: BaseException) -> None:
+        """The client was stopped, and may start again: what waits for a connection fails
+        now with ``error`` (not at ``publish_timeout``), and so does what is asked before
+        the next start; the channels stay, to come back on the next connection."""
+        self.stopping = True
+        for channel in self.channels:
+            channel._fail_waiting(error)
 
     def stop(self, error: BaseException) -> None:
         self.stopping = True

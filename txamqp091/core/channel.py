@@ -28,7 +28,8 @@ from collections import deque
 from typing import Any, Protocol
 
 from ..exceptions import ChannelClosedByBroker, ChannelClosedByClient, ChannelWrongStateError
-from . import spec
+from . import _accel, spec
+from .codec import MALFORMED as _MALFORMED
 from .codec import Buffer, DecodeError, decode_shortstr
 from .events import (
     ChannelClosed,
@@ -62,6 +63,8 @@ _frame_header = struct.Struct(">BHI").unpack_from
 _ack_frame = struct.Struct(">BHIHHQBB").pack
 _header_frame = struct.Struct(">BHIHHQ").unpack_from  # frame header + content header
 _decode_properties = spec.BasicProperties.decode
+#: The C accelerator's whole-delivery decoder, or None (pure Python; see _accel.py).
+_c_take_delivery = None if _accel.speedups is None else _accel.speedups.take_delivery
 _OPEN = ChannelState.OPEN
 _OPENING = ChannelState.OPENING
 _CONNECTION_OPEN = ConnectionState.OPEN
@@ -298,16 +301,24 @@ class Channel:
         """
         if self.state is not _OPEN or self._expect_header or self._body_remaining:
             return None
-        n = buf[start]
-        o = start + 1 + n
-        consumer_tag = buf[start + 1 : o].decode()
-        delivery_tag, bits, n = _unpack_deliver(buf, o)
-        o += 10
-        exchange = buf[o : o + n].decode()
-        o += n
-        n = buf[o]
-        o += 1 + n
-        routing_key = buf[o - n : o].decode()
+        if _c_take_delivery is not None:
+            taken: tuple[Event, int] | None = _c_take_delivery(
+                buf, start, end, self.channel_id, self._host.frame_max, self._host.delivery_class
+            )
+            return taken
+        try:
+            n = buf[start]
+            o = start + 1 + n
+            consumer_tag = buf[start + 1 : o].decode()
+            delivery_tag, bits, n = _unpack_deliver(buf, o)
+            o += 10
+            exchange = buf[o : o + n].decode()
+            o += n
+            n = buf[o]
+            o += 1 + n
+            routing_key = buf[o - n : o].decode()
+        except _MALFORMED:
+            return None  # handle_method reports it
         if o != end:
             return None
         limit = len(buf)

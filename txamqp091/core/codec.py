@@ -36,6 +36,7 @@ from ..types import (
     UInt16,
     UInt32,
 )
+from . import _accel
 
 __all__ = [
     "Buffer",
@@ -490,3 +491,10 @@ def _decode_table_generic(buf: Buffer, offset: int, depth: int = 0) -> tuple[Fie
     if offset != end:
         raise DecodeError("field table", end - offset)
     return table, offset
+
+
+#: The pure-Python field-table codecs: the reference, whatever the accelerator does.
+pure_decode_table = decode_table
+pure_encode_table = encode_table
+# The optional C accelerator (see _accel.py) takes over both when it is built.
+decode_table, encode_table = _accel.install_table_codecs(decode_table, encode_table)

@@ -3215,3 +3215,10 @@ class BasicProperties:
         except _MALFORMED as exc:
             raise _DecodeError('basic properties', 0, f'{type(exc).__name__}: {exc}') from exc
         return self
+
+
+# The optional C accelerator (see _accel.py) takes over BasicProperties.encode and
+# .decode, with the same results; the pure-Python methods above stay the reference.
+from . import _accel  # noqa: E402
+
+_accel.install_properties(BasicProperties)

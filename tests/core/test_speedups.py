@@ -1,0 +1,344 @@
+"""The C accelerator (``txamqp091/core/_speedups.c``) against the pure-Python reference.
+
+Both implementations are reachable in one process: ``codec.pure_decode_table``,
+``codec.pure_encode_table`` and ``_accel.PURE_PROPERTIES_*`` are the Python code
+whatever is installed, and the parser's pure ``take_delivery`` is used when
+``channel._c_take_delivery`` is None. Every test feeds both the same input and
+wants the same value, or the same exception type and message.
+
+The rest of ``tests/core`` runs on whichever path is active; ``scripts/test``
+runs it once with the extension (``TXAMQP091_REQUIRE_EXTENSIONS=1``) and once
+without (``TXAMQP091_NO_EXTENSIONS=1``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from txamqp091 import types
+from txamqp091.core import _accel, codec, spec
+from txamqp091.core import channel as channel_module
+from txamqp091.core.events import Event
+from txamqp091.core.testing import ServerFrames, open_connection
+
+C = _accel.speedups
+requires_c = pytest.mark.skipif(C is None, reason="the C accelerator is not built or disabled")
+F = ServerFrames()
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def outcome(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
+    """A comparable result: the value with the types inside it, or the exception."""
+    try:
+        return "ok", typed(fn(*args))
+    except Exception as exc:
+        return "raised", (type(exc).__name__, str(exc))
+
+
+def typed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return ("dict", [(typed(k), typed(v)) for k, v in value.items()])
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [typed(v) for v in value])
+    if isinstance(value, spec.BasicProperties):
+        return ("props", [typed(getattr(value, f)) for f in value.FIELDS])
+    if isinstance(value, float) and value != value:
+        return (type(value).__name__, "nan")
+    return (type(value).__name__, repr(value))
+
+
+# -- strategies ----------------------------------------------------------------------
+
+text = st.text(max_size=20)
+keys = st.text(max_size=12)
+scalars = st.one_of(
+    text,
+    st.binary(max_size=20),
+    st.booleans(),
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.integers(min_value=-(2**70), max_value=2**70),  # some do not fit: ValueError
+    st.floats(allow_nan=False),
+    st.builds(types.Int8, st.integers(-128, 127)),
+    st.builds(types.UInt32, st.integers(0, 2**32 - 1)),
+    st.builds(types.Int64, st.integers(-(2**31), 2**31 - 1)),
+    st.builds(types.LongStr, st.binary(max_size=8)),
+    st.decimals(places=2, min_value=-1000, max_value=1000),
+    st.datetimes(min_value=datetime.datetime(1970, 1, 2), timezones=st.just(datetime.timezone.utc)),
+    st.text(max_size=3).map(lambda s: s + "\ud800"),  # cannot be UTF-8 encoded
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(keys, inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+tables = st.one_of(st.none(), st.dictionaries(keys, values, max_size=6))
+well_formed_tables = st.dictionaries(
+    keys,
+    st.recursive(
+        st.one_of(
+            text, st.booleans(), st.none(), st.integers(-(2**63), 2**63 - 1), st.binary(max_size=9)
+        ),
+        lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(keys, inner)),
+        max_leaves=10,
+    ),
+    max_size=6,
+)
+
+
+def props_strategy(table: st.SearchStrategy[Any]) -> st.SearchStrategy[spec.BasicProperties]:
+    short = st.one_of(st.none(), st.text(max_size=12), st.text(min_size=86, max_size=90))
+    octet = st.one_of(st.none(), st.integers(0, 255), st.integers(-2, 300), st.booleans())
+    return st.builds(
+        spec.BasicProperties,
+        content_type=short,
+        content_encoding=short,
+        headers=st.one_of(st.none(), table),
+        delivery_mode=octet,
+        priority=octet,
+        correlation_id=short,
+        reply_to=short,
+        expiration=short,
+        message_id=short,
+        timestamp=st.one_of(st.none(), st.integers(0, 2**64 - 1), st.integers(-5, 2**65)),
+        type=short,
+        user_id=short,
+        app_id=short,
+        cluster_id=short,
+    )
+
+
+def mutate(data: bytes, edits: list[tuple[int, int]], cut: int) -> bytes:
+    """``data`` with some bytes replaced and maybe truncated: mostly malformed input."""
+    raw = bytearray(data)
+    for at, byte in edits:
+        if raw:
+            raw[at % len(raw)] = byte
+    return bytes(raw[: len(raw) - cut if cut < len(raw) else len(raw)])
+
+
+edits = st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3)
+
+
+# -- field tables --------------------------------------------------------------------
+
+
+@requires_c
+@settings(max_examples=200)
+@given(tables)
+def test_encode_table_matches_python(table: Any) -> None:
+    assert outcome(codec.encode_table, table) == outcome(codec.pure_encode_table, table)
+
+
+@requires_c
+@settings(max_examples=300)
+@given(well_formed_tables, edits, st.integers(0, 3), st.binary(max_size=3))
+def test_decode_table_matches_python_on_good_and_bad_bytes(
+    table: Any, changes: list[tuple[int, int]], cut: int, prefix: bytes
+) -> None:
+    wire = codec.pure_encode_table(table)
+    for data in (wire, mutate(wire, changes, cut)):
+        buf = prefix + data + b"\xce"
+        for b in (buf, bytearray(buf)):
+            assert outcome(codec.decode_table, b, len(prefix)) == outcome(
+                codec.pure_decode_table, b, len(prefix)
+            )
+
+
+@requires_c
+@settings(max_examples=150)
+@given(tables)
+def test_decode_table_of_every_type_matches_python(table: Any) -> None:
+    try:
+        wire = codec.pure_encode_table(table)
+    except ValueError:
+        return
+    assert outcome(codec.decode_table, wire, 0) == outcome(codec.pure_decode_table, wire, 0)
+
+
+@requires_c
+@given(st.binary(max_size=40), st.integers(0, 4))
+def test_decode_table_on_random_bytes_matches_python(data: bytes, offset: int) -> None:
+    assert outcome(codec.decode_table, data, offset) == outcome(
+        codec.pure_decode_table, data, offset
+    )
+
+
+@requires_c
+def test_deep_nesting_falls_back_to_python() -> None:
+    table: dict[str, Any] = {"leaf": 1}
+    for level in range(100):
+        table = {"t": table} if level % 2 else {"a": [table]}
+    wire = codec.encode_table(table)
+    assert wire == codec.pure_encode_table(table)
+    assert codec.decode_table(wire, 0) == codec.pure_decode_table(wire, 0)
+
+
+# -- properties ----------------------------------------------------------------------
+
+
+def pure_decode(buf: Any, offset: int, end: int) -> spec.BasicProperties:
+    decoded: spec.BasicProperties = _accel.PURE_PROPERTIES_DECODE.__func__(
+        spec.BasicProperties, buf, offset, end
+    )
+    return decoded
+
+
+@requires_c
+@settings(max_examples=400)
+@given(props_strategy(tables))
+def test_properties_encode_matches_python(props: spec.BasicProperties) -> None:
+    assert outcome(props.encode) == outcome(_accel.PURE_PROPERTIES_ENCODE, props)
+
+
+@requires_c
+@settings(max_examples=400)
+@given(props_strategy(well_formed_tables), edits, st.integers(0, 3), st.binary(max_size=2))
+def test_properties_decode_matches_python(
+    props: spec.BasicProperties, changes: list[tuple[int, int]], cut: int, prefix: bytes
+) -> None:
+    try:
+        wire = _accel.PURE_PROPERTIES_ENCODE(props)
+    except (ValueError, OverflowError, Exception):
+        return
+    for data in (wire, mutate(wire, changes, cut)):
+        buf = prefix + data + b"\xce\x00"
+        for b in (buf, bytearray(buf)):
+            args = (b, len(prefix), len(prefix) + len(data))
+            assert outcome(spec.BasicProperties.decode, *args) == outcome(pure_decode, *args)
+
+
+@requires_c
+def test_the_c_methods_are_installed() -> None:
+    assert type(spec.BasicProperties.__dict__["encode"]).__name__ == "method_descriptor"
+    assert codec.decode_table is not codec.pure_decode_table
+    assert channel_module._c_take_delivery is not None
+
+
+@requires_c
+def test_a_subclass_decodes_to_itself() -> None:
+    class Mine(spec.BasicProperties):
+        pass
+
+    wire = spec.BasicProperties(content_type="a/b", priority=3).encode()
+    decoded = Mine.decode(wire, 0, len(wire))
+    assert type(decoded) is Mine and decoded.content_type == "a/b" and decoded.priority == 3
+
+
+# -- whole deliveries through the parser ------------------------------------------------
+
+
+def events_of(stream: bytes, chunk: int, use_c: bool) -> tuple[list[Any], bytes]:
+    saved = channel_module._c_take_delivery
+    if not use_c:
+        channel_module._c_take_delivery = None
+    try:
+        conn = open_connection(server_frame_max=4096)
+        conn.open_channel()
+        conn.receive_data(F.channel_open_ok(1), 0.0)
+        conn.data_to_send()
+        events: list[Event] = []
+        for at in range(0, len(stream), chunk):
+            events += conn.receive_data(stream[at : at + chunk], 0.0)
+        return [describe(e) for e in events], conn.data_to_send()
+    finally:
+        channel_module._c_take_delivery = saved
+
+
+def describe(event: Event) -> Any:
+    slots = [s for cls in type(event).__mro__ for s in getattr(cls, "__slots__", ())]
+    return (type(event).__name__, [(s, typed(getattr(event, s, None))) for s in sorted(slots)])
+
+
+messages = st.lists(
+    st.tuples(
+        st.text(max_size=5),
+        st.integers(1, 2**64 - 1),
+        st.booleans(),
+        st.text(max_size=5),
+        st.binary(max_size=5000),
+        props_strategy(well_formed_tables),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@requires_c
+@settings(max_examples=200, deadline=None)
+@given(messages, edits, st.sampled_from([1 << 20, 7, 4096]))
+def test_deliveries_decode_alike_on_both_paths(
+    msgs: list[Any], changes: list[tuple[int, int]], chunk: int
+) -> None:
+    parts = []
+    for ctag, dtag, redelivered, rkey, body, props in msgs:
+        try:
+            _accel.PURE_PROPERTIES_ENCODE(props)
+        except Exception:
+            props = spec.BasicProperties()
+        parts.append(F.deliver(1, ctag, dtag, body, props, "ex", rkey, redelivered, frame_max=4096))
+    stream = b"".join(parts)
+    for data in (stream, mutate(stream, changes, 0)):
+        assert events_of(data, chunk, True) == events_of(data, chunk, False)
+
+
+# -- the switches --------------------------------------------------------------------
+
+
+def probe(env: dict[str, str]) -> str:
+    code = (
+        "from txamqp091.core import _accel, spec; "
+        "print(_accel.speedups is not None, type(spec.BasicProperties.__dict__['decode']).__name__)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return run.stdout.strip()
+
+
+def test_no_extensions_forces_pure_python() -> None:
+    env = {"TXAMQP091_NO_EXTENSIONS": "1", "TXAMQP091_REQUIRE_EXTENSIONS": ""}
+    assert probe(env) == "False classmethod"
+
+
+@requires_c
+def test_the_extension_is_used_by_default() -> None:
+    assert probe({"TXAMQP091_NO_EXTENSIONS": ""}) == "True classmethod_descriptor"
+
+
+def test_require_extensions_fails_when_the_extension_is_missing(tmp_path: Any) -> None:
+    # A copy of the package without the built module: importing it must fail loudly.
+    import shutil
+
+    import txamqp091
+
+    src = os.path.dirname(txamqp091.__file__)
+    shutil.copytree(src, tmp_path / "txamqp091", ignore=shutil.ignore_patterns("*.so", "*.pyd"))
+    code = "import txamqp091.core.spec"
+    env = {**os.environ, "TXAMQP091_REQUIRE_EXTENSIONS": "1", "TXAMQP091_NO_EXTENSIONS": ""}
+    env["PYTHONPATH"] = str(tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert run.returncode != 0
+    assert "TXAMQP091_REQUIRE_EXTENSIONS" in run.stderr
+    env["TXAMQP091_REQUIRE_EXTENSIONS"] = ""
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, check=True)

@@ -1,0 +1,97 @@
+"""Whether the optional C accelerator (``_speedups.c``) is used, and installing it.
+
+The accelerator replaces four per-message functions with C versions that give
+the same results: :func:`.codec.decode_table`, :func:`.codec.encode_table`,
+:meth:`.spec.BasicProperties.decode` and ``.encode``, plus the decoding part of
+:meth:`.channel.Channel.take_delivery`. The pure-Python code stays the reference
+implementation; the C code calls it for anything it does not handle itself, so
+errors are always Python's.
+
+Environment (read once, at import):
+
+``TXAMQP091_NO_EXTENSIONS=1``
+    use pure Python even when the extension is built;
+``TXAMQP091_REQUIRE_EXTENSIONS=1``
+    fail at import when the extension is missing or stale (for CI, so that a
+    build that silently broke is noticed).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, TypeVar, cast
+
+__all__ = [
+    "PURE_PROPERTIES_DECODE",
+    "PURE_PROPERTIES_ENCODE",
+    "install_properties",
+    "install_table_codecs",
+    "speedups",
+]
+
+#: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
+#: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
+ABI = 1
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+def _load() -> ModuleType | None:
+    if _flag("TXAMQP091_NO_EXTENSIONS"):
+        return None
+    problem: str
+    try:
+        from . import _speedups  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as exc:
+        problem = f"txamqp091.core._speedups is not built ({exc})"
+    else:
+        if getattr(_speedups, "ABI", None) == ABI:
+            module: ModuleType = _speedups
+            return module
+        problem = "txamqp091.core._speedups is stale: rebuild it (scripts/bootstrap)"
+    if _flag("TXAMQP091_REQUIRE_EXTENSIONS"):
+        raise ImportError(f"{problem}, and TXAMQP091_REQUIRE_EXTENSIONS is set")
+    return None
+
+
+#: The C extension module, or None when pure Python is used.
+speedups: ModuleType | None = _load()
+
+#: The pure-Python ``BasicProperties.decode`` / ``.encode``, kept for tests and fallbacks.
+PURE_PROPERTIES_DECODE: Any = None
+PURE_PROPERTIES_ENCODE: Any = None
+
+TableDecoder = Callable[[Any, int], "tuple[dict[str, Any], int]"]
+TableEncoder = Callable[[Any], bytes]
+_pure_tables: tuple[TableDecoder, TableEncoder] | None = None
+
+
+_D = TypeVar("_D", bound=TableDecoder)
+_E = TypeVar("_E", bound=TableEncoder)
+
+
+def install_table_codecs(decode_table: _D, encode_table: _E) -> tuple[_D, _E]:
+    """The field-table codecs to use: the C ones (falling back to these) or these."""
+    global _pure_tables
+    _pure_tables = (decode_table, encode_table)
+    if speedups is None:
+        return decode_table, encode_table
+    speedups.set_table_fallbacks(decode_table, encode_table)
+    # Same signatures and results; the C functions accept any buffer.
+    return cast(_D, speedups.decode_table), cast(_E, speedups.encode_table)
+
+
+def install_properties(cls: type) -> None:
+    """Put the C ``encode``/``decode`` on ``BasicProperties`` (spec.py calls this)."""
+    global PURE_PROPERTIES_DECODE, PURE_PROPERTIES_ENCODE
+    PURE_PROPERTIES_DECODE = cls.__dict__["decode"]
+    PURE_PROPERTIES_ENCODE = cls.__dict__["encode"]
+    if speedups is None:
+        return
+    if _pure_tables is None:
+        raise RuntimeError("codec.py installs the table codecs before spec.py is imported")
+    speedups.install(cls, *_pure_tables)

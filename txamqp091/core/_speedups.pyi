@@ -1,0 +1,32 @@
+"""Types of the optional C accelerator built from ``_speedups.c`` (see ``_accel.py``)."""
+
+from collections.abc import Callable
+from typing import Any
+
+from .codec import Buffer, FieldTable
+from .events import Event
+
+ABI: int
+
+def decode_table(buf: Buffer, offset: int, /) -> tuple[FieldTable, int]: ...
+def encode_table(table: Any, /) -> bytes: ...
+def take_delivery(
+    buf: Buffer,
+    start: int,
+    end: int,
+    channel_id: int,
+    frame_max: int,
+    delivery_class: Callable[..., Event],
+    /,
+) -> tuple[Event, int] | None: ...
+def install(
+    properties_class: type,
+    decode_table: Callable[[Any, int], tuple[FieldTable, int]],
+    encode_table: Callable[[Any], bytes],
+    /,
+) -> None: ...
+def set_table_fallbacks(
+    decode_table: Callable[[Any, int], tuple[FieldTable, int]],
+    encode_table: Callable[[Any], bytes],
+    /,
+) -> None: ...

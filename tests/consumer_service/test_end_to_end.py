@@ -26,6 +26,8 @@ pytestmark = pytest.mark.broker
 
 RECORDING_HANDLER = """
 import os
+import threading
+import time
 from twisted.internet import reactor, task
 
 RECORD = open(os.environ["RECORD_FILE"], "a")
@@ -46,6 +48,21 @@ def poison(message):
         record(message, "failed")
         raise ValueError("this message always fails")
     record(message)
+
+
+LOCK = threading.Lock()
+
+
+def threaded(message):
+    # A blocking handler: --threads runs it off the reactor thread.
+    assert threading.current_thread() is not threading.main_thread()
+    time.sleep(0.005)
+    with LOCK:
+        if message.body == b"poison":
+            RECORD.write(f"failed-at {time.monotonic()}\\n")
+            RECORD.flush()
+            raise ValueError("this message always fails")
+        record(message)
 
 
 def stuck(message):
@@ -131,6 +148,35 @@ def test_a_poison_message_is_dead_lettered_after_max_redeliveries(
         assert "ValueError: this message always fails" in lines[-1]
         assert message_count(queue) == 0
         assert drain(dlq) == [b"poison"]
+    finally:
+        delete([queue, dlq], [dlx])
+
+
+def test_threads_and_requeue_delay(handler_dir: Path) -> None:
+    queue, dlx, dlq = unique("threads"), unique("dlx"), unique("dlq")
+    record_file = handler_dir / "records"
+    with pika_channel() as channel:
+        channel.exchange_declare(dlx, "fanout", durable=True)
+        channel.queue_declare(dlq, durable=True)
+        channel.queue_bind(dlq, dlx)
+    args = ["--url", AMQP_URL, "--queue", queue, "--handler", "e2e_handlers:threaded",
+            "--threads", "4", "--declare", "--dead-letter-exchange", dlx,
+            "--max-redeliveries", "2", "--requeue-delay", "0.5"]  # fmt: skip
+    try:
+        with consumer(args, handler_dir, env={"RECORD_FILE": str(record_file)}) as service:
+            service.wait_for("consuming")
+            publish(queue, [b"poison"], message_id="bad-message")
+            publish(queue, [f"fine {i}".encode() for i in range(100)])
+            wait_until(lambda: len(records(record_file)) == 100, 30, service.output)
+            # Held unacked during the delay: never back in the queue (ready) meanwhile.
+            assert message_count(queue) == 0
+            wait_until(lambda: message_count(dlq) == 1, 30, "the poison message in the DLQ")
+            assert service.terminate()[0] == 0, service.output()
+        times = [float(t) for t in records(record_file, "failed-at")]
+        assert len(times) == 3, times  # one delivery, two redeliveries
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert all(gap >= 0.45 for gap in gaps), gaps
+        assert sorted(records(record_file)) == sorted(f"m{i}" for i in range(100))
     finally:
         delete([queue, dlq], [dlx])
 

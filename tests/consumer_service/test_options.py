@@ -203,6 +203,9 @@ def test_help_is_plain_text() -> None:
     text = str(Options())
     assert "--max-redeliveries" in text and "--health-port" in text
     assert "::" not in text and "``" not in text and ":class:" not in text
+    # The description keeps its paragraphs and its example (Twisted would reflow them).
+    assert "\n\nSIGTERM stops consuming" in text
+    assert "\nExample:\n  twistd -n amqp-consumer" in text
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:

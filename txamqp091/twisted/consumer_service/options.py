@@ -158,6 +158,15 @@ class Options(usage.Options):
         #: Repeatable options whose current list came from --config (a flag replaces it).
         self._from_config: set[str] = set()
 
+    def getUsage(self, width: int | None = None) -> str:
+        """Twisted rewraps ``longdesc`` into one paragraph; print it as written instead."""
+        self.longdesc = ""
+        try:
+            text: str = super().getUsage(width)
+        finally:
+            self.longdesc = LONGDESC
+        return f"{text}\n{LONGDESC}"
+
     # -- repeatable options ---------------------------------------------------------------
 
     def _append(self, name: str, value: Any) -> None:

@@ -325,7 +325,7 @@ class ConsumerService(Service):
         except Exception:
             self._failed(Failure(), message)  # type: ignore[no-untyped-call]
             return
-        if isinstance(result, Deferred) or inspect.isawaitable(result):
+        if result is not None and (isinstance(result, Deferred) or inspect.isawaitable(result)):
             d = result if isinstance(result, Deferred) else defer.ensureDeferred(_awaited(result))
             d.addCallbacks(
                 self._succeeded, self._failed, callbackArgs=(message,), errbackArgs=(message,)

@@ -321,3 +321,40 @@ def test_callback_exceptions_propagate_to_the_pumping_call(
     with pytest.raises(KeyError):
         conn.process_data_events(1)
     conn.process_data_events(0)  # and the connection carries on
+
+
+def test_broker_cancel_ends_start_consuming_and_calls_back(
+    conn: blocking.BlockingConnection, ch: blocking.BlockingChannel, names: Names
+) -> None:
+    queue = names.queue()
+    ch.queue_declare(queue)
+    cancelled: list[Any] = []
+    ch.add_on_cancel_callback(cancelled.append)
+    tag = ch.basic_consume(queue, lambda c, m, p, b: None)
+    other = conn.channel()
+    threading.Timer(0.2, lambda: other.queue_delete(queue)).start()
+    ch.start_consuming()  # returns: the broker cancelled the only consumer
+    while not cancelled:
+        conn.process_data_events(0.1)
+    assert cancelled[0].method.consumer_tag == tag
+    assert ch.consumer_tags == []
+    assert ch.is_open
+
+
+def test_channel_closed_by_broker_ends_start_consuming_with_its_error(
+    conn: blocking.BlockingConnection, ch: blocking.BlockingChannel, names: Names
+) -> None:
+    queue = names.queue()
+    ch.queue_declare(queue)
+    ch.basic_consume(queue, lambda c, m, p, b: None)
+
+    def fail_the_channel() -> None:
+        with pytest.raises(exceptions.ChannelClosedByBroker):
+            ch.queue_declare(names.queue("missing"), passive=True)
+
+    threading.Timer(0.2, fail_the_channel).start()
+    with pytest.raises(exceptions.ChannelClosedByBroker) as info:
+        ch.start_consuming()
+    assert info.value.reply_code == 404
+    with pytest.raises(exceptions.ChannelWrongStateError):
+        ch.basic_publish("", queue, b"x")

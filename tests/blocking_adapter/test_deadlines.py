@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -75,3 +76,21 @@ def test_connect_to_a_silent_node_is_bounded(proxy: TcpProxy) -> None:
     with pytest.raises(exceptions.AMQPConnectionError):
         blocking.BlockingConnection(proxy.url("stack_timeout=0.5&connection_attempts=1"))
     assert time.monotonic() - start < 5.0
+
+
+def test_a_lost_connection_ends_start_consuming_with_its_error(
+    proxy: TcpProxy, names: Names
+) -> None:
+    conn = blocking.BlockingConnection(proxy.url(), timeout=10)
+    ch = conn.channel()
+    queue = names.queue()
+    ch.queue_declare(queue)
+    ch.basic_consume(queue, lambda c, m, p, b: None)
+    threading.Timer(0.2, proxy.reset).start()
+    with pytest.raises(exceptions.AMQPConnectionError):
+        ch.start_consuming()
+    assert conn.is_closed
+    with pytest.raises(exceptions.AMQPConnectionError):
+        conn.process_data_events(0)
+    with pytest.raises(exceptions.ChannelWrongStateError):
+        ch.basic_publish("", queue, b"x")

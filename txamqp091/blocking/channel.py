@@ -357,7 +357,7 @@ class BlockingChannel(Consuming):
             self._publish_error = None
             raise error
         if self._closed_error is not None:
-            self._raise_if_closed()
+            raise ChannelWrongStateError(f"channel {self.channel_number} is closed")
         conn = self._connection
         completed = conn._completed_one
 

@@ -296,6 +296,10 @@ class BlockingConnection:
 
     def _raise_if_lost(self) -> None:
         error = self._closed_error
+        if error is None and self._conn is not None and self._conn.is_closed:
+            # Ended, but the loop has yet to run _on_closed (which says why): let it.
+            self._lt.barrier(1.0)
+            error = self._closed_error
         if error is not None and not self._closed_by_client:
             raise error
 

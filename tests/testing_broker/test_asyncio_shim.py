@@ -1,4 +1,5 @@
-"""The fake broker served on loopback by its asyncio shim, reached by the asyncio client."""
+"""The fake broker's asyncio shim, reached by the asyncio client: served on loopback, and
+in memory through ``MemoryEndpoint``."""
 
 from __future__ import annotations
 
@@ -6,9 +7,15 @@ import asyncio
 
 import pytest
 
-from txamqp091.exceptions import AMQPConnectionError, ConnectionClosedByBroker
+from txamqp091.exceptions import (
+    AMQPConnectionError,
+    ChannelClosedByBroker,
+    ConnectionClosedByBroker,
+    StreamLostError,
+)
+from txamqp091.params import ConnectionParameters
 from txamqp091.testing import FakeBroker
-from txamqp091.testing.asyncio import serve
+from txamqp091.testing.asyncio import MemoryEndpoint, serve
 from txamqp091.tornado import connect
 
 pytestmark = pytest.mark.asyncio
@@ -57,3 +64,49 @@ async def test_close_drops_what_is_still_connected() -> None:
     await server.close()
     reason = await asyncio.wait_for(conn.closed, 5)
     assert reason is not None and not conn.is_open
+
+
+# -- in memory: MemoryEndpoint -------------------------------------------------------------------
+
+
+async def test_in_memory_round_trip_without_a_socket() -> None:
+    broker = FakeBroker()
+    endpoint = MemoryEndpoint(broker)
+    conn = await asyncio.wait_for(connect(ConnectionParameters(), endpoint=endpoint), 5)
+    (transport,) = endpoint.transports
+    assert broker.current is transport.connection
+    ch = await conn.channel()
+    ok = await ch.queue_declare("", exclusive=True)
+    await ch.confirm_delivery()
+    for n in range(3):
+        await ch.basic_publish("", ok.queue, b"%d" % n)
+    consumer = await ch.basic_consume(ok.queue)
+    bodies = []
+    for _ in range(3):
+        message = await asyncio.wait_for(consumer.get(), 5)
+        bodies.append(message.body)
+        message.ack()
+    assert bodies == [b"0", b"1", b"2"]
+    assert await asyncio.wait_for(conn.close(), 5) is None
+    assert broker.connections == [] and ok.queue not in broker.queues
+    assert transport.is_closing()
+
+
+async def test_in_memory_faults_and_broker_actions_reach_the_client() -> None:
+    broker = FakeBroker()
+    broker.script("drop", "refuse-login")
+    endpoint = MemoryEndpoint(broker)
+    for _ in range(2):
+        with pytest.raises(AMQPConnectionError):
+            await asyncio.wait_for(connect(ConnectionParameters(), endpoint=endpoint), 5)
+    conn = await asyncio.wait_for(connect(ConnectionParameters(), endpoint=endpoint), 5)
+    assert broker.accepted == 3 and len(endpoint.transports) == 3
+    ch = await conn.channel()
+    await ch.queue_declare("q")
+    broker.current.close_channel(1, 406, "PRECONDITION_FAILED - test")
+    reason = await asyncio.wait_for(ch.closed, 5)
+    assert isinstance(reason, ChannelClosedByBroker) and reason.reply_code == 406
+    broker.current.drop()
+    lost = await asyncio.wait_for(conn.closed, 5)
+    assert isinstance(lost, StreamLostError)
+    assert broker.connections == []

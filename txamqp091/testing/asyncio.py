@@ -1,11 +1,17 @@
-"""The fake broker on asyncio (and so Tornado): served on a loopback port.
+"""The fake broker on asyncio (and so Tornado): in memory, or served on a loopback port.
 
 ::
 
     broker = FakeBroker()
+    conn = await txamqp091.tornado.connect(params, endpoint=MemoryEndpoint(broker))
+    # or, over real sockets:
     async with await serve(broker) as server:
         conn = await txamqp091.tornado.connect(server.url())
         ...
+
+:class:`MemoryEndpoint` joins the client's protocol to a broker connection with a
+:class:`MemoryTransport` that hands bytes over on the next loop turn, as a socket
+would: no port, no system call.
 
 Each accepted socket gets a :class:`~txamqp091.testing.BrokerConnection` from
 ``broker.connect()``; :class:`BrokerTransport` carries its bytes and runs its
@@ -18,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
+from typing import Any
 
 from ._connection import BrokerConnection
 from .broker import FakeBroker
 
-__all__ = ["BrokerTransport", "FakeServer", "serve"]
+__all__ = ["BrokerTransport", "FakeServer", "MemoryEndpoint", "MemoryTransport", "serve"]
 
 
 class BrokerTransport(asyncio.Protocol):
@@ -120,3 +127,131 @@ class FakeServer:
 async def serve(broker: FakeBroker, host: str = "127.0.0.1", port: int = 0) -> FakeServer:
     """Serve ``broker`` on a loopback port; ``await server.close()`` (or ``async with``) ends it."""
     return await FakeServer(broker, host, port).start()
+
+
+class MemoryTransport(asyncio.Transport):
+    """The client's transport to one broker connection, in memory.
+
+    Bytes move one loop turn after they are written (``call_soon``, in order), both
+    ways; ``pause_reading`` holds the broker's bytes back until ``resume_reading``.
+    ``close()`` delivers what is pending first; ``abort()`` (or the broker's ``drop()``)
+    does not.
+    """
+
+    def __init__(self, connection: BrokerConnection, protocol: asyncio.Protocol) -> None:
+        super().__init__()
+        self.connection = connection
+        self.protocol = protocol
+        self._loop = asyncio.get_running_loop()
+        self._held = bytearray()
+        self._paused = False
+        self._closing = False
+        self._lost = False
+
+    def start(self) -> None:
+        """Connect both sides: the broker's first, then ``protocol.connection_made``."""
+        connection = self.connection
+        connection.on_output = self._wake
+        connection.call_later = self._loop.call_later
+        connection.connection_made()
+        self.protocol.connection_made(self)
+
+    # -- the broker's side ----------------------------------------------------------------
+
+    def _wake(self) -> None:
+        self._loop.call_soon(self._from_broker)
+
+    def _from_broker(self) -> None:
+        if self._lost:
+            return
+        connection = self.connection
+        if connection.abort_requested:
+            self._lose(ConnectionResetError("the broker dropped the connection"))
+            return
+        self._held += connection.data_to_send()
+        self._deliver()
+        if connection.close_requested and not self._held:
+            self._lose(None)
+
+    def _deliver(self) -> None:
+        if self._held and not self._paused and not self._lost:
+            data = bytes(self._held)
+            self._held.clear()
+            self.protocol.data_received(data)
+
+    def _to_broker(self, data: bytes) -> None:
+        if not self._lost:
+            self.connection.receive_data(data)
+
+    def _lose(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = self._closing = True
+        self._held.clear()
+        self.connection.connection_lost()
+        self.protocol.connection_lost(exc)
+
+    # -- asyncio.Transport ---------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._closing:
+            self._loop.call_soon(self._to_broker, bytes(data))
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            # After what was written before: call_soon keeps the order.
+            self._loop.call_soon(self._lose, None)
+
+    def abort(self) -> None:
+        self._closing = True
+        self._lose(None)
+
+    def pause_reading(self) -> None:
+        self._paused = True
+
+    def resume_reading(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._loop.call_soon(self._deliver)
+
+    def is_reading(self) -> bool:
+        return not self._paused
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5672), "sockname": ("127.0.0.1", 40000)}.get(
+            name, default
+        )
+
+
+class MemoryEndpoint:
+    """An asyncio client endpoint whose every connection reaches ``broker`` in memory.
+
+    Pass it as ``endpoint=`` to ``txamqp091.tornado.connect`` or ``AMQPClient``; each
+    connection attempt gets a new :class:`MemoryTransport`, listed in :attr:`transports`.
+    """
+
+    def __init__(self, broker: FakeBroker) -> None:
+        self.broker = broker
+        #: One transport per connection made, oldest first.
+        self.transports: list[MemoryTransport] = []
+
+    async def __call__(self, params: object, protocol: asyncio.Protocol) -> None:
+        transport = MemoryTransport(self.broker.connect(), protocol)
+        self.transports.append(transport)
+        transport.start()

@@ -30,7 +30,13 @@ from txamqp091.exceptions import (
 )
 from txamqp091.testing import FakeBroker
 from txamqp091.testing.asyncio import FakeServer, serve
-from txamqp091.tornado import AMQPClient, Connection, RecoveringChannel, RecoveringConsumer
+from txamqp091.tornado import (
+    AMQPClient,
+    Connection,
+    RecoveringChannel,
+    RecoveringConsumer,
+    connect,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -498,3 +504,41 @@ async def test_when_connected_after_stop_fails_at_once(brokers: Brokers, clients
     await within(5, client.stop(), "stop")
     with pytest.raises(AMQPConnectionError):
         await within(1, client.when_connected(), "when_connected after stop")
+
+
+async def test_async_with_closes_the_connection_and_stops_the_client(
+    brokers: Brokers,
+) -> None:
+    server = await brokers()
+    async with await connect(server.url()) as conn:
+        assert conn.is_open
+    assert conn.is_closed and await within(1, conn.closed, "closed") is None
+
+    async with AMQPClient(server.url(), retry_policy=RecordingPolicy()) as client:
+        current = await within(5, client.when_connected(), "when_connected")
+    assert not current.is_open and not client.is_connected
+    with pytest.raises(ConnectionWrongStateError):
+        await within(1, client.when_connected(), "when_connected after the block")
+
+
+async def test_connect_bounds_the_handshake_and_waits_between_rounds_on_the_injected_clock(
+    brokers: Brokers,
+) -> None:
+    server = await brokers("silent", "drop")
+    clock = ManualClock()
+    connecting = asyncio.ensure_future(
+        connect(server.url("stack_timeout=20&connection_attempts=3&retry_delay=7"), clock=clock)
+    )
+    await eventually(lambda: server.broker.accepted == 1, 2, "the first attempt")
+    clock.advance(19.999)
+    await asyncio.sleep(0.05)
+    assert not connecting.done() and server.broker.accepted == 1  # a silent peer: waiting
+    clock.advance(0.001)  # stack_timeout: the next round after retry_delay
+    await eventually(lambda: clock.pending() == [27.0], 2, "retry_delay scheduled")
+    clock.advance(7.0)
+    await eventually(lambda: server.broker.accepted == 2, 2, "the second attempt (dropped)")
+    await eventually(lambda: clock.pending() == [34.0], 2, "retry_delay scheduled again")
+    clock.advance(7.0)
+    conn = await within(5, connecting, "connect")
+    assert conn.is_open and server.broker.accepted == 3
+    await within(2, conn.close(), "close")

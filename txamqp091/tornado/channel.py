@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import TracebackType
 from typing import Any
 
 from ..client.channel import ChannelLogic
@@ -38,6 +39,20 @@ class RecoveringChannel(TypedChannel[RecoveringConsumer], SurvivingChannel[async
 
 
 class Connection(TypedConnection[Channel], ConnectionLogic[asyncio.Future[Any]]):
-    """An open AMQP connection; ``await conn.channel()`` gives a :class:`Channel`."""
+    """An open AMQP connection; ``await conn.channel()`` gives a :class:`Channel`.
+
+    ``async with await connect(url) as conn:`` closes it on the way out."""
 
     channel_class = Channel
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self.is_open:
+            await self.close()

@@ -28,6 +28,7 @@ from ..exceptions import (
     UnroutableError,
 )
 from ..message import Message
+from .api import ChannelAPI, documented_by
 from .confirms import ConfirmTracker, PendingPublish
 from .consumer import ConsumerLogic, new_consumer_tag, threaded_callback
 from .runtime import Runtime, W
@@ -80,6 +81,7 @@ class ConnectionHooks(Protocol[W]):
     def channel(self) -> W: ...
 
 
+@documented_by(ChannelAPI)
 class ChannelLogic(Generic[W]):
     """One AMQP channel; adapters subclass it to give it their waiter type."""
 
@@ -121,6 +123,7 @@ class ChannelLogic(Generic[W]):
 
     @property
     def is_closed(self) -> bool:
+        """Whether the channel has ended (the opposite of ``is_open`` once it was open)."""
         return self._close_error is not None
 
     @property

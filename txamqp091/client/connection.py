@@ -31,6 +31,7 @@ from ..exceptions import (
 )
 from ..message import Message
 from ..params import ConnectionParameters, client_properties
+from .api import ConnectionAPI, documented_by
 from .channel import ChannelLogic
 from .runtime import Runtime, TimerHandle, W
 
@@ -64,6 +65,7 @@ class _Held:
         self.timer = timer
 
 
+@documented_by(ConnectionAPI)
 class ConnectionLogic(Generic[W]):
     """One AMQP connection as the user sees it; adapters subclass it with their types."""
 
@@ -147,10 +149,12 @@ class ConnectionLogic(Generic[W]):
 
     @property
     def server_properties(self) -> dict[str, Any]:
+        """The broker's Connection.Start table: ``product``, ``version``, ``capabilities``..."""
         return self._core.server_properties
 
     @property
     def negotiated(self) -> Negotiated:
+        """What the handshake settled: ``.channel_max``, ``.frame_max``, ``.heartbeat``."""
         core = self._core
         return Negotiated(core.channel_max, core.frame_max, core.heartbeat)
 
@@ -217,9 +221,11 @@ class ConnectionLogic(Generic[W]):
     # -- driven by the adapter ----------------------------------------------------------------------
 
     def connection_made(self) -> None:
+        """Transport side: the socket is connected; send the protocol header."""
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        """Transport side: bytes from the broker, parsed and dispatched in one pass."""
         events = self._core.receive_data(data, self._runtime.now())
         if events:
             # What the dispatched callbacks queue leaves in the flush below, with no
@@ -234,6 +240,7 @@ class ConnectionLogic(Generic[W]):
             self._arm_timer()
 
     def connection_lost(self, reason: str) -> None:
+        """Transport side: the socket is gone; every waiter fails with why."""
         self._dispatch(self._core.connection_lost(reason))
 
     def pause_writing(self) -> None:
@@ -241,6 +248,7 @@ class ConnectionLogic(Generic[W]):
         self._write_paused = True
 
     def resume_writing(self) -> None:
+        """Transport side: the send buffer drained; release held publishes."""
         self._write_paused = False
         self._release_held()
 

@@ -11,6 +11,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from .. import validation as validate
 from ..exceptions import ConsumerCancelled
 from ..message import Message
+from .api import ConsumerAPI, documented_by
 from .runtime import Runtime, TimerHandle, W
 
 
@@ -37,6 +38,7 @@ def new_consumer_tag() -> str:
     return f"{_TAG_PREFIX}{next(_tag_counter)}"
 
 
+@documented_by(ConsumerAPI)
 class ConsumerLogic(Generic[W]):
     """One Basic.Consume subscription.
 
@@ -76,6 +78,7 @@ class ConsumerLogic(Generic[W]):
 
     @property
     def is_active(self) -> bool:
+        """Whether the subscription is still on: not cancelled, its channel not ended."""
         return self.ended is None
 
     # -- fed by the channel -----------------------------------------------------------

@@ -96,6 +96,7 @@ class ReconnectingClient(Generic[W]):
 
     @property
     def is_connected(self) -> bool:
+        """Whether a connection is open right now."""
         return self.connection is not None and self.connection.is_open
 
     # -- what the adapter's shell calls --------------------------------------------------------

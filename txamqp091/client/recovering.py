@@ -47,6 +47,7 @@ from ..exceptions import (
     DuplicateConsumerTag,
 )
 from ..message import Message
+from .api import ChannelAPI, documented_by
 from .consumer import new_consumer_tag, threaded_callback
 from .parking import NOTHING, Operation, ParkingLot
 from .recovering_consumer import SurvivingConsumer
@@ -87,6 +88,7 @@ def _ignore(value: object) -> None:
     return None
 
 
+@documented_by(ChannelAPI)
 class SurvivingChannel(Generic[W]):
     """The channel API of :class:`~.channel.ChannelLogic`, surviving reconnects."""
 
@@ -123,6 +125,8 @@ class SurvivingChannel(Generic[W]):
 
     @property
     def channel_number(self) -> int:
+        """The channel number on the current connection (0 while disconnected); it may
+        change after a reconnect."""
         return self._inner.channel_number if self._inner is not None else 0
 
     @property
@@ -669,6 +673,8 @@ class SurvivingChannel(Generic[W]):
         self._on_cancel.append(callback)
 
     def add_on_close_callback(self, callback: Callable[..., Any]) -> None:
+        """``callback(channel, reason)`` once the surviving channel has ended for good
+        (closed by you, or its client stopped), not on each connection loss."""
         validate.callback("callback", callback)
         self._on_close.append(callback)
 

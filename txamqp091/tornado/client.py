@@ -96,6 +96,7 @@ class AMQPClient:
 
     @property
     def is_connected(self) -> bool:
+        """Whether a connection is open right now."""
         return self._client is not None and self._client.is_connected
 
     def _require_session(self) -> RecoverySession[asyncio.Future[Any]]:

@@ -127,6 +127,7 @@ class AMQPClientService(Service):
         return self.when_connected(failAfterFailures)
 
     def startService(self) -> None:
+        """Start connecting (``IService``); the first attempt is made at once."""
         if self.running:
             return
         Service.startService(self)  # type: ignore[no-untyped-call]

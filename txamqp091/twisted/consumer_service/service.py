@@ -267,15 +267,17 @@ class ConsumerService(Service):
         # Deliveries of the dead connection cannot be settled any more: the broker
         # redelivers them. Forget those still waiting; running ones finish and their
         # settlement is dropped by the channel.
-        dropped = len(self._waiting)
+        dropped = len(self._waiting) + len(self._held)
         self._waiting.clear()
         for key, (_, call) in list(self._held.items()):
             if call.active():
                 call.cancel()
             del self._held[key]
+        # The broker requeues them with the connection: count them so the counters add up.
+        self.metrics.requeued += dropped
         if dropped:
             log.info(
-                "amqp-consumer: {n} waiting messages dropped with the connection "
+                "amqp-consumer: {n} waiting or held messages dropped with the connection "
                 "(the broker redelivers them)",
                 n=dropped,
             )

@@ -1,0 +1,265 @@
+"""Every client in one run: the C ceiling, pika (Twisted, Tornado), aio-pika, txamqp091.
+
+One table per run with, for each scenario, each client's median rate, client
+CPU µs per message, and its ratio to the C ceiling (rate / C rate; for rpc,
+p50 / C p50). Clients alternate within each repeat, in a rotating order, so
+that the machine's noise hits all alike; quote the medians.
+
+Rows:
+
+* ``c-ceiling``: rabbitmq-c, ``../shared/bench/c-ceiling/amqp_bench.c``, built into
+  ``benchmarks/_build/`` (see ``_cceiling.py``; needs ``librabbitmq-dev``);
+* ``pika-twisted``, ``txamqp091-twisted``: ``twisted_client.py``'s workers;
+* ``pika-tornado``, ``aio-pika``, ``txamqp091-tornado``: ``tornado_client.py``'s workers.
+
+Scenarios are those of both scripts (64 B bodies, window 1,000, prefetch
+1,000, one ack per message). ``large`` differs between rows: the Python
+clients publish 1 MiB bodies with confirms (window 50) and consume them back;
+the C program only publishes them, so its MB/s is an upper bound.
+
+Usage::
+
+    .venv/bin/python benchmarks/compare.py --repeats 3              # ~15 min
+    .venv/bin/python benchmarks/compare.py --scale 0.3 --only publish,rpc
+    .venv/bin/python benchmarks/compare.py --rows c-ceiling,txamqp091-twisted --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _cceiling  # noqa: E402
+import tornado_client  # noqa: E402
+import twisted_client  # noqa: E402
+
+SCENARIOS = ("publish", "confirm", "consume", "rpc", "large")
+#: row -> (module or None for C, client name inside that module)
+ROWS: dict[str, tuple[Any, str]] = {
+    "c-ceiling": (None, "c"),
+    "pika-twisted": (twisted_client, "pika"),
+    "pika-tornado": (tornado_client, "pika"),
+    "aio-pika": (tornado_client, "aiopika"),
+    "txamqp091-twisted": (twisted_client, "txamqp091"),
+    "txamqp091-tornado": (tornado_client, "txamqp091"),
+}
+C_SCENARIO = {
+    "publish": "publish",
+    "confirm": "publish_confirm",
+    "consume": "consume",
+    "rpc": "rpc",
+    "large": "large",
+}
+KEYS = ("msgs_per_s", "cpu_us_per_msg", "p50_us", "p99_us", "mb_per_s", "broker_cpu_us_per_msg")
+
+
+def namespace(a: argparse.Namespace) -> argparse.Namespace:
+    """What the scripts' run_one() reads from their own command line."""
+    return argparse.Namespace(
+        scale=a.scale,
+        timeout=a.timeout,
+        batch=1000,
+        rpc_responder="channel",
+        host=a.host,
+        port=a.port,
+        user=a.user,
+        password=a.password,
+        profile=None,
+        wait_idle=0.0,
+        wait_idle_max=60.0,
+        verbose=False,
+    )
+
+
+def run_c(a: argparse.Namespace, binary: Path, scenario: str) -> dict[str, Any]:
+    ns = namespace(a)
+    n = twisted_client.scaled(scenario, a.scale)
+    tag = uuid.uuid4().hex[:8]
+    queue = f"bench.c.{scenario}.{tag}"
+    reply = f"bench.c.reply.{tag}"
+    queues = [queue, reply] if scenario == "rpc" else [queue]
+    common = dict(timeout=a.timeout, host=a.host, port=a.port, user=a.user, password=a.password)
+    try:
+        conn = twisted_client._blocking(ns)
+        try:
+            ch = conn.channel()
+            for q in queues:
+                ch.queue_declare(q)
+        finally:
+            conn.close()
+        if scenario == "consume":
+            fill = _cceiling.run(binary, "fill", queue, n, **common)  # type: ignore[arg-type]
+            if "error" in fill:
+                return fill
+        size = 1 << 20 if scenario == "large" else 64
+        return _cceiling.run(
+            binary,
+            C_SCENARIO[scenario],
+            queue,
+            n,
+            size=size,
+            reply_queue=reply if scenario == "rpc" else None,
+            **common,  # type: ignore[arg-type]
+        )
+    finally:
+        twisted_client.cleanup(ns, queues)
+
+
+def run_row(a: argparse.Namespace, binary: Path | None, row: str, scenario: str, rep: int) -> Any:
+    module, client = ROWS[row]
+    load = os.getloadavg()[0]
+    started = time.monotonic()
+    try:
+        if module is None:
+            if binary is None:
+                return None
+            result = run_c(a, binary, scenario)
+        else:
+            result = module.run_one(namespace(a), scenario, client, rep)
+    except Exception as exc:  # reported in the table, the other rows still run
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    result.update(row=row, scenario=scenario, repeat=rep, loadavg_1m=load)
+    result["elapsed_s"] = time.monotonic() - started
+    return result
+
+
+def medians(runs: list[dict[str, Any]], row: str, scenario: str) -> dict[str, Any]:
+    ok = [r for r in runs if r["row"] == row and r["scenario"] == scenario and "error" not in r]
+    out: dict[str, Any] = {"runs": len(ok)}
+    for key in KEYS:
+        values = [r[key] for r in ok if key in r]
+        if values:
+            out[key] = statistics.median(values)
+    errors = [
+        r["error"] for r in runs if r["row"] == row and r["scenario"] == scenario and "error" in r
+    ]
+    if errors:
+        out["errors"] = errors
+    return out
+
+
+def fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(
+    summary: dict[str, dict[str, dict[str, Any]]], rows: list[str], scenarios: list[str]
+) -> str:
+    lines = []
+    for scenario in scenarios:
+        c = summary[scenario].get("c-ceiling", {})
+        lines.append(f"\n{scenario}")
+        if scenario == "rpc":
+            head = (
+                f"  {'client':<19} {'p50 µs':>8} {'p99 µs':>8} {'CPU µs/call':>12} {'p50 / C':>8}"
+            )
+        elif scenario == "large":
+            head = f"  {'client':<19} {'MB/s':>8} {'msg/s':>8} {'CPU µs/msg':>12} {'of C':>8}"
+        else:
+            head = f"  {'client':<19} {'msg/s':>8} {'':>8} {'CPU µs/msg':>12} {'of C':>8}"
+        lines.append(head + f" {'CPU vs C':>9} {'runs':>5}")
+        for row in rows:
+            m = summary[scenario].get(row)
+            if not m or not m.get("runs"):
+                err = (m or {}).get("errors", ["not run"])[0]
+                lines.append(f"  {row:<19} {'failed: ' + str(err)[:70]}")
+                continue
+            cpu = m.get("cpu_us_per_msg")
+            cpu_ratio = cpu / c["cpu_us_per_msg"] if cpu and c.get("cpu_us_per_msg") else None
+            if scenario == "rpc":
+                ratio = m["p50_us"] / c["p50_us"] if c.get("p50_us") and "p50_us" in m else None
+                first, second = fmt(m.get("p50_us"), "8.0f"), fmt(m.get("p99_us"), "8.0f")
+                ratio_s = fmt(ratio, "7.2f") + "x" if ratio else "-"
+            elif scenario == "large":
+                ratio = (
+                    m["mb_per_s"] / c["mb_per_s"] if c.get("mb_per_s") and "mb_per_s" in m else None
+                )
+                first, second = fmt(m.get("mb_per_s"), "8.0f"), fmt(m.get("msgs_per_s"), "8.0f")
+                ratio_s = fmt(ratio * 100 if ratio else None, "7.0f") + "%"
+            else:
+                ratio = m["msgs_per_s"] / c["msgs_per_s"] if c.get("msgs_per_s") else None
+                first, second = fmt(m.get("msgs_per_s"), "8.0f"), ""
+                ratio_s = fmt(ratio * 100 if ratio else None, "7.0f") + "%"
+            lines.append(
+                f"  {row:<19} {first:>8} {second:>8} {fmt(cpu, '12.2f')} {ratio_s:>8} "
+                f"{fmt(cpu_ratio, '8.1f') + 'x' if cpu_ratio else '-':>9} {m['runs']:>5}"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", help=f"comma-separated scenarios ({','.join(SCENARIOS)})")
+    p.add_argument("--rows", help=f"comma-separated rows ({','.join(ROWS)})")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply message counts")
+    p.add_argument("--repeats", type=int, default=3, help="runs per row and scenario (median)")
+    p.add_argument("--timeout", type=float, default=180.0)
+    p.add_argument("--json", metavar="PATH", help="write every run and the medians here")
+    p.add_argument("--host", default=os.environ.get("AMQP_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("AMQP_PORT", "5672")))
+    p.add_argument("--user", default=os.environ.get("AMQP_USER", "guest"))
+    p.add_argument("--password", default=os.environ.get("AMQP_PASSWORD", "guest"))
+    a = p.parse_args(argv)
+    scenarios = a.only.split(",") if a.only else list(SCENARIOS)
+    rows = a.rows.split(",") if a.rows else list(ROWS)
+    for name in scenarios:
+        if name not in SCENARIOS:
+            p.error(f"unknown scenario {name}")
+    for name in rows:
+        if name not in ROWS:
+            p.error(f"unknown row {name}")
+    binary, why = _cceiling.build() if "c-ceiling" in rows else (None, "not asked")
+    print(f"C ceiling: {binary or 'unavailable'} ({why})", flush=True)
+    runs: list[dict[str, Any]] = []
+    load_start = os.getloadavg()
+    for rep in range(a.repeats):
+        for s_index, scenario in enumerate(scenarios):
+            shift = (rep + s_index) % len(rows)
+            for row in rows[shift:] + rows[:shift]:
+                result = run_row(a, binary, row, scenario, rep)
+                if result is None:
+                    continue
+                runs.append(result)
+                note = result.get("error", "")[:80] or (
+                    f"{result.get('msgs_per_s', 0):9.0f} msg/s "
+                    f"{result.get('cpu_us_per_msg', 0):6.2f} µs/msg"
+                    + (f" p50 {result['p50_us']:.0f} µs" if "p50_us" in result else "")
+                )
+                print(f"  [{rep + 1}/{a.repeats}] {scenario:<8} {row:<19} {note}", flush=True)
+    summary = {s: {row: medians(runs, row, s) for row in rows} for s in scenarios}
+    print(table(summary, rows, scenarios))
+    print(
+        f"\nmedians of {a.repeats} repeats; load average {load_start[0]:.1f} at start, "
+        f"{os.getloadavg()[0]:.1f} at end; {os.cpu_count()} CPUs"
+    )
+    if a.json:
+        Path(a.json).write_text(
+            json.dumps(
+                {
+                    "args": vars(a),
+                    "python": sys.version,
+                    "platform": platform.platform(),
+                    "loadavg_start": load_start,
+                    "loadavg_end": os.getloadavg(),
+                    "summary": summary,
+                    "runs": runs,
+                },
+                indent=1,
+            )
+        )
+    return 0 if all(m.get("runs") for s in summary.values() for m in s.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,7 +25,7 @@ from typing import Any
 
 from .exceptions import CallTimeout
 
-__all__ = ["LoopThread", "Waiter", "loop_thread"]
+__all__ = ["EagerFuture", "LoopThread", "PrivateLoop", "Waiter", "loop_thread"]
 
 logger = logging.getLogger("txamqp091.blocking")
 
@@ -71,7 +71,10 @@ class Waiter:
                 self.settle(result)
             else:
                 self.future = result
-                result.add_done_callback(self.settle)
+                if isinstance(result, EagerFuture) and result._eager is None:
+                    result._eager = self.settle
+                else:
+                    result.add_done_callback(self.settle)
         else:
             self.succeed(result)
 
@@ -83,11 +86,51 @@ class Waiter:
             future.cancel()
 
 
+class EagerFuture(asyncio.Future[Any]):
+    """A future that can tell one waiting thread at once that it is done.
+
+    asyncio runs a future's done callbacks on the next loop turn; a blocking caller
+    needs only a lock released, which is safe right where the result is set. Doing
+    it there saves a loop turn on every round trip (a confirmed publish, an RPC).
+    """
+
+    _eager: Callable[[asyncio.Future[Any]], None] | None = None
+
+    def set_result(self, result: Any) -> None:
+        super().set_result(result)
+        eager = self._eager
+        if eager is not None:
+            self._eager = None
+            eager(self)
+
+    def set_exception(self, exception: type[BaseException] | BaseException) -> None:
+        super().set_exception(exception)
+        eager = self._eager
+        if eager is not None:
+            self._eager = None
+            eager(self)
+
+    def cancel(self, msg: Any = None) -> bool:
+        cancelled = super().cancel(msg)
+        eager = self._eager
+        if cancelled and eager is not None:
+            self._eager = None
+            eager(self)
+        return cancelled
+
+
+class PrivateLoop(asyncio.SelectorEventLoop):
+    """The loop of the blocking facade's thread: its futures are :class:`EagerFuture`."""
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return EagerFuture(loop=self)
+
+
 class LoopThread:
     """An asyncio loop on a daemon thread, with an operation queue feeding it."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.SelectorEventLoop()
+        self.loop = PrivateLoop()
         self._ops: deque[Callable[[], None]] = deque()
         self._scheduled = False
         self.ident = 0

@@ -346,11 +346,21 @@ class BlockingChannel(Consuming):
         """
         inner = self._inner
         if self._confirming:
-            self._call(
-                lambda: inner.basic_publish(exchange, routing_key, body, properties, mandatory),
-                timeout,
-                "basic_publish",
-            )
+            current = self._connection._current
+
+            def publish_now() -> Any:
+                # Written at once rather than at the end of the loop turn: the caller
+                # waits for this one message's ack, so coalescing gains nothing.
+                conn = current()
+                if conn is None:
+                    return inner.basic_publish(exchange, routing_key, body, properties, mandatory)
+                conn.flush_threshold = 0
+                try:
+                    return inner.basic_publish(exchange, routing_key, body, properties, mandatory)
+                finally:
+                    del conn.flush_threshold
+
+            self._call(publish_now, timeout, "basic_publish")
             return
         error = self._publish_error
         if error is not None:

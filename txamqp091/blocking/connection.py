@@ -166,6 +166,12 @@ class BlockingConnection:
     def _call(self, start: Callable[[], Any], timeout: float | None, what: str) -> Any:
         return self._lt.call(start, self._deadline(timeout), what)
 
+    def _current(self) -> tornado.Connection | None:
+        """The live tornado connection (loop thread), if there is one."""
+        if self._client is not None:
+            return self._client.connection
+        return self._conn
+
     def _check_open(self) -> None:
         if self._closed_error is not None:
             raise ConnectionWrongStateError(f"the connection is closed: {self._closed_error}")

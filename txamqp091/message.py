@@ -66,6 +66,19 @@ class Message(Delivery):
         """The channel this message arrived on."""
         return self._channel
 
+    @property
+    def delivery_count(self) -> int | None:
+        """Earlier deliveries of this message, from the ``x-delivery-count`` header a
+        quorum queue adds to a redelivery (None where the broker does not say: a first
+        delivery, or a classic queue)."""
+        return _header_int(self, "x-delivery-count")
+
+    @property
+    def stream_offset(self) -> int | None:
+        """This message's offset in a stream (``x-stream-offset``), or None off a stream.
+        A recovering consumer resumes after the last offset it delivered."""
+        return _header_int(self, "x-stream-offset")
+
     def _settle(self, method: str, **kwargs: Any) -> None:
         channel = self._channel
         if channel is None:
@@ -83,3 +96,13 @@ class Message(Delivery):
     def reject(self, requeue: bool = True) -> None:
         """Reject this message (Basic.Reject)."""
         self._settle("reject", requeue=requeue)
+
+
+def _header_int(message: Message, name: str) -> int | None:
+    headers = message.properties.headers
+    if not headers:
+        return None
+    value = headers.get(name)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None

@@ -697,9 +697,21 @@ class ChannelLogic(Generic[W]):
             self._runtime.run_user_callback(callback, message)
 
     def _on_consumer_cancelled(self, consumer_tag: str) -> None:
+        """The broker cancelled a consumer (its queue was deleted, its node went away...):
+        a log line, the consumer ends with ``ConsumerCancelled`` (``get()`` and ``async
+        for`` raise it), and every ``add_on_cancel_callback`` hook is called."""
         consumer = self._consumers.pop(consumer_tag, None)
+        queue = consumer.queue if consumer is not None else "?"
+        self._runtime.log(
+            "warn",
+            "txamqp091: the broker cancelled consumer {tag} on queue {queue}",
+            tag=consumer_tag,
+            queue=queue,
+        )
         if consumer is not None:
-            consumer._end(ConsumerCancelled(f"the broker cancelled consumer {consumer_tag}"))
+            consumer._end(
+                ConsumerCancelled(f"the broker cancelled consumer {consumer_tag} on queue {queue}")
+            )
         for callback in self._on_cancel:
             self._runtime.run_user_callback(callback, consumer_tag)
 

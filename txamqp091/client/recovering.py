@@ -31,7 +31,7 @@ including those sent again after the incarnation they were on died.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Generic
+from typing import TYPE_CHECKING, Any
 
 from .. import validation as validate
 from ..core.spec import BasicProperties
@@ -50,19 +50,14 @@ from ..message import Message
 from .api import ChannelAPI, documented_by
 from .consumer import new_consumer_tag, threaded_callback
 from .parking import NOTHING, Operation, ParkingLot
-from .recovering_consumer import SurvivingConsumer
+from .recorded import TopologyOperations
+from .recovering_consumer import Reconsume, SurvivingConsumer
 from .runtime import Runtime, W
 from .topology import (
-    ConfirmSelect,
     Entry,
-    ExchangeBinding,
-    ExchangeDeclaration,
-    Qos,
-    QueueBinding,
     QueueDeclaration,
     Record,
     Topology,
-    TxSelect,
 )
 
 if TYPE_CHECKING:
@@ -89,12 +84,20 @@ def _ignore(value: object) -> None:
 
 
 @documented_by(ChannelAPI)
-class SurvivingChannel(Generic[W]):
+class SurvivingChannel(TopologyOperations[W]):
     """The channel API of :class:`~.channel.ChannelLogic`, surviving reconnects."""
 
     consumer_class: type[SurvivingConsumer[Any]] = SurvivingConsumer
     #: Broker channel closes in a row, while replaying, before the channel gives up.
     max_reopens = 5
+    #: Off by default: a consumer the broker cancels (its queue deleted, a quorum queue's
+    #: node gone) ends with ``ConsumerCancelled``. On: it consumes again once the queue is
+    #: back, up to ``reconsume_attempts`` tries, ``reconsume_delay`` seconds apart at
+    #: first, doubling to ``reconsume_max_delay``; the same consumer object goes on.
+    reconsume_on_cancel = False
+    reconsume_attempts = 10
+    reconsume_delay = 1.0
+    reconsume_max_delay = 30.0
 
     def __init__(self, session: RecoverySession[W]) -> None:
         self._session = session
@@ -353,11 +356,42 @@ class SurvivingChannel(Generic[W]):
             self._runtime.run_user_callback(callback, message)
 
     def _relay_cancel(self, consumer_tag: str) -> None:
-        consumer = self._consumers.pop(consumer_tag, None)
+        """The broker cancelled a consumer. By default it ends with ``ConsumerCancelled``;
+        with ``reconsume_on_cancel`` it stays (the same object) and consumes again once
+        the queue is back. The hooks are called either way."""
+        consumer = self._consumers.get(consumer_tag)
         if consumer is not None:
-            consumer._end(ConsumerCancelled(f"the broker cancelled consumer {consumer_tag}"))
+            if self.reconsume_on_cancel and not self._session.stopping:
+                consumer._subscribed = False  # a replay meanwhile must not subscribe it
+                consumer._reconsuming = True
+                self._reconsume(consumer, 1)
+            else:
+                del self._consumers[consumer_tag]
+                consumer._end(
+                    ConsumerCancelled(
+                        f"the broker cancelled consumer {consumer_tag} on queue {consumer.queue}"
+                    )
+                )
         for callback in self._on_cancel:
             self._runtime.run_user_callback(callback, consumer_tag)
+
+    def _reconsume(self, consumer: SurvivingConsumer[W], attempt: int) -> None:
+        tag = consumer.consumer_tag
+
+        def subscribe() -> W:
+            return self._run(
+                lambda inner: consumer._subscribe(inner, self._topology.name(consumer.queue)),
+                self._queue_names(consumer.queue),
+            )
+
+        def wanted() -> bool:
+            return self._consumers.get(tag) is consumer and self._closed_error is None
+
+        def give_up(error: BaseException) -> None:
+            del self._consumers[tag]
+            consumer._end(error)
+
+        Reconsume(self, consumer, subscribe, wanted, give_up).attempt(attempt)
 
     def _buffered_changed(self, delta: int) -> None:
         conn = self._session.connection
@@ -365,175 +399,7 @@ class SurvivingChannel(Generic[W]):
             conn._buffered_changed(delta)
 
     # -- the channel API: each ChannelLogic method, on the current incarnation -------------------------
-
-    def _queue_names(self, queue: str) -> frozenset[str]:
-        return frozenset((queue, self._topology.name(queue)))
-
-    def exchange_declare(
-        self,
-        exchange: str,
-        exchange_type: str = "direct",
-        passive: bool = False,
-        durable: bool = False,
-        auto_delete: bool = False,
-        internal: bool = False,
-        arguments: dict[str, Any] | None = None,
-    ) -> W:
-        validate.exchange_declare(
-            exchange, exchange_type, passive, durable, auto_delete, internal, arguments
-        )
-        subjects = frozenset((exchange,))
-        if passive:
-            return self._run(
-                lambda inner: inner.exchange_declare(
-                    exchange, exchange_type, True, durable, auto_delete, internal, arguments
-                ),
-                subjects,
-            )
-        record = ExchangeDeclaration(
-            exchange, str(exchange_type), durable, auto_delete, internal, arguments
-        )
-        return self._declare(record, subjects)
-
-    def exchange_delete(self, exchange: str = "", if_unused: bool = False) -> W:
-        validate.exchange_delete(exchange, if_unused)
-        self._topology.remove_exchange(exchange)
-        return self._run(
-            lambda inner: inner.exchange_delete(exchange, if_unused), frozenset((exchange,))
-        )
-
-    def exchange_bind(
-        self,
-        destination: str,
-        source: str,
-        routing_key: str = "",
-        arguments: dict[str, Any] | None = None,
-    ) -> W:
-        validate.exchange_bind(destination, source, routing_key, arguments)
-        record = ExchangeBinding(destination, source, routing_key, arguments)
-        return self._declare(record, frozenset((destination, source)))
-
-    def exchange_unbind(
-        self,
-        destination: str = "",
-        source: str = "",
-        routing_key: str = "",
-        arguments: dict[str, Any] | None = None,
-    ) -> W:
-        validate.exchange_unbind(destination, source, routing_key, arguments)
-        self._topology.remove(ExchangeBinding(destination, source, routing_key, arguments))
-        return self._run(
-            lambda inner: inner.exchange_unbind(destination, source, routing_key, arguments),
-            frozenset((destination, source)),
-        )
-
-    def queue_declare(
-        self,
-        queue: str,
-        passive: bool = False,
-        durable: bool = False,
-        exclusive: bool = False,
-        auto_delete: bool = False,
-        arguments: dict[str, Any] | None = None,
-    ) -> W:
-        validate.queue_declare(queue, passive, durable, exclusive, auto_delete, arguments)
-        topology = self._topology
-        if passive:
-            return self._run(
-                lambda inner: inner.queue_declare(
-                    topology.name(queue), True, durable, exclusive, auto_delete, arguments
-                ),
-                self._queue_names(queue),
-            )
-        if queue:
-            record = QueueDeclaration(queue, durable, exclusive, auto_delete, arguments)
-            return self._declare(record, frozenset((queue,)))
-        # Server-named: the first name the broker gives is the one the user holds; later
-        # incarnations map it to the new name (Topology.names).
-        waiter = self._run(
-            lambda inner: inner.queue_declare("", False, durable, exclusive, auto_delete, arguments)
-        )
-
-        def named(ok: Any) -> None:
-            record = QueueDeclaration(
-                ok.queue, durable, exclusive, auto_delete, arguments, server_named=True
-            )
-            topology.names[ok.queue] = ok.queue
-            topology.add(record).applied = True
-
-        self._runtime.observe(waiter, named, _ignore)
-        return waiter
-
-    def queue_bind(
-        self,
-        queue: str,
-        exchange: str,
-        routing_key: str | None = None,
-        arguments: dict[str, Any] | None = None,
-    ) -> W:
-        validate.queue_bind(queue, exchange, routing_key, arguments)
-        record = QueueBinding(queue, exchange, routing_key, arguments)
-        return self._declare(record, self._queue_names(queue) | {exchange})
-
-    def queue_unbind(
-        self,
-        queue: str,
-        exchange: str = "",
-        routing_key: str | None = None,
-        arguments: dict[str, Any] | None = None,
-    ) -> W:
-        validate.queue_unbind(queue, exchange, routing_key, arguments)
-        self._topology.remove(QueueBinding(queue, exchange, routing_key, arguments))
-        name = self._topology.name(queue)
-        rk = name if routing_key is None else routing_key
-        return self._run(
-            lambda inner: inner.queue_unbind(name, exchange, rk, arguments),
-            self._queue_names(queue) | {exchange},
-        )
-
-    def queue_purge(self, queue: str) -> W:
-        validate.queue_purge(queue)
-        return self._run(
-            lambda inner: inner.queue_purge(self._topology.name(queue)), self._queue_names(queue)
-        )
-
-    def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> W:
-        validate.queue_delete(queue, if_unused, if_empty)
-        self._topology.remove_queue(queue)
-        name = self._topology.name(queue)
-        return self._run(
-            lambda inner: inner.queue_delete(name, if_unused, if_empty), self._queue_names(queue)
-        )
-
-    def basic_qos(
-        self, prefetch_size: int = 0, prefetch_count: int = 0, global_qos: bool = False
-    ) -> W:
-        validate.basic_qos(prefetch_size, prefetch_count, global_qos)
-        return self._declare(Qos(prefetch_size, prefetch_count, global_qos))
-
-    def confirm_delivery(self) -> W:
-        return self._declare(ConfirmSelect())
-
-    def tx_select(self) -> W:
-        return self._declare(TxSelect())
-
-    def tx_commit(self) -> W:
-        return self._run(lambda inner: inner.tx_commit())
-
-    def tx_rollback(self) -> W:
-        return self._run(lambda inner: inner.tx_rollback())
-
-    def basic_recover(self, requeue: bool = False) -> W:
-        validate.basic_recover(requeue)
-        return self._run(lambda inner: inner.basic_recover(requeue))
-
-    def flow(self, active: bool) -> W:
-        validate.flow(active)
-        return self._run(lambda inner: inner.flow(active))
-
-    @property
-    def publisher_confirms(self) -> bool:
-        return self._topology.confirm_mode
+    # (the declarations, deletes and other requests are in TopologyOperations)
 
     def basic_publish(
         self,

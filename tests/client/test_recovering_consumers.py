@@ -125,6 +125,7 @@ def offsets(n: int, start: int = 0) -> list[spec.BasicProperties]:
 
 def test_a_stream_consumer_resumes_after_the_last_offset_it_delivered(setup: Setup) -> None:
     setup.broker.declare_queue("s")
+    setup.wire.result(setup.channel.basic_qos(prefetch_count=10))  # streams need one
     consumer = setup.consume("s", consumer_tag="c1", arguments={"x-stream-offset": "first"})
     for i, properties in enumerate(offsets(5)):
         setup.broker.publish("", "s", b"%d" % i, properties)
@@ -160,6 +161,7 @@ def test_a_stream_consumer_resumes_after_the_last_offset_it_delivered(setup: Set
 
 def test_buffered_stream_messages_not_handed_out_are_read_again(setup: Setup) -> None:
     setup.broker.declare_queue("s")
+    setup.wire.result(setup.channel.basic_qos(prefetch_count=10))
     consumer: SurvivingConsumer[Any] = setup.wire.result(
         setup.channel.basic_consume("s", arguments={"x-stream-offset": "next"})
     )

@@ -75,9 +75,6 @@ class Adapter:
     async def stop(self, client: Any) -> None:
         raise NotImplementedError
 
-    async def when_connected(self, client: Any) -> Any:
-        raise NotImplementedError
-
     async def connect(self, url: str) -> Any:
         """A plain connection (no recovery)."""
         raise NotImplementedError
@@ -142,9 +139,6 @@ class TwistedAdapter(Adapter):
         if client.running:
             await client.stopService()
 
-    async def when_connected(self, client: Any) -> Any:
-        return await client.whenConnected()
-
     async def connect(self, url: str) -> Any:
         from txamqp091.twisted import connect
 
@@ -194,9 +188,6 @@ class TornadoAdapter(Adapter):
 
     async def stop(self, client: Any) -> None:
         await client.stop()
-
-    async def when_connected(self, client: Any) -> Any:
-        return await client.when_connected()
 
     async def connect(self, url: str) -> Any:
         from txamqp091.tornado import connect

@@ -107,7 +107,7 @@ async def test_memory_alarm_blocks_publishes_until_it_clears(
     client, watch = await clients.start(node.url(), retry_policy=lambda a: 0.25)
     ch = await open_channel(client, queue, arguments=EXPIRES)
     await within(10, ch.basic_publish("", queue, b"before"), "publish")
-    conn = await within(10, current().when_connected(client), "when_connected")
+    conn = await within(10, client.when_connected(), "when_connected")
     blocked: list[Any] = []
     try:
         await to_thread(node.set_watermark, 0)
@@ -260,7 +260,12 @@ async def _kill_to_first_publish(
 
 
 @on_each_adapter
-async def test_time_from_kill_to_first_publish(clients: Clients) -> None:
+async def test_a_publish_is_confirmed_on_the_next_connection_after_each_kill(
+    clients: Clients,
+) -> None:
+    """Publishing one at a time through ten kills, each kill is followed by a publish
+    confirmed on the next connection. How long that takes is a figure, printed (``-s``),
+    not asserted: it is the machine's as much as the client's."""
     kills = 10
     # The default retry policy (what an application gets), then no delay at all (what
     # reconnecting and replaying cost by themselves).
@@ -271,4 +276,3 @@ async def test_time_from_kill_to_first_publish(clients: Clients) -> None:
             f"kill -> first confirmed publish ({label}): median {median * 1000:.0f} ms "
             f"over {kills} kills (min {min(delays) * 1000:.0f}, max {max(delays) * 1000:.0f} ms)"
         )
-        assert median < 2.0

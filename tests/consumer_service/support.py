@@ -45,6 +45,14 @@ def publish(queue_name: str, bodies: list[bytes], exchange: str = "", **props: A
             channel.basic_publish(exchange, queue_name, body, properties)
 
 
+def dead_letter_queue(dlx: str, dlq: str) -> None:
+    """A fanout dead-letter exchange ``dlx`` with the queue ``dlq`` bound to it."""
+    with pika_channel() as channel:
+        channel.exchange_declare(dlx, "fanout", durable=True)
+        channel.queue_declare(dlq, durable=True)
+        channel.queue_bind(dlq, dlx)
+
+
 def message_count(queue_name: str) -> int:
     with pika_channel() as channel:
         return int(channel.queue_declare(queue_name, passive=True).method.message_count)

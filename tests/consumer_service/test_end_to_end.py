@@ -13,6 +13,7 @@ import pytest
 from tests.consumer_service.support import (
     AMQP_URL,
     consumer,
+    dead_letter_queue,
     delete,
     drain,
     message_count,
@@ -124,10 +125,7 @@ def test_a_poison_message_is_dead_lettered_after_max_redeliveries(
 ) -> None:
     queue, dlx, dlq = unique("poison"), unique("dlx"), unique("dlq")
     record_file = handler_dir / "records"
-    with pika_channel() as channel:
-        channel.exchange_declare(dlx, "fanout", durable=True)
-        channel.queue_declare(dlq, durable=True)
-        channel.queue_bind(dlq, dlx)
+    dead_letter_queue(dlx, dlq)
     args = ["--url", AMQP_URL, "--queue", queue, "--handler", "e2e_handlers:poison",
             "--declare", "--queue-type", queue_type, "--dead-letter-exchange", dlx,
             "--max-redeliveries", "3"]  # fmt: skip
@@ -155,10 +153,7 @@ def test_a_poison_message_is_dead_lettered_after_max_redeliveries(
 def test_threads_and_requeue_delay(handler_dir: Path) -> None:
     queue, dlx, dlq = unique("threads"), unique("dlx"), unique("dlq")
     record_file = handler_dir / "records"
-    with pika_channel() as channel:
-        channel.exchange_declare(dlx, "fanout", durable=True)
-        channel.queue_declare(dlq, durable=True)
-        channel.queue_bind(dlq, dlx)
+    dead_letter_queue(dlx, dlq)
     args = ["--url", AMQP_URL, "--queue", queue, "--handler", "e2e_handlers:threaded",
             "--threads", "4", "--declare", "--dead-letter-exchange", dlx,
             "--max-redeliveries", "2", "--requeue-delay", "0.5"]  # fmt: skip

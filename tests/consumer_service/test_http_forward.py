@@ -17,6 +17,7 @@ from twisted.web.server import Site
 from tests.consumer_service.support import (
     AMQP_URL,
     ConsumerProcess,
+    dead_letter_queue,
     delete,
     drain,
     message_count,
@@ -66,10 +67,7 @@ async def test_http_forward_acks_requeues_and_rejects(tmp_path: Path) -> None:
     port = reactor.listenTCP(0, Site(hook), interface="127.0.0.1")
     url = f"http://127.0.0.1:{port.getHost().port}/hook"
     queue, dlx, dlq = unique("hook"), unique("hook-dlx"), unique("hook-dlq")
-    with pika_channel() as channel:
-        channel.exchange_declare(dlx, "fanout", durable=True)
-        channel.queue_declare(dlq, durable=True)
-        channel.queue_bind(dlq, dlx)
+    dead_letter_queue(dlx, dlq)
     process = ConsumerProcess(
         ["--url", AMQP_URL, "--queue", queue, "--handler", "txamqp091.handlers:http_forward",
          "--forward-url", url, "--forward-timeout", "5", "--forward-concurrency", "2",

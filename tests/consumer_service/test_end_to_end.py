@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -198,3 +199,14 @@ def test_shutdown_grace_bounds_a_stuck_handler(handler_dir: Path) -> None:
         wait_until(lambda: message_count(queue) == 1, 10, "the message back in the queue")
     finally:
         delete([queue])
+
+
+def test_a_refused_login_ends_the_process_with_status_1(handler_dir: Path) -> None:
+    url = urlsplit(AMQP_URL)
+    wrong = f"amqp://guest:not-the-password@{url.hostname}:{url.port or 5672}/%2F"
+    args = ["--url", wrong, "--queue", unique("refused"), "--handler", "e2e_handlers:poison"]
+    with consumer(args, handler_dir, env={"RECORD_FILE": str(handler_dir / "r")}) as service:
+        code = service.proc.wait(timeout=60)
+    assert code == 1, service.output()
+    assert "giving up on" in service.output()
+    assert "not-the-password" not in service.output()

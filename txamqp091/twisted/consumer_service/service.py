@@ -21,6 +21,8 @@ still running, then closes the connection.
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -132,6 +134,8 @@ class ConsumerService(Service):
         self.ready = False
         self.handled = 0
         self.failed = 0
+        #: The process's exit status: 1 once the service gave up (refused logins).
+        self.exit_status = 0
         self._stopping = False
         self._running: dict[int, tuple[Message, float]] = {}
         self._waiting: deque[Message] = deque()
@@ -143,6 +147,7 @@ class ConsumerService(Service):
         self.client.on_connected.append(self._on_connected)
         self.client.on_disconnected.append(self._on_disconnected)
         self.client.on_recovered.append(self._on_recovered)
+        self.client.client.on_gave_up.append(self._give_up)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -213,6 +218,8 @@ class ConsumerService(Service):
             except Exception as exc:
                 if self._stopping:
                     return
+                if self.client.failure is not None:
+                    return  # the client gave up: _give_up ends the process
                 self.not_consuming_because = f"cannot consume {self.queue!r}: {exc}"
                 log.error(
                     "amqp-consumer: cannot consume {queue!r}: {error}; retrying in {delay}s",
@@ -252,6 +259,21 @@ class ConsumerService(Service):
         if plan.exchange:
             for key in plan.routing_keys or [self.queue]:
                 await channel.queue_bind(self.queue, plan.exchange, key)
+
+    def _give_up(self, error: BaseException) -> None:
+        """The client stopped retrying (the broker refuses our login): retrying here would
+        not help either. Stop the process with a non-zero status, so a supervisor
+        (systemd ``Restart=on-failure``, a container runtime) sees the failure."""
+        self.not_consuming_because = f"gave up: {error}"
+        self.exit_status = 1
+        log.critical(
+            "amqp-consumer: giving up on {queue!r}: {error}; exiting with status 1",
+            queue=self.queue,
+            error=error,
+        )
+        if self.running and getattr(self.reactor, "running", False):
+            self.reactor.addSystemEventTrigger("after", "shutdown", _exit, self.exit_status)
+            self.reactor.stop()
 
     # -- the connection's hooks ----------------------------------------------------------------
 
@@ -511,6 +533,14 @@ class ConsumerService(Service):
 async def _awaited(awaitable: Any) -> Any:
     """A coroutine (or any awaitable) as something ``ensureDeferred`` runs."""
     return await awaitable
+
+
+def _exit(status: int) -> None:
+    """End the process with ``status`` once the reactor has shut down (twistd itself
+    always exits 0 after a clean shutdown)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _ignore_cancel(failure: Failure) -> None:

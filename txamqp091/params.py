@@ -410,6 +410,14 @@ class ConnectionParameters:
         :func:`apply_tcp_options`.
     :param auth_mechanism: ``"PLAIN"`` or ``"EXTERNAL"``; taken from
         ``credentials`` when ``None``, and chooses them when ``credentials`` is not given.
+    :param max_message_size: the largest message body accepted from the broker (a
+        content header announcing more ends the connection with 501 FRAME_ERROR
+        before any of it is buffered) and published (``basic_publish`` raises
+        ``ValueError``); default 128 MiB, RabbitMQ's own default.
+    :param max_unconfirmed: in confirm mode, how many publishes a channel may have
+        waiting for the broker's ack; a further ``basic_publish`` waits (its
+        Deferred/future stays pending, nothing is sent) until acks or nacks make
+        room. Default 10,000; ``0`` means no limit.
     """
 
     __slots__ = (
@@ -424,6 +432,8 @@ class ConnectionParameters:
         "heartbeat",
         "host",
         "locale",
+        "max_message_size",
+        "max_unconfirmed",
         "port",
         "retry_delay",
         "socket_timeout",
@@ -451,6 +461,8 @@ class ConnectionParameters:
     connection_name: str | None
     tcp_options: dict[str, int] | None
     auth_mechanism: str
+    max_message_size: int
+    max_unconfirmed: int
 
     DEFAULT_HOST: ClassVar[str] = "localhost"
     DEFAULT_PORT: ClassVar[int] = 5672
@@ -466,6 +478,9 @@ class ConnectionParameters:
     DEFAULT_SOCKET_TIMEOUT: ClassVar[float] = 10.0
     DEFAULT_STACK_TIMEOUT: ClassVar[float] = 15.0
     DEFAULT_LOCALE: ClassVar[str] = "en_US"
+    #: RabbitMQ's default ``max_message_size``: 128 MiB.
+    DEFAULT_MAX_MESSAGE_SIZE: ClassVar[int] = 128 * 1024 * 1024
+    DEFAULT_MAX_UNCONFIRMED: ClassVar[int] = 10_000
 
     def __init__(
         self,
@@ -488,6 +503,8 @@ class ConnectionParameters:
         connection_name: str | None = None,
         tcp_options: Mapping[str, int] | None = None,
         auth_mechanism: str | None = None,
+        max_message_size: int = 128 * 1024 * 1024,
+        max_unconfirmed: int = 10_000,
         **unknown: NoReturn,
     ) -> None:
         if unknown:
@@ -580,6 +597,8 @@ class ConnectionParameters:
             "connection_name": connection_name,
             "tcp_options": tcp,
             "auth_mechanism": credentials.mechanism,
+            "max_message_size": _check_int("max_message_size", max_message_size, 1, 2**63 - 1),
+            "max_unconfirmed": _check_int("max_unconfirmed", max_unconfirmed, 0, 2**31 - 1),
         }
         for field_name, field_value in values.items():
             object.__setattr__(self, field_name, field_value)
@@ -706,6 +725,8 @@ _URL_OPTIONS: dict[str, Callable[[str, str], object]] = {
     "frame_max": _url_int,
     "heartbeat": _url_int,
     "locale": _url_str,
+    "max_message_size": _url_int,
+    "max_unconfirmed": _url_int,
     "retry_delay": _url_float,
     "socket_timeout": _url_float,
     "ssl_options": _url_literal,

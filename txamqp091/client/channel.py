@@ -28,6 +28,7 @@ from ..exceptions import (
     UnroutableError,
 )
 from ..message import Message
+from ..params import ConnectionParameters
 from .api import ChannelAPI, documented_by
 from .confirms import ConfirmTracker, PendingPublish
 from .consumer import ConsumerLogic, new_consumer_tag, threaded_callback
@@ -52,6 +53,7 @@ class ConnectionHooks(Protocol[W]):
     named here so that this module does not import the connection that imports it."""
 
     _runtime: Runtime[W]
+    params: ConnectionParameters
 
     @property
     def is_open(self) -> bool: ...
@@ -98,14 +100,19 @@ class ChannelLogic(Generic[W]):
         self._close_error: BaseException | None = None
         self._closed_waiters: list[W] = []
         self._confirms: ConfirmTracker[W] = ConfirmTracker(
-            self._runtime.resolve, self._runtime.reject
+            self._runtime.resolve, self._runtime.reject, self._confirms_settled
         )
+        #: In confirm mode, the unconfirmed publishes allowed before ``basic_publish``
+        #: waits (0: no limit); and the largest body ``basic_publish`` accepts.
+        self._max_unconfirmed = conn.params.max_unconfirmed
+        self._max_message_size = conn.params.max_message_size
         self._consumers: dict[str, ConsumerLogic[W]] = {}
         self._on_return: list[Callable[..., Any]] = []
         self._on_cancel: list[Callable[..., Any]] = []
         self._on_close: list[Callable[..., Any]] = []
         #: False while the broker has stopped our publishes (Channel.Flow active=False);
         #: publishes then wait in ``_flow_held`` (arguments, waiter) until it resumes them.
+        #: They wait there too while the confirm window (``max_unconfirmed``) is full.
         self._flow_active = True
         self._flow_held: deque[tuple[tuple[Any, ...], W]] = deque()
         #: The last non-global ``basic_qos`` prefetch_count: a stream consumer needs one.
@@ -347,11 +354,18 @@ class ChannelLogic(Generic[W]):
         validate.basic_publish(exchange, routing_key, body, properties, mandatory)
         if type(body) is not bytes:
             body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        if len(body) > self._max_message_size:
+            raise ValueError(
+                f"body of {len(body)} bytes exceeds max_message_size {self._max_message_size}"
+            )
         if self._close_error is not None or self._closing is not None:
             return self._runtime.failed(
                 ChannelWrongStateError(f"channel {self.channel_number} is closed")
             )
-        if not self._flow_active:
+        limit = self._max_unconfirmed
+        if not self._flow_active or self._flow_held or (limit and len(self._confirms) >= limit):
+            # Held in order behind anything already waiting: the broker stopped us
+            # (Channel.Flow), or as many publishes as allowed wait for their confirms.
             waiter = self._runtime.create_waiter()
             self._flow_held.append(((exchange, routing_key, body, properties, mandatory), waiter))
             return waiter
@@ -363,14 +377,28 @@ class ChannelLogic(Generic[W]):
     def _on_flow(self, active: bool) -> None:
         """The broker's Channel.Flow: stop publishing, or resume and send what waited."""
         self._flow_active = active
-        if not active or not self._flow_held:
-            return
+        if active and self._flow_held:
+            self._release_held_here()
+
+    def _confirms_settled(self) -> None:
+        """Acks or nacks made room in the confirm window: send what waited for it."""
+        if self._flow_held and self._flow_active:
+            self._release_held_here()
+
+    def _release_held_here(self) -> None:
+        """Send the publishes this channel held, in order, while the broker lets us
+        (flow) and the confirm window has room."""
         runtime = self._runtime
         conn = self._conn
-        held, self._flow_held = self._flow_held, deque()
-        for args, waiter in held:
+        held = self._flow_held
+        limit = self._max_unconfirmed
+        while held and self._flow_active and not (limit and len(self._confirms) >= limit):
+            args, waiter = held.popleft()
             if runtime.is_done(waiter):
                 continue  # cancelled while it waited: never sent
+            if not self.is_open:
+                runtime.reject(waiter, ChannelWrongStateError("channel closed"))
+                continue
             exchange, routing_key, body, properties, mandatory = args
             if conn._publish_gate_open():
                 self._publish_now(exchange, routing_key, body, properties, mandatory, waiter)

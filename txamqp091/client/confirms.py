@@ -58,17 +58,20 @@ class PendingPublish(Generic[W]):
 class ConfirmTracker(Generic[W]):
     """Unconfirmed publishes of one channel, by sequence number."""
 
-    __slots__ = ("_lowest", "_pending", "_reject", "_resolve")
+    __slots__ = ("_lowest", "_pending", "_reject", "_resolve", "_settled")
 
     def __init__(
         self,
         resolve: Callable[[W, Any], None],
         reject: Callable[[W, BaseException], None],
+        settled: Callable[[], None] | None = None,
     ) -> None:
         self._pending: dict[int, PendingPublish[W]] = {}
         self._lowest = 1
         self._resolve = resolve
         self._reject = reject
+        #: Called after an ack or nack settled something: the window has room again.
+        self._settled = settled
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -103,15 +106,21 @@ class ConfirmTracker(Generic[W]):
         self._lowest = lowest
 
     def acked(self, tag: int, multiple: bool) -> None:
-        for entry in self._take(tag, multiple):
+        taken = self._take(tag, multiple)
+        for entry in taken:
             if entry.returned is not None:
                 self._reject(entry.waiter, entry.returned)
             else:
                 self._resolve(entry.waiter, None)
+        if taken and self._settled is not None:
+            self._settled()
 
     def nacked(self, tag: int, multiple: bool) -> None:
-        for entry in self._take(tag, multiple):
+        taken = self._take(tag, multiple)
+        for entry in taken:
             self._reject(entry.waiter, NackError(f"the broker nacked message {tag}"))
+        if taken and self._settled is not None:
+            self._settled()
 
     def returned(
         self, exchange: str, routing_key: str, body: bytes, error: UnroutableError

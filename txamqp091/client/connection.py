@@ -95,6 +95,7 @@ class ConnectionLogic(Generic[W]):
             else heartbeat,
             locale=params.locale,
             delivery_class=Message,
+            max_message_size=params.max_message_size,
         )
         self._channels: dict[int, ChannelLogic[W]] = {}
         self._channel_waiters: dict[int, W] = {}

@@ -7,8 +7,9 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet import error as twisted_errors
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
@@ -109,7 +110,7 @@ def connect_once(
     protocol = AMQPProtocol(params, reactor)
     if endpoint is None:
         endpoint = endpoint_for(reactor, params)
-    d: Deferred[Any] = connectProtocol(endpoint, protocol)  # type: ignore[no-untyped-call]
+    d: Deferred[Any] = endpoint.connect(_OneShotFactory(protocol))
     d.addCallback(lambda _: protocol.ready)
     timed_out = []
 
@@ -137,6 +138,20 @@ def connect_once(
 
     d.addErrback(failed)
     return d
+
+
+class _OneShotFactory(Factory):
+    """``connectProtocol``'s factory, but quiet: a noisy factory logs "Starting factory"
+    and "Stopping factory" on every (re)connect, and until an application begins
+    logging, Twisted keeps those events (and through them each dead connection)."""
+
+    noisy = False
+
+    def __init__(self, protocol: AMQPProtocol) -> None:
+        self._protocol = protocol
+
+    def buildProtocol(self, addr: Any) -> AMQPProtocol:
+        return self._protocol
 
 
 def _as_clock(reactor: Any) -> IReactorTime:

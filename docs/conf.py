@@ -7,6 +7,7 @@ import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "docs", "_ext"))
 
 _version: dict[str, str] = {}
 with open(os.path.join(ROOT, "txamqp091", "_version.py"), encoding="utf-8") as f:
@@ -18,11 +19,12 @@ copyright = "2026, The txamqp091 developers"
 release = _version["__version__"]
 version = ".".join(release.split(".")[:2])
 
-extensions = ["sphinx.ext.autodoc"]
+extensions = ["sphinx.ext.autodoc", "txamqp091_api"]
 
 # No intersphinx: the build must not touch the network.
 nitpicky = False
-autodoc_typehints = "description"
+autodoc_typehints = "signature"
+autodoc_typehints_format = "short"
 autodoc_member_order = "bysource"
 
 exclude_patterns = ["_build"]

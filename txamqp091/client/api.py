@@ -354,17 +354,18 @@ class ConnectionAPI(Protocol[W_co]):
 
 
 def documented_by(protocol: type) -> Callable[[type[T]], type[T]]:
-    """Class decorator: give the class's own methods and properties that have no
-    docstring the one of the same name in ``protocol``.
+    """Class decorator: the class's own methods and properties take the docstring of
+    the same name in ``protocol``.
 
     The contract is written once, here, and ``help()``, IDEs and the API reference
-    show it on the classes users hold, without a second copy to keep in step.
+    show it on the classes users hold, without a second copy to keep in step (an
+    implementation's own docstring is replaced: notes about *how* belong in comments).
     """
 
     def apply(cls: type[T]) -> type[T]:
         for name, member in vars(cls).items():
             documented = vars(protocol).get(name)
-            if documented is None or getattr(member, "__doc__", None):
+            if documented is None or not getattr(documented, "__doc__", None):
                 continue
             doc = documented.__doc__
             if isinstance(member, property) and member.fget is not None:

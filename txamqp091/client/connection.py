@@ -142,6 +142,7 @@ class ConnectionLogic(Generic[W]):
 
     @property
     def is_closed(self) -> bool:
+        """Whether the connection has ended (``closed`` has fired)."""
         return self._ended
 
     @property

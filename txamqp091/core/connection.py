@@ -14,7 +14,7 @@ Theory of operation: received bytes go into one bytearray; a read offset walks
 it frame by frame and the consumed prefix is dropped once per call, so parsing
 is linear in the input whatever the split points. Each frame is checked (type,
 frame-end octet, size against the negotiated ``frame_max``, channel number)
-and routed to channel 0's handshake/close logic or to a :class:`~.channel.Channel`.
+and routed to channel 0's handshake/close logic or to a :class:`~txamqp091.core.channel.Channel`.
 Malformed or out-of-order input from the broker queues Connection.Close with
 the spec's reply code and ends the connection with a ``ConnectionClosed``
 event whose ``error`` is a :class:`~txamqp091.exceptions.ProtocolError`.

@@ -68,9 +68,9 @@ class AMQPClient:
         self.endpoint = endpoint
         self.retry_policy = retry_policy or backoff_policy()
         self.publish_timeout = publish_timeout
-        #: Hooks: ``f(connection)`` after each connect, ``f(reason)`` after each
-        #: disconnect, ``f(params, error)`` after each failed attempt, ``f(channel)``
-        #: once a channel has been recovered.
+        # Hooks (documented in docs/reference): ``f(connection)`` after each connect, ``f(reason)`` after each
+        # disconnect, ``f(params, error)`` after each failed attempt, ``f(channel)``
+        # once a channel has been recovered.
         self.on_connected: list[Callable[[Connection], Any]] = []
         self.on_disconnected: list[Callable[[BaseException | None], Any]] = []
         self.on_attempt_failed: list[Callable[[ConnectionParameters, BaseException], Any]] = []

@@ -81,9 +81,9 @@ class AMQPClientService(Service):
             self.session,
             retry_policy,
         )
-        #: Hooks: ``f(connection)`` after each connect, ``f(reason)`` after each
-        #: disconnect, ``f(params, error)`` after each failed attempt, ``f(channel)``
-        #: once a channel has been recovered.
+        # Hooks (documented in docs/reference): ``f(connection)`` after each connect, ``f(reason)`` after each
+        # disconnect, ``f(params, error)`` after each failed attempt, ``f(channel)``
+        # once a channel has been recovered.
         self.on_connected: list[Callable[[Connection], Any]] = self.client.on_connected
         self.on_disconnected = self.client.on_disconnected
         self.on_attempt_failed = self.client.on_attempt_failed

@@ -358,3 +358,29 @@ def test_channel_closed_by_broker_ends_start_consuming_with_its_error(
     assert info.value.reply_code == 404
     with pytest.raises(exceptions.ChannelWrongStateError):
         ch.basic_publish("", queue, b"x")
+
+
+def test_transactions(ch: blocking.BlockingChannel, names: Names) -> None:
+    queue = names.queue()
+    ch.queue_declare(queue)
+    assert ch.tx_select().method is not None
+    ch.basic_publish("", queue, b"rolled back")
+    ch.tx_rollback()
+    ch.basic_publish("", queue, b"committed")
+    ch.tx_commit()
+    assert ch.basic_get(queue, auto_ack=True)[2] == b"committed"
+    assert ch.basic_get(queue, auto_ack=True) == (None, None, None)
+
+
+def test_positional_connection_parameters_as_pika(names: Names) -> None:
+    from tests.blocking_adapter.support import AMQP_URL
+
+    url = blocking.URLParameters(AMQP_URL)
+    params = blocking.ConnectionParameters(
+        url.host, url.port, "/", blocking.PlainCredentials("guest", "guest")
+    )
+    assert (params.host, params.port, params.virtual_host) == (url.host, url.port, "/")
+    with blocking.BlockingConnection(params) as conn:
+        assert conn.channel().queue_declare("", exclusive=True).method.queue
+    with pytest.raises(ValueError, match="host"):
+        blocking.ConnectionParameters("localhost", host="localhost")

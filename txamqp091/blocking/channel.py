@@ -104,6 +104,11 @@ class BlockingChannel(Consuming):
     def _frame(self, method: Any) -> MethodFrame:
         return MethodFrame(self.channel_number, method)
 
+    def _rpc(self, name: str, timeout: float | None, *args: Any) -> MethodFrame:
+        """Call the inner channel's ``name(*args)`` in the loop; the reply as pika's frame."""
+        method = getattr(self._inner, name)
+        return self._frame(self._call(partial(method, *args), timeout, name))
+
     # -- events from the loop thread ---------------------------------------------------------
 
     def _on_closed(self, _channel: Any, reason: BaseException) -> None:
@@ -155,15 +160,17 @@ class BlockingChannel(Consuming):
         *,
         timeout: float | None = None,
     ) -> MethodFrame:
-        inner = self._inner
-        ok = self._call(
-            lambda: inner.exchange_declare(
-                exchange, str(exchange_type), passive, durable, auto_delete, internal, arguments
-            ),
-            timeout,
+        return self._rpc(
             "exchange_declare",
+            timeout,
+            exchange,
+            str(exchange_type),
+            passive,
+            durable,
+            auto_delete,
+            internal,
+            arguments,
         )
-        return self._frame(ok)
 
     def exchange_delete(
         self,
@@ -172,11 +179,7 @@ class BlockingChannel(Consuming):
         *,
         timeout: float | None = None,
     ) -> MethodFrame:
-        inner = self._inner
-        ok = self._call(
-            lambda: inner.exchange_delete(exchange or "", if_unused), timeout, "exchange_delete"
-        )
-        return self._frame(ok)
+        return self._rpc("exchange_delete", timeout, exchange or "", if_unused)
 
     def exchange_bind(
         self,
@@ -187,13 +190,7 @@ class BlockingChannel(Consuming):
         *,
         timeout: float | None = None,
     ) -> MethodFrame:
-        inner = self._inner
-        ok = self._call(
-            lambda: inner.exchange_bind(destination, source, routing_key, arguments),
-            timeout,
-            "exchange_bind",
-        )
-        return self._frame(ok)
+        return self._rpc("exchange_bind", timeout, destination, source, routing_key, arguments)
 
     def exchange_unbind(
         self,
@@ -204,13 +201,9 @@ class BlockingChannel(Consuming):
         *,
         timeout: float | None = None,
     ) -> MethodFrame:
-        inner = self._inner
-        ok = self._call(
-            lambda: inner.exchange_unbind(destination or "", source or "", routing_key, arguments),
-            timeout,
-            "exchange_unbind",
+        return self._rpc(
+            "exchange_unbind", timeout, destination or "", source or "", routing_key, arguments
         )
-        return self._frame(ok)
 
     def queue_declare(
         self,
@@ -225,13 +218,9 @@ class BlockingChannel(Consuming):
     ) -> MethodFrame:
         """Queue.Declare; ``.method.queue``, ``.method.message_count``,
         ``.method.consumer_count`` of the result are the broker's answer."""
-        inner = self._inner
-        ok = self._call(
-            lambda: inner.queue_declare(queue, passive, durable, exclusive, auto_delete, arguments),
-            timeout,
-            "queue_declare",
+        return self._rpc(
+            "queue_declare", timeout, queue, passive, durable, exclusive, auto_delete, arguments
         )
-        return self._frame(ok)
 
     def queue_delete(
         self,
@@ -241,16 +230,10 @@ class BlockingChannel(Consuming):
         *,
         timeout: float | None = None,
     ) -> MethodFrame:
-        inner = self._inner
-        ok = self._call(
-            lambda: inner.queue_delete(queue, if_unused, if_empty), timeout, "queue_delete"
-        )
-        return self._frame(ok)
+        return self._rpc("queue_delete", timeout, queue, if_unused, if_empty)
 
     def queue_purge(self, queue: str, *, timeout: float | None = None) -> MethodFrame:
-        inner = self._inner
-        ok = self._call(lambda: inner.queue_purge(queue), timeout, "queue_purge")
-        return self._frame(ok)
+        return self._rpc("queue_purge", timeout, queue)
 
     def queue_bind(
         self,
@@ -261,13 +244,7 @@ class BlockingChannel(Consuming):
         *,
         timeout: float | None = None,
     ) -> MethodFrame:
-        inner = self._inner
-        ok = self._call(
-            lambda: inner.queue_bind(queue, exchange, routing_key, arguments),
-            timeout,
-            "queue_bind",
-        )
-        return self._frame(ok)
+        return self._rpc("queue_bind", timeout, queue, exchange, routing_key, arguments)
 
     def queue_unbind(
         self,
@@ -278,13 +255,7 @@ class BlockingChannel(Consuming):
         *,
         timeout: float | None = None,
     ) -> MethodFrame:
-        inner = self._inner
-        ok = self._call(
-            lambda: inner.queue_unbind(queue, exchange or "", routing_key, arguments),
-            timeout,
-            "queue_unbind",
-        )
-        return self._frame(ok)
+        return self._rpc("queue_unbind", timeout, queue, exchange or "", routing_key, arguments)
 
     def basic_qos(
         self,
@@ -294,35 +265,29 @@ class BlockingChannel(Consuming):
         *,
         timeout: float | None = None,
     ) -> None:
-        inner = self._inner
-        self._call(
-            lambda: inner.basic_qos(prefetch_size, prefetch_count, global_qos), timeout, "basic_qos"
-        )
+        self._rpc("basic_qos", timeout, prefetch_size, prefetch_count, global_qos)
 
     def basic_recover(self, requeue: bool = False, *, timeout: float | None = None) -> None:
-        inner = self._inner
-        self._call(lambda: inner.basic_recover(requeue), timeout, "basic_recover")
+        self._rpc("basic_recover", timeout, requeue)
 
     def confirm_delivery(self, *, timeout: float | None = None) -> None:
         """Confirm.Select: from now on ``basic_publish`` returns once the broker acked the
         message, and raises ``NackError`` or (mandatory) ``UnroutableError`` otherwise."""
-        inner = self._inner
-        self._call(inner.confirm_delivery, timeout, "confirm_delivery")
+        self._rpc("confirm_delivery", timeout)
         self._confirming = True
 
     def tx_select(self, *, timeout: float | None = None) -> MethodFrame:
-        return self._frame(self._call(self._inner.tx_select, timeout, "tx_select"))
+        return self._rpc("tx_select", timeout)
 
     def tx_commit(self, *, timeout: float | None = None) -> MethodFrame:
-        return self._frame(self._call(self._inner.tx_commit, timeout, "tx_commit"))
+        return self._rpc("tx_commit", timeout)
 
     def tx_rollback(self, *, timeout: float | None = None) -> MethodFrame:
-        return self._frame(self._call(self._inner.tx_rollback, timeout, "tx_rollback"))
+        return self._rpc("tx_rollback", timeout)
 
     def flow(self, active: bool, *, timeout: float | None = None) -> bool:
         """Channel.Flow; returns the state the broker confirmed."""
-        inner = self._inner
-        return bool(self._call(lambda: inner.flow(active), timeout, "flow"))
+        return bool(self._rpc("flow", timeout, active).method)
 
     # -- publishing -------------------------------------------------------------------------------
 

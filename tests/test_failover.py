@@ -30,6 +30,7 @@ from txamqp091.exceptions import (
     ConnectionClosedByBroker,
     ConnectionWrongStateError,
     ProbableAccessDeniedError,
+    ProbableAuthenticationError,
 )
 from txamqp091.testing import FakeBroker
 from txamqp091.testing.asyncio import FakeServer, serve
@@ -39,7 +40,6 @@ from txamqp091.tornado import AMQPClient
 from txamqp091.tornado.connect import tcp_endpoint
 from txamqp091.tornado.protocol import AMQPProtocol
 from txamqp091.twisted import AMQPClientService
-from txamqp091.twisted import service as service_module
 
 pytestmark = pytest.mark.asyncio
 
@@ -111,23 +111,23 @@ class Cluster:
 
 
 class TwistedCluster(Cluster):
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self) -> None:
         super().__init__()
         self.clock = Clock()
         self.brokers = {name: TwistedFakeBroker(clock=self.clock) for name in NODES}
         self.endpoints = {name: FakeEndpoint(b, self.clock) for name, b in self.brokers.items()}
 
-        def endpoint_for(reactor: Any, params: ConnectionParameters, tls: Any = None) -> Any:
+        def endpoint(params: ConnectionParameters) -> IStreamClientEndpoint:
             self.tried.append(params.host)
             if params.host in self.down:
                 return RefusingEndpoint()
             return self.endpoints[params.host]
 
-        monkeypatch.setattr(service_module, "endpoint_for", endpoint_for)
         self.client = AMQPClientService(
             self.clock,
             [f"amqp://guest:guest@{n}/?heartbeat=0&stack_timeout={STACK_TIMEOUT}" for n in NODES],
             retry_policy=lambda attempt: RETRY,
+            endpoint=endpoint,
         )
         self.hook()
 
@@ -243,12 +243,10 @@ class AsyncioCluster(Cluster):
 
 
 @pytest_asyncio.fixture(params=["twisted", "asyncio"])
-async def cluster(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Cluster]:
+async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
     made: Cluster
     if request.param == "twisted":
-        made = TwistedCluster(monkeypatch)
+        made = TwistedCluster()
     else:
         made = AsyncioCluster()
         await made.open()
@@ -354,3 +352,27 @@ async def test_after_stop_operations_fail_at_once_and_a_new_start_brings_the_cha
         lambda: cluster.brokers[node].bodies("orders") == [b"after the restart"],
         "published after the restart",
     )
+
+
+async def test_three_refused_logins_in_a_row_give_up_whichever_nodes_refused(
+    cluster: Cluster,
+) -> None:
+    for broker in cluster.brokers.values():
+        broker.script(default="refuse-login")
+    gave_up: list[BaseException] = []
+    cluster.client.on_gave_up.append(gave_up.append)
+    await cluster.start()
+    waiting = cluster.client.when_connected()
+    if asyncio.iscoroutine(waiting):
+        waiting = asyncio.ensure_future(waiting)
+    for _ in range(2):
+        await cluster.advance(RETRY)
+    await cluster.until(lambda: cluster.client.failure is not None, "gave up")
+    assert cluster.tried == ["node0", "node1", "node2"]
+    failure = cluster.client.failure
+    assert isinstance(failure, ProbableAuthenticationError) and failure.reply_code == 403
+    assert await cluster.error_of(waiting) is failure
+    assert gave_up == [failure]
+    assert await cluster.error_of(cluster.client.when_connected()) is failure
+    await cluster.advance(100 * RETRY)
+    assert len(cluster.tried) == 3  # no more attempts

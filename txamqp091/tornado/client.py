@@ -74,6 +74,8 @@ class AMQPClient:
         self.on_connected: list[Callable[[Connection], Any]] = []
         self.on_disconnected: list[Callable[[BaseException | None], Any]] = []
         self.on_attempt_failed: list[Callable[[ConnectionParameters, BaseException], Any]] = []
+        #: ``f(error)`` once the client has given up.
+        self.on_gave_up: list[Callable[[BaseException], Any]] = []
         self.on_recovered: list[Callable[[RecoveringChannel], Any]] = []
         self._client: ReconnectingClient[asyncio.Future[Any]] | None = None
         self._session: RecoverySession[asyncio.Future[Any]] | None = None
@@ -122,6 +124,7 @@ class AMQPClient:
         client.on_connected = self.on_connected
         client.on_disconnected = self.on_disconnected
         client.on_attempt_failed = self.on_attempt_failed
+        client.on_gave_up = self.on_gave_up
         self._session = session
         return client
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IStreamClientEndpoint
 
 from ..client.reconnecting import ReconnectingClient
 from ..client.recovery import RecoverySession
@@ -49,6 +50,8 @@ class AMQPClientService(Service):
     :param publish_timeout: how long an operation issued while disconnected waits
         for the next connection before failing with ``PublishTimeout``.
     :param tls_options: Twisted TLS client options replacing those from ``ssl_options``.
+    :param endpoint: ``params -> IStreamClientEndpoint``, replacing the TCP/TLS endpoint
+        :func:`~txamqp091.twisted.connect.endpoint_for` builds (tests give an in-memory one).
 
     ``when_connected()`` (also ``whenConnected()``, ``ClientService``'s name) fires
     with the current :class:`Connection`; ``channel()`` fires with a
@@ -65,9 +68,12 @@ class AMQPClientService(Service):
         retry_policy: RetryPolicy | None = None,
         publish_timeout: float | None = 30.0,
         tls_options: Any = None,
+        *,
+        endpoint: Callable[[ConnectionParameters], IStreamClientEndpoint] | None = None,
     ) -> None:
         self._reactor = reactor
         self._tls_options = tls_options
+        self._endpoint = endpoint
         self.nodes = normalize_parameters(params_or_urls)
         self.runtime = DeferredRuntime(reactor)
         self.session: RecoverySession[Deferred[Any]] = RecoverySession(
@@ -87,12 +93,18 @@ class AMQPClientService(Service):
         self.on_connected: list[Callable[[Connection], Any]] = self.client.on_connected
         self.on_disconnected = self.client.on_disconnected
         self.on_attempt_failed = self.client.on_attempt_failed
+        #: ``f(error)`` once the service has given up (after the service has stopped).
+        self.on_gave_up = self.client.on_gave_up
         self.on_recovered = self.session.on_channel_recovered
         self.client.on_gave_up.append(lambda error: Service.stopService(self))  # type: ignore[no-untyped-call]
 
     def _connect_once(self, params: ConnectionParameters) -> Deferred[Any]:
         reactor = self._reactor
-        return connect_once(reactor, params, endpoint_for(reactor, params, self._tls_options))
+        if self._endpoint is not None:
+            endpoint = self._endpoint(params)
+        else:
+            endpoint = endpoint_for(reactor, params, self._tls_options)
+        return connect_once(reactor, params, endpoint)
 
     @property
     def connection(self) -> Connection | None:

@@ -1,0 +1,88 @@
+"""AMQPProtocol.write hands bytes to an idle socket at once, and queues behind pending ones.
+
+A write that waits for the reactor's next turn costs an RPC a loop turn and two
+epoll_ctl calls (issue 13); these tests use a real socket pair and a recording
+reactor, so they show when the bytes reach the peer and whether the transport
+asked to be polled for writability.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from twisted.internet import tcp
+from twisted.internet.task import Clock
+
+from txamqp091.params import ConnectionParameters
+from txamqp091.twisted.protocol import AMQPProtocol
+
+
+class RecordingReactor(Clock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writers: list[Any] = []
+
+    def addWriter(self, writer: Any) -> None:
+        if writer not in self.writers:
+            self.writers.append(writer)
+
+    def removeWriter(self, writer: Any) -> None:
+        if writer in self.writers:
+            self.writers.remove(writer)
+
+
+def wired() -> tuple[AMQPProtocol, tcp.Connection, socket.socket, RecordingReactor]:
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    peer.settimeout(1)
+    reactor = RecordingReactor()
+    protocol = AMQPProtocol(ConnectionParameters(), reactor)
+    transport = tcp.Connection(ours, protocol, reactor)  # type: ignore[arg-type]
+    transport.connected = 1
+    protocol.transport = transport
+    protocol._socket_transport = transport
+    return protocol, transport, peer, reactor
+
+
+def test_an_idle_transport_sends_at_once_without_asking_to_be_polled() -> None:
+    protocol, transport, peer, reactor = wired()
+    protocol.write(b"frame one")
+    assert peer.recv(100) == b"frame one"
+    assert reactor.writers == []
+    assert not transport._tempDataBuffer and not transport.dataBuffer
+
+
+def test_bytes_queue_behind_what_the_transport_already_holds() -> None:
+    protocol, transport, peer, reactor = wired()
+    transport.write(b"first ")  # queued: the reactor would send it on its next turn
+    protocol.write(b"second")
+    assert reactor.writers == [transport]
+    peer.setblocking(False)
+    try:
+        assert peer.recv(100) == b""
+    except BlockingIOError:
+        pass
+    transport.doWrite()
+    peer.setblocking(True)
+    assert peer.recv(100) == b"first second"
+
+
+def test_what_the_socket_does_not_take_is_queued_in_order() -> None:
+    protocol, transport, peer, reactor = wired()
+    big = bytes(range(256)) * 40_000  # 10 MB: more than a socket buffer takes at once
+    protocol.write(big)
+    protocol.write(b"tail")
+    assert reactor.writers == [transport]
+    received = bytearray()
+    while len(received) < len(big) + 4:
+        transport.doWrite()
+        received += peer.recv(1 << 20)
+    assert bytes(received) == big + b"tail"
+
+
+def test_a_closed_peer_is_left_to_the_transport_to_report() -> None:
+    protocol, transport, peer, reactor = wired()
+    peer.close()
+    protocol.write(b"x" * 100)  # EPIPE (or taken by the kernel): no exception here
+    protocol.write(b"y" * 100)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -210,3 +211,25 @@ def test_a_refused_login_ends_the_process_with_status_1(handler_dir: Path) -> No
     assert code == 1, service.output()
     assert "giving up on" in service.output()
     assert "not-the-password" not in service.output()
+
+
+def test_a_stream_queue_skips_a_failed_message_without_losing_the_connection(
+    handler_dir: Path,
+) -> None:
+    queue = unique("stream")
+    record_file = handler_dir / "records"
+    args = ["--url", AMQP_URL, "--queue", queue, "--handler", "e2e_handlers:poison",
+            "--declare", "--queue-type", "stream", "--prefetch", "10"]  # fmt: skip
+    try:
+        with consumer(args, handler_dir, env={"RECORD_FILE": str(record_file)}) as service:
+            service.wait_for("consuming")
+            publish(queue, [b"before", b"poison", b"after"])
+            wait_until(lambda: records(record_file) == ["m0", "m2"], 30, service.output)
+            time.sleep(0.5)  # a nack would have closed the connection by now
+            assert service.terminate()[0] == 0, service.output()
+        assert records(record_file, "failed") == ["m1"]
+        out = service.output()
+        assert "a stream cannot requeue: skipped" in out
+        assert "lost the connection" not in out and "NOT_IMPLEMENTED" not in out, out
+    finally:
+        delete([queue])

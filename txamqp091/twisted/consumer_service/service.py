@@ -123,6 +123,10 @@ class ConsumerService(Service):
                 declare.dead_letter_exchange or "x-dead-letter-exchange" in declare.queue_arguments
             )
         self.dead_lettering = dead_lettering
+        #: A stream queue: failures are logged and skipped, never nacked (RabbitMQ refuses).
+        self.stream = (
+            declare is not None and declare.queue_arguments.get("x-queue-type") == "stream"
+        )
         self.metrics = metrics if metrics is not None else ConsumerMetrics()
         self.redeliveries = RedeliveryCounter()
         self.failure_log = RateLimiter(reactor.seconds)
@@ -384,6 +388,9 @@ class ConsumerService(Service):
         if isinstance(error, RejectMessage):
             requeue = False
             why = "the handler rejected it"
+        elif self.stream:
+            requeue = False
+            why = "a stream cannot requeue: skipped"
         elif isinstance(error, RequeueMessage) or self.requeue_on_error:
             failures = self.redeliveries.failed(message)
             requeue = failures <= self.max_redeliveries
@@ -413,14 +420,23 @@ class ConsumerService(Service):
             idle.callback(None)
 
     def _reject(self, message: Message) -> None:
-        message.reject(requeue=False)
+        if self.stream:
+            message.ack()  # see _requeue_now
+        else:
+            message.reject(requeue=False)
         self.redeliveries.settled(message)
         self.metrics.rejected += 1
         if self.dead_lettering:
             self.metrics.dead_lettered += 1
 
     def _requeue_now(self, message: Message) -> None:
-        message.nack(requeue=True)
+        if self.stream:
+            # A stream keeps every message whatever the consumer says, and RabbitMQ
+            # closes the connection (540) on a nack or reject from a stream consumer:
+            # an ack only gives the credit back. Re-reading means consuming from an offset.
+            message.ack()
+        else:
+            message.nack(requeue=True)
         self.metrics.requeued += 1
 
     def _hold(self, message: Message) -> None:

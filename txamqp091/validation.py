@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -126,17 +127,21 @@ def field_table(name: str, value: Any, depth: int = 0) -> None:
     if depth >= MAX_NESTING_DEPTH:
         raise ValueError(f"{name} is nested deeper than {MAX_NESTING_DEPTH} levels")
     for key, item in value.items():
-        if not isinstance(key, str):
-            raise TypeError(f"{name} keys must be str, not {_type_name(key)}: {key!r}")
-        if len(key) > 63 and len(key.encode("utf-8")) > 255:
-            raise ValueError(f"{name} key longer than 255 bytes: {key[:40]!r}...")
+        if type(key) is not str or len(key) > 63:
+            if not isinstance(key, str):
+                raise TypeError(f"{name} keys must be str, not {_type_name(key)}: {key!r}")
+            if len(key.encode("utf-8")) > 255:
+                raise ValueError(f"{name} key longer than 255 bytes: {key[:40]!r}...")
+        kind = type(item)
+        if kind is str or kind is int or kind is bytes or kind is bool or item is None:
+            continue  # the common cases, inline: this runs for every published header
         _field_value(f"{name}[{key!r}]", item, depth)
 
 
 def _field_value(name: str, value: Any, depth: int) -> None:
     kind = type(value)
     if kind is str or kind is int or kind is bool or kind is bytes or value is None:
-        return  # the common cases first; int range is checked by the codec's own encoder
+        return  # int range is checked by the codec's own encoder
     if isinstance(value, Mapping):
         field_table(name, value, depth + 1)
     elif isinstance(value, (list, tuple)):
@@ -151,35 +156,46 @@ def _field_value(name: str, value: Any, depth: int) -> None:
         )
 
 
+#: The shortstr properties, read in one call per message.
+_SHORTSTR_PROPERTIES = (
+    "content_type",
+    "content_encoding",
+    "correlation_id",
+    "reply_to",
+    "expiration",
+    "message_id",
+    "type",
+    "user_id",
+    "app_id",
+    "cluster_id",
+)
+_shortstr_properties = operator.attrgetter(*_SHORTSTR_PROPERTIES)
+
+
 def properties(value: Any) -> None:
-    """None or a ``BasicProperties`` whose fields fit their wire types."""
+    """None or a ``BasicProperties`` whose fields fit their wire types.
+
+    Runs once per published message: the common case (short strings, a delivery
+    mode of 1 or 2, no priority) is a handful of comparisons.
+    """
     if value is None:
         return
-    if not isinstance(value, BasicProperties):
+    if type(value) is not BasicProperties and not isinstance(value, BasicProperties):
         raise TypeError(f"properties must be a BasicProperties, not {_type_name(value)}")
-    if value.delivery_mode is not None:
-        integer("properties.delivery_mode", value.delivery_mode, 1, 2)
+    mode = value.delivery_mode
+    if mode is not None and ((mode != 1 and mode != 2) or type(mode) is bool):
+        integer("properties.delivery_mode", mode, 1, 2)
     if value.priority is not None:
         integer("properties.priority", value.priority, 0, _U8)
     if value.timestamp is not None:
         integer("properties.timestamp", value.timestamp, 0, _U64)
     if value.headers is not None:
         field_table("properties.headers", value.headers)
-    for name in (
-        "content_type",
-        "content_encoding",
-        "correlation_id",
-        "reply_to",
-        "expiration",
-        "message_id",
-        "type",
-        "user_id",
-        "app_id",
-        "cluster_id",
-    ):
-        field = getattr(value, name)
-        if field is not None:
-            shortstr(f"properties.{name}", field)
+    for field in _shortstr_properties(value):
+        if field is not None and (type(field) is not str or len(field) > 63):
+            for name in _SHORTSTR_PROPERTIES:
+                if getattr(value, name) is not None:
+                    shortstr(f"properties.{name}", getattr(value, name))
 
 
 # -- one function per public method ---------------------------------------------------------------
@@ -266,12 +282,17 @@ def flow(active: Any) -> None:
 def basic_publish(
     exchange: Any, routing_key: Any, body: Any, properties_: Any, mandatory: Any
 ) -> None:
-    shortstr("exchange", exchange)
-    shortstr("routing_key", routing_key)
-    if not isinstance(body, (bytes, bytearray, memoryview, str)):
+    # Once per message: the common case is a few identity checks, inline.
+    if type(exchange) is not str or len(exchange) > 63:
+        shortstr("exchange", exchange)
+    if type(routing_key) is not str or len(routing_key) > 63:
+        shortstr("routing_key", routing_key)
+    if type(body) is not bytes and not isinstance(body, (bytearray, memoryview, str)):
         raise TypeError(f"body must be bytes or str, not {_type_name(body)}")
-    properties(properties_)
-    flag("mandatory", mandatory)
+    if properties_ is not None:
+        properties(properties_)
+    if mandatory is not False and mandatory is not True:
+        flag("mandatory", mandatory)
 
 
 def basic_consume(

@@ -36,7 +36,7 @@ from txamqp091.core.connection import Connection
 from txamqp091.core.events import ChannelOpened, ConnectionClosed, ConnectionOpened, Event
 from txamqp091.core.frames import FRAME_OVERHEAD
 from txamqp091.core.testing import ServerFrames, StaticCredentials
-from txamqp091.exceptions import AMQPError
+from txamqp091.exceptions import AMQPError, ConnectionClosedByBroker
 from txamqp091.types import Float32, Int8, Int64, UInt16
 
 __all__ = [
@@ -304,4 +304,6 @@ def outcome_of(event: ConnectionClosed) -> str:
     error = event.error
     if error is None:
         return "closed:normal"
+    if isinstance(error, ConnectionClosedByBroker):
+        return "closed:ConnectionClosedByBroker"  # a mutated Close: any reply code
     return f"closed:{type(error).__name__}:{event.reply_code}"

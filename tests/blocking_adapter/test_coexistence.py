@@ -12,7 +12,8 @@ import textwrap
 
 import pytest
 
-from tests.blocking_adapter.support import AMQP_URL
+from tests.blocking_adapter.support import AMQP_URL, Names, message_count
+from txamqp091 import blocking
 
 pytestmark = pytest.mark.broker
 
@@ -122,3 +123,22 @@ def test_a_twisted_reactor_and_blocking_calls_together() -> None:
         """
     )
     assert out.strip() == '[b"through the reactor\'s thread pool"]'
+
+
+def test_a_script_that_exits_without_close_still_delivers(names: Names) -> None:
+    queue = names.queue()
+    out = run(
+        f"""
+        import os
+        from txamqp091 import blocking
+        conn = blocking.BlockingConnection(os.environ["AMQP_URL"])
+        ch = conn.channel()
+        ch.queue_declare({queue!r})
+        for i in range(1000):
+            ch.basic_publish("", {queue!r}, b"%d" % i)
+        print("exiting")
+        """
+    )
+    assert out.strip() == "exiting"
+    with blocking.BlockingConnection(AMQP_URL) as conn:
+        assert message_count(conn.channel(), queue, 1000) == 1000

@@ -220,7 +220,7 @@ async def failover(cluster: Cluster, victim_role: str) -> None:
     rounds = [await failover_round(cluster, victim_role) for _ in range(kills())]
     gaps = [r["kill_to_confirm"] for r in rounds]
     print(
-        f"\ntornado, kill the {victim_role} node: {len(rounds)} kills, kill -> first confirm "
+        f"\ntornado, {victim_role}: {len(rounds)} faults, fault -> first confirm "
         f"median {statistics.median(gaps):.2f} s (each {', '.join(f'{g:.2f}' for g in gaps)}), "
         f"duplicates per kill {[r['duplicates'] for r in rounds]}, "
         f"nacks {[r['nacks'] for r in rounds]}, confirmed {[r['confirmed'] for r in rounds]}, "

@@ -189,7 +189,9 @@ async def delete_queue(cluster: Cluster, queue: str) -> None:
 
 
 async def failover_round(cluster: Cluster, victim_role: str) -> dict[str, Any]:
-    """One kill of ``victim_role`` ("connection" or "leader") during confirmed publishing."""
+    """One fault during confirmed publishing: kill the node holding the connection
+    ("connection") or the queue's leader ("leader"), or ``stop_app`` the connection's
+    node ("stop_app"); the node is started again while the publishing goes on."""
     first, _, leader = cluster.nodes
     queue = unique("q")
     name = unique("conn")
@@ -222,13 +224,18 @@ async def failover_round(cluster: Cluster, victim_role: str) -> dict[str, Any]:
 
         run = defer.ensureDeferred(publisher.run(ids()))
         await eventually(lambda: len(publisher.confirmed) >= COUNT // 5, 60, "first confirms")
-        victim = first if victim_role == "connection" else leader
-        killed_at = await deferToThread(cluster.kill, victim)
-        await within(90, deferToThread(cluster.start, victim), "restart the killed node")
+        if victim_role == "stop_app":
+            killed_at = time.monotonic()
+            await within(90, deferToThread(cluster.stop_app, first), "stop_app")
+            await within(90, deferToThread(cluster.start_app, first), "start_app")
+        else:
+            victim = first if victim_role == "connection" else leader
+            killed_at = await deferToThread(cluster.kill, victim)
+            await within(90, deferToThread(cluster.start, victim), "restart the killed node")
         restarted.append(True)
         await within(180, run, "publishing")
         assert publisher.failed == [], publisher.failed[:5]
-        if victim_role == "connection":
+        if victim_role != "leader":
             # The first confirmed publish on another node (connection 2 onwards).
             gap = publisher.first_confirm_on_later_connection(1)
             holder = await deferToThread(cluster.connection_node, name)
@@ -260,7 +267,7 @@ async def failover(cluster: Cluster, victim_role: str) -> None:
     rounds = [await failover_round(cluster, victim_role) for _ in range(kills())]
     gaps = [r["kill_to_confirm"] for r in rounds]
     print(
-        f"\ntwisted, kill the {victim_role} node: {len(rounds)} kills, kill -> first confirm "
+        f"\ntwisted, {victim_role}: {len(rounds)} faults, fault -> first confirm "
         f"median {statistics.median(gaps):.2f} s (each {', '.join(f'{g:.2f}' for g in gaps)}), "
         f"duplicates per kill {[r['duplicates'] for r in rounds]}, "
         f"nacks {[r['nacks'] for r in rounds]}, confirmed {[r['confirmed'] for r in rounds]}, "
@@ -271,6 +278,13 @@ async def failover(cluster: Cluster, victim_role: str) -> None:
 @pytest_twisted.ensureDeferred
 async def test_kill_the_connections_node_loses_no_confirmed_message(cluster: Cluster) -> None:
     await failover(cluster, "connection")
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_app_on_the_connections_node_loses_no_confirmed_message(
+    cluster: Cluster,
+) -> None:
+    await failover(cluster, "stop_app")
 
 
 @pytest_twisted.ensureDeferred

@@ -148,3 +148,14 @@ def test_hooks_and_log_lines_tell_a_connection_loss_and_the_recovery() -> None:
             ]
         finally:
             program.interrupt()
+
+
+def test_streams_read_from_each_kind_of_offset(vhost_url: str) -> None:
+    lines = run(EXAMPLES / "recipes" / "streams_asyncio.py", [], vhost_url)
+    assert lines == [
+        "refused: prefetch_count: a stream consumer (x-stream-offset) needs a prefetch; "
+        "call basic_qos(prefetch_count=N) on the channel first",
+        "from the first: 0:created 1:paid 2:packed 3:shipped",
+        "from offset 2: 2:packed 3:shipped",
+        "next: delivered",
+    ]

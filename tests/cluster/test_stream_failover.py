@@ -28,13 +28,7 @@ from tests.cluster.nodes import Cluster
 from txamqp091 import tornado, twisted
 from txamqp091.message import Message
 
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.skip(
-        reason="needs the stream-offset resume of the recovering consumer, from helper "
-        "'recovery' (not landed yet)"
-    ),
-]
+pytestmark = pytest.mark.cluster
 
 COUNT = 400
 PREFETCH = 10
@@ -59,6 +53,7 @@ class Reader:
 
     def on_message(self, message: Message) -> None:
         headers = message.properties.headers or {}
+        assert message.stream_offset == headers["x-stream-offset"]
         self.offsets.append(int(headers["x-stream-offset"]))
         self.unacked.append(message)
 

@@ -31,7 +31,7 @@ from ..message import Message
 from ..params import ConnectionParameters
 from .api import ChannelAPI, documented_by
 from .confirms import ConfirmTracker, PendingPublish
-from .consumer import ConsumerLogic, new_consumer_tag, threaded_callback
+from .consumer import ConsumerLogic, message_callback, new_consumer_tag
 from .runtime import Runtime, W
 from .streams import check_stream_consume
 
@@ -471,12 +471,12 @@ class ChannelLogic(Generic[W]):
         validate.basic_consume(
             queue, on_message_callback, auto_ack, exclusive, consumer_tag, arguments, run_in_thread
         )
-        if run_in_thread:
-            if on_message_callback is None:
-                return self._runtime.failed(
-                    ValueError("run_in_thread needs an on_message_callback")
-                )
-            on_message_callback = threaded_callback(self._runtime, on_message_callback, auto_ack)
+        try:
+            on_message_callback = message_callback(
+                self._runtime, on_message_callback, auto_ack, run_in_thread
+            )
+        except ValueError as exc:
+            return self._runtime.failed(exc)
         refused = check_stream_consume(arguments, auto_ack, self._consumer_prefetch)
         if refused is not None:
             return self._runtime.failed(refused)

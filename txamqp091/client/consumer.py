@@ -25,7 +25,7 @@ class ConsumerOwner(Protocol[W]):
     def _cancel_consumer(self, consumer: Any) -> W: ...
 
 
-__all__ = ["ConsumerLogic", "new_consumer_tag", "threaded_callback"]
+__all__ = ["ConsumerLogic", "message_callback", "new_consumer_tag", "threaded_callback"]
 
 _Self = TypeVar("_Self", bound="ConsumerLogic[Any]")
 
@@ -160,6 +160,23 @@ class ConsumerLogic(Generic[W]):
         if buffered:
             self._channel._buffered_changed(-len(buffered))
         return buffered
+
+
+def message_callback(
+    runtime: Runtime[W],
+    callback: Callable[[Message], Any] | None,
+    auto_ack: bool,
+    run_in_thread: bool,
+) -> Callable[[Message], Any] | None:
+    """What a consumer calls per message: ``callback``, or with ``run_in_thread`` its
+    threaded wrapper (:func:`threaded_callback`).
+
+    :raises ValueError: ``run_in_thread`` without a callback."""
+    if not run_in_thread:
+        return callback
+    if callback is None:
+        raise ValueError("run_in_thread needs an on_message_callback")
+    return threaded_callback(runtime, callback, auto_ack)
 
 
 def threaded_callback(

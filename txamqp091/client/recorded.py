@@ -9,10 +9,14 @@ which supplies ``_run`` (run now, or park until there is a channel) and ``_decla
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any, Generic
 
 from .. import validation as validate
 from .api import ChannelAPI, documented_by
+from .channel import ChannelLogic
 from .parking import NOTHING, Operation
 from .runtime import Runtime, W
 from .topology import (
@@ -27,7 +31,37 @@ from .topology import (
     TxSelect,
 )
 
-__all__ = ["TopologyOperations"]
+__all__ = ["Arguments", "TopologyOperations", "arguments_of"]
+
+#: One call's arguments by parameter name (``a.queue``...), defaults applied.
+Arguments = SimpleNamespace
+
+
+def arguments_of(
+    model: Callable[..., object],
+) -> Callable[[Callable[[Any, Arguments], W]], Callable[..., W]]:
+    """Give the decorated method the parameters of ``model``, the plain channel's method
+    of the same name: its signature, names and defaults are ``model``'s by construction
+    (not a copy that could drift), and the body gets the call's arguments by name.
+    For the declarations, whose argument lists are long and whose calls are few."""
+    signature = inspect.signature(model)
+    first = next(iter(signature.parameters))
+
+    def decorate(body: Callable[[Any, Arguments], W]) -> Callable[..., W]:
+        def method(self: Any, *args: Any, **kwargs: Any) -> W:
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            arguments = bound.arguments
+            del arguments[first]  # self
+            return body(self, SimpleNamespace(**arguments))
+
+        method.__name__ = body.__name__
+        method.__qualname__ = body.__qualname__
+        method.__signature__ = signature  # type: ignore[attr-defined]
+        method.__wrapped__ = body  # type: ignore[attr-defined]  # its source, for inspect
+        return method
+
+    return decorate
 
 
 def _ignore(value: object) -> None:
@@ -51,29 +85,33 @@ class TopologyOperations(Generic[W]):
         """A queue's names: as the user knows it, and on the current connection."""
         return frozenset((queue, self._topology.name(queue)))
 
-    def exchange_declare(
-        self,
-        exchange: str,
-        exchange_type: str = "direct",
-        passive: bool = False,
-        durable: bool = False,
-        auto_delete: bool = False,
-        internal: bool = False,
-        arguments: dict[str, Any] | None = None,
-    ) -> W:
+    @arguments_of(ChannelLogic.exchange_declare)
+    def exchange_declare(self, a: Arguments) -> W:
         validate.exchange_declare(
-            exchange, exchange_type, passive, durable, auto_delete, internal, arguments
+            a.exchange,
+            a.exchange_type,
+            a.passive,
+            a.durable,
+            a.auto_delete,
+            a.internal,
+            a.arguments,
         )
-        subjects = frozenset((exchange,))
-        if passive:
+        subjects = frozenset((a.exchange,))
+        if a.passive:
             return self._run(
                 lambda inner: inner.exchange_declare(
-                    exchange, exchange_type, True, durable, auto_delete, internal, arguments
+                    a.exchange,
+                    a.exchange_type,
+                    True,
+                    a.durable,
+                    a.auto_delete,
+                    a.internal,
+                    a.arguments,
                 ),
                 subjects,
             )
         record = ExchangeDeclaration(
-            exchange, str(exchange_type), durable, auto_delete, internal, arguments
+            a.exchange, str(a.exchange_type), a.durable, a.auto_delete, a.internal, a.arguments
         )
         return self._declare(record, subjects)
 
@@ -84,61 +122,50 @@ class TopologyOperations(Generic[W]):
             lambda inner: inner.exchange_delete(exchange, if_unused), frozenset((exchange,))
         )
 
-    def exchange_bind(
-        self,
-        destination: str,
-        source: str,
-        routing_key: str = "",
-        arguments: dict[str, Any] | None = None,
-    ) -> W:
-        validate.exchange_bind(destination, source, routing_key, arguments)
-        record = ExchangeBinding(destination, source, routing_key, arguments)
-        return self._declare(record, frozenset((destination, source)))
+    @arguments_of(ChannelLogic.exchange_bind)
+    def exchange_bind(self, a: Arguments) -> W:
+        validate.exchange_bind(a.destination, a.source, a.routing_key, a.arguments)
+        record = ExchangeBinding(a.destination, a.source, a.routing_key, a.arguments)
+        return self._declare(record, frozenset((a.destination, a.source)))
 
-    def exchange_unbind(
-        self,
-        destination: str = "",
-        source: str = "",
-        routing_key: str = "",
-        arguments: dict[str, Any] | None = None,
-    ) -> W:
-        validate.exchange_unbind(destination, source, routing_key, arguments)
-        self._topology.remove(ExchangeBinding(destination, source, routing_key, arguments))
+    @arguments_of(ChannelLogic.exchange_unbind)
+    def exchange_unbind(self, a: Arguments) -> W:
+        validate.exchange_unbind(a.destination, a.source, a.routing_key, a.arguments)
+        self._topology.remove(ExchangeBinding(a.destination, a.source, a.routing_key, a.arguments))
         return self._run(
-            lambda inner: inner.exchange_unbind(destination, source, routing_key, arguments),
-            frozenset((destination, source)),
+            lambda inner: inner.exchange_unbind(
+                a.destination, a.source, a.routing_key, a.arguments
+            ),
+            frozenset((a.destination, a.source)),
         )
 
-    def queue_declare(
-        self,
-        queue: str,
-        passive: bool = False,
-        durable: bool = False,
-        exclusive: bool = False,
-        auto_delete: bool = False,
-        arguments: dict[str, Any] | None = None,
-    ) -> W:
-        validate.queue_declare(queue, passive, durable, exclusive, auto_delete, arguments)
+    @arguments_of(ChannelLogic.queue_declare)
+    def queue_declare(self, a: Arguments) -> W:
+        validate.queue_declare(
+            a.queue, a.passive, a.durable, a.exclusive, a.auto_delete, a.arguments
+        )
         topology = self._topology
-        if passive:
+        if a.passive:
             return self._run(
                 lambda inner: inner.queue_declare(
-                    topology.name(queue), True, durable, exclusive, auto_delete, arguments
+                    topology.name(a.queue), True, a.durable, a.exclusive, a.auto_delete, a.arguments
                 ),
-                self._queue_names(queue),
+                self._queue_names(a.queue),
             )
-        if queue:
-            record = QueueDeclaration(queue, durable, exclusive, auto_delete, arguments)
-            return self._declare(record, frozenset((queue,)))
+        if a.queue:
+            record = QueueDeclaration(a.queue, a.durable, a.exclusive, a.auto_delete, a.arguments)
+            return self._declare(record, frozenset((a.queue,)))
         # Server-named: the first name the broker gives is the one the user holds; later
         # incarnations map it to the new name (Topology.names).
         waiter = self._run(
-            lambda inner: inner.queue_declare("", False, durable, exclusive, auto_delete, arguments)
+            lambda inner: inner.queue_declare(
+                "", False, a.durable, a.exclusive, a.auto_delete, a.arguments
+            )
         )
 
         def named(ok: Any) -> None:
             record = QueueDeclaration(
-                ok.queue, durable, exclusive, auto_delete, arguments, server_named=True
+                ok.queue, a.durable, a.exclusive, a.auto_delete, a.arguments, server_named=True
             )
             topology.names[ok.queue] = ok.queue
             topology.add(record).applied = True
@@ -146,31 +173,21 @@ class TopologyOperations(Generic[W]):
         self._runtime.observe(waiter, named, _ignore)
         return waiter
 
-    def queue_bind(
-        self,
-        queue: str,
-        exchange: str,
-        routing_key: str | None = None,
-        arguments: dict[str, Any] | None = None,
-    ) -> W:
-        validate.queue_bind(queue, exchange, routing_key, arguments)
-        record = QueueBinding(queue, exchange, routing_key, arguments)
-        return self._declare(record, self._queue_names(queue) | {exchange})
+    @arguments_of(ChannelLogic.queue_bind)
+    def queue_bind(self, a: Arguments) -> W:
+        validate.queue_bind(a.queue, a.exchange, a.routing_key, a.arguments)
+        record = QueueBinding(a.queue, a.exchange, a.routing_key, a.arguments)
+        return self._declare(record, self._queue_names(a.queue) | {a.exchange})
 
-    def queue_unbind(
-        self,
-        queue: str,
-        exchange: str = "",
-        routing_key: str | None = None,
-        arguments: dict[str, Any] | None = None,
-    ) -> W:
-        validate.queue_unbind(queue, exchange, routing_key, arguments)
-        self._topology.remove(QueueBinding(queue, exchange, routing_key, arguments))
-        name = self._topology.name(queue)
-        rk = name if routing_key is None else routing_key
+    @arguments_of(ChannelLogic.queue_unbind)
+    def queue_unbind(self, a: Arguments) -> W:
+        validate.queue_unbind(a.queue, a.exchange, a.routing_key, a.arguments)
+        self._topology.remove(QueueBinding(a.queue, a.exchange, a.routing_key, a.arguments))
+        name = self._topology.name(a.queue)
+        rk = name if a.routing_key is None else a.routing_key
         return self._run(
-            lambda inner: inner.queue_unbind(name, exchange, rk, arguments),
-            self._queue_names(queue) | {exchange},
+            lambda inner: inner.queue_unbind(name, a.exchange, rk, a.arguments),
+            self._queue_names(a.queue) | {a.exchange},
         )
 
     def queue_purge(self, queue: str) -> W:

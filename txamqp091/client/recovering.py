@@ -48,9 +48,10 @@ from ..exceptions import (
 )
 from ..message import Message
 from .api import ChannelAPI, documented_by
-from .consumer import new_consumer_tag, threaded_callback
+from .channel import ChannelLogic
+from .consumer import message_callback, new_consumer_tag
 from .parking import NOTHING, Operation, ParkingLot
-from .recorded import TopologyOperations
+from .recorded import Arguments, TopologyOperations, arguments_of
 from .recovering_consumer import Reconsume, SurvivingConsumer
 from .runtime import Runtime, W
 from .topology import (
@@ -61,7 +62,6 @@ from .topology import (
 )
 
 if TYPE_CHECKING:
-    from .channel import ChannelLogic
     from .connection import ConnectionLogic
     from .session import RecoverySession
 
@@ -431,32 +431,22 @@ class SurvivingChannel(TopologyOperations[W]):
             self._queue_names(queue),
         )
 
-    def basic_consume(
-        self,
-        queue: str,
-        on_message_callback: Callable[[Message], Any] | None = None,
-        auto_ack: bool = False,
-        exclusive: bool = False,
-        consumer_tag: str | None = None,
-        arguments: dict[str, Any] | None = None,
-        run_in_thread: bool = False,
-    ) -> W:
-        """Basic.Consume; the consumer it fires with re-subscribes by itself after reconnects.
-        ``run_in_thread`` as :meth:`.ChannelLogic.basic_consume`."""
-        validate.basic_consume(
-            queue, on_message_callback, auto_ack, exclusive, consumer_tag, arguments, run_in_thread
-        )
-        if run_in_thread:
-            if on_message_callback is None:
-                return self._runtime.failed(
-                    ValueError("run_in_thread needs an on_message_callback")
-                )
-            on_message_callback = threaded_callback(self._runtime, on_message_callback, auto_ack)
+    @arguments_of(ChannelLogic.basic_consume)
+    def basic_consume(self, a: Arguments) -> W:
+        """Basic.Consume; the consumer it fires with re-subscribes by itself after reconnects."""
+        validate.basic_consume(**vars(a))
+        queue, auto_ack, consumer_tag = a.queue, a.auto_ack, a.consumer_tag
+        try:
+            on_message_callback = message_callback(
+                self._runtime, a.on_message_callback, auto_ack, a.run_in_thread
+            )
+        except ValueError as exc:
+            return self._runtime.failed(exc)
         tag = consumer_tag or new_consumer_tag()
         if tag in self._consumers:
             return self._runtime.failed(DuplicateConsumerTag(tag))
         consumer = self.consumer_class(
-            self, queue, tag, on_message_callback, auto_ack, exclusive, arguments
+            self, queue, tag, on_message_callback, auto_ack, a.exclusive, a.arguments
         )
         self._consumers[tag] = consumer
         waiter = self._run(

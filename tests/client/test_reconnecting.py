@@ -99,10 +99,13 @@ class FakeConnection:
         self.is_open = True
         self.is_closed = False
         self.close_asked = 0
+        self.reason: BaseException | None = None
         self._closed: list[Any] = []
 
     @property
     def closed(self) -> Any:
+        if self.is_closed:
+            return self.runtime.succeeded(self.reason)
         waiter = self.runtime.create_waiter()
         self._closed.append(waiter)
         return waiter
@@ -110,6 +113,7 @@ class FakeConnection:
     def end(self, reason: BaseException | None) -> None:
         self.is_open = False
         self.is_closed = True
+        self.reason = reason
         for waiter in self._closed:
             self.runtime.resolve(waiter, reason)
 
@@ -383,5 +387,27 @@ async def test_stop_while_connected_closes_and_fires_once_closed_then_start_agai
     again = r.network.accept()
     await adapter.settle()
     assert r.client.connection is again and r.client.connections == 2
+    r.client.stop()
+    await adapter.settle()
+
+
+async def test_a_connection_that_died_before_the_loop_saw_it_is_lost_after_it_arrived(
+    adapter: Adapter,
+) -> None:
+    r = rig(adapter, ["a", "b"], {1: 0.5})
+    events: list[str] = []
+    r.client.on_connected.append(lambda conn: events.append("connected"))
+    r.client.on_disconnected.append(lambda reason: events.append("disconnected"))
+    r.client.start()
+    host, waiter = r.network.attempts[-1]
+    dead = FakeConnection(adapter.runtime, host)
+    dead.end(StreamLostError("reset right after Open-Ok"))
+    adapter.runtime.resolve(waiter, dead)
+    await adapter.settle()
+    assert r.session.events == [("attach", "a"), "detach"]
+    assert events == ["connected", "disconnected"]
+    assert r.client.connection is None and r.asked == [1]
+    await adapter.advance(0.5)
+    assert r.network.hosts == ["a", "b"]
     r.client.stop()
     await adapter.settle()

@@ -190,11 +190,6 @@ class ReconnectingClient(Generic[W]):
             node=describe(params),
             n=self.connections,
         )
-        runtime.on_result(
-            conn.closed,
-            lambda reason: self._lost(params, conn, reason),
-            lambda error: self._lost(params, conn, error),
-        )
         self.session.attach(conn)
         waiters, self._waiters = self._waiters, []
         for waiter, _ in waiters:
@@ -202,6 +197,13 @@ class ReconnectingClient(Generic[W]):
         self._attempt_ended()
         for hook in self.on_connected:
             runtime.run_user_callback(hook, conn)
+        # Last: a connection that is already gone reports it at once (Deferreds call back
+        # synchronously), and its loss must come after its arrival.
+        runtime.on_result(
+            conn.closed,
+            lambda reason: self._lost(params, conn, reason),
+            lambda error: self._lost(params, conn, error),
+        )
 
     def _failed(
         self, params: ConnectionParameters, error: BaseException, attempt: Any = None

@@ -31,6 +31,12 @@ class RecordingReactor(Clock):
         if writer in self.writers:
             self.writers.remove(writer)
 
+    def addReader(self, reader: Any) -> None:
+        pass
+
+    def removeReader(self, reader: Any) -> None:
+        pass
+
 
 def wired() -> tuple[AMQPProtocol, tcp.Connection, socket.socket, RecordingReactor]:
     ours, peer = socket.socketpair()
@@ -86,3 +92,22 @@ def test_a_closed_peer_is_left_to_the_transport_to_report() -> None:
     peer.close()
     protocol.write(b"x" * 100)  # EPIPE (or taken by the kernel): no exception here
     protocol.write(b"y" * 100)
+
+
+def test_connection_made_turns_nagle_off_and_sends_the_header_at_once() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    ours = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    server.close()
+    ours.setblocking(False)
+    peer.settimeout(1)
+    reactor = RecordingReactor()
+    protocol = AMQPProtocol(ConnectionParameters(), reactor)
+    transport = tcp.Connection(ours, protocol, reactor)  # type: ignore[arg-type]
+    transport.connected = 1
+    protocol.makeConnection(transport)
+    assert ours.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert peer.recv(8) == b"AMQP\x00\x00\x09\x01"
+    assert reactor.writers == []
+    ours.close()
+    peer.close()

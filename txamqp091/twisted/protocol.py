@@ -59,6 +59,15 @@ class AMQPProtocol(Protocol, DeferredRuntime):
             if isinstance(getattr(transport, attribute, None), int):
                 setattr(transport, attribute, max(getattr(transport, attribute), 1 << 20))
         transport.registerProducer(self, True)
+        # Frames are whole messages, written once per loop turn: Nagle's algorithm would
+        # only hold a small write (an ack, an RPC request) back behind an unacked one.
+        # asyncio, and so the Tornado adapter, sets it on every TCP socket too.
+        set_no_delay = getattr(transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError:  # not a TCP socket after all (UNIX sockets)
+                pass
         if isinstance(transport, tcp.Connection) and hasattr(transport, "_tempDataLen"):
             self._socket_transport = transport
         self.connection.connection_made()

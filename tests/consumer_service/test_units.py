@@ -18,6 +18,7 @@ from txamqp091.twisted.consumer_service.logs import (
     one_line_traceback,
 )
 from txamqp091.twisted.consumer_service.poison import RedeliveryCounter, message_key
+from txamqp091.types import Int64
 
 
 def message(body: bytes = b"x", message_id: str | None = None, **headers: object) -> Message:
@@ -42,6 +43,8 @@ def test_the_broker_delivery_count_wins_when_it_is_larger() -> None:
     # x-delivery-count 4: four earlier failed deliveries (another consumer, a restart).
     assert counter.failed(message(b"q", "id", **{"x-delivery-count": 4})) == 5
     assert counter.failed(message(b"q", "id2", **{"x-delivery-count": "junk"})) == 1
+    # As decoded from the wire: RabbitMQ sends the count as a signed 64-bit field.
+    assert counter.failed(message(b"q", "id3", **{"x-delivery-count": Int64(2)})) == 3
 
 
 def test_the_local_count_is_bounded() -> None:

@@ -16,7 +16,6 @@ reached the application.
 
 from __future__ import annotations
 
-import socket
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -149,7 +148,7 @@ def before_start(hostile: bytes, *, hang_up: bool = False) -> Callable[[Peer], N
         peer.read_protocol_header()
         peer.hostile(hostile)
         if hang_up:
-            peer.sock.shutdown(socket.SHUT_WR)
+            peer.hang_up()
 
     return script
 
@@ -212,7 +211,7 @@ def peer_closes_mid_frame(peer: Peer) -> None:
     peer.expect(spec.QueueDeclare)
     frame = peer.frames.queue_declare_ok(1, "hostile-q")
     peer.hostile(frame[: len(frame) // 2])
-    peer.sock.shutdown(socket.SHUT_WR)
+    peer.hang_up()
 
 
 def heartbeat_silence(peer: Peer) -> None:

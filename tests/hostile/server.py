@@ -67,6 +67,13 @@ class Peer:
         if data:
             self.send(data)
 
+    def hang_up(self) -> None:
+        """Half-close our side (FIN); the client may already have closed the socket."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
     # -- reading ----------------------------------------------------------------------
 
     def _read_exactly(self, n: int) -> bytes:

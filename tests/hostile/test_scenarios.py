@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 
 from tests.hostile.drivers import AsyncioDriver, TwistedDriver
-from tests.hostile.harness import run_scenario
+from tests.hostile.harness import Driver, Outcome, cause_chain, run_scenario
 from tests.hostile.scenarios import SCENARIOS, Scenario
 
 IDS = [scenario.name for scenario in SCENARIOS]
@@ -20,10 +20,20 @@ IDS = [scenario.name for scenario in SCENARIOS]
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
 @pytest_twisted.ensureDeferred
 async def test_twisted(scenario: Scenario) -> None:
-    await run_scenario(TwistedDriver(), scenario)
+    report(TwistedDriver(), scenario, await run_scenario(TwistedDriver(), scenario))
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
 @pytest.mark.asyncio
 async def test_tornado(scenario: Scenario) -> None:
-    await run_scenario(AsyncioDriver(), scenario)
+    report(AsyncioDriver(), scenario, await run_scenario(AsyncioDriver(), scenario))
+
+
+def report(driver: Driver, scenario: Scenario, outcome: Outcome) -> None:
+    """One line per scenario (``-s`` shows them): the error, how fast, the Close sent."""
+    chain = " <- ".join(type(e).__name__ for e in cause_chain(outcome.error))
+    assert outcome.elapsed is not None
+    print(
+        f"\n{driver.name:8} {scenario.name:32} {outcome.elapsed * 1000:7.1f} ms  "
+        f"Close {outcome.close_codes or '-'}  {chain}"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -384,3 +385,16 @@ def test_positional_connection_parameters_as_pika(names: Names) -> None:
         assert conn.channel().queue_declare("", exclusive=True).method.queue
     with pytest.raises(ValueError, match="host"):
         blocking.ConnectionParameters("localhost", host="localhost")
+
+
+def test_heartbeats_need_no_pumping() -> None:
+    """The loop thread answers heartbeats while the user's thread does something else
+    for several heartbeat intervals (pika's blocking connection would be dropped)."""
+    from tests.blocking_adapter.support import AMQP_URL
+
+    url = AMQP_URL.rstrip("/") + "/%2F?heartbeat=1"
+    with blocking.BlockingConnection(url) as conn:
+        ch = conn.channel()
+        time.sleep(3.5)  # not process_data_events: nobody pumps
+        assert conn.is_open
+        assert ch.queue_declare("", exclusive=True).method.queue

@@ -95,7 +95,6 @@ class ChannelLogic(Generic[W]):
         self._core = core
         self.channel_number = core.channel_id
         self._replies: deque[tuple[W, Transform]] = deque()
-        self._opened: W | None = None
         self._closing: W | None = None
         self._close_error: BaseException | None = None
         self._closed_waiters: list[W] = []
@@ -438,9 +437,7 @@ class ChannelLogic(Generic[W]):
             return runtime.succeeded(None)
         if waiter is None:
             waiter = runtime.create_waiter()
-        self._confirms.add(
-            seq, PendingPublish(waiter, exchange, routing_key, body, properties, mandatory, False)
-        )
+        self._confirms.add(seq, PendingPublish(waiter, exchange, routing_key, body, mandatory))
         return waiter
 
     # -- consuming ---------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic
 
-from ..core.spec import BasicProperties
 from ..exceptions import NackError, UnroutableError
 from .runtime import W
 
@@ -22,36 +21,20 @@ __all__ = ["ConfirmTracker", "PendingPublish"]
 
 
 class PendingPublish(Generic[W]):
-    """A published message the broker has not confirmed yet; enough to send it again."""
+    """A published message the broker has not confirmed yet: its waiter, and what a
+    Basic.Return is matched against. (A surviving channel sends a message again from
+    its own parked operation, not from here.)"""
 
-    __slots__ = (
-        "body",
-        "exchange",
-        "immediate",
-        "mandatory",
-        "properties",
-        "returned",
-        "routing_key",
-        "waiter",
-    )
+    __slots__ = ("body", "exchange", "mandatory", "returned", "routing_key", "waiter")
 
     def __init__(
-        self,
-        waiter: W,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        properties: BasicProperties | None,
-        mandatory: bool,
-        immediate: bool,
+        self, waiter: W, exchange: str, routing_key: str, body: bytes, mandatory: bool
     ) -> None:
         self.waiter = waiter
         self.exchange = exchange
         self.routing_key = routing_key
         self.body = body
-        self.properties = properties
         self.mandatory = mandatory
-        self.immediate = immediate
         self.returned: UnroutableError | None = None
 
 

@@ -411,3 +411,18 @@ async def test_a_connection_that_died_before_the_loop_saw_it_is_lost_after_it_ar
     assert r.network.hosts == ["a", "b"]
     r.client.stop()
     await adapter.settle()
+
+
+async def test_connect_once_raising_a_bug_gives_up_instead_of_stalling(adapter: Adapter) -> None:
+    r = rig(adapter, ["a"], {})
+    bug = AttributeError("a bug in building the endpoint")
+
+    def broken(params: ConnectionParameters) -> Any:
+        raise bug
+
+    r.client._connect_once = broken
+    waiting = r.client.when_connected()
+    r.client.start()
+    await adapter.settle()
+    assert r.client.failure is bug and not r.client.running
+    assert adapter.outcome(waiting) == ("failed", bug)

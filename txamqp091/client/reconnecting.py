@@ -164,7 +164,7 @@ class ReconnectingClient(Generic[W]):
         params = self.reconnector.next_node()
         try:
             attempt = self._connect_once(params)
-        except CONNECT_ERRORS as exc:  # a bad endpoint setting, found before any I/O
+        except Exception as exc:  # found before any I/O: _failed tells a bug from the network
             self._failed(params, exc)
             return
         self._attempt = attempt

@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 #: Run first, in this order, when present; others follow alphabetically.
-ORDER = ("codec.py", "compare.py")
+ORDER = ("codec.py", "compare.py", "scale.py")
 
 
 def discover() -> list[Path]:

@@ -1,0 +1,279 @@
+"""Cost at scale, both adapters, real broker (issue 13's scale figures).
+
+Scenarios, each in a fresh interpreter per adapter (``twisted``, ``tornado``):
+
+``channels``  one connection, 1,000 channels opened, then a consumer on each (all on
+              one exclusive queue): memory per channel and per consumer, as the growth
+              of the Python heap (``tracemalloc``) and of the process's RSS, divided by
+              the count.
+``idle``      100 connections (heartbeat 2 s) left idle for ``--idle-seconds``: client
+              CPU µs per second per connection, and RSS per connection.
+``large``     one 128 MiB message published (confirm mode) and then consumed back:
+              peak RSS above the baseline, as a multiple of the body size, for each
+              half (the peak is reset between them through ``/proc/self/clear_refs``).
+
+Usage::
+
+    .venv/bin/python benchmarks/scale.py                      # everything, ~2 min
+    .venv/bin/python benchmarks/scale.py --only channels --adapter twisted
+    .venv/bin/python benchmarks/scale.py --channels 200 --idle-seconds 5 --json scale.json
+
+The topology-recovery figure of issue 13 (10,000 queues) is not measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+ADAPTERS = ("twisted", "tornado")
+SCENARIOS = ("channels", "idle", "large")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def peak_rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+Connect = Callable[[str], Awaitable[Any]]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def gather(aws: list[Any], mode: str) -> list[Any]:
+    if mode == "twisted":
+        from twisted.internet import defer
+
+        return list(await defer.gatherResults([defer.ensureDeferred(_aw(x)) for x in aws]))
+    import asyncio
+
+    return list(await asyncio.gather(*aws))
+
+
+async def _aw(x: Any) -> Any:
+    return await x
+
+
+async def scenario(a: argparse.Namespace, connect: Connect, sleep: Sleep) -> dict[str, Any]:
+    url = f"amqp://{a.user}:{a.password}@{a.host}:{a.port}/"
+    gc.collect()
+    if a.worker == "channels":
+        n = a.channels
+        conn = await connect(url + "?connection_name=bench-scale-channels")
+        try:
+            first = await conn.channel()
+            ok = await first.queue_declare("", exclusive=True)
+            gc.collect()
+            tracemalloc.start()
+            heap0, rss0 = tracemalloc.get_traced_memory()[0], rss()
+            channels = await gather([conn.channel() for _ in range(n)], a.adapter)
+            gc.collect()
+            heap1, rss1 = tracemalloc.get_traced_memory()[0], rss()
+            consumers = await gather(
+                [ch.basic_consume(ok.queue, auto_ack=True) for ch in channels], a.adapter
+            )
+            gc.collect()
+            heap2, rss2 = tracemalloc.get_traced_memory()[0], rss()
+            tracemalloc.stop()
+            assert len(consumers) == n
+            return {
+                "channels": n,
+                "heap_bytes_per_channel": (heap1 - heap0) / n,
+                "rss_bytes_per_channel": (rss1 - rss0) / n,
+                "heap_bytes_per_consumer": (heap2 - heap1) / n,
+                "rss_bytes_per_consumer": (rss2 - rss1) / n,
+            }
+        finally:
+            await conn.close()
+    if a.worker == "idle":
+        n = a.connections
+        rss0 = rss()
+        conns = await gather(
+            [connect(url + f"?heartbeat=2&connection_name=bench-scale-idle-{i}") for i in range(n)],
+            a.adapter,
+        )
+        await sleep(2.0)
+        gc.collect()
+        rss1 = rss()
+        c0, t0 = cpu(), time.monotonic()
+        await sleep(a.idle_seconds)
+        c1, t1 = cpu(), time.monotonic()
+        await gather([c.close() for c in conns], a.adapter)
+        return {
+            "connections": n,
+            "idle_s": t1 - t0,
+            "cpu_us_per_s_per_connection": (c1 - c0) / (t1 - t0) / n * 1e6,
+            "cpu_share_of_a_core_pct": (c1 - c0) / (t1 - t0) * 100,
+            "rss_bytes_per_connection": (rss1 - rss0) / n,
+        }
+    if a.worker == "large":
+        size = a.large_mib << 20
+        conn = await connect(url + "?connection_name=bench-scale-large")
+        try:
+            ch = await conn.channel()
+            await ch.confirm_delivery()
+            ok = await ch.queue_declare("", exclusive=True)
+            gc.collect()
+            reset_peak()
+            base = rss()
+            body = os.urandom(1024) * (size // 1024)
+            t0 = time.monotonic()
+            await ch.basic_publish("", ok.queue, body)
+            publish_s = time.monotonic() - t0
+            publish_peak = peak_rss() - base
+            del body
+            gc.collect()
+            await sleep(0.2)
+            reset_peak()
+            base2 = rss()
+            consumer = await ch.basic_consume(ok.queue, auto_ack=True)
+            t0 = time.monotonic()
+            message = await consumer.get()
+            consume_s = time.monotonic() - t0
+            consume_peak = peak_rss() - base2
+            assert len(message.body) == size
+            return {
+                "body_bytes": size,
+                "publish_s": publish_s,
+                "consume_s": consume_s,
+                "publish_peak_rss_over_body": publish_peak / size,
+                "consume_peak_rss_over_body": consume_peak / size,
+                "peak_reset": reset_peak(),
+            }
+        finally:
+            await conn.close()
+    raise ValueError(a.worker)
+
+
+def run_worker(a: argparse.Namespace) -> int:
+    result: dict[str, Any] = {}
+    if a.adapter == "twisted":
+        from twisted.internet import defer, task
+
+        from txamqp091.twisted import connect as tw_connect
+
+        async def main(reactor: Any) -> None:
+            def connect(url: str) -> Any:
+                return tw_connect(reactor, url)
+
+            def sleep(s: float) -> Any:
+                return task.deferLater(reactor, s, lambda: None)
+
+            result.update(await scenario(a, connect, sleep))
+
+        try:
+            task.react(lambda r: defer.ensureDeferred(main(r)))
+        except SystemExit as exc:
+            if exc.code:
+                result.setdefault("error", f"exit {exc.code}")
+    else:
+        import asyncio
+
+        from txamqp091.tornado import connect as to_connect
+
+        result.update(asyncio.run(scenario(a, to_connect, asyncio.sleep)))
+    Path(a.out).write_text(json.dumps(result))
+    return 0
+
+
+def run_one(a: argparse.Namespace, scenario_name: str, adapter: str) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        out = tmp.name
+    cmd = [
+        sys.executable, str(Path(__file__).resolve()), "--worker", scenario_name,
+        "--adapter", adapter, "--out", out, "--channels", str(a.channels),
+        "--connections", str(a.connections), "--idle-seconds", str(a.idle_seconds),
+        "--large-mib", str(a.large_mib), "--host", a.host, "--port", str(a.port),
+        "--user", a.user, "--password", a.password,
+    ]  # fmt: skip
+    load = os.getloadavg()[0]
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        try:
+            result: dict[str, Any] = json.loads(Path(out).read_text() or "{}")
+        except ValueError:
+            result = {}
+        if not result:
+            result = {"error": f"worker exited {proc.returncode}: {proc.stderr[-1500:]}"}
+    except subprocess.TimeoutExpired:
+        result = {"error": "worker killed after 600 s"}
+    finally:
+        os.unlink(out)
+    result.update(scenario=scenario_name, adapter=adapter, loadavg_1m=load)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", help=f"comma-separated scenarios ({','.join(SCENARIOS)})")
+    p.add_argument("--adapter", choices=ADAPTERS, action="append")
+    p.add_argument("--channels", type=int, default=1000)
+    p.add_argument("--connections", type=int, default=100)
+    p.add_argument("--idle-seconds", type=float, default=20.0)
+    p.add_argument("--large-mib", type=int, default=128)
+    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--host", default=os.environ.get("AMQP_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("AMQP_PORT", "5672")))
+    p.add_argument("--user", default=os.environ.get("AMQP_USER", "guest"))
+    p.add_argument("--password", default=os.environ.get("AMQP_PASSWORD", "guest"))
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.worker:
+        a.adapter = a.adapter[0] if isinstance(a.adapter, list) else a.adapter
+        return run_worker(a)
+    scenarios = a.only.split(",") if a.only else list(SCENARIOS)
+    adapters = a.adapter or list(ADAPTERS)
+    results = []
+    for name in scenarios:
+        for adapter in adapters:
+            r = run_one(a, name, adapter)
+            results.append(r)
+            shown = {
+                k: (round(v, 3) if isinstance(v, float) else v)
+                for k, v in r.items()
+                if k not in ("scenario", "adapter")
+            }
+            print(f"{name:<9} {adapter:<8} {shown}", flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps({"args": vars(a), "results": results}, indent=1))
+    return 0 if all("error" not in r for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -104,5 +104,6 @@ def _header_int(message: Message, name: str) -> int | None:
         return None
     value = headers.get(name)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
+        # A plain int: the header's wire type (Int64 and the like) is the codec's business.
+        return int(value)
     return None

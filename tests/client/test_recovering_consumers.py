@@ -185,3 +185,8 @@ def test_message_delivery_count_and_stream_offset() -> None:
     assert message(None).delivery_count is None
     assert message({"x-delivery-count": "2"}).delivery_count is None
     assert message({}).stream_offset is None
+    # Decoded headers hold wire-typed ints (Int64...); the properties give plain ints.
+    from txamqp091.types import Int64
+
+    count = message({"x-delivery-count": Int64(3)}).delivery_count
+    assert count == 3 and type(count) is int and repr(count) == "3"

@@ -159,3 +159,15 @@ def test_streams_read_from_each_kind_of_offset(vhost_url: str) -> None:
         "from offset 2: 2:packed 3:shipped",
         "next: delivered",
     ]
+
+
+def test_quorum_queue_counts_redeliveries_and_a_stream_reads_from_an_offset(
+    vhost_url: str,
+) -> None:
+    lines = run(EXAMPLES / "recipes" / "quorum_and_streams.py", [], vhost_url)
+    assert lines == [
+        "order 1: delivery_count=None",
+        "order 1: delivery_count=1",
+        "from offset 'first': 0:event 0, 1:event 1, 2:event 2, 3:event 3, 4:event 4",
+        "from offset 3: 3:event 3, 4:event 4",
+    ]

@@ -37,3 +37,11 @@ def report(driver: Driver, scenario: Scenario, outcome: Outcome) -> None:
         f"\n{driver.name:8} {scenario.name:32} {outcome.elapsed * 1000:7.1f} ms  "
         f"Close {outcome.close_codes or '-'}  {chain}"
     )
+
+
+def test_the_command_line_lists_the_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.hostile.__main__ import main
+
+    assert main(["--list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == IDS

@@ -21,6 +21,7 @@ class Settlements:
 
     def __init__(self) -> None:
         self.log: list[tuple[str, str, dict[str, Any]]] = []
+        self.is_open = True
 
     def _settle(self, message: Message, how: str, **kwargs: Any) -> None:
         self.log.append((message.properties.message_id or "", how, kwargs))
@@ -200,6 +201,25 @@ def test_drain_ends_as_soon_as_the_last_handler_finishes() -> None:
     pending[0].callback(None)
     assert stopped.called and s.settled.of("a") == ["ack"]
     assert s.clock.getDelayedCalls() == []
+
+
+def test_settling_on_a_dead_channel_counts_as_requeued() -> None:
+    pending: list[Deferred[None]] = []
+
+    def handler(message: Message) -> Any:
+        if message.body == b"fail":
+            raise RejectMessage("no")
+        pending.append(Deferred())
+        return pending[-1]
+
+    s = Service(handler, dead_lettering=True)
+    s.deliver("slow")
+    s.settled.is_open = False  # the connection died while the handler ran
+    pending[0].callback(None)
+    s.deliver("fail", b"fail")
+    metrics = s.service.metrics
+    assert (metrics.acked, metrics.rejected, metrics.dead_lettered) == (0, 0, 0)
+    assert metrics.requeued == 2 and metrics.received == 2, metrics.snapshot()
 
 
 def test_a_poison_storm_logs_at_most_a_burst_then_counts_the_rest(errors: Any) -> None:

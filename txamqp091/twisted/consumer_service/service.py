@@ -375,7 +375,11 @@ class ConsumerService(Service):
             return
         self.handled += 1
         message.ack()
-        self.metrics.acked += 1
+        if _channel_gone(message):
+            # The ack went nowhere: the broker redelivers the message on the next connection.
+            self.metrics.requeued += 1
+        else:
+            self.metrics.acked += 1
         self.redeliveries.succeeded(message)
         self._after_settle()
 
@@ -425,6 +429,9 @@ class ConsumerService(Service):
         else:
             message.reject(requeue=False)
         self.redeliveries.settled(message)
+        if _channel_gone(message):
+            self.metrics.requeued += 1  # as in _succeeded: the broker redelivers it
+            return
         self.metrics.rejected += 1
         if self.dead_lettering:
             self.metrics.dead_lettered += 1
@@ -549,6 +556,12 @@ class ConsumerService(Service):
 async def _awaited(awaitable: Any) -> Any:
     """A coroutine (or any awaitable) as something ``ensureDeferred`` runs."""
     return await awaitable
+
+
+def _channel_gone(message: Message) -> bool:
+    """The channel the message came on has closed: settling it now sends nothing."""
+    channel = message.channel
+    return channel is not None and not getattr(channel, "is_open", True)
 
 
 def _exit(status: int) -> None:

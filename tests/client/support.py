@@ -148,7 +148,9 @@ class ManualRuntime(Runtime[Waiter]):
         self.reading_paused = False
 
     # user code
-    def run_user_callback(self, fn: Callable[..., Any], *args: Any, context: str = "") -> None:
+    def run_user_callback(
+        self, fn: Callable[..., Any], *args: Any, delivery_tag: int | None = None
+    ) -> None:
         try:
             fn(*args)
         except Exception as exc:

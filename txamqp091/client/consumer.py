@@ -86,9 +86,7 @@ class ConsumerLogic(Generic[W]):
     def _deliver(self, message: Message) -> None:
         callback = self.on_message_callback
         if callback is not None:
-            self._runtime.run_user_callback(
-                callback, message, context=f" for delivery {message.delivery_tag}"
-            )
+            self._runtime.run_user_callback(callback, message, delivery_tag=message.delivery_tag)
             return
         getters = self._getters
         while getters:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["Runtime", "TimerHandle", "W"]
+__all__ = ["Runtime", "TimerHandle", "W", "for_delivery"]
 
 #: The adapter's waiter type: ``Deferred[Any]`` or ``asyncio.Future[Any]``.
 W = TypeVar("W")
@@ -110,8 +110,10 @@ class Runtime(Generic[W]):
 
     # -- user code -----------------------------------------------------------------------
 
-    def run_user_callback(self, fn: Callable[..., Any], *args: Any, context: str = "") -> None:
-        """Call user code; log what it raises (with ``context``, such as the delivery tag)
+    def run_user_callback(
+        self, fn: Callable[..., Any], *args: Any, delivery_tag: int | None = None
+    ) -> None:
+        """Call user code; log what it raises (with the ``delivery_tag`` of its message)
         instead of letting it reach the protocol. A coroutine or Deferred/awaitable it
         returns is run to its end, and its failure logged the same way."""
         raise NotImplementedError
@@ -123,3 +125,8 @@ class Runtime(Generic[W]):
 
     def log(self, level: str, message: str, **fields: Any) -> None:
         raise NotImplementedError
+
+
+def for_delivery(delivery_tag: int | None) -> str:
+    """The log text naming a callback's message (formatted only when logging)."""
+    return "" if delivery_tag is None else f" for delivery {delivery_tag}"

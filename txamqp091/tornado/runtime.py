@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..client.runtime import Runtime, TimerHandle
+from ..client.runtime import Runtime, TimerHandle, for_delivery
 
 __all__ = ["Clock", "FutureRuntime", "observe_quietly"]
 
@@ -133,18 +133,22 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
     def call_from_thread(self, fn: Callable[[], None]) -> None:
         self._loop.call_soon_threadsafe(fn)
 
-    def run_user_callback(self, fn: Callable[..., Any], *args: Any, context: str = "") -> None:
+    def run_user_callback(
+        self, fn: Callable[..., Any], *args: Any, delivery_tag: int | None = None
+    ) -> None:
         try:
             result = fn(*args)
         except Exception:
-            logger.exception("user callback %r%s raised", fn, context)
+            logger.exception("user callback %r%s raised", fn, for_delivery(delivery_tag))
             return
         if inspect.isawaitable(result):
             try:
                 future = asyncio.ensure_future(result, loop=self._loop)
             except Exception:
                 logger.exception(
-                    "user callback %r%s returned an awaitable that failed", fn, context
+                    "user callback %r%s returned an awaitable that failed",
+                    fn,
+                    for_delivery(delivery_tag),
                 )
                 return
             self._tasks.add(future)
@@ -155,7 +159,9 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
                     return
                 error = f.exception()
                 if error is not None:
-                    logger.error("user callback %r%s failed", fn, context, exc_info=error)
+                    logger.error(
+                        "user callback %r%s failed", fn, for_delivery(delivery_tag), exc_info=error
+                    )
 
             future.add_done_callback(done)
 

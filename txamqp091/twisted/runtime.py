@@ -14,7 +14,7 @@ from twisted.logger import Logger
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
-from ..client.runtime import Runtime, TimerHandle
+from ..client.runtime import Runtime, TimerHandle, for_delivery
 
 __all__ = ["DeferredRuntime"]
 
@@ -100,11 +100,15 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
     def call_from_thread(self, fn: Callable[[], None]) -> None:
         self._clock.callFromThread(fn)  # type: ignore[attr-defined]
 
-    def run_user_callback(self, fn: Callable[..., Any], *args: Any, context: str = "") -> None:
+    def run_user_callback(
+        self, fn: Callable[..., Any], *args: Any, delivery_tag: int | None = None
+    ) -> None:
         try:
             result = fn(*args)
         except Exception:
-            log.failure("user callback {fn!r}{context} raised", fn=fn, context=context)
+            log.failure(
+                "user callback {fn!r}{context} raised", fn=fn, context=for_delivery(delivery_tag)
+            )
             return
         if inspect.iscoroutine(result):
             # An ``async def`` callback: run it (never left "never awaited").
@@ -112,7 +116,10 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
         if isinstance(result, Deferred):
             result.addErrback(
                 lambda f: log.failure(
-                    "user callback {fn!r}{context} failed", f, fn=fn, context=context
+                    "user callback {fn!r}{context} failed",
+                    f,
+                    fn=fn,
+                    context=for_delivery(delivery_tag),
                 )
             )
 

@@ -119,9 +119,11 @@ class BlockingChannel(Consuming):
         self._connection._events.put(_noop)
 
     def _on_returned(self, message: Message) -> None:
+        # The adapter's return callback hands over the message only: the reply code
+        # and text are given when it carries them, else None (never made up).
         method = BasicReturn(
-            getattr(message, "reply_code", 312),
-            getattr(message, "reply_text", "NO_ROUTE"),
+            getattr(message, "reply_code", None),
+            getattr(message, "reply_text", None),
             message.exchange,
             message.routing_key,
         )

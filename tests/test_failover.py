@@ -37,9 +37,11 @@ from txamqp091.testing.asyncio import FakeServer, serve
 from txamqp091.testing.twisted import FakeBroker as TwistedFakeBroker
 from txamqp091.testing.twisted import FakeEndpoint
 from txamqp091.tornado import AMQPClient
+from txamqp091.tornado import connect as tornado_connect
 from txamqp091.tornado.connect import tcp_endpoint
 from txamqp091.tornado.protocol import AMQPProtocol
 from txamqp091.twisted import AMQPClientService
+from txamqp091.twisted import connect as twisted_connect
 
 pytestmark = pytest.mark.asyncio
 
@@ -98,6 +100,10 @@ class Cluster:
     async def channel(self) -> Any:
         raise NotImplementedError
 
+    def connect(self, query: str) -> Any:
+        """The one-shot ``connect()`` over the three nodes (``query``: URL options)."""
+        raise NotImplementedError
+
     async def result(self, waitable: Any) -> Any:
         raise NotImplementedError
 
@@ -123,11 +129,12 @@ class TwistedCluster(Cluster):
                 return RefusingEndpoint()
             return self.endpoints[params.host]
 
+        self.endpoint = endpoint
+        self.urls = [
+            f"amqp://guest:guest@{n}/?heartbeat=0&stack_timeout={STACK_TIMEOUT}" for n in NODES
+        ]
         self.client = AMQPClientService(
-            self.clock,
-            [f"amqp://guest:guest@{n}/?heartbeat=0&stack_timeout={STACK_TIMEOUT}" for n in NODES],
-            retry_policy=lambda attempt: RETRY,
-            endpoint=endpoint,
+            self.clock, self.urls, retry_policy=lambda attempt: RETRY, endpoint=endpoint
         )
         self.hook()
 
@@ -169,6 +176,12 @@ class TwistedCluster(Cluster):
     async def channel(self) -> Any:
         return await self.result(self.client.channel())
 
+    def connect(self, query: str) -> Any:
+        urls = [f"{url}&{query}" for url in self.urls]
+        d = twisted_connect(self.clock, urls, endpoint=self.endpoint)
+        self._run(self.clock.seconds())
+        return d
+
     async def result(self, waitable: Any) -> Any:
         d = Deferred.fromCoroutine(waitable) if asyncio.iscoroutine(waitable) else waitable
         self._run(self.clock.seconds())
@@ -198,6 +211,7 @@ class AsyncioCluster(Cluster):
                 raise ConnectionRefusedError("connection refused")
             await tcp_endpoint(params, protocol)
 
+        self.endpoint = endpoint
         self.client = AMQPClient(
             [server.url(f"stack_timeout={STACK_TIMEOUT}") for server in self.servers.values()],
             retry_policy=lambda attempt: RETRY,
@@ -237,6 +251,12 @@ class AsyncioCluster(Cluster):
 
     async def channel(self) -> Any:
         return await self.result(self.client.channel())
+
+    def connect(self, query: str) -> Any:
+        urls = [s.url(f"stack_timeout={STACK_TIMEOUT}&{query}") for s in self.servers.values()]
+        return asyncio.ensure_future(
+            tornado_connect(urls, clock=self.clock, endpoint=self.endpoint)
+        )
 
     async def result(self, waitable: Any) -> Any:
         return await asyncio.wait_for(waitable, 5)
@@ -376,3 +396,32 @@ async def test_three_refused_logins_in_a_row_give_up_whichever_nodes_refused(
     assert await cluster.error_of(cluster.client.when_connected()) is failure
     await cluster.advance(100 * RETRY)
     assert len(cluster.tried) == 3  # no more attempts
+
+
+async def test_connect_tries_each_node_once_per_round_and_chains_the_last_error(
+    cluster: Cluster,
+) -> None:
+    cluster.brokers["node0"].script("booting", "booting")
+    cluster.brokers["node1"].script("maintenance", "maintenance")
+    cluster.down.add("node2")
+    connecting = cluster.connect("connection_attempts=2&retry_delay=3")
+    await cluster.until(lambda: len(cluster.tried) == 3, "the first round")
+    await cluster.advance(2.99)
+    assert cluster.tried == ["node0", "node1", "node2"]  # retry_delay between rounds
+    await cluster.advance(0.01)
+    error = await cluster.error_of(connecting)
+    assert cluster.tried == ["node0", "node1", "node2"] * 2
+    assert type(error) is AMQPConnectionError and str(error).startswith("could not connect")
+    assert isinstance(error.__cause__, ConnectionRefusedError)  # node2's, the last attempt
+
+
+async def test_connect_lands_on_the_first_node_that_answers(cluster: Cluster) -> None:
+    cluster.brokers["node0"].script("booting")
+    cluster.brokers["node1"].script("blocked")
+    connecting = cluster.connect("connection_attempts=1")
+    await cluster.until(lambda: len(cluster.tried) == 2, "node0 refused, node1 tried")
+    await cluster.advance(STACK_TIMEOUT)  # node1 blocks the handshake until stack_timeout
+    conn = await cluster.result(connecting)
+    assert cluster.tried == ["node0", "node1", "node2"]
+    assert cluster.node_of(conn.params) == "node2" and conn.is_open
+    await cluster.result(conn.close())

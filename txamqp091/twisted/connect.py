@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -77,17 +78,24 @@ def endpoint_for(
 
 
 def connect(
-    reactor: Any, parameters: ParametersLike, tls_options: Any = None
+    reactor: Any,
+    parameters: ParametersLike,
+    tls_options: Any = None,
+    *,
+    endpoint: Callable[[ConnectionParameters], IStreamClientEndpoint] | None = None,
 ) -> Deferred[Connection]:
     """Connect to the first node that answers; fires with a :class:`Connection` after Open-Ok.
 
     ``parameters`` is a :class:`~txamqp091.ConnectionParameters`, a URL, or a
-    list of either (cluster nodes, tried in order, each ``connection_attempts``
-    times ``retry_delay`` apart). Each attempt's TCP, TLS and AMQP bring-up
-    together must finish within ``stack_timeout``. Authentication and access
-    errors are not retried. ``tls_options`` (Twisted's
+    list of either (cluster nodes: each tried once per round, for
+    ``connection_attempts`` rounds ``retry_delay`` apart, as
+    :func:`~txamqp091.client.reconnect.connect_first` says). Each attempt's TCP,
+    TLS and AMQP bring-up together must finish within ``stack_timeout``. A refused
+    login is not retried; when every attempt fails, the error's ``__cause__`` is
+    the last attempt's error. ``tls_options`` (Twisted's
     ``optionsForClientTLS(...)`` or ``CertificateOptions``) replaces the TLS
-    settings derived from ``ssl_options``.
+    settings derived from ``ssl_options``; ``endpoint`` (``params -> endpoint``)
+    replaces the TCP/TLS endpoint altogether, for tests.
     """
     try:
         nodes = normalize_parameters(parameters)
@@ -95,6 +103,8 @@ def connect(
         return defer.fail(exc)
 
     def attempt(params: ConnectionParameters) -> Deferred[Connection]:
+        if endpoint is not None:
+            return connect_once(reactor, params, endpoint(params))
         return connect_once(reactor, params, endpoint_for(reactor, params, tls_options))
 
     def sleep(seconds: float) -> Deferred[None]:

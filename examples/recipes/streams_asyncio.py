@@ -27,7 +27,9 @@ async def read(channel: Channel, offset: Any, count: int) -> list[str]:
     consumer = await channel.basic_consume(STREAM, arguments={"x-stream-offset": offset})
     events = []
     for _ in range(count):
-        message = await consumer.get()
+        message = await consumer.get(timeout=10)
+        if message is None:
+            raise TimeoutError(f"no event from offset {offset!r} within 10 s")
         headers = message.properties.headers or {}
         events.append(f"{int(headers['x-stream-offset'])}:{message.body.decode()}")
         message.ack()
@@ -53,7 +55,9 @@ async def main() -> None:
         # "next": only what is published after the consumer subscribed.
         consumer = await channel.basic_consume(STREAM, arguments={"x-stream-offset": "next"})
         await channel.basic_publish("", STREAM, b"delivered")
-        message = await consumer.get()
+        message = await consumer.get(timeout=10)
+        if message is None:
+            raise TimeoutError("nothing published after the subscription arrived")
         print("next:", message.body.decode())
         message.ack()
         await consumer.cancel()

@@ -10,8 +10,9 @@ The shared broker on 5672 is never touched.
 
 A :class:`Cluster` then offers the faults and the look-ups the failover tests
 need: stop a node's application or kill its VM, start it again (and wait for it
-to be back in the cluster), which node holds a connection (by its
-``connection_name``), and which node leads a quorum queue.
+to be back in the cluster), put it in maintenance mode and out again, which
+node holds a connection (by its ``connection_name``), and which node leads a
+quorum queue.
 
 Everything here blocks (``rabbitmqctl`` takes a second or more to start): call it
 through ``deferToThread`` or ``asyncio.to_thread`` from a running event loop.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -118,6 +120,15 @@ class Cluster:
         node.start_app()
         self.wait_running(len(self.nodes))
 
+    def drain(self, node: BrokerNode) -> None:
+        """``rabbitmq-upgrade drain``: maintenance mode. The node closes its client
+        connections, stops listening for new ones and hands its queue leaders over."""
+        _upgrade("drain", node)
+
+    def revive(self, node: BrokerNode) -> None:
+        """``rabbitmq-upgrade revive``: out of maintenance mode, serving clients again."""
+        _upgrade("revive", node)
+
     # -- look-ups --------------------------------------------------------------------------
 
     def connection_node(self, connection_name: str) -> BrokerNode | None:
@@ -162,6 +173,19 @@ class Cluster:
     def rss_bytes(self) -> int:
         """Resident memory of the three VMs together."""
         return sum(node.rss_bytes() for node in self.nodes)
+
+
+def _upgrade(command: str, node: BrokerNode, timeout: float = 120.0) -> None:
+    result = subprocess.run(
+        ["rabbitmq-upgrade", "-n", node.name, command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"rabbitmq-upgrade {command} {node.name}: {result.stdout}{result.stderr}"
+        )
 
 
 def _join(node: BrokerNode, seed: BrokerNode) -> None:

@@ -154,7 +154,9 @@ async def delete_queue(cluster: Cluster, queue: str) -> None:
 
 
 async def failover_round(cluster: Cluster, victim_role: str) -> dict[str, Any]:
-    """One kill of ``victim_role`` ("connection" or "leader") during confirmed publishing."""
+    """One fault during confirmed publishing: kill the node holding the connection
+    ("connection") or the queue's leader ("leader"), or put the connection's node in
+    maintenance mode ("drain"); the node comes back while the publishing goes on."""
     first, _, leader = cluster.nodes
     queue = unique("q")
     name = unique("conn")
@@ -186,13 +188,20 @@ async def failover_round(cluster: Cluster, victim_role: str) -> dict[str, Any]:
 
         run = asyncio.ensure_future(publisher.run(ids()))
         await eventually(lambda: len(publisher.confirmed) >= COUNT // 5, 60, "first confirms")
-        victim = first if victim_role == "connection" else leader
-        killed_at = await asyncio.to_thread(cluster.kill, victim)
-        await within(90, asyncio.to_thread(cluster.start, victim), "restart the killed node")
+        if victim_role == "drain":
+            killed_at = time.monotonic()
+            try:
+                await within(90, asyncio.to_thread(cluster.drain, first), "drain")
+            finally:  # never leave a node in maintenance mode for the next test
+                await within(90, asyncio.to_thread(cluster.revive, first), "revive")
+        else:
+            victim = first if victim_role == "connection" else leader
+            killed_at = await asyncio.to_thread(cluster.kill, victim)
+            await within(90, asyncio.to_thread(cluster.start, victim), "restart the killed node")
         restarted.append(True)
         await within(180, run, "publishing")
         assert publisher.failed == [], publisher.failed[:5]
-        if victim_role == "connection":
+        if victim_role != "leader":
             # The first confirmed publish on another node (connection 2 onwards).
             gap = publisher.first_confirm_on_later_connection(1)
             holder = await asyncio.to_thread(cluster.connection_node, name)
@@ -230,6 +239,10 @@ async def failover(cluster: Cluster, victim_role: str) -> None:
 
 async def test_kill_the_connections_node_loses_no_confirmed_message(cluster: Cluster) -> None:
     await failover(cluster, "connection")
+
+
+async def test_a_node_in_maintenance_mode_loses_no_confirmed_message(cluster: Cluster) -> None:
+    await failover(cluster, "drain")
 
 
 async def test_kill_the_quorum_leader_publishing_and_consuming_go_on(cluster: Cluster) -> None:

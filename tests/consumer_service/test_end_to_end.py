@@ -233,3 +233,26 @@ def test_a_stream_queue_skips_a_failed_message_without_losing_the_connection(
         assert "lost the connection" not in out and "NOT_IMPLEMENTED" not in out, out
     finally:
         delete([queue])
+
+
+def test_urls_from_the_environment_are_cluster_nodes_tried_in_turn(handler_dir: Path) -> None:
+    from tests.integration.faults import free_port
+
+    queue = unique("nodes")
+    record_file = handler_dir / "records"
+    port = free_port()
+    dead = f"amqp://guest:guest@127.0.0.1:{port}/%2F"  # nothing listens there
+    env = {"RECORD_FILE": str(record_file), "TXAMQP091_URL": f"{dead}, {AMQP_URL}"}
+    declare_queue(queue)
+    try:
+        # No --url: the credentials stay out of argv.
+        with consumer(["--queue", queue, "--handler", "e2e_handlers:poison"], handler_dir,
+                      env=env) as service:  # fmt: skip
+            assert not any("guest" in arg for arg in service.cmd)
+            service.wait_for("consuming")
+            publish(queue, [b"hello"])
+            wait_until(lambda: records(record_file) == ["m0"], 30, service.output)
+            assert service.terminate()[0] == 0, service.output()
+        assert f"127.0.0.1:{port}" in service.output()  # the dead node was tried first
+    finally:
+        delete([queue])

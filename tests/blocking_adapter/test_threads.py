@@ -86,3 +86,41 @@ def test_eight_threads_publish_confirmed_while_a_pool_acks(names: Names) -> None
         assert redelivered == 0
         assert message_count(consumer_ch, queue, 0) == 0
         print(f"{total} confirmed publishes from {THREADS} threads in {elapsed:.1f} s")
+
+
+def test_threads_mixing_operations_on_one_connection(names: Names) -> None:
+    """Declares, binds, publishes, gets and channel churn from many threads at once."""
+    exchange = names.exchange()
+    queues = [names.queue(f"t{i}") for i in range(6)]
+    errors: list[BaseException] = []
+    with blocking.BlockingConnection(AMQP_URL, timeout=30) as conn:
+        conn.channel().exchange_declare(exchange, exchange_type="direct")
+
+        def worker(queue: str) -> None:
+            try:
+                ch = conn.channel()
+                ch.queue_declare(queue)
+                ch.queue_bind(queue, exchange, routing_key=queue)
+                for i in range(200):
+                    ch.basic_publish(exchange, queue, f"{queue}:{i}".encode())
+                got = []
+                while len(got) < 200:
+                    method, _, body = ch.basic_get(queue)
+                    if method is None:
+                        conn.sleep(0.005)
+                        continue
+                    got.append(body)
+                    ch.basic_ack(method.delivery_tag)
+                assert got == [f"{queue}:{i}".encode() for i in range(200)]
+                for _ in range(5):  # channels opened and closed meanwhile
+                    conn.channel().close()
+                ch.close()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(q,)) for q in queues]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert errors == []

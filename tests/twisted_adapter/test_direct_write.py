@@ -111,3 +111,28 @@ def test_connection_made_turns_nagle_off_and_sends_the_header_at_once() -> None:
     assert reactor.writers == []
     ours.close()
     peer.close()
+
+
+def test_a_large_write_is_fed_to_the_transport_a_slice_at_a_time_in_order() -> None:
+    from txamqp091.twisted.protocol import SPOOL_ABOVE, SPOOL_SLICE
+
+    protocol, transport, peer, reactor = wired()
+    transport.bufferSize = SPOOL_SLICE
+    transport.registerProducer(protocol, True)
+    paused: list[bool] = []
+    protocol.connection.pause_writing = lambda: paused.append(True)  # type: ignore[method-assign]
+    big = bytes(range(256)) * (3 * SPOOL_ABOVE // 256)
+    protocol.write(big)
+    protocol.write(b"small, after it")
+    protocol.close_transport()  # waits for the spooled bytes
+    assert paused, "the transport pushed back while the message was spooled"
+    received = bytearray()
+    most_buffered = 0
+    while len(received) < len(big) + 15:
+        buffered = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        most_buffered = max(most_buffered, buffered)
+        transport.doWrite()
+        received += peer.recv(1 << 22)
+    assert bytes(received) == big + b"small, after it"
+    assert most_buffered <= 3 * SPOOL_SLICE
+    assert transport.disconnecting

@@ -7,6 +7,7 @@ given to the protocol, so tests drive heartbeats with ``task.Clock``.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from twisted.internet import tcp
@@ -24,6 +25,13 @@ from .runtime import DeferredRuntime
 __all__ = ["AMQPProtocol"]
 
 log = Logger()
+
+#: Writes larger than this (a big message's frames) go to the transport a slice at a
+#: time, as it drains, instead of whole: Twisted would copy all of it into its buffer
+#: (twice, counting the join of that buffer), and a 128 MiB message would need about
+#: four times its size in memory while it leaves (issue 13).
+SPOOL_ABOVE = 4 << 20
+SPOOL_SLICE = 1 << 20
 
 
 @implementer(IPushProducer)
@@ -48,6 +56,10 @@ class AMQPProtocol(Protocol, DeferredRuntime):
         self._reading_paused = False
         #: The TCP/UNIX transport when writes may go straight to its socket (see write()).
         self._socket_transport: Any = None
+        #: Large writes not yet handed to the transport, and what follows them, in order.
+        self._spool: deque[memoryview] = deque()
+        self._transport_full = False
+        self._close_when_spooled = False
 
     # -- Protocol ----------------------------------------------------------------------------
 
@@ -76,16 +88,22 @@ class AMQPProtocol(Protocol, DeferredRuntime):
         self.connection.data_received(data)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._spool.clear()
         text = reason.getErrorMessage() if reason is not None else "connection lost"
         self.connection.connection_lost(text)
 
     # -- IPushProducer: the transport tells us its buffer is full ----------------------------
 
     def pauseProducing(self) -> None:
+        self._transport_full = True
         self.connection.pause_writing()
 
     def resumeProducing(self) -> None:
-        self.connection.resume_writing()
+        self._transport_full = False
+        if self._spool:
+            self._pump()
+        if not self._transport_full:
+            self.connection.resume_writing()
 
     def stopProducing(self) -> None:
         pass
@@ -93,6 +111,31 @@ class AMQPProtocol(Protocol, DeferredRuntime):
     # -- Runtime: the transport half -------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        """Hand ``data`` to the transport; large writes a slice at a time (``SPOOL_ABOVE``)."""
+        if self.transport is None:
+            return
+        if self._spool or len(data) > SPOOL_ABOVE:
+            self._spool.append(memoryview(data))
+            self._pump()
+            return
+        self._write_now(data)
+
+    def _pump(self) -> None:
+        """Feed spooled bytes to the transport until it pushes back (pauseProducing)."""
+        spool = self._spool
+        while spool and not self._transport_full and self.transport is not None:
+            head = spool[0]
+            if len(head) > SPOOL_SLICE:
+                piece = head[:SPOOL_SLICE]
+                spool[0] = head[SPOOL_SLICE:]
+            else:
+                piece = spool.popleft()
+            self._write_now(bytes(piece))
+        if not spool and self._close_when_spooled and self.transport is not None:
+            self._close_when_spooled = False
+            self.transport.loseConnection()
+
+    def _write_now(self, data: bytes) -> None:
         """Send now when nothing is queued in the transport, else queue behind it.
 
         ``transport.write`` only buffers: the bytes leave on the reactor's next turn,
@@ -127,7 +170,10 @@ class AMQPProtocol(Protocol, DeferredRuntime):
         if transport is None:
             return
         if abort:
+            self._spool.clear()
             transport.abortConnection()  # type: ignore[attr-defined]
+        elif self._spool:
+            self._close_when_spooled = True  # after the spooled bytes (see _pump)
         else:
             transport.loseConnection()
 

@@ -128,6 +128,19 @@ class ManualRuntime(Runtime[Waiter]):
     def call_from_thread(self, fn: Callable[[], None]) -> None:
         self.soon.append(fn)
 
+    def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Waiter:
+        """No threads here: the "worker" runs ``fn`` on the next ``call_soon`` turn."""
+        waiter = Waiter()
+
+        def run() -> None:
+            try:
+                waiter.settle(fn(*args), None)
+            except Exception as exc:
+                waiter.settle(None, exc)
+
+        self.soon.append(run)
+        return waiter
+
     def next_timer(self) -> Timer | None:
         live = [t for t in self.timers if not t.cancelled]
         return min(live, key=lambda t: t.when) if live else None

@@ -190,3 +190,30 @@ def test_message_delivery_count_and_stream_offset() -> None:
 
     count = message({"x-delivery-count": Int64(3)}).delivery_count
     assert count == 3 and type(count) is int and repr(count) == "3"
+
+
+def test_run_in_thread_on_a_surviving_channel_acks_or_requeues(setup: Setup) -> None:
+    setup.broker.declare_queue("q")
+    handled: list[bytes] = []
+
+    def handle(message: Message) -> None:
+        handled.append(message.body)
+        if message.body == b"bad" and not message.redelivered:
+            raise ValueError("bad message")
+
+    setup.wire.result(setup.channel.basic_consume("q", handle, run_in_thread=True))
+    setup.broker.publish("", "q", b"good")
+    setup.wire.flush()
+    assert handled == [b"good"]
+    assert setup.broker.messages("q") == []  # acked: gone from the queue
+    setup.broker.publish("", "q", b"bad")
+    setup.wire.flush()
+    # Nacked with requeue: delivered again, handled again (and acked this time).
+    assert handled == [b"good", b"bad", b"bad"]
+    assert setup.broker.messages("q") == []
+    assert any("threaded handler failed" in line for line in setup.logged("error"))
+
+
+def test_run_in_thread_needs_a_callback_on_a_surviving_channel(setup: Setup) -> None:
+    with pytest.raises(ValueError, match="run_in_thread"):
+        setup.wire.result(setup.channel.basic_consume("q", run_in_thread=True))

@@ -398,3 +398,48 @@ def test_heartbeats_need_no_pumping() -> None:
         time.sleep(3.5)  # not process_data_events: nobody pumps
         assert conn.is_open
         assert ch.queue_declare("", exclusive=True).method.queue
+
+
+def test_pika_module_names() -> None:
+    import pika
+
+    for name in (
+        "BlockingConnection",
+        "ConnectionParameters",
+        "URLParameters",
+        "PlainCredentials",
+        "SSLOptions",
+        "BasicProperties",
+        "DeliveryMode",
+    ):
+        assert hasattr(blocking, name), name
+        assert hasattr(pika, name), name
+    assert blocking.credentials.PlainCredentials is blocking.PlainCredentials
+    assert blocking.spec.PERSISTENT_DELIVERY_MODE == pika.spec.PERSISTENT_DELIVERY_MODE
+    assert blocking.DeliveryMode.Persistent == pika.DeliveryMode.Persistent.value
+    missing = [
+        name
+        for name in dir(pika.exceptions)
+        if name.endswith(("Error", "Closed", "Cancelled", "Timeout", "ByBroker", "ByClient"))
+        and not hasattr(blocking.exceptions, name)
+    ]
+    # pika's names for conditions txamqp091 reports differently (or never meets).
+    assert set(missing) <= {
+        "BodyTooLongError",
+        "ChannelError",
+        "ConnectionOpenAborted",
+        "DuplicateGetOkCallback",
+        "IncompatibleProtocolError",
+        "InvalidChannelNumber",
+        "InvalidFieldTypeException",
+        "InvalidFrameError",
+        "InvalidMaximumFrameSize",
+        "InvalidMinimumFrameSize",
+        "MethodNotImplemented",
+        "NoFreeChannels",
+        "ProtocolSyntaxError",
+        "ProtocolVersionMismatch",
+        "ShortStringTooLong",
+        "UnexpectedFrameError",
+        "UnsupportedAMQPFieldException",
+    }, missing

@@ -23,7 +23,8 @@ from .. import ExternalCredentials, PlainCredentials, URLParameters
 from ..constants import DeliveryMode, ExchangeType
 from ..core.spec import BasicProperties
 from ..message import Message
-from . import exceptions, spec
+from ..params import SSLOptions
+from . import credentials, exceptions, spec
 from .channel import BlockingChannel
 from .connection import BlockingConnection
 from .exceptions import CallTimeout
@@ -40,7 +41,9 @@ __all__ = [
     "ExternalCredentials",
     "Message",
     "PlainCredentials",
+    "SSLOptions",
     "URLParameters",
+    "credentials",
     "exceptions",
     "spec",
 ]

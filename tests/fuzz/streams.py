@@ -178,12 +178,18 @@ def corpus(size: int = 64, seed: int = 0) -> list[bytes]:
 def mutate(data: bytes, rng: random.Random, others: Sequence[bytes] = ()) -> bytes:
     """One to three random damages to ``data``."""
     buf = bytearray(data)
+    starts = frame_starts(data)
     for _ in range(rng.randint(1, 3)):
         if not buf:
             buf.extend(rng.randbytes(rng.randint(1, 16)))
             continue
         op = rng.randrange(9)
-        i = rng.randrange(len(buf))
+        if starts and rng.random() < 0.5:
+            # Aim at a frame's header and the first bytes of its payload (method ids,
+            # short strings, table lengths, property flags), where bodies would dilute it.
+            i = min(len(buf) - 1, rng.choice(starts) + rng.randrange(32))
+        else:
+            i = rng.randrange(len(buf))
         if op == 0:
             buf[i] ^= 1 << rng.randrange(8)
         elif op == 1:
@@ -212,6 +218,17 @@ def mutate(data: bytes, rng: random.Random, others: Sequence[bytes] = ()) -> byt
                 rng.choice(_INTERESTING_32),
             )
     return bytes(buf)
+
+
+def frame_starts(data: bytes) -> list[int]:
+    """The offsets where the frames of a well-formed stream begin."""
+    starts = []
+    offset = 0
+    while offset + 7 <= len(data):
+        starts.append(offset)
+        (size,) = struct.unpack_from(">I", data, offset + 3)
+        offset += size + FRAME_OVERHEAD
+    return starts
 
 
 def split_points(length: int, rng: random.Random, pieces: int) -> list[int]:

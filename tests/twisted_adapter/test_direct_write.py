@@ -114,7 +114,7 @@ def test_connection_made_turns_nagle_off_and_sends_the_header_at_once() -> None:
 
 
 def test_a_large_write_is_fed_to_the_transport_a_slice_at_a_time_in_order() -> None:
-    from txamqp091.twisted.protocol import SPOOL_ABOVE, SPOOL_SLICE
+    from txamqp091.client.spool import SPOOL_ABOVE, SPOOL_SLICE
 
     protocol, transport, peer, reactor = wired()
     transport.bufferSize = SPOOL_SLICE

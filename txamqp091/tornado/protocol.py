@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
+from ..client.spool import WriteSpool
 from ..params import ConnectionParameters
 from .channel import Connection
 from .runtime import Clock, FutureRuntime, observe_quietly
@@ -39,6 +40,8 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
         FutureRuntime.__init__(self, loop, clock)
         self.transport: asyncio.Transport | None = None
         self._reading_paused = False
+        #: Large writes not yet handed to the transport, and what follows them, in order.
+        self._spool = WriteSpool()
         self.connection = Connection(params, self)
         self.ready: asyncio.Future[Connection] = self.connection._opened
         # Nobody may await ``ready`` (the connect attempt gave up): never log its failure.
@@ -58,30 +61,56 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
         return None  # close the transport; connection_lost reports it
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._spool.clear()
         text = str(exc) if exc is not None and str(exc) else "connection closed"
         self.connection.connection_lost(text)
 
     # -- write backpressure: the transport's buffer is full ----------------------------------
 
     def pause_writing(self) -> None:
+        self._spool.full = True
         self.connection.pause_writing()
 
     def resume_writing(self) -> None:
-        self.connection.resume_writing()
+        self._spool.full = False
+        if self._spool:
+            self._pump()
+        if not self._spool.full:
+            self.connection.resume_writing()
 
     # -- Runtime: the transport half -------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        """Hand ``data`` to the transport; large writes a slice at a time (:mod:`..client.spool`)."""
         transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
+        if transport is None or transport.is_closing():
+            return
+        spool = self._spool
+        if spool.takes(data):
+            spool.add(data)
+            self._pump()
+            return
+        transport.write(data)
+
+    def _pump(self) -> None:
+        """Feed spooled bytes to the transport until it pushes back (pause_writing)."""
+        transport = self.transport
+        if transport is None:
+            return
+        spool = self._spool
+        if spool.pump(transport.write) and spool.close_pending:
+            spool.close_pending = False
+            transport.close()
 
     def close_transport(self, abort: bool = False) -> None:
         transport = self.transport
         if transport is None:
             return
         if abort:
+            self._spool.clear()
             transport.abort()
+        elif self._spool:
+            self._spool.close_pending = True  # after the spooled bytes (see _pump)
         else:
             transport.close()
 

@@ -7,7 +7,6 @@ given to the protocol, so tests drive heartbeats with ``task.Clock``.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from twisted.internet import tcp
@@ -18,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..client.spool import WriteSpool
 from ..params import ConnectionParameters
 from .channel import Connection
 from .runtime import DeferredRuntime
@@ -25,13 +25,6 @@ from .runtime import DeferredRuntime
 __all__ = ["AMQPProtocol"]
 
 log = Logger()
-
-#: Writes larger than this (a big message's frames) go to the transport a slice at a
-#: time, as it drains, instead of whole: Twisted would copy all of it into its buffer
-#: (twice, counting the join of that buffer), and a 128 MiB message would need about
-#: four times its size in memory while it leaves (issue 13).
-SPOOL_ABOVE = 4 << 20
-SPOOL_SLICE = 1 << 20
 
 
 @implementer(IPushProducer)
@@ -57,9 +50,7 @@ class AMQPProtocol(Protocol, DeferredRuntime):
         #: The TCP/UNIX transport when writes may go straight to its socket (see write()).
         self._socket_transport: Any = None
         #: Large writes not yet handed to the transport, and what follows them, in order.
-        self._spool: deque[memoryview] = deque()
-        self._transport_full = False
-        self._close_when_spooled = False
+        self._spool = WriteSpool()
 
     # -- Protocol ----------------------------------------------------------------------------
 
@@ -95,14 +86,14 @@ class AMQPProtocol(Protocol, DeferredRuntime):
     # -- IPushProducer: the transport tells us its buffer is full ----------------------------
 
     def pauseProducing(self) -> None:
-        self._transport_full = True
+        self._spool.full = True
         self.connection.pause_writing()
 
     def resumeProducing(self) -> None:
-        self._transport_full = False
+        self._spool.full = False
         if self._spool:
             self._pump()
-        if not self._transport_full:
+        if not self._spool.full:
             self.connection.resume_writing()
 
     def stopProducing(self) -> None:
@@ -111,11 +102,12 @@ class AMQPProtocol(Protocol, DeferredRuntime):
     # -- Runtime: the transport half -------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Hand ``data`` to the transport; large writes a slice at a time (``SPOOL_ABOVE``)."""
+        """Hand ``data`` to the transport; large writes a slice at a time (:mod:`..client.spool`)."""
         if self.transport is None:
             return
-        if self._spool or len(data) > SPOOL_ABOVE:
-            self._spool.append(memoryview(data))
+        spool = self._spool
+        if spool.takes(data):
+            spool.add(data)
             self._pump()
             return
         self._write_now(data)
@@ -123,17 +115,10 @@ class AMQPProtocol(Protocol, DeferredRuntime):
     def _pump(self) -> None:
         """Feed spooled bytes to the transport until it pushes back (pauseProducing)."""
         spool = self._spool
-        while spool and not self._transport_full and self.transport is not None:
-            head = spool[0]
-            if len(head) > SPOOL_SLICE:
-                piece = head[:SPOOL_SLICE]
-                spool[0] = head[SPOOL_SLICE:]
-            else:
-                piece = spool.popleft()
-            self._write_now(bytes(piece))
-        if not spool and self._close_when_spooled and self.transport is not None:
-            self._close_when_spooled = False
-            self.transport.loseConnection()
+        if spool.pump(lambda piece: self._write_now(bytes(piece))) and spool.close_pending:
+            spool.close_pending = False
+            if self.transport is not None:
+                self.transport.loseConnection()
 
     def _write_now(self, data: bytes) -> None:
         """Send now when nothing is queued in the transport, else queue behind it.
@@ -173,7 +158,7 @@ class AMQPProtocol(Protocol, DeferredRuntime):
             self._spool.clear()
             transport.abortConnection()  # type: ignore[attr-defined]
         elif self._spool:
-            self._close_when_spooled = True  # after the spooled bytes (see _pump)
+            self._spool.close_pending = True  # after the spooled bytes (see _pump)
         else:
             transport.loseConnection()
 

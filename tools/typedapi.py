@@ -41,6 +41,17 @@ CLASSES = [
 #: mixins (``Channel(TypedChannel[Consumer], ...)``), so that a recovering channel's
 #: ``basic_consume`` gives a recovering consumer.
 RENAMES = {"Channel": "ChannelT", "Consumer": "ConsumerT"}
+#: Members typed more narrowly than a protocol can say, as overloads (parameters,
+#: result): ``get()`` without a timeout waits for a message, so never gives None.
+OVERLOADS = {
+    "get": [
+        ("(self, timeout: None = None)", "Message"),
+        ("(self, timeout: float)", "Message | None"),
+        # The catch-all (a ``float | None`` variable) keeps the overloads compatible
+        # with the shared class's own ``get``.
+        ("(self, timeout: float | None = None)", "Any"),
+    ]
+}
 
 
 def _result(protocol: type, name: str) -> str | None:
@@ -90,7 +101,7 @@ def render(adapter: str) -> str:
         "from __future__ import annotations",
         "",
         "from collections.abc import Callable",
-        "from typing import TYPE_CHECKING, Any, Generic, TypeVar",
+        "from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload",
         "",
         import_line,
         "",
@@ -123,6 +134,11 @@ def render(adapter: str) -> str:
             if isinstance(value, property):
                 out.append("        @property")
                 out.append(f"        def {member}(self) -> {returns}: ...")
+            elif member in OVERLOADS:
+                for parameters, narrow in OVERLOADS[member]:
+                    out.append("        @overload")
+                    out.append(f"        def {member}{parameters} -> {waiter}[{narrow}]: ...")
+                out.append(f"        def {member}{_signature(value, f'{waiter}[Any]')}: ...")
             else:
                 out.append(f"        def {member}{_signature(value, returns)}: ...")
     return "\n".join(out) + "\n"

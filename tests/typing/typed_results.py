@@ -27,7 +27,8 @@ async def twisted_results(
     assert_type(ch.basic_cancel("tag"), Deferred[int])
     consumer = await ch.basic_consume("q")
     assert_type(consumer, twisted_channel.Consumer)
-    assert_type(consumer.get(), Deferred[Message | None])
+    assert_type(consumer.get(), Deferred[Message])
+    assert_type(consumer.get(timeout=1.5), Deferred[Message | None])
     async for message in consumer:
         assert_type(message, Message)
     assert_type(surviving.queue_declare("q"), Deferred[spec.QueueDeclareOk])
@@ -43,6 +44,8 @@ async def asyncio_results(
     assert_type(await ch.basic_get("q"), Message | None)
     assert_type(await ch.confirm_delivery(), spec.ConfirmSelectOk)
     consumer = await ch.basic_consume("q")
+    assert_type(await consumer.get(), Message)
+    assert_type(await consumer.get(0.5), Message | None)
     async for message in consumer:
         assert_type(message, Message)
     assert_type(await surviving.exchange_declare("x"), spec.ExchangeDeclareOk)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ..core import spec
 from ..message import Message
@@ -25,7 +25,13 @@ class TypedConsumer:
 
     if TYPE_CHECKING:
 
-        def get(self, timeout: float | None = None) -> asyncio.Future[Message | None]: ...
+        @overload
+        def get(self, timeout: None = None) -> asyncio.Future[Message]: ...
+        @overload
+        def get(self, timeout: float) -> asyncio.Future[Message | None]: ...
+        @overload
+        def get(self, timeout: float | None = None) -> asyncio.Future[Any]: ...
+        def get(self, timeout: float | None = None) -> asyncio.Future[Any]: ...
 
         def cancel(self) -> asyncio.Future[int]: ...
 

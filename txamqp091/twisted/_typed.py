@@ -7,7 +7,7 @@ these classes are empty and every call goes to the shared client classes."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from twisted.internet.defer import Deferred
 
@@ -26,7 +26,13 @@ class TypedConsumer:
 
     if TYPE_CHECKING:
 
-        def get(self, timeout: float | None = None) -> Deferred[Message | None]: ...
+        @overload
+        def get(self, timeout: None = None) -> Deferred[Message]: ...
+        @overload
+        def get(self, timeout: float) -> Deferred[Message | None]: ...
+        @overload
+        def get(self, timeout: float | None = None) -> Deferred[Any]: ...
+        def get(self, timeout: float | None = None) -> Deferred[Any]: ...
 
         def cancel(self) -> Deferred[int]: ...
 

@@ -20,6 +20,7 @@ import argparse
 import random
 import sys
 import time
+import traceback
 from collections import Counter
 
 from tests.fuzz.streams import BufferBoundError, corpus, mutate, run_stream, split_points
@@ -44,6 +45,15 @@ def pika_outcome(data: bytes) -> str:
         return f"pika RAISED:{type(exc).__name__}"
 
 
+def report_raised(n: int, data: bytes, cuts: list[int]) -> None:
+    """Print what reproduces a stream that made the core raise, and the traceback."""
+    print(f"stream {n} raised; reproduce with run_stream({data!r}, {cuts!r})", file=sys.stderr)
+    try:
+        run_stream(data, cuts, reraise=True)
+    except Exception:
+        traceback.print_exc()
+
+
 def run(streams: int, seed: int, corpus_size: int, pika: int, report_every: int) -> int:
     rng = random.Random(seed)
     seeds = corpus(corpus_size, seed)
@@ -55,7 +65,10 @@ def run(streams: int, seed: int, corpus_size: int, pika: int, report_every: int)
         data = mutate(rng.choice(seeds), rng, seeds)
         cuts = split_points(len(data), rng, rng.randint(1, 5))
         try:
-            outcomes[run_stream(data, cuts)] += 1
+            outcome = run_stream(data, cuts)
+            outcomes[outcome] += 1
+            if outcome.startswith("RAISED") and outcomes[outcome] <= 3:
+                report_raised(n, data, cuts)
         except BufferBoundError as exc:
             bound_errors += 1
             print(f"buffer bound broken: {exc}", file=sys.stderr)

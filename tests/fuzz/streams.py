@@ -281,7 +281,7 @@ def setup_boundaries(data: bytes) -> list[int]:
     return ends
 
 
-def run_stream(data: bytes, cuts: Sequence[int] = ()) -> str:
+def run_stream(data: bytes, cuts: Sequence[int] = (), *, reraise: bool = False) -> str:
     """Feed ``data`` cut at ``cuts`` (and after each setup frame); return the outcome
     class. Raises only :class:`BufferBoundError`; an exception out of
     ``receive_data`` is an outcome."""
@@ -297,6 +297,8 @@ def run_stream(data: bytes, cuts: Sequence[int] = ()) -> str:
         try:
             events = conn.receive_data(chunk, now)
         except Exception as exc:  # the bug class the fuzzer exists to find
+            if reraise:
+                raise
             return f"RAISED:{type(exc).__name__}"
         pending = len(conn._buf) - conn._pos
         if pending > conn.frame_max + FRAME_OVERHEAD:
@@ -312,6 +314,8 @@ def run_stream(data: bytes, cuts: Sequence[int] = ()) -> str:
             except AMQPError:
                 pass  # the client's own call refused (a channel closed in the same batch)
             except Exception as exc:
+                if reraise:
+                    raise
                 return f"RAISED:{type(exc).__name__}"
             conn.data_to_send()
     return "open"

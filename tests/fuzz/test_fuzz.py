@@ -10,6 +10,7 @@ stream is cut.
 from __future__ import annotations
 
 import random
+import struct
 from collections import Counter
 
 import pytest
@@ -17,7 +18,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz import campaign
-from tests.fuzz.streams import corpus, mutate, run_stream, split_points, valid_stream
+from tests.fuzz.streams import (
+    corpus,
+    mutate,
+    new_connection,
+    run_stream,
+    split_points,
+    valid_stream,
+)
+from txamqp091.core import spec
+from txamqp091.core.events import ConnectionClosed
+from txamqp091.core.testing import ServerFrames, parse_client_frames
 
 CORPUS = corpus(16, seed=7)
 SMALL = [s for s in corpus(64, seed=3) if len(s) < 700][:4]
@@ -92,3 +103,45 @@ def test_campaign_command_prints_counts_and_classes(capsys: pytest.CaptureFixtur
     assert "300 mutated streams" in out
     assert "exceptions raised out of receive_data: 0" in out
     assert "closed:ProtocolError:501" in out
+
+
+# -- what the long campaign found ----------------------------------------------------------
+
+
+def test_a_protocol_error_quoting_non_ascii_peer_text_still_sends_its_close() -> None:
+    """Found by the campaign (stream 773124 of seed 0): the reply text of a protocol error
+    quotes the peer's bytes; cut at 255 *characters*, non-ASCII text was over 255 bytes
+    and encoding the Connection.Close raised ValueError out of ``receive_data``."""
+    key = "é" * 127  # a 254-byte field-table key, quoted in the error
+    raw_key = key.encode()
+    table = bytes([len(raw_key)]) + raw_key + b"Z"
+    start = (
+        struct.pack(">HHBB", 10, 10, 0, 9)
+        + struct.pack(">I", len(table))
+        + table
+        + struct.pack(">I", 5)
+        + b"PLAIN"
+        + struct.pack(">I", 5)
+        + b"en_US"
+    )
+    conn = new_connection()
+    conn.data_to_send()
+    (closed,) = conn.receive_data(ServerFrames.frame(spec.FRAME_METHOD, 0, start), 0.0)
+    assert isinstance(closed, ConnectionClosed) and closed.reply_code == 502
+    ((_, _, close),) = parse_client_frames(conn.data_to_send())
+    assert isinstance(close, spec.ConnectionClose) and close.reply_code == 502
+    assert len(close.reply_text.encode()) <= 255
+
+
+@pytest.mark.parametrize("text", ["é" * 200, "x" * 300, "日本" * 100])
+def test_close_texts_are_cut_to_255_bytes_not_characters(text: str) -> None:
+    conn = new_connection()
+    conn.receive_data(ServerFrames().handshake(), 0.0)
+    channel = conn.open_channel()
+    conn.receive_data(ServerFrames().channel_open_ok(channel.channel_id), 0.0)
+    conn.data_to_send()
+    channel.close(200, text)
+    conn.close(200, text)
+    for _, _, method in parse_client_frames(conn.data_to_send()):
+        assert len(method.reply_text.encode()) <= 255
+        assert text.startswith(method.reply_text)

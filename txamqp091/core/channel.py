@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from ..exceptions import ChannelClosedByBroker, ChannelClosedByClient, ChannelWrongStateError
 from . import _accel, spec
 from .codec import MALFORMED as _MALFORMED
-from .codec import Buffer, DecodeError, decode_shortstr
+from .codec import Buffer, DecodeError, decode_shortstr, truncate_shortstr
 from .events import (
     ChannelClosed,
     ChannelFlow,
@@ -285,8 +285,9 @@ class Channel:
         self._start(ChannelInput.CLOSE)  # Action.SEND_CLOSE in every state that allows it
         self._queue.clear()
         self._in_flight = None
-        self._close_reason = (reply_code, reply_text[:255])
-        close = spec.ChannelClose(reply_code=reply_code, reply_text=reply_text[:255])
+        reply_text = truncate_shortstr(reply_text)
+        self._close_reason = (reply_code, reply_text)
+        close = spec.ChannelClose(reply_code=reply_code, reply_text=reply_text)
         self._out.append(encode_method_frame(self.channel_id, close))
 
     # -- inbound -----------------------------------------------------------------

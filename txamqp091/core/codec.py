@@ -50,6 +50,7 @@ __all__ = [
     "encode_longstr",
     "encode_shortstr",
     "encode_table",
+    "truncate_shortstr",
 ]
 
 #: What decoders read from: the receive buffer (or bytes). Not memoryview: its slices
@@ -92,6 +93,18 @@ def encode_shortstr(value: str, name: str = "shortstr") -> bytes:
     if len(raw) > 255:
         raise ValueError(f"{name} is longer than 255 bytes once UTF-8 encoded ({len(raw)})")
     return _pack("B", len(raw)) + raw
+
+
+def truncate_shortstr(text: str) -> str:
+    """``text`` cut to at most 255 bytes once UTF-8 encoded (never inside a character):
+    what a reply text may hold. Cutting at 255 *characters* is not enough: a peer's
+    non-ASCII text quoted in a protocol error would then fail to encode."""
+    if len(text) <= 63:
+        return text  # at most 252 bytes
+    raw = text.encode("utf-8")
+    if len(raw) <= 255:
+        return text
+    return raw[:255].decode("utf-8", "ignore")
 
 
 #: Encoded short strings of property values that repeat (content types, app ids...).

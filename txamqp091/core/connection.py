@@ -41,7 +41,7 @@ from ..exceptions import (
 )
 from . import spec
 from .channel import Channel
-from .codec import DecodeError
+from .codec import DecodeError, truncate_shortstr
 from .events import (
     ConnectionBlocked,
     ConnectionClosed,
@@ -409,7 +409,10 @@ class Connection:
         self._close_requested = True
         self._close_requested_code = reply_code
         close = spec.ConnectionClose(
-            reply_code=reply_code, reply_text=reply_text[:255], class_id=0, method_id=0
+            reply_code=reply_code,
+            reply_text=truncate_shortstr(reply_text),
+            class_id=0,
+            method_id=0,
         )
         self._out.append(encode_method_frame(0, close))
 
@@ -465,7 +468,7 @@ class Connection:
         """A protocol violation by the broker: tell it why, then end the connection."""
         if self.state is ConnectionState.CLOSED:
             return
-        reply_text = reply_text[:255]
+        reply_text = truncate_shortstr(reply_text)
         if self._spoke_amqp:
             # Until a well-framed method arrives (Connection.Start, even a malformed one),
             # the peer has not shown that it speaks AMQP at all (garbage, an HTTP server,

@@ -13,7 +13,6 @@ standard library is imported here.
 
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
 import platform
@@ -21,9 +20,10 @@ import socket
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, NoReturn, TypeAlias
-from urllib.parse import parse_qsl, unquote, urlsplit
 
-from txamqp091._tls import SSLOptions, _ssl_options_from_dict, default_ssl_context
+from txamqp091._credentials import Credentials, ExternalCredentials, PlainCredentials
+from txamqp091._tls import SSLOptions, default_ssl_context
+from txamqp091._url import _parse_url
 from txamqp091._validation import (
     _check_int,
     _check_mechanism,
@@ -31,7 +31,6 @@ from txamqp091._validation import (
     _check_str,
 )
 from txamqp091._version import __version__
-from txamqp091.exceptions import AuthenticationError
 
 __all__ = [
     "ConnectionParameters",
@@ -68,118 +67,6 @@ _CAPABILITIES: dict[str, bool] = {
     "per_consumer_qos": True,
     "publisher_confirms": True,
 }
-
-
-def _offered(mechanisms: bytes | str) -> list[str]:
-    if isinstance(mechanisms, bytes):
-        mechanisms = mechanisms.decode("latin-1")
-    return mechanisms.split()
-
-
-# -- credentials -------------------------------------------------------------------
-
-
-class PlainCredentials:
-    """A username and password sent with the SASL ``PLAIN`` mechanism.
-
-    :param username: the RabbitMQ user.
-    :param password: its password; never shown by ``repr``.
-    :param erase_on_connect: forget both once the connection has authenticated
-        (a later reconnect then sends empty credentials, as with pika).
-    """
-
-    __slots__ = ("erase_on_connect", "password", "username")
-
-    mechanism: ClassVar[str] = "PLAIN"
-    TYPE: ClassVar[str] = "PLAIN"  # pika's name for ``mechanism``
-
-    def __init__(self, username: str, password: str, erase_on_connect: bool = False) -> None:
-        # PLAIN separates its fields with NUL (RFC 4616), so neither may contain one.
-        for name, value in (("username", username), ("password", password)):
-            if "\0" in _check_str(name, value):
-                raise ValueError(f"{name} must not contain a NUL character")
-        if not isinstance(erase_on_connect, bool):
-            raise ValueError(f"erase_on_connect must be a bool, got {erase_on_connect!r}")
-        self.username: str | None = username
-        self.password: str | None = password
-        self.erase_on_connect = erase_on_connect
-
-    def response_for(self, mechanisms: bytes | str) -> bytes:
-        """Return the Connection.StartOk ``response`` for this mechanism.
-
-        :param mechanisms: Connection.Start's space-separated ``mechanisms``.
-        :raises AuthenticationError: the broker does not offer ``PLAIN``.
-        """
-        _require_offered(self.mechanism, mechanisms)
-        user = (self.username or "").encode("utf-8")
-        secret = (self.password or "").encode("utf-8")
-        return b"\0" + user + b"\0" + secret
-
-    def erase_credentials(self) -> None:
-        """Forget the username and password if ``erase_on_connect`` was asked for."""
-        if self.erase_on_connect:
-            self.username = None
-            self.password = None
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, PlainCredentials):
-            return NotImplemented
-        return (self.username, self.password, self.erase_on_connect) == (
-            other.username,
-            other.password,
-            other.erase_on_connect,
-        )
-
-    __hash__ = None  # type: ignore[assignment]  # mutable: erase_credentials()
-
-    def __repr__(self) -> str:
-        erase = ", erase_on_connect=True" if self.erase_on_connect else ""
-        return f"PlainCredentials(username={self.username!r}, password=<hidden>{erase})"
-
-
-class ExternalCredentials:
-    """The SASL ``EXTERNAL`` mechanism: the broker authenticates the TLS client certificate."""
-
-    __slots__ = ("erase_on_connect",)
-
-    mechanism: ClassVar[str] = "EXTERNAL"
-    TYPE: ClassVar[str] = "EXTERNAL"
-
-    def __init__(self) -> None:
-        self.erase_on_connect = False
-
-    def response_for(self, mechanisms: bytes | str) -> bytes:
-        """Return the (empty) Connection.StartOk ``response``.
-
-        :raises AuthenticationError: the broker does not offer ``EXTERNAL``.
-        """
-        _require_offered(self.mechanism, mechanisms)
-        return b""
-
-    def erase_credentials(self) -> None:
-        """Nothing to forget."""
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ExternalCredentials):
-            return NotImplemented
-        return True
-
-    def __hash__(self) -> int:
-        return hash(ExternalCredentials)
-
-    def __repr__(self) -> str:
-        return "ExternalCredentials()"
-
-
-Credentials: TypeAlias = PlainCredentials | ExternalCredentials
-
-
-def _require_offered(mechanism: str, mechanisms: bytes | str) -> None:
-    offered = _offered(mechanisms)
-    if mechanism not in offered:
-        raise AuthenticationError(
-            f"the broker offers {' '.join(offered) or 'no mechanism'}, not {mechanism}"
-        )
 
 
 # -- connection parameters ---------------------------------------------------------
@@ -494,118 +381,6 @@ class ConnectionParameters:
         return clone
 
 
-# -- URLs --------------------------------------------------------------------------
-
-
-def _url_int(name: str, text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be an int, got {text!r}") from None
-
-
-def _url_float(name: str, text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {text!r}") from None
-
-
-def _url_str(name: str, text: str) -> str:
-    return text
-
-
-def _url_literal(name: str, text: str) -> dict[str, Any] | None:
-    """Evaluate a Python literal dict (or None), as pika's URL options do."""
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        raise ValueError(f"{name} must be a Python literal dict, got {text!r}") from None
-    if value is not None and not isinstance(value, dict):
-        raise ValueError(f"{name} must be a Python literal dict, got {text!r}")
-    return value
-
-
-_URL_OPTIONS: dict[str, Callable[[str, str], object]] = {
-    "auth_mechanism": lambda name, text: _check_mechanism(text),
-    "blocked_connection_timeout": _url_float,
-    "channel_max": _url_int,
-    "client_properties": _url_literal,
-    "connection_attempts": _url_int,
-    "connection_name": _url_str,
-    "frame_max": _url_int,
-    "heartbeat": _url_int,
-    "locale": _url_str,
-    "max_message_size": _url_int,
-    "max_unconfirmed": _url_int,
-    "retry_delay": _url_float,
-    "socket_timeout": _url_float,
-    "ssl_options": _url_literal,
-    "stack_timeout": _url_float,
-    "tcp_options": _url_literal,
-}
-
-
-def _parse_url(url: str) -> dict[str, Any]:
-    """Turn an ``amqp://`` or ``amqps://`` URL into ConnectionParameters keywords."""
-    if not isinstance(url, str):
-        raise ValueError(f"url must be a str, got {url!r}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("amqp", "amqps"):
-        raise ValueError(f"unsupported URL scheme {parts.scheme!r}; use amqp or amqps")
-    tls = parts.scheme == "amqps"
-    kwargs: dict[str, Any] = {}
-
-    host = unquote(parts.hostname or "") or ConnectionParameters.DEFAULT_HOST
-    kwargs["host"] = host
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"port in {parts.netloc!r} is invalid: {exc}") from None
-    if port is not None:
-        kwargs["port"] = port
-    if parts.username is not None:
-        kwargs["credentials"] = PlainCredentials(
-            unquote(parts.username), unquote(parts.password or "")
-        )
-
-    # The vhost is one path segment, percent-encoded: "/" is the default and
-    # "%2F" spells the vhost named "/". A raw "/" inside it is ambiguous.
-    raw_vhost = parts.path[1:]
-    if "/" in raw_vhost:
-        raise ValueError(
-            f"virtual_host in the URL path must be one segment ('/' is written %2F), "
-            f"got {parts.path!r}"
-        )
-    kwargs["virtual_host"] = unquote(raw_vhost) if raw_vhost else "/"
-
-    seen: set[str] = set()
-    for name, text in parse_qsl(parts.query, keep_blank_values=True):
-        parser = _URL_OPTIONS.get(name)
-        if parser is None:
-            raise ValueError(f"unknown URL option {name!r}; valid: {', '.join(_URL_OPTIONS)}")
-        if name in seen:
-            raise ValueError(f"URL option {name!r} is given more than once")
-        seen.add(name)
-        kwargs[name] = parser(name, text)
-
-    ssl_dict = kwargs.pop("ssl_options", None)
-    if "ssl_options" in seen:
-        if not tls and ssl_dict is not None:
-            raise ValueError("ssl_options needs the amqps:// scheme")
-        if tls and ssl_dict is None:
-            raise ValueError("ssl_options=None contradicts the amqps:// scheme")
-    if tls:
-        if ssl_dict is None:
-            kwargs["ssl_options"] = SSLOptions(default_ssl_context(), server_hostname=host)
-        else:
-            kwargs["ssl_options"] = _ssl_options_from_dict(ssl_dict, host)
-    if kwargs.get("auth_mechanism") == "EXTERNAL":
-        # The certificate names the user; a username in the URL has no role.
-        kwargs.pop("credentials", None)
-    return kwargs
-
-
 class URLParameters(ConnectionParameters):
     """Connection parameters read from an AMQP URI, as pika's ``URLParameters``::
 
@@ -631,7 +406,7 @@ class URLParameters(ConnectionParameters):
     __slots__ = ()
 
     def __init__(self, url: str) -> None:
-        super().__init__(**_parse_url(url))
+        super().__init__(**_parse_url(url, ConnectionParameters.DEFAULT_HOST))
 
 
 # -- helpers for the core and the adapters -----------------------------------------

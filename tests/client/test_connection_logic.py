@@ -102,6 +102,18 @@ def test_publishes_wait_while_the_broker_blocks_the_connection() -> None:
     assert held.done and held.error is None and broker.bodies("q") == [b"held"]
 
 
+def test_blocked_callbacks_hear_the_reason_and_the_unblock() -> None:
+    wire = Wire(FakeBroker())
+    channel_of(wire)  # the handshake is done
+    heard: list[str | None] = []
+    wire.client.add_on_blocked_callback(heard.append)
+    wire.server.block()
+    wire.flush()
+    wire.server.unblock()
+    wire.flush()
+    assert len(heard) == 2 and isinstance(heard[0], str) and heard[1] is None
+
+
 def test_a_publish_blocked_longer_than_blocked_connection_timeout_fails() -> None:
     wire = Wire(FakeBroker(), ConnectionParameters(blocked_connection_timeout=5.0))
     channel = channel_of(wire)

@@ -332,6 +332,13 @@ class ConnectionAPI(Protocol[W_co]):
         ``StreamLostError``, ``AMQPHeartbeatTimeout`` ...). Never errbacks.
         """
 
+    def add_on_blocked_callback(self, callback: Callable[[str | None], Any]) -> None:
+        """Call ``callback(reason)`` when the broker blocks publishing on this connection
+        (Connection.Blocked: a memory or disk alarm; ``reason`` is the broker's text) and
+        ``callback(None)`` when it unblocks it. Publishes wait meanwhile (and fail after
+        ``blocked_connection_timeout``); this lets the application notice and shed load.
+        """
+
     def channel(self) -> Annotated[W_co, "Channel"]:
         """Open a new channel; fires with it.
 

@@ -114,6 +114,7 @@ class ConnectionLogic(Generic[W]):
         self._buffered = 0
         self._reading_paused = False
         self._secret_waiters: deque[W] = deque()
+        self._blocked_callbacks: list[Callable[[str | None], Any]] = []
         self._handlers: dict[type, Callable[[Any], None]] = {
             Message: self._on_delivery,
             ev.PublishAcked: self._on_acked,
@@ -219,6 +220,11 @@ class ConnectionLogic(Generic[W]):
         self._secret_waiters.append(waiter)
         self._flush()
         return waiter
+
+    def add_on_blocked_callback(self, callback: Callable[[str | None], Any]) -> None:
+        """Call ``callback(reason)`` on Connection.Blocked, ``callback(None)`` on Unblocked."""
+        validate.callback("callback", callback)
+        self._blocked_callbacks.append(callback)
 
     # -- driven by the adapter ----------------------------------------------------------------------
 
@@ -376,9 +382,13 @@ class ConnectionLogic(Generic[W]):
 
     def _on_blocked(self, event: ev.ConnectionBlocked) -> None:
         self._runtime.log("warn", "broker blocked the connection: {reason}", reason=event.reason)
+        for callback in self._blocked_callbacks:
+            self._runtime.run_user_callback(callback, event.reason)
 
     def _on_unblocked(self, event: ev.ConnectionUnblocked) -> None:
         self._runtime.log("info", "broker unblocked the connection")
+        for callback in self._blocked_callbacks:
+            self._runtime.run_user_callback(callback, None)
         self._release_held()
 
     def _finish(self, error: BaseException | None, abort: bool) -> None:

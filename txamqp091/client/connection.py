@@ -33,6 +33,7 @@ from ..message import Message
 from ..params import ConnectionParameters, client_properties
 from .api import ConnectionAPI, documented_by
 from .channel import ChannelLogic
+from .channel_base import ChannelBase
 from .runtime import Runtime, TimerHandle, W
 
 __all__ = ["ConnectionLogic", "Negotiated"]
@@ -54,7 +55,7 @@ class _Held:
 
     def __init__(
         self,
-        channel: ChannelLogic[Any],
+        channel: ChannelBase[Any],
         args: tuple[Any, ...],
         waiter: Any,
         timer: TimerHandle | None,
@@ -429,7 +430,7 @@ class ConnectionLogic(Generic[W]):
         if self._reading_paused:
             self._reading_paused = False
 
-    def _forget_channel(self, channel: ChannelLogic[W]) -> None:
+    def _forget_channel(self, channel: ChannelBase[W]) -> None:
         if self._channels.get(channel.channel_number) is channel:
             del self._channels[channel.channel_number]
 
@@ -440,7 +441,7 @@ class ConnectionLogic(Generic[W]):
 
     def _hold_publish(
         self,
-        channel: ChannelLogic[W],
+        channel: ChannelBase[W],
         exchange: str,
         routing_key: str,
         body: bytes,
@@ -483,7 +484,7 @@ class ConnectionLogic(Generic[W]):
             exchange, routing_key, body, properties, mandatory = item.args
             channel._publish_now(exchange, routing_key, body, properties, mandatory, item.waiter)
 
-    def _drop_held_publishes(self, channel: ChannelLogic[W], error: BaseException) -> None:
+    def _drop_held_publishes(self, channel: ChannelBase[W], error: BaseException) -> None:
         if not self._held:
             return
         keep: deque[_Held] = deque()

@@ -1,0 +1,297 @@
+"""The base of every channel: its state, its request/reply pairing and its publish path.
+
+Each operation builds its spec method, hands it to the core channel (which
+keeps one synchronous request in flight and the rest in order) and, when a
+reply is due, appends a waiter to ``_replies``. Replies arrive in request
+order, so each :class:`~txamqp091.core.events.MethodReply` settles the oldest
+waiter. A waiter the user cancelled still takes its reply, so cancelling never
+desynchronises the channel.
+
+Publishing lives here, not in a layer above, because the connection's publish
+gate hands the publishes it held back to the channel (``_publish_now``): the
+:class:`ConnectionHooks` it is typed against names this class. The declaring
+methods are in :mod:`.declaring`, consuming, acknowledgements and closing in
+:mod:`.channel`; each layer is a plain base class, so a publish or a delivery
+costs no extra call.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Generic, Protocol
+
+from .. import validation as validate
+from ..core import spec
+from ..core.channel import Channel as CoreChannel
+from ..exceptions import ChannelClosedByClient, ChannelWrongStateError
+from ..params import ConnectionParameters
+from .api import ChannelAPI, documented_by
+from .confirms import ConfirmTracker, PendingPublish
+from .consumer import ConsumerLogic
+from .runtime import Runtime, W
+
+__all__ = ["ChannelBase", "ConnectionHooks", "Transform"]
+
+Transform = Callable[[Any], Any]
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+class ConnectionHooks(Protocol[W]):
+    """What a channel needs of its connection (:class:`~.connection.ConnectionLogic`):
+    named here so that this module does not import the connection that imports it."""
+
+    _runtime: Runtime[W]
+    params: ConnectionParameters
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def _schedule_flush(self) -> None: ...
+
+    def _published(self, size: int) -> None: ...
+
+    def _publish_gate_open(self) -> bool: ...
+
+    def _hold_publish(
+        self,
+        channel: ChannelBase[W],
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: spec.BasicProperties | None,
+        mandatory: bool,
+    ) -> W: ...
+
+    def _drop_held_publishes(self, channel: ChannelBase[W], error: BaseException) -> None: ...
+
+    def _buffered_changed(self, delta: int) -> None: ...
+
+    def _forget_channel(self, channel: ChannelBase[W]) -> None: ...
+
+    def channel(self) -> W: ...
+
+
+@documented_by(ChannelAPI)
+class ChannelBase(Generic[W]):
+    """A channel's state, requests and publishing; :class:`~.channel.ChannelLogic` is the
+    whole channel."""
+
+    consumer_class: type[ConsumerLogic[Any]] = ConsumerLogic
+
+    def __init__(self, conn: ConnectionHooks[W], core: CoreChannel) -> None:
+        self._conn = conn
+        self._runtime = conn._runtime
+        self._core = core
+        self.channel_number = core.channel_id
+        self._replies: deque[tuple[W, Transform]] = deque()
+        self._closing: W | None = None
+        self._close_error: BaseException | None = None
+        self._closed_waiters: list[W] = []
+        self._confirms: ConfirmTracker[W] = ConfirmTracker(
+            self._runtime.resolve, self._runtime.reject, self._confirms_settled
+        )
+        #: In confirm mode, the unconfirmed publishes allowed before ``basic_publish``
+        #: waits (0: no limit); and the largest body ``basic_publish`` accepts.
+        self._max_unconfirmed = conn.params.max_unconfirmed
+        self._max_message_size = conn.params.max_message_size
+        self._consumers: dict[str, ConsumerLogic[W]] = {}
+        self._on_return: list[Callable[..., Any]] = []
+        self._on_cancel: list[Callable[..., Any]] = []
+        self._on_close: list[Callable[..., Any]] = []
+        #: False while the broker has stopped our publishes (Channel.Flow active=False);
+        #: publishes then wait in ``_flow_held`` (arguments, waiter) until it resumes them.
+        #: They wait there too while the confirm window (``max_unconfirmed``) is full.
+        self._flow_active = True
+        self._flow_held: deque[tuple[tuple[Any, ...], W]] = deque()
+        #: The last non-global ``basic_qos`` prefetch_count: a stream consumer needs one.
+        self._consumer_prefetch = 0
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else "closed"
+        return f"<{type(self).__name__} {self.channel_number} {state}>"
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._close_error is None and self._closing is None
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the channel has ended (the opposite of ``is_open`` once it was open)."""
+        return self._close_error is not None
+
+    @property
+    def closed(self) -> W:
+        """Fires once the channel has ended: with None after a close this client asked
+        for, else with the exception that ended it. Never fails."""
+        if self._close_error is not None:
+            return self._runtime.succeeded(self._closed_value())
+        waiter = self._runtime.create_waiter()
+        self._closed_waiters.append(waiter)
+        return waiter
+
+    def _closed_value(self) -> BaseException | None:
+        error = self._close_error
+        if isinstance(error, ChannelClosedByClient) and error.reply_code in (0, 200):
+            return None
+        return error
+
+    def _check_open(self) -> None:
+        if self._close_error is not None:
+            raise ChannelWrongStateError(
+                f"channel {self.channel_number} is closed: {self._close_error}"
+            )
+        if self._closing is not None:
+            raise ChannelWrongStateError(f"channel {self.channel_number} is closing")
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _rpc(self, method: spec.Method, transform: Transform = _identity) -> W:
+        """Send ``method``; the waiter fires with ``transform(reply)``."""
+        try:
+            self._check_open()
+            self._core.send_method(method)
+        except Exception as exc:
+            return self._runtime.failed(exc)
+        self._conn._schedule_flush()
+        if not self._core.expects_reply(method):
+            return self._runtime.succeeded(None)
+        waiter = self._runtime.create_waiter()
+        self._replies.append((waiter, transform))
+        return waiter
+
+    def _send_async(self, method: spec.Method) -> None:
+        self._check_open()
+        self._core.send_method(method)
+        self._conn._schedule_flush()
+
+    def _on_reply(self, value: Any) -> None:
+        if not self._replies:
+            return
+        waiter, transform = self._replies.popleft()
+        runtime = self._runtime
+        if runtime.is_done(waiter):
+            return  # cancelled by the user; the reply is consumed all the same
+        try:
+            result = transform(value)
+        except Exception as exc:
+            runtime.reject(waiter, exc)
+        else:
+            runtime.resolve(waiter, result)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    @property
+    def publisher_confirms(self) -> bool:
+        return self._core.confirm_mode
+
+    def basic_publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes | bytearray | memoryview | str,
+        properties: spec.BasicProperties | None = None,
+        mandatory: bool = False,
+    ) -> W:
+        """Publish a message.
+
+        Outside confirm mode the waiter fires once the frames are handed to the
+        transport (after waiting while the broker blocks the connection or the
+        transport pushes back). In confirm mode it fires on the broker's ack,
+        fails with ``NackError`` on a nack and ``UnroutableError`` when a
+        mandatory message is returned.
+        """
+        validate.basic_publish(exchange, routing_key, body, properties, mandatory)
+        if type(body) is not bytes:
+            body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        if len(body) > self._max_message_size:
+            raise ValueError(
+                f"body of {len(body)} bytes exceeds max_message_size {self._max_message_size}"
+            )
+        if self._close_error is not None or self._closing is not None:
+            return self._runtime.failed(
+                ChannelWrongStateError(f"channel {self.channel_number} is closed")
+            )
+        limit = self._max_unconfirmed
+        if not self._flow_active or self._flow_held or (limit and len(self._confirms) >= limit):
+            # Held in order behind anything already waiting: the broker stopped us
+            # (Channel.Flow), or as many publishes as allowed wait for their confirms.
+            waiter = self._runtime.create_waiter()
+            self._flow_held.append(((exchange, routing_key, body, properties, mandatory), waiter))
+            return waiter
+        conn = self._conn
+        if not conn._publish_gate_open():
+            return conn._hold_publish(self, exchange, routing_key, body, properties, mandatory)
+        return self._publish_now(exchange, routing_key, body, properties, mandatory)
+
+    def _on_flow(self, active: bool) -> None:
+        """The broker's Channel.Flow: stop publishing, or resume and send what waited."""
+        self._flow_active = active
+        if active and self._flow_held:
+            self._release_held_here()
+
+    def _confirms_settled(self) -> None:
+        """Acks or nacks made room in the confirm window: send what waited for it."""
+        if self._flow_held and self._flow_active:
+            self._release_held_here()
+
+    def _release_held_here(self) -> None:
+        """Send the publishes this channel held, in order, while the broker lets us
+        (flow) and the confirm window has room."""
+        runtime = self._runtime
+        conn = self._conn
+        held = self._flow_held
+        limit = self._max_unconfirmed
+        while held and self._flow_active and not (limit and len(self._confirms) >= limit):
+            args, waiter = held.popleft()
+            if runtime.is_done(waiter):
+                continue  # cancelled while it waited: never sent
+            if not self.is_open:
+                runtime.reject(waiter, ChannelWrongStateError("channel closed"))
+                continue
+            exchange, routing_key, body, properties, mandatory = args
+            if conn._publish_gate_open():
+                self._publish_now(exchange, routing_key, body, properties, mandatory, waiter)
+            else:
+                self._relay(conn._hold_publish(self, *args), waiter)
+
+    def _relay(self, source: W, target: W) -> None:
+        runtime = self._runtime
+        runtime.on_result(
+            source,
+            lambda value: runtime.resolve(target, value),
+            lambda error: runtime.reject(target, error),
+        )
+
+    def _publish_now(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: spec.BasicProperties | None,
+        mandatory: bool,
+        waiter: W | None = None,
+    ) -> W:
+        runtime = self._runtime
+        try:
+            seq = self._core.publish(exchange, routing_key, body, properties, mandatory)
+        except Exception as exc:
+            if waiter is not None:
+                runtime.reject(waiter, exc)
+                return waiter
+            return runtime.failed(exc)
+        self._conn._published(len(body))
+        if not seq:
+            if waiter is not None:
+                runtime.resolve(waiter, None)
+                return waiter
+            return runtime.succeeded(None)
+        if waiter is None:
+            waiter = runtime.create_waiter()
+        self._confirms.add(seq, PendingPublish(waiter, exchange, routing_key, body, mandatory))
+        return waiter

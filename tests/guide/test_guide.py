@@ -93,3 +93,12 @@ def test_the_consumer_service_runs_the_guide_handler(vhost_url: str) -> None:
         assert code == 0, service.output()
     finally:
         service.kill()
+
+
+def test_a_tornado_consumer_serves_its_consumer_metrics(vhost_url: str) -> None:
+    pytest.importorskip("prometheus_client")
+    lines = run(GUIDE / "metrics_tornado.py", [], vhost_url)
+    assert lines == [
+        "txamqp091_consumer_acked_total 2.0",
+        "txamqp091_consumer_rejected_total 1.0",
+    ]

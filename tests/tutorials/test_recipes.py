@@ -171,3 +171,28 @@ def test_quorum_queue_counts_redeliveries_and_a_stream_reads_from_an_offset(
         "from offset 'first': 0:event 0, 1:event 1, 2:event 2, 3:event 3, 4:event 4",
         "from offset 3: 3:event 3, 4:event 4",
     ]
+
+
+def test_a_consumer_the_broker_cancelled_consumes_again_once_its_queue_is_back(
+    vhost_url: str,
+) -> None:
+    lines = run(EXAMPLES / "recipes" / "reconsume_asyncio.py", [], vhost_url)
+    printed = [line for line in lines if not line.startswith("txamqp091:")]
+    assert printed == [
+        "got order 1",
+        "the broker cancelled the consumer",
+        "got order 2 on the same consumer",
+    ]
+    logged = [line for line in lines if line.startswith("txamqp091:")]
+    assert any("consuming again in 0.2 s (attempt 1 of 10)" in line for line in logged), logged
+
+
+def test_quorum_single_active_consumer_and_priority_arguments_pass_through(
+    vhost_url: str,
+) -> None:
+    lines = run(EXAMPLES / "recipes" / "quorum_arguments_twisted.py", [], vhost_url)
+    assert lines == [
+        "orders: delivery_count None then 1",
+        "ledger: the active consumer got 3, the waiting one 0",
+        "orders: the priority 10 consumer got order 2",
+    ]

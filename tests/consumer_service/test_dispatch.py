@@ -232,3 +232,57 @@ def test_a_poison_storm_logs_at_most_a_burst_then_counts_the_rest(errors: Any) -
     s.deliver("bad")
     lines = [e for e in errors if "handler failed" in e.get("log_format", "")]
     assert len(lines) == 11 and lines[-1]["suppressed"] == 40
+
+
+class _StreamConsumer:
+    """The surviving consumer's part the service uses: the offset it resumes from."""
+
+    def __init__(self) -> None:
+        self.next_stream_offset: int | None = None
+
+
+def stream_delivery(s: Service, offset: int) -> Message:
+    s._tag += 1
+    props = BasicProperties(message_id=f"o{offset}", headers={"x-stream-offset": offset})
+    message = Message(1, "ctag", s._tag, False, "", "q", props, b"x")
+    message._channel = s.settled  # type: ignore[assignment]
+    consumer = s.service.consumer
+    assert isinstance(consumer, _StreamConsumer)
+    consumer.next_stream_offset = offset + 1  # what the surviving consumer does
+    s.service._on_message(message)
+    return message
+
+
+def test_a_stream_resumes_at_the_oldest_unhandled_offset_after_a_disconnect() -> None:
+    pending: dict[str, Deferred[None]] = {}
+
+    def handler(message: Message) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        pending[message.properties.message_id or ""] = d
+        return d
+
+    s = Service(handler, prefetch=10, concurrency=2, stream_offset="first")
+    assert s.service.stream and s.service.stream_offset == "first"
+    consumer = _StreamConsumer()
+    s.service.consumer = consumer  # type: ignore[assignment]
+    for offset in range(100, 106):
+        stream_delivery(s, offset)
+    pending["o100"].callback(None)  # 100 handled; 101 and 102 run; 103..105 wait
+    assert sorted(pending) == ["o100", "o101", "o102"]
+    pending["o102"].callback(None)  # handled out of order: 101 still runs
+    assert consumer.next_stream_offset == 106
+    s.service._on_disconnected(None)
+    # Not 106 (after the last delivered): 103..105 were never handled, nor was 101.
+    assert consumer.next_stream_offset == 101
+    pending["o101"].callback(None)  # finishes late: read again after the reconnect
+
+
+def test_a_stream_with_nothing_unhandled_resumes_after_the_last_delivered() -> None:
+    s = Service(lambda message: None, prefetch=10, stream_offset=0)
+    consumer = _StreamConsumer()
+    s.service.consumer = consumer  # type: ignore[assignment]
+    for offset in range(3):
+        stream_delivery(s, offset)
+    s.service._on_disconnected(None)
+    assert consumer.next_stream_offset == 3
+    assert [how for _, how, _ in s.settled.log] == ["ack"] * 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from twisted.python import usage
 
 from txamqp091.twisted.consumer_service import make_service
 from txamqp091.twisted.consumer_service.options import ENV_URL, Options, parse_queue_arg
+from txamqp091.types import Int64
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLER = ["--queue", "orders", "--handler", "examples.demo_handler:handle"]
@@ -243,3 +245,103 @@ def test_loading_the_plugin_and_its_options_imports_no_web_treq_or_prometheus() 
     proc = _python(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+# -- streams ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("first", "first"),
+        ("last", "last"),
+        ("next", "next"),
+        ("7D", "7D"),
+        ("30m", "30m"),
+        ("0", 0),
+        ("12345", 12345),
+        (
+            "2026-12-05T21:00:00Z",
+            datetime.datetime(2026, 12, 5, 21, tzinfo=datetime.timezone.utc),
+        ),
+        ("2026-12-05T21:00:00", datetime.datetime(2026, 12, 5, 21, tzinfo=datetime.timezone.utc)),
+    ],
+)
+def test_stream_offsets_rabbitmq_takes(given: str, expected: object) -> None:
+    options = parse([*HANDLER, "--declare", "--queue-type", "stream", "--stream-offset", given])
+    assert options["stream"] and options["stream-offset"] == expected
+    if isinstance(expected, int):
+        # An offset goes out as a 64-bit integer (RabbitMQ tells offsets by the type).
+        assert isinstance(options["stream-offset"], Int64)
+    service = make_service(options).consumer  # type: ignore[attr-defined]
+    assert service.stream and service.stream_offset == expected
+
+
+def test_a_declared_stream_reads_from_next_by_default() -> None:
+    options = parse([*HANDLER, "--declare", "--queue-type", "stream"])
+    assert options["stream"] and options["stream-offset"] == "next"
+    assert not parse(HANDLER)["stream"]
+    assert make_service(parse(HANDLER)).consumer.stream_offset is None  # type: ignore[attr-defined]
+
+
+def test_stream_offset_alone_consumes_an_existing_stream() -> None:
+    options = parse([*HANDLER, "--stream-offset", "first"])
+    assert options["stream"] and not options["declare"]
+    assert "x-queue-type" not in options["queue_arguments"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--stream-offset", "-1"], "--stream-offset must be first, last, next"),
+        (["--stream-offset", "yesterday"], "got 'yesterday'"),
+        (["--declare", "--stream-offset", "first"], "--stream-offset needs a stream"),
+        (["--declare", "--queue-type", "quorum", "--stream-offset", "0"], "needs a stream"),
+        (["--stream-offset", "first", "--prefetch", "0"], "--stream-offset needs a --prefetch"),
+    ],
+)
+def test_wrong_stream_offsets_are_refused_by_name(argv: list[str], message: str) -> None:
+    with pytest.raises(usage.UsageError, match=message):
+        parse([*HANDLER, *argv])
+
+
+def test_stream_offset_from_config(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'queue-type = "stream"\ndeclare = true\nstream-offset = 2026-12-05T21:00:00Z\n'
+    )
+    options = parse([*HANDLER, "--config", str(config)])
+    assert options["stream-offset"] == datetime.datetime(
+        2026, 12, 5, 21, tzinfo=datetime.timezone.utc
+    )
+    config.write_text('queue-type = "stream"\ndeclare = true\nstream-offset = 42\n')
+    assert parse([*HANDLER, "--config", str(config)])["stream-offset"] == 42
+    assert (
+        parse([*HANDLER, "--config", str(config), "--stream-offset", "last"])["stream-offset"]
+        == "last"
+    )
+
+
+def test_a_health_port_in_use_is_one_line_and_status_1(tmp_path: Path) -> None:
+    import socket
+
+    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # Nothing listens on this broker port: the service must stop before connecting.
+        proc = subprocess.run(
+            [sys.executable, twistd, "--nodaemon", "--pidfile=", "--logfile=-", "amqp-consumer",
+             *HANDLER, "--url", "amqp://guest:guest@127.0.0.1:9/%2F",
+             "--health-port", str(port)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out and "CannotListenError" not in out, out
+    errors = [line for line in out.splitlines() if f"--health-port {port}" in line]
+    assert len(errors) == 1, out
+    assert "cannot listen" in errors[0] and "in use" in errors[0], out
+    assert "127.0.0.1:9" not in out  # it never tried the broker

@@ -66,6 +66,7 @@ def make_service(options: Options, reactor: Any = None) -> IService:
         requeue_delay=options["requeue-delay"],
         shutdown_grace=options["shutdown-grace"],
         declare=declaration,
+        stream_offset=options["stream-offset"] if options["stream"] else None,
     )
     observer = None
     if options["log-format"] == "json":

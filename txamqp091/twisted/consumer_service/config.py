@@ -9,6 +9,8 @@ silently ignored in production.
 
 from __future__ import annotations
 
+import datetime
+import re
 import sys
 from typing import Any
 
@@ -19,7 +21,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["REPEATABLE", "apply_config", "load_config", "parse_queue_arg"]
+__all__ = [
+    "REPEATABLE",
+    "apply_config",
+    "load_config",
+    "parse_queue_arg",
+    "parse_stream_offset",
+]
 
 #: Options that may be given more than once; each holds a list.
 REPEATABLE = ("url", "routing-key", "queue-arg")
@@ -88,6 +96,45 @@ def parse_queue_arg(text: str) -> tuple[str, Any]:
     return key, _typed(raw.strip())
 
 
+#: ``--stream-offset`` words, as RabbitMQ takes them in ``x-stream-offset``.
+STREAM_OFFSET_WORDS = ("first", "last", "next")
+#: A time interval back from now, as RabbitMQ spells it: ``7D``, ``12h``, ``30m``...
+_INTERVAL = re.compile(r"[0-9]+[YMDhms]")
+
+
+def parse_stream_offset(text: str) -> Any:
+    """``--stream-offset``: ``first``, ``last``, ``next``, an offset (an integer, 0 or
+    more), an ISO 8601 timestamp (``2026-12-05T21:00:00Z``; UTC when it names no zone)
+    or an interval back from now (``7D``, ``12h``, ``30m``).
+
+    The value is what goes into ``x-stream-offset``: a word or interval stays a
+    string, an offset becomes a 64-bit integer and a timestamp a ``datetime`` (an
+    AMQP timestamp), which is how RabbitMQ tells them apart.
+    """
+    from ...types import Int64
+
+    value = text.strip()
+    if value in STREAM_OFFSET_WORDS or _INTERVAL.fullmatch(value):
+        return value
+    if value.isdigit():
+        return Int64(int(value))
+    try:
+        stamp = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise usage.UsageError(
+            f"--stream-offset must be first, last, next, an offset (0 or more), an ISO 8601 "
+            f"timestamp or an interval such as 7D or 30m, got {text!r}"
+        ) from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+    return stamp
+
+
+parse_stream_offset.coerceDoc = (  # type: ignore[attr-defined]
+    "first, last, next, an offset, an ISO 8601 timestamp or an interval (7D, 30m)."
+)
+
+
 def _typed(raw: str) -> Any:
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
         return raw[1:-1]
@@ -111,6 +158,8 @@ def _coerce(kind: Any, value: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise usage.UsageError(f"{where} must be a string")
         return value
+    if kind is parse_stream_offset and isinstance(value, datetime.datetime):
+        value = value.isoformat()  # a TOML date-time: ``stream-offset = 2026-12-05T21:00:00Z``
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise usage.UsageError(f"{where} must be a number")
     try:

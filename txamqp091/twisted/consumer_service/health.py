@@ -24,7 +24,7 @@ from ...metrics import MetricsUnavailable
 if TYPE_CHECKING:
     from .service import ConsumerService
 
-__all__ = ["HealthResource", "health_site"]
+__all__ = ["HealthPortUnavailable", "HealthResource", "health_service", "health_site"]
 
 
 class _Probe(Resource):
@@ -83,7 +83,37 @@ def health_site(service: ConsumerService) -> Site:
     return site
 
 
+class HealthPortUnavailable(SystemExit):
+    """``--health-port`` cannot be listened on (in use, or a privileged port): the
+    process ends with status 1 and one line naming the port, not a traceback."""
+
+
 def health_service(service: ConsumerService, port: int, interface: str = "") -> Any:
     from twisted.application.internet import TCPServer
+    from twisted.internet.error import CannotListenError
+    from twisted.logger import Logger
 
-    return TCPServer(port, health_site(service), interface=interface)
+    log = Logger(namespace="txamqp091.consumer")
+
+    class HealthServer(TCPServer):
+        """Binds in ``privilegedStartService``, before the reactor runs: a port in use
+        is reported here as one line, and ``SystemExit(1)`` ends ``twistd`` before it
+        connects to the broker (a service without its probes would be killed by the
+        orchestrator anyway)."""
+
+        def privilegedStartService(self) -> None:
+            try:
+                super().privilegedStartService()
+            except CannotListenError as exc:
+                where = f"{interface or '*'}:{port}"
+                why = getattr(exc.socketError, "strerror", None) or exc.socketError
+                log.critical(
+                    "amqp-consumer: --health-port {port}: cannot listen on {where}: {why}; "
+                    "exiting with status 1",
+                    port=port,
+                    where=where,
+                    why=why,
+                )
+                raise HealthPortUnavailable(1) from None
+
+    return HealthServer(port, health_site(service), interface=interface)

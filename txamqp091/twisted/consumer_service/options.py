@@ -23,7 +23,7 @@ from twisted.python import usage
 from ...handling import is_handler_factory
 from ...message import Message
 from ...params import ConnectionParameters, URLParameters
-from .config import REPEATABLE, apply_config, parse_queue_arg
+from .config import REPEATABLE, apply_config, parse_queue_arg, parse_stream_offset
 
 __all__ = ["ENV_URL", "Options", "load_handler", "parse_queue_arg"]
 
@@ -43,6 +43,10 @@ Broker URLs come from --url (repeatable: cluster nodes, tried in turn),
 --url-file (one URL per line), or the TXAMQP091_URL environment variable, so
 credentials need not appear on the command line. --config reads the same
 settings from a TOML file (keys are the option names); flags win over it.
+
+A stream (--queue-type stream, or --stream-offset for an existing one) is read
+from --stream-offset; after a reconnect the service resumes after the last
+message it handled instead of starting there again.
 
 SIGTERM stops consuming, lets in-flight handlers finish within
 --shutdown-grace seconds and acks them, requeues everything else, closes the
@@ -121,6 +125,10 @@ class Options(usage.Options):
         ["threads", "t", 0, "Run the handler in a pool of this many threads (0: in the reactor).",
          _number("threads", int)],
         ["queue-type", None, "classic", "With --declare: classic, quorum or stream."],
+        ["stream-offset", None, None,
+         "The queue is a stream: where to start reading (first, last, next, an offset, an "
+         "ISO 8601 timestamp or an interval such as 7D). Default with --queue-type stream: next.",
+         parse_stream_offset],
         ["exchange", None, None, "With --declare: an exchange to declare and bind the queue to."],
         ["exchange-type", None, "direct", "With --exchange: direct, fanout, topic or headers."],
         ["dead-letter-exchange", None, None,
@@ -219,7 +227,16 @@ class Options(usage.Options):
                 if self[name]:
                     raise usage.UsageError(f"--{name} needs --declare")
             if self["queue-type"] != "classic":
-                raise usage.UsageError("--queue-type needs --declare")
+                raise usage.UsageError(
+                    "--queue-type needs --declare (give --stream-offset to consume an "
+                    "existing stream)"
+                )
+        elif self["stream-offset"] is not None and self["queue-type"] != "stream":
+            raise usage.UsageError("--stream-offset needs a stream: --queue-type stream")
+        #: The queue is a stream: consumed with x-stream-offset, failures skipped.
+        self["stream"] = self["queue-type"] == "stream" or self["stream-offset"] is not None
+        if self["stream"] and self["stream-offset"] is None:
+            self["stream-offset"] = "next"
         if self["routing-key"] and not self["exchange"]:
             raise usage.UsageError("--routing-key needs --exchange")
         if self["concurrency"] == 0:
@@ -229,8 +246,9 @@ class Options(usage.Options):
                 f"--concurrency {self['concurrency']} is more than --prefetch "
                 f"{self['prefetch']}: the broker never sends that many at once"
             )
-        if self["queue-type"] == "stream" and self["prefetch"] == 0:
-            raise usage.UsageError("--queue-type stream needs a --prefetch above 0")
+        if self["stream"] and self["prefetch"] == 0:
+            what = "--queue-type stream" if self["queue-type"] == "stream" else "--stream-offset"
+            raise usage.UsageError(f"{what} needs a --prefetch above 0")
         handler = load_handler(self["handler"])
         if is_handler_factory(handler):
             try:

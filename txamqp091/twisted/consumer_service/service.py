@@ -16,6 +16,13 @@ requeue, so a poison message cannot spin. Stopping (SIGTERM) cancels the
 consumer, requeues what waits or is held, gives running handlers
 ``shutdown_grace`` seconds (their successes are acked), requeues whatever is
 still running, then closes the connection.
+
+A stream is consumed from ``stream_offset``. The surviving consumer remembers the
+offset after the last message it delivered and subscribes from there after a
+reconnect; delivered is not handled, though, so on a disconnect this service
+moves that offset back to the oldest message it had not finished (waiting for a
+handler slot, or running): nothing delivered but unhandled is skipped, and at
+most ``concurrency`` messages are handled twice.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from ...client.streams import STREAM_OFFSET
 from ...handling import RejectMessage, RequeueMessage
 from ...message import Message
 from ...metrics import ConsumerMetrics
@@ -80,6 +88,9 @@ class ConsumerService(Service):
     :param declare: what to declare (None: declare nothing; the queue must exist).
     :param dead_lettering: the queue has a dead-letter exchange (counts rejections as
         dead-lettered); taken from ``declare`` when it names one.
+    :param stream_offset: the queue is a stream; consume from this ``x-stream-offset``
+        (``"first"``, ``"last"``, ``"next"``, an offset, a datetime or an interval).
+        A stream declared by ``declare`` defaults to ``"next"``, RabbitMQ's own default.
     """
 
     #: Seconds between attempts to subscribe while the broker refuses (say, no such queue).
@@ -101,6 +112,7 @@ class ConsumerService(Service):
         shutdown_grace: float = 30.0,
         declare: Declaration | None = None,
         dead_lettering: bool | None = None,
+        stream_offset: Any = None,
         metrics: ConsumerMetrics | None = None,
         client: AMQPClientService | None = None,
     ) -> None:
@@ -124,8 +136,12 @@ class ConsumerService(Service):
             )
         self.dead_lettering = dead_lettering
         #: A stream queue: failures are logged and skipped, never nacked (RabbitMQ refuses).
-        self.stream = (
+        self.stream = stream_offset is not None or (
             declare is not None and declare.queue_arguments.get("x-queue-type") == "stream"
+        )
+        #: Where a stream is first read from (None: not a stream).
+        self.stream_offset = (
+            (stream_offset if stream_offset is not None else "next") if self.stream else None
         )
         self.metrics = metrics if metrics is not None else ConsumerMetrics()
         self.redeliveries = RedeliveryCounter()
@@ -217,7 +233,11 @@ class ConsumerService(Service):
                 await self._declare(channel)
                 await channel.basic_qos(prefetch_count=self.prefetch)
                 self.consumer = await channel.basic_consume(
-                    self.queue, on_message_callback=self._on_message
+                    self.queue,
+                    on_message_callback=self._on_message,
+                    arguments=None
+                    if self.stream_offset is None
+                    else {STREAM_OFFSET: self.stream_offset},
                 )
             except Exception as exc:
                 if self._stopping:
@@ -293,6 +313,8 @@ class ConsumerService(Service):
         # Deliveries of the dead connection cannot be settled any more: the broker
         # redelivers them. Forget those still waiting; running ones finish and their
         # settlement is dropped by the channel.
+        if self.stream and not self._stopping:
+            self._rewind_stream()
         dropped = len(self._waiting) + len(self._held)
         self._waiting.clear()
         for key, (_, call) in list(self._held.items()):
@@ -307,6 +329,26 @@ class ConsumerService(Service):
                 "(the broker redelivers them)",
                 n=dropped,
             )
+
+    def _rewind_stream(self) -> None:
+        """Resume the stream at the oldest message not yet handled, not after the last
+        one delivered: those waiting for a handler slot are dropped with the connection
+        and would be skipped for good (a stream never redelivers by itself). Running
+        ones count as unhandled too (their handler may fail with the connection), so at
+        most ``concurrency`` messages are handled twice."""
+        consumer = self.consumer
+        if consumer is None or consumer.next_stream_offset is None:
+            return
+        unhandled = [m.stream_offset for m in self._waiting]
+        unhandled += [m.stream_offset for m, _ in self._running.values()]
+        offsets = [offset for offset in unhandled if offset is not None]
+        if offsets and min(offsets) < consumer.next_stream_offset:
+            consumer.next_stream_offset = min(offsets)
+        log.info(
+            "amqp-consumer: the stream {queue!r} resumes at offset {offset} after the reconnect",
+            queue=self.queue,
+            offset=consumer.next_stream_offset,
+        )
 
     def _on_recovered(self, channel: Any) -> None:
         if channel is self.channel and self.consumer is not None and not self._stopping:

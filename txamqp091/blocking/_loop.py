@@ -10,6 +10,12 @@ asyncio loop or a Twisted reactor that the application runs elsewhere never sees
 Operations are queued, not posted one by one with ``call_soon_threadsafe``: the
 loop is woken once per batch, which is what lets a tight ``basic_publish`` loop
 hand over tens of thousands of messages a second.
+
+A round trip (a confirmed ``basic_publish``) can skip the hand-over altogether.
+The loop thread holds :attr:`LoopThread.lock` at all times except while it sleeps
+in ``epoll_wait``; a caller that finds the queue empty and takes the lock then
+owns every object of the loop, so it encodes and writes its frames itself and
+only sleeps for the reply: no wake-up write, no second thread woken to send.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import selectors
 import threading
 from _thread import allocate_lock
 from collections import deque
@@ -119,11 +126,65 @@ class EagerFuture(asyncio.Future[Any]):
         return cancelled
 
 
+class _UnlockedPoll:
+    """The selector's epoll object, releasing the loop lock for the time of each poll.
+
+    Only the kernel call runs unlocked: the selector maps the events it returns to
+    its keys after the lock is taken back, so a caller holding the lock may register
+    or modify a file descriptor (a transport that could not write everything) safely.
+    """
+
+    __slots__ = ("_epoll", "_lock")
+
+    def __init__(self, epoll: Any, lock: Any) -> None:
+        self._epoll = epoll
+        self._lock = lock
+
+    def poll(self, timeout: float = -1, maxevents: int = -1) -> list[tuple[int, int]]:
+        lock = self._lock
+        lock.release()
+        try:
+            return self._epoll.poll(timeout, maxevents)  # type: ignore[no-any-return]
+        finally:
+            lock.acquire()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._epoll, name)  # register, modify, unregister, close, fileno
+
+
 class PrivateLoop(asyncio.SelectorEventLoop):
-    """The loop of the blocking facade's thread: its futures are :class:`EagerFuture`."""
+    """The loop of the blocking facade's thread: its futures are :class:`EagerFuture`.
+
+    With epoll (Linux), ``lock`` is held by the loop's thread except while it polls,
+    and ``direct`` is True: a thread that holds the lock may use the loop's objects
+    (then :meth:`wake_if_needed`). Elsewhere ``direct`` is False and nobody but the
+    loop thread touches them.
+    """
+
+    _ready: Any
+    _scheduled: list[Any]
+
+    def __init__(self) -> None:
+        self.lock = allocate_lock()
+        selector = selectors.DefaultSelector()
+        self.direct = isinstance(selector, getattr(selectors, "EpollSelector", ()))
+        if self.direct:
+            inner = selector._selector  # type: ignore[attr-defined]
+            selector._selector = _UnlockedPoll(inner, self.lock)  # type: ignore[attr-defined]
+        super().__init__(selector)
 
     def create_future(self) -> asyncio.Future[Any]:
         return EagerFuture(loop=self)
+
+    def next_timer(self) -> Any:
+        scheduled = self._scheduled
+        return scheduled[0] if scheduled else None
+
+    def wake_if_needed(self, timer_before: Any) -> None:
+        """After another thread used the loop under the lock: wake the loop if that
+        queued a callback or armed an earlier timer than the one its poll waits for."""
+        if self._ready or self.next_timer() is not timer_before:
+            self._write_to_self()  # type: ignore[attr-defined]
 
 
 class LoopThread:
@@ -144,6 +205,8 @@ class LoopThread:
     def _run(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)  # this thread only
         self.ident = threading.get_ident()
+        if self.loop.direct:
+            self.loop.lock.acquire()  # released only while polling (_UnlockedPoll)
         started.set()
         try:
             self.loop.run_forever()
@@ -174,12 +237,21 @@ class LoopThread:
             except Exception:
                 logger.exception("blocking operation %r failed in the loop thread", op)
 
-    def call(self, start: Callable[[], Any], timeout: float | None, what: str) -> Any:
+    def call(
+        self, start: Callable[[], Any], timeout: float | None, what: str, direct: bool = False
+    ) -> Any:
         """Run ``start()`` in the loop thread and wait for what it returns (a future's
-        result, or a plain value); at most ``timeout`` seconds, then :class:`CallTimeout`."""
+        result, or a plain value); at most ``timeout`` seconds, then :class:`CallTimeout`.
+
+        With ``direct``, ``start()`` runs in the calling thread instead when the loop
+        is idle and nothing is queued before it (see :meth:`run_direct`); it must then
+        use the loop only through explicit references (no "current loop" look-ups).
+        """
         if self.in_loop:
             raise RuntimeError(f"{what}: a blocking call from the event-loop thread would deadlock")
         waiter = Waiter()
+        if direct and self.run_direct(start, waiter):
+            return self.wait(waiter, timeout, what)
 
         def op() -> None:
             try:
@@ -191,6 +263,32 @@ class LoopThread:
 
         self.submit(op)
         return self.wait(waiter, timeout, what)
+
+    def run_direct(self, start: Callable[[], Any], waiter: Waiter) -> bool:
+        """Run ``start()`` here, holding the loop lock, and settle ``waiter`` from it;
+        False (nothing run) when the loop is busy or operations are queued.
+
+        An empty queue while we hold the lock means every operation submitted
+        earlier (by this thread too) has run, so the order is kept. A busy loop is
+        not waited for: the queue is as fast then, as the loop is awake anyway.
+        """
+        loop = self.loop
+        if self._ops or not loop.direct or not loop.lock.acquire(False):
+            return False
+        try:
+            if self._ops:
+                return False
+            timer = loop.next_timer()
+            try:
+                result = start()
+            except BaseException as exc:
+                waiter.fail(exc)
+            else:
+                waiter.take(result)
+            loop.wake_if_needed(timer)
+            return True
+        finally:
+            loop.lock.release()
 
     def wait(self, waiter: Waiter, timeout: float | None, what: str) -> Any:
         if not waiter.lock.acquire(True, -1 if timeout is None else timeout):

@@ -327,7 +327,7 @@ class BlockingChannel(Consuming):
                 finally:
                     del conn.flush_threshold
 
-            self._call(publish_now, timeout, "basic_publish")
+            self._connection._call(publish_now, timeout, "basic_publish", not self._recovering)
             return
         error = self._publish_error
         if error is not None:

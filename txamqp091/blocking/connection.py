@@ -163,8 +163,10 @@ class BlockingConnection:
         t = self.timeout if timeout is None else timeout
         return None if t is None or math.isinf(t) else t
 
-    def _call(self, start: Callable[[], Any], timeout: float | None, what: str) -> Any:
-        return self._lt.call(start, self._deadline(timeout), what)
+    def _call(
+        self, start: Callable[[], Any], timeout: float | None, what: str, direct: bool = False
+    ) -> Any:
+        return self._lt.call(start, self._deadline(timeout), what, direct)
 
     def _current(self) -> tornado.Connection | None:
         """The live tornado connection (loop thread), if there is one."""

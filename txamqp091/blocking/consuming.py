@@ -38,7 +38,9 @@ class ConnectionHooks(Protocol):
     _recovering: bool
     _events: queue.SimpleQueue[Callable[[], Any]]
 
-    def _call(self, start: Callable[[], Any], timeout: float | None, what: str) -> Any: ...
+    def _call(
+        self, start: Callable[[], Any], timeout: float | None, what: str, direct: bool = False
+    ) -> Any: ...
 
     def _current(self) -> Any: ...
 

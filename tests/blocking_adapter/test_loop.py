@@ -1,0 +1,64 @@
+"""The loop thread's direct path: a caller runs an operation itself only when that keeps
+the order of everything submitted before it, and wakes the loop for what it queued."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from txamqp091.blocking._loop import loop_thread
+
+
+def test_a_direct_call_runs_in_the_calling_thread_when_the_loop_is_idle() -> None:
+    lt = loop_thread()
+    if not lt.loop.direct:
+        pytest.skip("no epoll: every operation goes through the queue")
+    lt.barrier(5.0)  # nothing queued any more
+    assert lt.call(threading.get_ident, 5.0, "ident", direct=True) == threading.get_ident()
+    assert lt.call(threading.get_ident, 5.0, "ident") == lt.ident
+
+
+def test_a_direct_call_waits_its_turn_behind_queued_operations() -> None:
+    lt = loop_thread()
+    gate = threading.Event()
+    order: list[str] = []
+    lt.submit(lambda: None if gate.wait(5.0) else None)  # the loop is busy, holding its lock
+    lt.submit(lambda: order.append("queued"))
+    result: list[Any] = []
+
+    def direct() -> int:
+        order.append("direct")
+        return threading.get_ident()
+
+    caller = threading.Thread(target=lambda: result.append(lt.call(direct, 5.0, "x", True)))
+    caller.start()
+    gate.set()
+    caller.join(5.0)
+    assert order == ["queued", "direct"]
+    assert result == [lt.ident]  # it went through the queue, run by the loop
+
+
+def test_what_a_direct_call_schedules_on_the_loop_runs_promptly() -> None:
+    lt = loop_thread()
+    lt.barrier(5.0)
+    ran = threading.Event()
+    loop = lt.loop
+    lt.call(lambda: loop.call_soon(ran.set), 5.0, "call_soon", direct=True)
+    assert ran.wait(5.0)
+    ran.clear()
+    lt.call(lambda: loop.call_later(0.01, ran.set), 5.0, "call_later", direct=True)
+    assert ran.wait(5.0)
+
+
+def test_an_error_in_a_direct_call_reaches_the_caller_and_frees_the_loop() -> None:
+    lt = loop_thread()
+    lt.barrier(5.0)
+
+    def fail() -> None:
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        lt.call(fail, 5.0, "fail", direct=True)
+    assert lt.call(lambda: 42, 5.0, "after") == 42

@@ -99,8 +99,10 @@ class ChannelLogic(DeclaringChannel[W]):
         self._runtime.add_done(waiter, lambda: self._forget_failed_consumer(consumer))
         return waiter
 
-    def _buffered_changed(self, delta: int) -> None:
-        self._conn._buffered_changed(delta)
+    def _buffered_changed(
+        self, delta: int, consumer: object = None, consumer_full: bool = False
+    ) -> None:
+        self._conn._buffered_changed(delta, consumer, consumer_full)
 
     def _forget_failed_consumer(self, consumer: ConsumerLogic[W]) -> None:
         if self._close_error is not None and self._consumers.get(consumer.consumer_tag) is consumer:

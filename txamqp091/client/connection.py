@@ -73,8 +73,10 @@ class ConnectionLogic(Generic[W]):
     channel_class: type[ChannelLogic[Any]] = ChannelLogic
     #: Seconds to wait for the broker's Close-Ok before dropping the transport.
     close_timeout = 10.0
-    #: Messages buffered in consumers (unread by the application) before the
-    #: transport stops reading, and the level at which it reads again.
+    #: Messages buffered in all consumers together (unread by the application)
+    #: before the transport stops reading, and the level at which it reads again: a
+    #: connection-wide safety bound over the per-consumer one
+    #: (``ConsumerLogic.max_buffered``), for many consumers each under theirs.
     max_buffered = 20000
     resume_buffered = 10000
     #: Bytes of published messages coalesced before they are written without waiting
@@ -113,6 +115,10 @@ class ConnectionLogic(Generic[W]):
         self._held: deque[_Held] = deque()
         self._write_paused = False
         self._buffered = 0
+        #: Stopped reading because ``_buffered`` reached ``max_buffered``.
+        self._paused_by_total = False
+        #: Consumers over their own ``max_buffered``: reading stays stopped while any is.
+        self._full_consumers: set[object] = set()
         self._reading_paused = False
         self._secret_waiters: deque[W] = deque()
         self._blocked_callbacks: list[Callable[[str | None], Any]] = []
@@ -429,6 +435,8 @@ class ConnectionLogic(Generic[W]):
             runtime.resolve(waiter, error)
         if self._reading_paused:
             self._reading_paused = False
+        self._paused_by_total = False
+        self._full_consumers.clear()
 
     def _forget_channel(self, channel: ChannelBase[W]) -> None:
         if self._channels.get(channel.channel_number) is channel:
@@ -499,11 +507,28 @@ class ConnectionLogic(Generic[W]):
 
     # -- read-side backpressure ---------------------------------------------------------------------------
 
-    def _buffered_changed(self, delta: int) -> None:
+    def _buffered_changed(
+        self, delta: int, consumer: object = None, consumer_full: bool = False
+    ) -> None:
+        """``delta`` more (or fewer) deliveries wait unread in consumers; with
+        ``consumer``, whether that consumer is over its own bound (``consumer_full``).
+        Reading stops while the total is over ``max_buffered`` (until it is down to
+        ``resume_buffered``) or any consumer is over its own bound: TCP then holds the
+        broker back, instead of the buffers growing without end."""
         self._buffered += delta
-        if not self._reading_paused and self._buffered >= self.max_buffered:
+        if not self._paused_by_total and self._buffered >= self.max_buffered:
+            self._paused_by_total = True
+        elif self._paused_by_total and self._buffered <= self.resume_buffered:
+            self._paused_by_total = False
+        if consumer is not None:
+            if consumer_full:
+                self._full_consumers.add(consumer)
+            else:
+                self._full_consumers.discard(consumer)
+        pause = self._paused_by_total or bool(self._full_consumers)
+        if pause and not self._reading_paused:
             self._reading_paused = True
             self._runtime.pause_reading()
-        elif self._reading_paused and self._buffered <= self.resume_buffered:
+        elif not pause and self._reading_paused:
             self._reading_paused = False
             self._runtime.resume_reading()

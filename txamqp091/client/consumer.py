@@ -20,7 +20,9 @@ class ConsumerOwner(Protocol[W]):
 
     _runtime: Runtime[W]
 
-    def _buffered_changed(self, delta: int) -> None: ...
+    def _buffered_changed(
+        self, delta: int, consumer: object = None, consumer_full: bool = False
+    ) -> None: ...
 
     def _cancel_consumer(self, consumer: Any) -> W: ...
 
@@ -42,11 +44,22 @@ def new_consumer_tag() -> str:
 class ConsumerLogic(Generic[W]):
     """One Basic.Consume subscription.
 
-    Without a callback, deliveries wait in a buffer until ``get()`` takes them;
-    the buffer is bounded by pausing the transport (see
-    ``ConnectionLogic.buffered``) rather than by dropping or growing. With a
-    callback, each delivery is handed to it at once.
+    Without a callback, deliveries wait in a buffer until ``get()`` takes them.
+    The buffer is bounded by pausing the transport rather than by dropping or
+    growing: once it holds ``max_buffered`` messages the connection stops reading
+    (TCP then holds the broker back), and it reads again when ``get()`` has taken
+    the buffer down to half of that. A warning names the consumer when it happens:
+    a prefetch (``basic_qos``) is the better bound, enforced by the broker. With a
+    callback, each delivery is handed to it at once and nothing is buffered.
     """
+
+    #: Deliveries this consumer may hold unread before its connection stops reading
+    #: (default 10,000; set it on one consumer, ``consumer.max_buffered = 500``, or on
+    #: the class). The connection has its own, higher bound for all its consumers
+    #: together (``ConnectionLogic.max_buffered``).
+    max_buffered = 10_000
+    #: This consumer stopped its connection's reading (over ``max_buffered``).
+    _full = False
 
     def __init__(
         self,
@@ -95,13 +108,44 @@ class ConsumerLogic(Generic[W]):
                 self._runtime.resolve(waiter, message)
                 return
         self._buffer.append(message)
-        self._channel._buffered_changed(1)
+        if len(self._buffer) < self.max_buffered or self.ended is not None:
+            self._channel._buffered_changed(1)
+            return
+        # Over the bound: told on each delivery, not just the first, so that the
+        # connection a surviving channel moved to after a reconnect stops reading too.
+        self._channel._buffered_changed(1, self, True)
+        if not self._full:
+            self._full = True
+            self._runtime.log(
+                "warn",
+                "txamqp091: consumer {tag} on {queue} holds {n} unread messages "
+                "(max_buffered); its connection stops reading until get() takes them down "
+                "to {resume} (a prefetch, basic_qos(prefetch_count=N), bounds this at the "
+                "broker)",
+                tag=self.consumer_tag,
+                queue=self.queue,
+                n=len(self._buffer),
+                resume=self.max_buffered // 2,
+            )
+
+    def _took(self, count: int) -> None:
+        """``count`` buffered messages left the buffer: read again once under half the bound."""
+        if self._full and len(self._buffer) <= self.max_buffered // 2:
+            self._full = False
+            self._channel._buffered_changed(-count, self, False)
+        elif count:
+            self._channel._buffered_changed(-count)
 
     def _end(self, reason: BaseException) -> None:
         """No more deliveries: wake every waiting getter (``async for`` stops)."""
         if self.ended is not None:
             return
         self.ended = reason
+        if self._full:
+            # No more deliveries can come: holding the connection's reading would only
+            # stall its other consumers. The buffer can still be read.
+            self._full = False
+            self._channel._buffered_changed(0, self, False)
         getters, self._getters = self._getters, deque()
         for waiter in getters:
             self._runtime.reject(waiter, StopAsyncIteration() if _is_normal(reason) else reason)
@@ -117,8 +161,9 @@ class ConsumerLogic(Generic[W]):
         validate.consumer_get(timeout)
         runtime = self._runtime
         if self._buffer:
-            self._channel._buffered_changed(-1)
-            return runtime.succeeded(self._buffer.popleft())
+            message = self._buffer.popleft()
+            self._took(1)
+            return runtime.succeeded(message)
         if self.ended is not None:
             return runtime.failed(self.ended)
         timer: list[TimerHandle] = []
@@ -155,8 +200,7 @@ class ConsumerLogic(Generic[W]):
     def _drain_buffer(self) -> list[Message]:
         buffered = list(self._buffer)
         self._buffer.clear()
-        if buffered:
-            self._channel._buffered_changed(-len(buffered))
+        self._took(len(buffered))
         return buffered
 
 

@@ -393,10 +393,12 @@ class SurvivingChannel(TopologyOperations[W]):
 
         Reconsume(self, consumer, subscribe, wanted, give_up).attempt(attempt)
 
-    def _buffered_changed(self, delta: int) -> None:
+    def _buffered_changed(
+        self, delta: int, consumer: object = None, consumer_full: bool = False
+    ) -> None:
         conn = self._session.connection
         if conn is not None:
-            conn._buffered_changed(delta)
+            conn._buffered_changed(delta, consumer, consumer_full)
 
     # -- the channel API: each ChannelLogic method, on the current incarnation -------------------------
     # (the declarations, deletes and other requests are in TopologyOperations)

@@ -66,8 +66,7 @@ class SurvivingConsumer(ConsumerLogic[W]):
         if offsets and offsets[0] is not None:
             self.next_stream_offset = offsets[0]  # never handed out: read them again
         self._buffer = kept
-        if dropped:
-            self._channel._buffered_changed(-dropped)
+        self._took(dropped)
 
     def _subscribe(self, inner: ChannelLogic[W], queue: str) -> W:
         """Basic.Consume for this consumer on ``inner``, delivering to this same object."""

@@ -11,6 +11,19 @@ Scenarios, each in a fresh interpreter per adapter (``twisted``, ``tornado``):
 ``large``     one 128 MiB message published (confirm mode) and then consumed back:
               peak RSS above the baseline, as a multiple of the body size, for each
               half (the peak is reset between them through ``/proc/self/clear_refs``).
+``recovery``  a reconnecting client (``AMQPClientService`` / ``AMQPClient``) declares
+              10,000 queues, binds each (``amq.direct``) and consumes from 1,000 of
+              them, over ``--recovery-channels`` surviving channels, the way a user in
+              a hurry does: every call fired, then all awaited (``first_s``). Then the
+              broker closes the connection (``rabbitmqctl eval``, found by its
+              ``connection_name``) and the client reconnects at once (retry delay 0):
+              ``recovered_s`` runs from the loss, as the client sees it, to the last
+              ``on_recovered`` hook, ``verified_s`` to a passive declare answered on
+              every channel after it (everything replayed is then processed), and
+              ``ratio`` is ``recovered_s / first_s``. The queues are not exclusive (an
+              exclusive queue of the killed connection may outlive it a moment and
+              lock the replay out), have ``x-expires`` as a safety net, and are
+              deleted at the end.
 
 Usage::
 
@@ -18,7 +31,7 @@ Usage::
     .venv/bin/python benchmarks/scale.py --only channels --adapter twisted
     .venv/bin/python benchmarks/scale.py --channels 200 --idle-seconds 5 --json scale.json
 
-The topology-recovery figure of issue 13 (10,000 queues) is not measured here.
+    .venv/bin/python benchmarks/scale.py --only recovery --repeats 3
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ import gc
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,7 +54,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ADAPTERS = ("twisted", "tornado")
-SCENARIOS = ("channels", "idle", "large")
+SCENARIOS = ("channels", "idle", "large", "recovery")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -180,6 +194,201 @@ async def scenario(a: argparse.Namespace, connect: Connect, sleep: Sleep) -> dic
     raise ValueError(a.worker)
 
 
+def close_named_connection(name: str) -> int:
+    """Close, broker-side, the connections named ``name`` (320 CONNECTION_FORCED); how many."""
+    expr = (
+        f'Name = <<"{name}">>, '
+        'length([rabbit_networking:close_connection(P, "killed by the benchmark") '
+        "|| P <- rabbit_networking:connections(), "
+        "[{client_properties, Props}] <- "
+        "[catch rabbit_networking:connection_info(P, [client_properties])], "
+        "is_list(Props), "
+        'lists:keyfind(<<"connection_name">>, 1, Props) =:= '
+        '{<<"connection_name">>, longstr, Name}]).'
+    )
+    out = subprocess.run(
+        ["rabbitmqctl", "eval", expr], capture_output=True, text=True, timeout=120, check=True
+    )
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+class Env:
+    """One adapter's reconnecting client and loop helpers, for :func:`recovery`."""
+
+    adapter = ""
+
+    def client(self, url: str) -> Any:
+        raise NotImplementedError
+
+    async def start(self, client: Any) -> None:
+        raise NotImplementedError
+
+    async def stop(self, client: Any) -> None:
+        raise NotImplementedError
+
+    async def channel(self, client: Any) -> Any:
+        return await client.channel()
+
+    async def to_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        raise NotImplementedError
+
+    async def sleep(self, s: float) -> None:
+        raise NotImplementedError
+
+    def event(self) -> tuple[Callable[[], None], Callable[[], Awaitable[None]]]:
+        """A one-shot event: (set, wait)."""
+        raise NotImplementedError
+
+
+async def recovery(a: argparse.Namespace, env: Env) -> dict[str, Any]:
+    """The ``recovery`` scenario (see the module docstring)."""
+    tag = f"bench-scale-recovery-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+    url = f"amqp://{a.user}:{a.password}@{a.host}:{a.port}/?connection_name={tag}"
+    nq, nc, nch = a.queues, a.consumers, a.recovery_channels
+    client = env.client(url)
+    marks: dict[str, float] = {}
+    recovered: list[float] = []
+    done_set, done_wait = env.event()
+
+    def on_recovered(channel: Any) -> None:
+        recovered.append(time.monotonic())
+        if "lost" in marks and len(recovered) == nch:
+            done_set()
+
+    client.on_recovered.append(on_recovered)
+    client.on_disconnected.append(lambda reason: marks.setdefault("lost", time.monotonic()))
+    client.on_connected.append(lambda conn: marks.__setitem__("connected", time.monotonic()))
+    await env.start(client)
+    names = [f"{tag}-q{i}" for i in range(nq)]
+    channels = [await env.channel(client) for _ in range(nch)]
+    args = {"x-expires": 600_000}
+    try:
+        t0 = time.monotonic()
+        waiters = []
+        for i, queue in enumerate(names):
+            ch = channels[i % nch]
+            waiters.append(ch.queue_declare(queue, arguments=args))
+            waiters.append(ch.queue_bind(queue, "amq.direct", f"k{i}"))
+        consumers = [
+            channels[i % nch].basic_consume(names[i], lambda m: None, auto_ack=True)
+            for i in range(nc)
+        ]
+        await gather(waiters + consumers, env.adapter)
+        first_s = time.monotonic() - t0
+        await env.sleep(0.5)
+        recovered.clear()
+        t_kill = time.monotonic()
+        killed = await env.to_thread(close_named_connection, tag)
+        await done_wait()
+        t_hook = time.monotonic()
+        # Everything replayed is processed once a request sent after it is answered.
+        await gather(
+            [ch.queue_declare(names[i], passive=True) for i, ch in enumerate(channels)], env.adapter
+        )
+        t_verified = time.monotonic()
+        lost = marks["lost"]
+        recovered_s = max(recovered) - lost
+        return {
+            "queues": nq,
+            "bindings": nq,
+            "consumers": nc,
+            "channels": nch,
+            "killed": killed,
+            "first_s": first_s,
+            "kill_call_s": lost - t_kill,
+            "reconnect_s": marks["connected"] - lost,
+            "recovered_s": recovered_s,
+            "verified_s": t_verified - lost,
+            "hook_to_verified_s": t_verified - t_hook,
+            "ratio": recovered_s / first_s,
+            "verified_ratio": (t_verified - lost) / first_s,
+        }
+    finally:
+        t0 = time.monotonic()
+        await gather([channels[i % nch].queue_delete(q) for i, q in enumerate(names)], env.adapter)
+        print(f"deleted {nq} queues in {time.monotonic() - t0:.2f} s", file=sys.stderr)
+        await env.stop(client)
+
+
+class TwistedEnv(Env):
+    adapter = "twisted"
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+
+    def client(self, url: str) -> Any:
+        from txamqp091.twisted import AMQPClientService
+
+        return AMQPClientService(self.reactor, url, retry_policy=lambda attempt: 0.0)
+
+    async def start(self, client: Any) -> None:
+        client.startService()
+        await client.when_connected()
+
+    async def stop(self, client: Any) -> None:
+        await client.stopService()
+
+    async def to_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        from twisted.internet import threads
+
+        return await threads.deferToThread(fn, *args)
+
+    async def sleep(self, s: float) -> None:
+        from twisted.internet import task
+
+        await task.deferLater(self.reactor, s, lambda: None)
+
+    def event(self) -> tuple[Callable[[], None], Callable[[], Awaitable[None]]]:
+        from twisted.internet import defer
+
+        d: defer.Deferred[None] = defer.Deferred()
+
+        def fire() -> None:
+            if not d.called:
+                d.callback(None)
+
+        async def wait() -> None:
+            await d
+
+        return fire, wait
+
+
+class AsyncioEnv(Env):
+    adapter = "tornado"
+
+    def client(self, url: str) -> Any:
+        from txamqp091.tornado import AMQPClient
+
+        return AMQPClient(url, retry_policy=lambda attempt: 0.0)
+
+    async def start(self, client: Any) -> None:
+        await client.start()
+        await client.when_connected()
+
+    async def stop(self, client: Any) -> None:
+        await client.stop()
+
+    async def to_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        import asyncio
+
+        return await asyncio.to_thread(fn, *args)
+
+    async def sleep(self, s: float) -> None:
+        import asyncio
+
+        await asyncio.sleep(s)
+
+    def event(self) -> tuple[Callable[[], None], Callable[[], Awaitable[None]]]:
+        import asyncio
+
+        e = asyncio.Event()
+
+        async def wait() -> None:
+            await e.wait()
+
+        return e.set, wait
+
+
 def run_worker(a: argparse.Namespace) -> int:
     result: dict[str, Any] = {}
     if a.adapter == "twisted":
@@ -194,7 +403,10 @@ def run_worker(a: argparse.Namespace) -> int:
             def sleep(s: float) -> Any:
                 return task.deferLater(reactor, s, lambda: None)
 
-            result.update(await scenario(a, connect, sleep))
+            if a.worker == "recovery":
+                result.update(await recovery(a, TwistedEnv(reactor)))
+            else:
+                result.update(await scenario(a, connect, sleep))
 
         try:
             task.react(lambda r: defer.ensureDeferred(main(r)))
@@ -206,7 +418,10 @@ def run_worker(a: argparse.Namespace) -> int:
 
         from txamqp091.tornado import connect as to_connect
 
-        result.update(asyncio.run(scenario(a, to_connect, asyncio.sleep)))
+        if a.worker == "recovery":
+            result.update(asyncio.run(recovery(a, AsyncioEnv())))
+        else:
+            result.update(asyncio.run(scenario(a, to_connect, asyncio.sleep)))
     Path(a.out).write_text(json.dumps(result))
     return 0
 
@@ -219,7 +434,8 @@ def run_one(a: argparse.Namespace, scenario_name: str, adapter: str) -> dict[str
         "--adapter", adapter, "--out", out, "--channels", str(a.channels),
         "--connections", str(a.connections), "--idle-seconds", str(a.idle_seconds),
         "--large-mib", str(a.large_mib), "--host", a.host, "--port", str(a.port),
-        "--user", a.user, "--password", a.password,
+        "--user", a.user, "--password", a.password, "--queues", str(a.queues),
+        "--consumers", str(a.consumers), "--recovery-channels", str(a.recovery_channels),
     ]  # fmt: skip
     load = os.getloadavg()[0]
     try:
@@ -238,6 +454,21 @@ def run_one(a: argparse.Namespace, scenario_name: str, adapter: str) -> dict[str
     return result
 
 
+def rounded(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (round(v, 3) if isinstance(v, float) else v)
+        for k, v in r.items()
+        if k not in ("scenario", "adapter")
+    }
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each numeric figure's median over the runs that did not fail."""
+    ok = [r for r in runs if "error" not in r]
+    keys = [k for k, v in (ok[0] if ok else {}).items() if isinstance(v, (int, float))]
+    return {"runs": len(ok), **{k: statistics.median(r[k] for r in ok) for k in keys}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", help=f"comma-separated scenarios ({','.join(SCENARIOS)})")
@@ -246,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=100)
     p.add_argument("--idle-seconds", type=float, default=20.0)
     p.add_argument("--large-mib", type=int, default=128)
+    p.add_argument("--queues", type=int, default=10_000, help="recovery: queues (and bindings)")
+    p.add_argument("--consumers", type=int, default=1000, help="recovery: consumers")
+    p.add_argument("--recovery-channels", type=int, default=1, help="recovery: channels")
+    p.add_argument("--repeats", type=int, default=1, help="runs of each scenario (medians)")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--host", default=os.environ.get("AMQP_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("AMQP_PORT", "5672")))
@@ -262,14 +497,14 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in scenarios:
         for adapter in adapters:
-            r = run_one(a, name, adapter)
-            results.append(r)
-            shown = {
-                k: (round(v, 3) if isinstance(v, float) else v)
-                for k, v in r.items()
-                if k not in ("scenario", "adapter")
-            }
-            print(f"{name:<9} {adapter:<8} {shown}", flush=True)
+            runs = []
+            for _ in range(a.repeats):
+                r = run_one(a, name, adapter)
+                runs.append(r)
+                results.append(r)
+                print(f"{name:<9} {adapter:<8} {rounded(r)}", flush=True)
+            if a.repeats > 1:
+                print(f"{name:<9} {adapter:<8} median {rounded(medians(runs))}", flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps({"args": vars(a), "results": results}, indent=1))
     return 0 if all("error" not in r for r in results) else 1

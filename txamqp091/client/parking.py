@@ -69,6 +69,8 @@ class ParkingLot(Generic[W]):
         self._timeout = timeout
         self._queue: deque[Parked[W]] = deque()
         self._suspects: list[Parked[W]] = []
+        #: Channel closes a replay caused (see :meth:`excuse`).
+        self._excused: list[BaseException] = []
         self._seq = itertools.count()
 
     def __bool__(self) -> bool:
@@ -124,6 +126,7 @@ class ParkingLot(Generic[W]):
 
     def fail_all(self, error: BaseException) -> None:
         self._suspects = []
+        self._excused = []
         for item in self.take_all():
             self._runtime.reject(item.waiter, error)
 
@@ -137,6 +140,13 @@ class ParkingLot(Generic[W]):
             self._runtime.call_soon(self.blame)
         self._suspects.append(parked)
 
+    def excuse(self, error: BaseException) -> None:
+        """The broker's channel close ``error`` failed the replay's last request: a replayed
+        record caused it, since what the user sent went out after that request and the
+        broker answers a channel's methods in order. None of the operations it failed is
+        to blame; they all go out again."""
+        self._excused.append(error)
+
     def blame(self) -> None:
         """Fail the operations that caused a broker's channel close; the others it failed
         go out again on the next channel.
@@ -148,6 +158,7 @@ class ParkingLot(Generic[W]):
         Blaming the oldest publish instead would fail an innocent one per round and send
         the real culprit (and every publish behind it) again and again."""
         suspects, self._suspects = self._suspects, []
+        excused, self._excused = self._excused, []
         runtime = self._runtime
         errors: list[BaseException] = []
         for item in suspects:
@@ -159,7 +170,7 @@ class ParkingLot(Generic[W]):
                 if item.suspect is error:
                     item.suspect = None
             text = getattr(error, "reply_text", "") or ""
-            if "delivery tag" in text:
+            if "delivery tag" in text or any(error is e for e in excused):
                 continue
             named = quoted_names(text)
             culprits = [p for p in group if p.subjects & named] or group[:1]

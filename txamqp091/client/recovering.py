@@ -31,7 +31,7 @@ including those sent again after the incarnation they were on died.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
 
 from .. import validation as validate
 from ..core.spec import BasicProperties
@@ -50,7 +50,7 @@ from ..message import Message
 from .api import ChannelAPI, documented_by
 from .channel import ChannelLogic
 from .consumer import message_callback, new_consumer_tag
-from .parking import NOTHING, Operation, ParkingLot
+from .parking import NOTHING, Operation, ParkingLot, quoted_names
 from .recorded import Arguments, TopologyOperations, arguments_of
 from .recovering_consumer import Reconsume, SurvivingConsumer
 from .runtime import Runtime, W
@@ -258,7 +258,7 @@ class SurvivingChannel(TopologyOperations[W]):
         reopened = inner._conn is self._last_connection
         self._last_connection = inner._conn
         self._replaying = True
-        self._replay(iter(self._topology), inner, reopened)
+        self._replay(_Replay(inner, iter(self._topology), reopened))
 
     def _still_there(self, queue: str) -> bool:
         """After a channel error (same connection): whether a server-named auto-delete
@@ -267,48 +267,106 @@ class SurvivingChannel(TopologyOperations[W]):
         current = self._topology.name(queue)
         return not any(self._topology.name(c.queue) == current for c in self._consumers.values())
 
-    def _replay(self, entries: Iterator[Entry], inner: ChannelLogic[W], reopened: bool) -> None:
-        """Replay records in order; pause after a server-named queue until its name is known."""
+    def _replay(self, state: _Replay[W]) -> None:
+        """Replay records in order, pipelined (see :mod:`.topology`): each goes out with
+        ``nowait`` when it can, except the last thing the replay sends, whose reply says
+        the broker has processed all of it. Pause after a server-named queue until its
+        name is known."""
         runtime = self._runtime
-        names = self._topology.names
-        for entry in entries:
+        inner, names = state.inner, self._topology.names
+        for entry in state.entries:
             if self._inner is not inner or not inner.is_open:
                 return
             if not entry.applied:
                 continue  # its own operation is parked and follows the replay
             record = entry.record
             server_named = isinstance(record, QueueDeclaration) and record.server_named
-            if server_named and reopened:
+            if server_named and state.reopened:
                 assert isinstance(record, QueueDeclaration)
                 if not record.auto_delete or self._still_there(record.queue):
                     continue
+            state.subjects.update(record.subjects(names))
+            self._send_held(state)
+            if record.pipelined:
+                state.held = record  # sent with nowait once something follows it
+                continue
             waiter = record.replay(inner, names)
             if server_named:
                 original = record.queue if isinstance(record, QueueDeclaration) else ""
 
                 def declared(ok: Any, original: str = original) -> None:
                     names[original] = ok.queue
-                    self._replay(entries, inner, reopened)
+                    self._replay(state)
 
-                runtime.on_result(waiter, declared, _ignore)
+                runtime.on_result(waiter, declared, lambda error: self._replay_failed(state, error))
                 return
-            runtime.on_result(waiter, _ignore, _ignore)
-        self._resubscribe(inner)
+            self._set_last(state, waiter)
+        self._resubscribe(state)
 
-    def _resubscribe(self, inner: ChannelLogic[W]) -> None:
-        runtime = self._runtime
-        for consumer in list(self._consumers.values()):
-            if not consumer._subscribed:
-                continue  # its own Basic.Consume is still to go out (parked): not twice
-            waiter = consumer._subscribe(inner, self._topology.name(consumer.queue))
-            runtime.on_result(waiter, _ignore, _ignore)
+    def _send_held(self, state: _Replay[W]) -> None:
+        held, state.held = state.held, None
+        if held is not None:
+            held.send_nowait(state.inner, self._topology.names)
+            self._set_last(state, None)
+
+    def _set_last(self, state: _Replay[W], waiter: W | None) -> None:
+        """``waiter`` is the replay's last request now; the one before needs no watching
+        (a channel close fails the last one too)."""
+        if state.last is not None:
+            self._runtime.on_result(state.last, _ignore, _ignore)
+        state.last = waiter
+
+    def _resubscribe(self, state: _Replay[W]) -> None:
+        runtime, inner = self._runtime, state.inner
+        consumers = [c for c in self._consumers.values() if c._subscribed]
+        # (a consumer not yet subscribed has its own Basic.Consume parked: not twice)
+        if consumers:
+            self._send_held(state)
+            for consumer in consumers:
+                state.subjects.update(self._queue_names(consumer.queue))
+                name = self._topology.name(consumer.queue)
+                self._set_last(state, consumer._subscribe(inner, name))
+        elif state.held is not None:
+            held, state.held = state.held, None
+            self._set_last(state, held.replay(inner, self._topology.names))
         self._replaying = False
-        self._reopens = 0
         if self._parked.blaming:
             self._parked.blame()  # before anything goes out again (normally done by now)
         for item in self._parked.take_all():
             self._bridge(inner, item.operation, item.waiter, item.seq, item.subjects)
+        last = state.last
+        if last is None:
+            self._recovered(inner)
+        else:
+            runtime.on_result(
+                last,
+                lambda value: self._recovered(inner),
+                lambda error: self._replay_failed(state, error),
+            )
+
+    def _recovered(self, inner: ChannelLogic[W]) -> None:
+        """The broker answered the replay's last request: everything replayed is in place."""
+        if self._inner is not inner:
+            return
+        self._reopens = 0
         self._session._channel_recovered(self)
+
+    def _replay_failed(self, state: _Replay[W], error: BaseException) -> None:
+        """The broker closed the channel before answering the replay's last request: a
+        replayed record was refused (the reopen replays again, up to ``max_reopens``)."""
+        if not isinstance(error, ChannelClosedByBroker) or self._closed_error is not None:
+            return
+        self._parked.excuse(error)
+        named = quoted_names(error.reply_text or "")
+        culprits = [r for r in self._topology.records() if r.subjects(self._topology.names) & named]
+        self._runtime.log(
+            "warn",
+            "txamqp091: the broker refused the replay of channel {n}'s topology ({culprit}): "
+            "{error}",
+            n=state.inner.channel_number,
+            culprit=", ".join(map(repr, culprits[:3])) or "unknown record",
+            error=error,
+        )
 
     def _on_incarnation_closed(self, inner: ChannelLogic[W], error: BaseException) -> None:
         if self._inner is not inner:
@@ -544,6 +602,25 @@ class SurvivingChannel(TopologyOperations[W]):
         if inner is not None and inner.is_open:
             return inner.close(reply_code, reply_text)
         return self._runtime.succeeded(None)
+
+
+class _Replay(Generic[W]):
+    """One incarnation's replay under way."""
+
+    __slots__ = ("entries", "held", "inner", "last", "reopened", "subjects")
+
+    def __init__(self, inner: ChannelLogic[W], entries: Iterator[Entry], reopened: bool) -> None:
+        self.inner = inner
+        self.entries = entries
+        #: A reopen on the same connection (after a channel error), not a reconnect.
+        self.reopened = reopened
+        #: A pipelined record not sent yet: with ``nowait`` if anything follows it, else
+        #: waiting for its reply (the last thing the replay sends).
+        self.held: Record | None = None
+        #: The waiter of the last request the replay sent, if it was one with a reply.
+        self.last: W | None = None
+        #: Every exchange and queue the replay names.
+        self.subjects: set[str] = set()
 
 
 class _ClosedByUser(ChannelClosed):

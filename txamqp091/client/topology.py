@@ -6,6 +6,13 @@ depended on it) and how to send itself again on a new channel. Server-named
 queues are filed under the first name the broker gave them; ``names`` maps
 that name to the one on the current connection, and every record that names
 a queue looks it up there when it is replayed.
+
+A replay *pipelines*: the declarations and bindings that can go out with ``nowait``
+(:meth:`send_nowait`, where ``pipelined`` is true) are sent without a reply, so a
+channel carrying 10,000 of them costs the broker's time, not 10,000 round trips (a
+channel may have only one synchronous request outstanding, so asking for each
+declare-ok would serialise them). A refused one closes the channel as a waited-for
+one would; the close text names the entity (``subjects``), which tells whose it was.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from ..core import spec
 
 if TYPE_CHECKING:
     from .channel import ChannelLogic
@@ -52,6 +61,8 @@ class ExchangeDeclaration:
     def key(self) -> tuple[str, str]:
         return ("exchange", self.exchange)
 
+    pipelined = True
+
     def replay(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> Any:
         return channel.exchange_declare(
             self.exchange,
@@ -62,6 +73,21 @@ class ExchangeDeclaration:
             self.internal,
             self.arguments,
         )
+
+    def send_nowait(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> None:
+        method = spec.ExchangeDeclare(
+            exchange=self.exchange,
+            type=self.exchange_type,
+            durable=self.durable,
+            auto_delete=self.auto_delete,
+            internal=self.internal,
+            nowait=True,
+            arguments=self.arguments,
+        )
+        channel._rpc(method)
+
+    def subjects(self, names: Mapping[str, str]) -> frozenset[str]:
+        return frozenset((self.exchange,))
 
 
 @dataclass(frozen=True)
@@ -79,11 +105,29 @@ class QueueDeclaration:
     def key(self) -> tuple[str, str]:
         return ("queue", self.queue)
 
+    @property
+    def pipelined(self) -> bool:
+        return not self.server_named  # its new name comes in the declare-ok
+
     def replay(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> Any:
         name = "" if self.server_named else self.queue
         return channel.queue_declare(
             name, False, self.durable, self.exclusive, self.auto_delete, self.arguments
         )
+
+    def send_nowait(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> None:
+        method = spec.QueueDeclare(
+            queue=self.queue,
+            durable=self.durable,
+            exclusive=self.exclusive,
+            auto_delete=self.auto_delete,
+            nowait=True,
+            arguments=self.arguments,
+        )
+        channel._rpc(method)
+
+    def subjects(self, names: Mapping[str, str]) -> frozenset[str]:
+        return frozenset((self.queue, names.get(self.queue, self.queue)))
 
 
 @dataclass(frozen=True)
@@ -99,10 +143,24 @@ class QueueBinding:
         bound = self.queue if self.routing_key is None else self.routing_key
         return ("qbind", self.queue, self.exchange, bound, arguments_key(self.arguments))
 
+    pipelined = True
+
     def replay(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> Any:
         current = names.get(self.queue, self.queue)
         bound = current if self.routing_key is None else self.routing_key
         return channel.queue_bind(current, self.exchange, bound, self.arguments)
+
+    def send_nowait(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> None:
+        current = names.get(self.queue, self.queue)
+        bound = current if self.routing_key is None else self.routing_key
+        method = spec.QueueBind(
+            queue=current, exchange=self.exchange, routing_key=bound, nowait=True,
+            arguments=self.arguments,
+        )  # fmt: skip
+        channel._rpc(method)
+
+    def subjects(self, names: Mapping[str, str]) -> frozenset[str]:
+        return frozenset((self.queue, names.get(self.queue, self.queue), self.exchange))
 
 
 @dataclass(frozen=True)
@@ -122,14 +180,29 @@ class ExchangeBinding:
             arguments_key(self.arguments),
         )
 
+    pipelined = True
+
     def replay(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> Any:
         return channel.exchange_bind(
             self.destination, self.source, self.routing_key, self.arguments
         )
 
+    def send_nowait(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> None:
+        method = spec.ExchangeBind(
+            destination=self.destination, source=self.source, routing_key=self.routing_key,
+            nowait=True, arguments=self.arguments,
+        )  # fmt: skip
+        channel._rpc(method)
+
+    def subjects(self, names: Mapping[str, str]) -> frozenset[str]:
+        return frozenset((self.destination, self.source))
+
 
 @dataclass(frozen=True)
 class Qos:
+    pipelined = (
+        False  # no ``nowait`` in Basic.Qos, Confirm.Select as the channel sends it, Tx.Select
+    )
     prefetch_size: int = 0
     prefetch_count: int = 0
     global_qos: bool = False
@@ -141,9 +214,17 @@ class Qos:
     def replay(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> Any:
         return channel.basic_qos(self.prefetch_size, self.prefetch_count, self.global_qos)
 
+    def send_nowait(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> None:
+        raise TypeError("not pipelined: replay() it")
+
+    def subjects(self, names: Mapping[str, str]) -> frozenset[str]:
+        return frozenset()
+
 
 @dataclass(frozen=True)
 class ConfirmSelect:
+    pipelined = False
+
     @property
     def key(self) -> tuple[str]:
         return ("confirm",)
@@ -151,15 +232,29 @@ class ConfirmSelect:
     def replay(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> Any:
         return channel.confirm_delivery()
 
+    def send_nowait(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> None:
+        raise TypeError("not pipelined: replay() it")
+
+    def subjects(self, names: Mapping[str, str]) -> frozenset[str]:
+        return frozenset()
+
 
 @dataclass(frozen=True)
 class TxSelect:
+    pipelined = False
+
     @property
     def key(self) -> tuple[str]:
         return ("tx",)
 
     def replay(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> Any:
         return channel.tx_select()
+
+    def send_nowait(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> None:
+        raise TypeError("not pipelined: replay() it")
+
+    def subjects(self, names: Mapping[str, str]) -> frozenset[str]:
+        return frozenset()
 
 
 Record = (

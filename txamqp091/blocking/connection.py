@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import itertools
 import math
 import queue
@@ -24,6 +25,7 @@ from typing import Any
 from .. import tornado
 from ..exceptions import (
     AMQPConnectionError,
+    ConnectionBlockedTimeout,
     ConnectionClosedByClient,
     ConnectionWrongStateError,
 )
@@ -32,6 +34,7 @@ from ..retry import RetryPolicy
 from ._loop import LoopThread, loop_thread
 from .channel import BlockingChannel
 from .exceptions import CallTimeout, ReentrancyError
+from .frames import ConnectionBlocked, ConnectionUnblocked, MethodFrame
 
 __all__ = ["BlockingConnection"]
 
@@ -103,6 +106,11 @@ class BlockingConnection:
         self._flow = threading.Condition()
         self._flow_waiters = 0
         self._flow_target = 0
+        #: pika's connection blocked / unblocked callbacks, and the timer that tears the
+        #: connection down after ``blocked_connection_timeout`` (loop thread).
+        self._on_blocked: list[Callable[[Any, MethodFrame], Any]] = []
+        self._on_unblocked: list[Callable[[Any, MethodFrame], Any]] = []
+        self._blocked_timer: asyncio.TimerHandle | None = None
         nodes = normalize_parameters(
             parameters if parameters is not None else ConnectionParameters()
         )
@@ -114,6 +122,7 @@ class BlockingConnection:
         if recover:
             client = tornado.AMQPClient(nodes, retry_policy=retry_policy, publish_timeout=timeout)
             self._client = client
+            client.on_connected.append(self._watch_blocked)
             self._lt.call(
                 lambda: asyncio.ensure_future(self._start_client(client, bound), loop=loop),
                 bound + 1.0,
@@ -124,8 +133,50 @@ class BlockingConnection:
                 lambda: asyncio.ensure_future(tornado.connect(nodes), loop=loop), bound, "connect"
             )
             self._conn = conn
-            self._lt.submit(lambda: conn.closed.add_done_callback(self._on_closed))
+            self._lt.submit(lambda: self._watch(conn))
         _open_connections.add(self)
+
+    def _watch(self, conn: tornado.Connection) -> None:
+        """Loop thread: follow the end of a plain connection and its blocked state."""
+        conn.closed.add_done_callback(self._on_closed)
+        self._watch_blocked(conn)
+
+    def _watch_blocked(self, conn: tornado.Connection) -> None:
+        conn.add_on_blocked_callback(functools.partial(self._on_blocked_changed, conn))
+        if conn.is_blocked:  # blocked before we listened
+            self._on_blocked_changed(conn, "")
+
+    def _on_blocked_changed(self, conn: tornado.Connection, reason: str | None) -> None:
+        """Loop thread: Connection.Blocked (``reason``) or Unblocked (None). The user's
+        callbacks are queued for the pumping thread, as pika dispatches them."""
+        put = self._events.put
+        if reason is not None:
+            frame = MethodFrame(0, ConnectionBlocked(reason))
+            for callback in self._on_blocked:
+                put(functools.partial(callback, self, frame))
+            timeout = conn.params.blocked_connection_timeout
+            if timeout is not None and self._client is None and self._blocked_timer is None:
+                self._blocked_timer = self._lt.loop.call_later(
+                    timeout, self._blocked_too_long, conn, timeout
+                )
+            return
+        if self._blocked_timer is not None:
+            self._blocked_timer.cancel()
+            self._blocked_timer = None
+        frame = MethodFrame(0, ConnectionUnblocked())
+        for callback in self._on_unblocked:
+            put(functools.partial(callback, self, frame))
+
+    def _blocked_too_long(self, conn: tornado.Connection, timeout: float) -> None:
+        """pika's ``blocked_connection_timeout``: the broker kept us blocked too long, so
+        the connection is dropped and every call after raises ConnectionBlockedTimeout.
+        (A recovering connection leaves it to each held publish's own timeout.)"""
+        self._blocked_timer = None
+        if conn.is_blocked and not conn.is_closed:
+            error = ConnectionBlockedTimeout(
+                f"the broker kept the connection blocked for {timeout} s"
+            )
+            conn._finish(error, abort=True)  # no Close handshake: the broker is not reading
 
     async def _start_client(self, client: tornado.AMQPClient, bound: float) -> None:
         await client.start()
@@ -331,6 +382,27 @@ class BlockingConnection:
             if remaining <= 0:
                 return
             self._pump(remaining)
+
+    def add_on_connection_blocked_callback(
+        self, callback: Callable[[BlockingConnection, MethodFrame], Any]
+    ) -> None:
+        """``callback(connection, method_frame)`` when the broker blocks this connection
+        (Connection.Blocked: a memory or disk alarm; ``method_frame.method.reason``
+        says which). Runs in the thread that pumps events, as pika's. Publishes wait
+        while blocked; with ``blocked_connection_timeout`` set in the parameters the
+        connection is dropped after that long and calls raise ``ConnectionBlockedTimeout``."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        self._on_blocked.append(callback)
+
+    def add_on_connection_unblocked_callback(
+        self, callback: Callable[[BlockingConnection, MethodFrame], Any]
+    ) -> None:
+        """``callback(connection, method_frame)`` when the broker unblocks this connection
+        (Connection.Unblocked); runs in the thread that pumps events."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        self._on_unblocked.append(callback)
 
     def add_callback_threadsafe(self, callback: Callable[[], Any]) -> None:
         """Run ``callback()`` in the thread that pumps this connection's events (the one in

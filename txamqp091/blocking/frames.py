@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BasicCancel", "BasicReturn", "MethodFrame"]
+__all__ = [
+    "BasicCancel",
+    "BasicReturn",
+    "ConnectionBlocked",
+    "ConnectionUnblocked",
+    "MethodFrame",
+    "ReturnedMessage",
+]
 
 
 class MethodFrame:
@@ -68,3 +75,43 @@ class BasicCancel:
 
     def __repr__(self) -> str:
         return f"<Basic.Cancel(consumer_tag={self.consumer_tag!r})>"
+
+
+class ReturnedMessage:
+    """``pika.adapters.blocking_connection.ReturnedMessage``: one message of an
+    ``UnroutableError``'s ``messages``; ``method`` is its :class:`BasicReturn`."""
+
+    __slots__ = ("body", "method", "properties")
+
+    def __init__(self, method: BasicReturn, properties: Any, body: bytes) -> None:
+        self.method = method
+        self.properties = properties
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"<ReturnedMessage {self.method!r} body={self.body[:32]!r}>"
+
+
+class ConnectionBlocked:
+    """``pika.spec.Connection.Blocked``: the broker stopped reading our publishes."""
+
+    __slots__ = ("reason",)
+
+    NAME = "Connection.Blocked"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<Connection.Blocked(reason={self.reason!r})>"
+
+
+class ConnectionUnblocked:
+    """``pika.spec.Connection.Unblocked``: the broker reads our publishes again."""
+
+    __slots__ = ()
+
+    NAME = "Connection.Unblocked"
+
+    def __repr__(self) -> str:
+        return "<Connection.Unblocked>"

@@ -37,3 +37,20 @@ def test_port_prints_what_the_pika_original_prints(vhost_url: str, adapter: str)
     after = run(EXAMPLES / "migration" / f"txamqp091_{adapter}.py", [], vhost_url)
     assert before == EXPECTED
     assert after == before
+
+
+EXPECTED_BLOCKING = [
+    "returned: 312 NO_ROUTE",
+    "got order 0 via order.0 (x-n=0)",
+    "got order 1 via order.1 (x-n=1)",
+    "got order 2 via order.2 (x-n=2)",
+    "queue empty",
+]
+
+
+def test_blocking_port_prints_what_the_pika_original_prints(vhost_url: str) -> None:
+    """The guide's table says which lines of a pika script change; the pair proves it."""
+    before = run(EXAMPLES / "migration" / "pika_blocking.py", [], vhost_url)
+    after = run(EXAMPLES / "migration" / "txamqp091_blocking.py", [], vhost_url)
+    assert before == EXPECTED_BLOCKING
+    assert after == before

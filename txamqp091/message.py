@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .core.events import Delivery
-from .core.spec import BasicProperties
 
 __all__ = ["Message", "SettlingChannel"]
 
@@ -18,6 +18,7 @@ class SettlingChannel(Protocol):
     def _settle(self, message: Message, how: str, **kwargs: Any) -> None: ...
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class Message(Delivery):
     """A received message: ``body``, ``properties`` and the delivery's routing facts.
 
@@ -29,37 +30,14 @@ class Message(Delivery):
     acknowledges a different message that reuses its delivery tag.
     """
 
-    __slots__ = ("_channel", "_core_channel", "message_count")
-
-    _channel: SettlingChannel | None
-    _core_channel: object
+    # Built by the core for each delivery, through the ``__init__`` the dataclass
+    # generates from Delivery's fields and these three: one call per message, every
+    # slot set, no copy of Delivery's field list. Not keyword-only: keyword defaults
+    # cost the call about 5% (measured), positional ones nothing.
+    _channel: SettlingChannel | None = None
+    _core_channel: object = None
     #: Messages left in the queue (``basic_get`` only; None for deliveries).
-    message_count: int | None
-
-    def __init__(
-        self,
-        channel_id: int,
-        consumer_tag: str,
-        delivery_tag: int,
-        redelivered: bool,
-        exchange: str,
-        routing_key: str,
-        properties: BasicProperties,
-        body: bytes,
-    ) -> None:
-        # Every field set here rather than through Delivery.__init__: one call per
-        # message instead of two, on the hottest path there is.
-        self.channel_id = channel_id
-        self.consumer_tag = consumer_tag
-        self.delivery_tag = delivery_tag
-        self.redelivered = redelivered
-        self.exchange = exchange
-        self.routing_key = routing_key
-        self.properties = properties
-        self.body = body
-        self._channel = None
-        self._core_channel = None
-        self.message_count = None
+    message_count: int | None = None
 
     @property
     def channel(self) -> SettlingChannel | None:

@@ -272,10 +272,10 @@ class ChannelLogic(DeclaringChannel[W]):
             event.routing_key,
             event.properties,
             event.body,
+            _channel=self,
+            _core_channel=self._core,
+            message_count=event.message_count,
         )
-        message.message_count = event.message_count
-        message._channel = self
-        message._core_channel = self._core
         if not self._replies:
             return
         waiter, _ = self._replies.popleft()

@@ -157,52 +157,34 @@ class PublishAcked(Event):
         )
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class Delivery(Event):
     """A complete message pushed to a consumer (Basic.Deliver + header + body).
 
     Adapters may pass a subclass as the connection's ``delivery_class`` so that
     this one object is also the user's message (one allocation per delivery).
+    Unlike the other events it is mutable and compares by identity: a frozen
+    dataclass's ``__init__`` goes through ``object.__setattr__``, too slow for the
+    one event built per message; a subclass adds its own fields after these
+    (:class:`txamqp091.Message` does), and one generated ``__init__`` sets them all.
     """
 
-    __slots__ = (
-        "body",
-        "channel_id",
-        "consumer_tag",
-        "delivery_tag",
-        "exchange",
-        "properties",
-        "redelivered",
-        "routing_key",
-    )
-
+    #: The channel the message arrived on.
     channel_id: int
+    #: The consumer it was delivered to.
     consumer_tag: str
+    #: The broker's number for it on this channel (what ``basic_ack`` takes).
     delivery_tag: int
+    #: Whether the broker delivered it before (to this or another consumer).
     redelivered: bool
+    #: The exchange it was published to.
     exchange: str
+    #: The routing key it was published with.
     routing_key: str
+    #: Its content header's properties.
     properties: BasicProperties
+    #: Its body, whole.
     body: bytes
-
-    def __init__(
-        self,
-        channel_id: int,
-        consumer_tag: str,
-        delivery_tag: int,
-        redelivered: bool,
-        exchange: str,
-        routing_key: str,
-        properties: BasicProperties,
-        body: bytes,
-    ) -> None:
-        self.channel_id = channel_id
-        self.consumer_tag = consumer_tag
-        self.delivery_tag = delivery_tag
-        self.redelivered = redelivered
-        self.exchange = exchange
-        self.routing_key = routing_key
-        self.properties = properties
-        self.body = body
 
     def __repr__(self) -> str:
         return (

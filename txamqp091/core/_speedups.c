@@ -351,6 +351,24 @@ static PyObject *tx_decode_table(PyObject *self, PyObject *const *args, Py_ssize
 
 static int encode_value(wbuf *w, PyObject *v, int depth);
 
+/* A shortstr: a str of at most 255 UTF-8 bytes, after its length octet. */
+static int put_shortstr(wbuf *w, PyObject *v)
+{
+    if (!PyUnicode_CheckExact(v))
+        return TX_FALLBACK;
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+    if (!s) {
+        PyErr_Clear();
+        return TX_FALLBACK;
+    }
+    if (n > 255)
+        return TX_FALLBACK;
+    if (wb_byte(w, (unsigned char)n) < 0 || wb_put(w, s, n) < 0)
+        return TX_ERROR;
+    return TX_OK;
+}
+
 static int encode_table_into(wbuf *w, PyObject *table, int depth)
 {
     if (table == Py_None)
@@ -363,19 +381,10 @@ static int encode_table_into(wbuf *w, PyObject *table, int depth)
     Py_ssize_t i = 0;
     PyObject *key, *value;
     while (PyDict_Next(table, &i, &key, &value)) {
-        if (!PyUnicode_CheckExact(key))
-            return TX_FALLBACK;
-        Py_ssize_t klen;
-        const char *k = PyUnicode_AsUTF8AndSize(key, &klen);
-        if (!k) {
-            PyErr_Clear();
-            return TX_FALLBACK;
-        }
-        if (klen > 255)
-            return TX_FALLBACK;
-        if (wb_byte(w, (unsigned char)klen) < 0 || wb_put(w, k, klen) < 0)
-            return TX_ERROR;
-        int rc = encode_value(w, value, depth);
+        int rc = put_shortstr(w, key); /* a field name is a shortstr */
+        if (rc != TX_OK)
+            return rc;
+        rc = encode_value(w, value, depth);
         if (rc != TX_OK)
             return rc;
     }
@@ -624,23 +633,6 @@ static PyObject *tx_decode_properties(PyObject *cls, PyObject *const *args, Py_s
     if (rc == TX_FALLBACK)
         return props_fallback(cls, args[0], off, end);
     return obj;
-}
-
-static int put_shortstr(wbuf *w, PyObject *v)
-{
-    if (!PyUnicode_CheckExact(v))
-        return TX_FALLBACK;
-    Py_ssize_t n;
-    const char *s = PyUnicode_AsUTF8AndSize(v, &n);
-    if (!s) {
-        PyErr_Clear();
-        return TX_FALLBACK;
-    }
-    if (n > 255)
-        return TX_FALLBACK;
-    if (wb_byte(w, (unsigned char)n) < 0 || wb_put(w, s, n) < 0)
-        return TX_ERROR;
-    return TX_OK;
 }
 
 /* BasicProperties.encode(self), installed as a method. */

@@ -23,8 +23,7 @@ event whose ``error`` is a :class:`~txamqp091.exceptions.ProtocolError`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from ..exceptions import (
     AMQPHeartbeatTimeout,
@@ -52,6 +51,7 @@ from .events import (
     MethodReply,
 )
 from .frames import FRAME_OVERHEAD, HEARTBEAT_FRAME, encode_method_frame
+from .handshake import Credentials, HeartbeatSetting, negotiate, negotiate_heartbeat
 from .heartbeat import HeartbeatMonitor
 from .states import (
     CONNECTION_CLIENT_TRANSITIONS,
@@ -84,46 +84,6 @@ _MAX_FRAME_LIMIT = 2**31 - 1
 DEFAULT_MAX_MESSAGE_SIZE = 128 * 1024 * 1024
 #: Compact the receive buffer once the consumed prefix is at least this large.
 _COMPACT_AT = 1 << 16
-
-
-class Credentials(Protocol):
-    """What the handshake needs of a credentials object (see :mod:`txamqp091.params`)."""
-
-    @property
-    def mechanism(self) -> str: ...
-
-    def response_for(self, mechanisms: bytes) -> bytes: ...
-
-
-HeartbeatSetting = int | None | Callable[[int], int]
-
-
-def negotiate(client: int, server: int, limit: int) -> int:
-    """channel_max/frame_max: 0 means "no limit"; otherwise the smaller value wins."""
-    if client == 0 and server == 0:
-        return limit
-    if client == 0:
-        return server
-    if server == 0:
-        return client
-    return min(client, server)
-
-
-def negotiate_heartbeat(client: HeartbeatSetting, server: int) -> int:
-    """The heartbeat to put in Tune-Ok.
-
-    ``None`` takes the broker's proposal; a callable is asked with it; ``0``
-    turns heartbeats off (pika's semantics, which RabbitMQ honours); a positive
-    value takes the smaller of the two when the broker proposes one (RabbitMQ's
-    rule: "the smaller value of the two is used").
-    """
-    if client is None:
-        return server
-    if callable(client):
-        return int(client(server))
-    if client == 0 or server == 0:
-        return client
-    return min(client, server)
 
 
 class Connection:

@@ -238,8 +238,15 @@ def test_confirm_delivery_raises_unroutable_and_stays_usable(
     queue = names.queue()
     ch.queue_declare(queue)
     ch.confirm_delivery()
-    with pytest.raises(exceptions.UnroutableError):
-        ch.basic_publish("", names.queue("nowhere"), b"x", mandatory=True)
+    nowhere = names.queue("nowhere")
+    props = blocking.BasicProperties(message_id="m1")
+    with pytest.raises(exceptions.UnroutableError) as info:
+        ch.basic_publish("", nowhere, b"x", properties=props, mandatory=True)
+    # pika's shape: .messages holds ReturnedMessage(method=Basic.Return, properties, body).
+    (returned,) = info.value.messages
+    assert returned.method.reply_code == 312 and returned.method.reply_text == "NO_ROUTE"
+    assert (returned.method.exchange, returned.method.routing_key) == ("", nowhere)
+    assert returned.properties.message_id == "m1" and returned.body == b"x"
     ch.basic_publish("", queue, b"confirmed", mandatory=True)
     assert message_count(ch, queue, 1) == 1
 
@@ -249,8 +256,9 @@ def test_nack_error_when_the_queue_overflows(ch: blocking.BlockingChannel, names
     ch.queue_declare(queue, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
     ch.confirm_delivery()
     ch.basic_publish("", queue, b"fits")
-    with pytest.raises(exceptions.NackError):
+    with pytest.raises(exceptions.NackError) as info:
         ch.basic_publish("", queue, b"rejected")
+    assert info.value.messages == []  # as pika, for a message that was not also returned
 
 
 def test_return_callback_runs_when_pumped(ch: blocking.BlockingChannel, names: Names) -> None:
@@ -443,3 +451,17 @@ def test_pika_module_names() -> None:
         "UnexpectedFrameError",
         "UnsupportedAMQPFieldException",
     }, missing
+
+
+def test_channel_with_an_explicit_number(conn: blocking.BlockingConnection, names: Names) -> None:
+    ch = conn.channel(channel_number=42)
+    assert ch.channel_number == 42 and int(ch) == 42
+    queue = names.queue()
+    assert ch.queue_declare(queue).channel_number == 42
+    with pytest.raises(exceptions.ChannelWrongStateError, match="in use"):
+        conn.channel(42)
+    with pytest.raises(ValueError, match="channel_id"):
+        conn.channel(0)
+    assert conn.channel().channel_number == 1  # the lowest free number, as before
+    ch.close()
+    assert conn.channel(42).is_open  # free again once closed

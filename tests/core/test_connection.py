@@ -487,6 +487,17 @@ def test_channel_ids_are_the_lowest_free_and_reused_after_close() -> None:
         conn.channel(99)
 
 
+def test_an_explicit_channel_number_is_used_if_free() -> None:
+    conn = open_connection(server_channel_max=10)
+    assert conn.open_channel(7).channel_id == 7
+    assert conn.open_channel().channel_id == 1  # the lowest free number still
+    with pytest.raises(ChannelWrongStateError, match="in use"):
+        conn.open_channel(7)
+    for bad in (0, 11, "3"):
+        with pytest.raises(ValueError, match="channel_id"):
+            conn.open_channel(bad)  # type: ignore[arg-type]
+
+
 def test_channel_max_exhaustion() -> None:
     conn = open_connection(server_channel_max=2)
     assert conn.channel_max == 2

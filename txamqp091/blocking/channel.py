@@ -17,16 +17,36 @@ from typing import Any
 
 from ..constants import ExchangeType
 from ..core.spec import BasicProperties
-from ..exceptions import ChannelClosedByClient, ChannelWrongStateError
+from ..exceptions import ChannelClosedByClient, ChannelWrongStateError, NackError, UnroutableError
 from ..message import Message
 from .consuming import ConnectionHooks, Consumer, Consuming
-from .frames import BasicCancel, BasicReturn, MethodFrame
+from .frames import BasicCancel, BasicReturn, MethodFrame, ReturnedMessage
 
 __all__ = ["BlockingChannel"]
 
 
 def _noop() -> None:
     pass
+
+
+def _pika_error(error: BaseException) -> BaseException:
+    """Give a confirm failure pika's ``messages``: for ``UnroutableError`` the returned
+    message as a ``ReturnedMessage`` whose ``method`` is the broker's Basic.Return
+    (``reply_code``, ``reply_text``, ``exchange``, ``routing_key``); for ``NackError``
+    none (pika lists a nacked message only if it was also returned, which RabbitMQ
+    does not do)."""
+    if isinstance(error, UnroutableError) and not hasattr(error, "messages"):
+        message: Any = error.message
+        returned = []
+        if message is not None:
+            method = BasicReturn(
+                error.reply_code, error.reply_text, message.exchange, message.routing_key
+            )
+            returned.append(ReturnedMessage(method, message.properties, message.body))
+        error.messages = returned  # type: ignore[attr-defined]
+    elif isinstance(error, NackError) and not hasattr(error, "messages"):
+        error.messages = []  # type: ignore[attr-defined]
+    return error
 
 
 class BlockingChannel(Consuming):
@@ -327,7 +347,10 @@ class BlockingChannel(Consuming):
                 finally:
                     del conn.flush_threshold
 
-            self._connection._call(publish_now, timeout, "basic_publish", not self._recovering)
+            try:
+                self._connection._call(publish_now, timeout, "basic_publish", not self._recovering)
+            except (UnroutableError, NackError) as exc:
+                raise _pika_error(exc) from None
             return
         error = self._publish_error
         if error is not None:
@@ -382,7 +405,7 @@ class BlockingChannel(Consuming):
         results = self._call(start, timeout, "publish_batch")
         for result in results:
             if isinstance(result, BaseException):
-                raise result
+                raise _pika_error(result)
 
     # -- getting ------------------------------------------------------------------------------------
 

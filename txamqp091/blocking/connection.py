@@ -271,10 +271,12 @@ class BlockingConnection:
     def channel(
         self, channel_number: int | None = None, *, timeout: float | None = None
     ) -> BlockingChannel:
-        """Open a channel. ``channel_number`` is taken for pika's signature and must be
-        None: the client numbers channels itself."""
-        if channel_number is not None:
-            raise ValueError("channel_number: txamqp091 numbers channels itself; pass None")
+        """Open a channel on the lowest free number, or on ``channel_number`` as pika
+        does (``ChannelWrongStateError`` if that number is in use, ``ValueError`` if it
+        is outside 1..``channel_max``). A recovering connection numbers its channels
+        itself (a recovered channel may get another number), so it takes no number."""
+        if channel_number is not None and self._client is not None:
+            raise ValueError("channel_number: a recovering connection numbers channels itself")
         self._check_open()
         loop = self._lt.loop
         if self._client is not None:
@@ -285,7 +287,7 @@ class BlockingConnection:
         else:
             conn = self._conn
             assert conn is not None
-            inner = self._call(conn.channel, timeout, "channel")
+            inner = self._call(lambda: conn.channel(channel_number), timeout, "channel")
         channel = BlockingChannel(self, inner)
         self._channels.add(channel)
         return channel

@@ -339,10 +339,13 @@ class ConnectionAPI(Protocol[W_co]):
         ``blocked_connection_timeout``); this lets the application notice and shed load.
         """
 
-    def channel(self) -> Annotated[W_co, "Channel"]:
-        """Open a new channel; fires with it.
+    def channel(self, channel_number: int | None = None) -> Annotated[W_co, "Channel"]:
+        """Open a new channel on the lowest free number, or on ``channel_number``; fires
+        with it.
 
-        Fails when the connection is closed or all ``channel_max`` channel numbers are taken.
+        Fails when the connection is closed, all ``channel_max`` channel numbers are taken
+        or ``channel_number`` is in use (``ChannelWrongStateError``); a number outside
+        1..``channel_max`` raises ``ValueError``.
         """
 
     def close(

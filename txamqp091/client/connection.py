@@ -180,10 +180,10 @@ class ConnectionLogic(Generic[W]):
 
     # -- operations ------------------------------------------------------------------------------
 
-    def channel(self) -> W:
+    def channel(self, channel_number: int | None = None) -> W:
         """Open a channel; fires with it once the broker confirmed (Channel.Open-Ok)."""
         try:
-            core_channel = self._core.open_channel()
+            core_channel = self._core.open_channel(channel_number)
         except Exception as exc:
             return self._runtime.failed(exc)
         channel = self.channel_class(self, core_channel)

@@ -376,14 +376,22 @@ class Connection:
         )
         self._out.append(encode_method_frame(0, close))
 
-    def open_channel(self) -> Channel:
-        """Allocate the lowest free channel number and queue Channel.Open on it.
+    def open_channel(self, channel_id: int | None = None) -> Channel:
+        """Allocate the lowest free channel number (or ``channel_id``, when given) and
+        queue Channel.Open on it.
 
         :raises ConnectionWrongStateError: the connection is not open.
-        :raises ChannelWrongStateError: every number up to ``channel_max`` is taken.
+        :raises ChannelWrongStateError: every number up to ``channel_max`` is taken, or
+            ``channel_id`` is in use.
+        :raises ValueError: ``channel_id`` is not in 1..``channel_max``.
         """
         self._start(ConnectionInput.OPEN_CHANNEL)  # Action.ALLOCATE_CHANNEL
-        channel_id = self._allocate_channel_id()
+        if channel_id is None:
+            channel_id = self._allocate_channel_id()
+        elif type(channel_id) is not int or not 1 <= channel_id <= self.channel_max:
+            raise ValueError(f"channel_id must be in 1..{self.channel_max}, not {channel_id!r}")
+        elif channel_id in self._channels:
+            raise ChannelWrongStateError(f"channel {channel_id} is in use")
         channel = Channel(self, channel_id)
         self._channels[channel_id] = channel
         return channel

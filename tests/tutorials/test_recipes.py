@@ -196,3 +196,28 @@ def test_quorum_single_active_consumer_and_priority_arguments_pass_through(
         "ledger: the active consumer got 3, the waiting one 0",
         "orders: the priority 10 consumer got order 2",
     ]
+
+
+@pytest.fixture
+def fresh_vhost_url() -> Iterator[str]:
+    """A vhost of the test's own: the tutorial server's ``rpc_queue`` outlives it."""
+    yield from private_vhost()
+
+
+@pytest.mark.parametrize("adapter", ["twisted", "asyncio"])
+def test_rpc_client_makes_many_calls_on_one_connection(fresh_vhost_url: str, adapter: str) -> None:
+    client = EXAMPLES / "recipes" / f"rpc_client_{adapter}.py"
+    assert run(client, ["10", "20"], fresh_vhost_url) == [
+        "fib(10): no server consumes rpc_queue (312 NO_ROUTE)",
+        "fib(20): no server consumes rpc_queue (312 NO_ROUTE)",
+    ]
+    server = Program(EXAMPLES / "tutorials" / adapter / "rpc_server.py", [], fresh_vhost_url)
+    try:
+        server.expect(r"Awaiting RPC requests")
+        assert run(client, ["10", "20", "30"], fresh_vhost_url) == [
+            "fib(10) = 55",
+            "fib(20) = 6765",
+            "fib(30) = 832040",
+        ]
+    finally:
+        server.interrupt()

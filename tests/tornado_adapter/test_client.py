@@ -122,6 +122,30 @@ async def test_channel_before_start_is_a_state_error(clients: Clients) -> None:
     assert not client.is_connected and client.connections == 0
 
 
+async def test_when_connected_before_start_waits_for_the_connection(
+    brokers: Brokers, clients: Clients
+) -> None:
+    """As Twisted's whenConnected before startService: a waiter, not an error."""
+    server = await brokers()
+    client = clients(server.url())
+    waiting = asyncio.ensure_future(client.when_connected())
+    await asyncio.sleep(0)  # one loop turn: the waiter is registered, nothing connects
+    assert not waiting.done() and server.broker.accepted == 0
+    await within(5, client.start(), "start")
+    conn = await within(5, waiting, "when_connected")
+    assert isinstance(conn, Connection) and conn.is_open and client.connection is conn
+
+
+async def test_when_connected_before_start_fails_once_stopped(clients: Clients) -> None:
+    client = clients("amqp://guest:guest@127.0.0.1:1/")
+    waiting = asyncio.ensure_future(client.when_connected())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await within(1, client.stop(), "stop")
+    with pytest.raises(ConnectionWrongStateError):
+        await within(1, waiting, "when_connected")
+
+
 async def test_the_default_retry_policy_retries_within_a_second_then_backs_off() -> None:
     client = AMQPClient("amqp://guest:guest@127.0.0.1:1/")
     delays = [client.retry_policy(attempt) for attempt in range(1, 30)]

@@ -153,12 +153,16 @@ class AMQPClient:
     async def when_connected(self, fail_after_failures: int | None = None) -> Connection:
         """The current connection (the next one while disconnected).
 
-        Raises :attr:`failure` once the client has given up (a refused login),
-        ``ConnectionWrongStateError`` before :meth:`start` and after :meth:`stop`, and
-        the last attempt's error after ``fail_after_failures`` failed attempts in a row."""
-        if self._client is None:
-            raise ConnectionWrongStateError("AMQPClient.start() has not been called")
-        conn: Connection = await self._client.when_connected(fail_after_failures)
+        Called before :meth:`start`, it waits for the connection ``start()`` will make,
+        as Twisted's ``whenConnected`` does before ``startService``. Raises
+        :attr:`failure` once the client has given up (a refused login),
+        ``ConnectionWrongStateError`` after :meth:`stop`, and the last attempt's error
+        after ``fail_after_failures`` failed attempts in a row."""
+        client = self._client
+        if client is None:
+            # Built now, on the running loop, not started: start() finds it and runs it.
+            client = self._client = self._build()
+        conn: Connection = await client.when_connected(fail_after_failures)
         return conn
 
     async def stop(self) -> None:

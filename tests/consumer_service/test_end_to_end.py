@@ -256,3 +256,29 @@ def test_urls_from_the_environment_are_cluster_nodes_tried_in_turn(handler_dir: 
         assert f"127.0.0.1:{port}" in service.output()  # the dead node was tried first
     finally:
         delete([queue])
+
+
+def test_a_deleted_queue_is_declared_again_and_consumed(handler_dir: Path) -> None:
+    """A broker-side cancel (the queue deleted under the consumer) is not a silent end:
+    the service logs it and subscribes again, declaring the queue again with --declare."""
+    queue = unique("cancelled")
+    record_file = handler_dir / "records"
+    args = ["--url", AMQP_URL, "--queue", queue, "--handler", "e2e_handlers:poison",
+            "--declare"]  # fmt: skip
+    try:
+        with consumer(args, handler_dir, env={"RECORD_FILE": str(record_file)}) as service:
+            service.wait_for("consuming")
+            publish(queue, [b"before"], message_id="before")
+            wait_until(lambda: records(record_file) == ["before"], 30, service.output)
+            delete([queue])
+            service.wait_for("the broker cancelled the consumer")
+            wait_until(
+                lambda: sum("consuming" in line and queue in line for line in service.lines) == 2,
+                30,
+                service.output,
+            )
+            publish(queue, [b"after"], message_id="after")
+            wait_until(lambda: records(record_file) == ["before", "after"], 30, service.output)
+            assert service.terminate()[0] == 0, service.output()
+    finally:
+        delete([queue])

@@ -227,8 +227,11 @@ class ConsumerService(Service):
     async def _subscribe(self) -> None:
         """Declare and consume; retried while the broker refuses (the queue is missing...)."""
         while not self._stopping:
-            channel = await self.client.channel()
-            self.channel = channel
+            channel = self.channel
+            if channel is None or not channel.is_open:
+                channel = await self.client.channel()
+                channel.add_on_cancel_callback(self._on_cancelled)
+                self.channel = channel
             try:
                 await self._declare(channel)
                 await channel.basic_qos(prefetch_count=self.prefetch)
@@ -349,6 +352,25 @@ class ConsumerService(Service):
             queue=self.queue,
             offset=consumer.next_stream_offset,
         )
+
+    def _on_cancelled(self, consumer_tag: str) -> None:
+        """The broker cancelled the consumer (its queue was deleted, its node left the
+        cluster...): report it on /healthz and subscribe again, declaring again with
+        ``--declare``, until the queue is back. The channel stays: the messages still
+        being handled are settled on it."""
+        consumer = self.consumer
+        if self._stopping or consumer is None or consumer.consumer_tag != consumer_tag:
+            return
+        self.consumer = None
+        self.not_consuming_because = f"the broker cancelled the consumer of {self.queue!r}"
+        log.warn(
+            "amqp-consumer: the broker cancelled the consumer of {queue!r} (queue deleted?); "
+            "subscribing again",
+            queue=self.queue,
+        )
+        if self._subscribing is None or self._subscribing.called:
+            self._subscribing = defer.ensureDeferred(self._subscribe())
+            self._subscribing.addErrback(_ignore_cancel)
 
     def _on_recovered(self, channel: Any) -> None:
         if channel is self.channel and self.consumer is not None and not self._stopping:

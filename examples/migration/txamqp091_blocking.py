@@ -2,8 +2,7 @@
 
 What differs: the imports (pika's submodules become names of
 ``txamqp091.blocking``), the parameters (immutable: ``replace()`` instead of
-assignment) and the returned message of ``UnroutableError`` (``reply_code`` and
-``reply_text`` on the error itself). ``docs/migration.rst`` includes both files;
+assignment) and the ``method`` annotation (a ``Message``). ``docs/migration.rst`` includes both files;
 ``tests/tutorials/test_migration.py`` runs both and compares what they print.
 """
 
@@ -41,7 +40,8 @@ for n in range(3):
 try:
     channel.basic_publish(exchange="orders", routing_key="invoice.1", body="{}", mandatory=True)
 except pika.exceptions.UnroutableError as error:
-    print(f"returned: {error.reply_code} {error.reply_text}")
+    returned = error.messages[0].method
+    print(f"returned: {returned.reply_code} {returned.reply_text}")
 
 received: list[dict[str, int]] = []
 

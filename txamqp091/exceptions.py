@@ -7,6 +7,9 @@ both adapters and user code all share these types.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 __all__ = [
     "AMQPChannelError",
     "AMQPConnectionError",
@@ -176,7 +179,11 @@ class UnroutableError(AMQPChannelError):
     :ivar reply_code: the Basic.Return reply code (312 NO_ROUTE, 313 NO_CONSUMERS).
     :ivar reply_text: the broker's explanation.
     :ivar message: the returned message, when it is known.
+    :ivar messages: pika's shape, filled by :mod:`txamqp091.blocking`: a list of
+        ``ReturnedMessage(method, properties, body)``; empty elsewhere.
     """
+
+    messages: Sequence[Any] = ()
 
     def __init__(self, reply_code: int, reply_text: str, message: object = None) -> None:
         super().__init__(reply_code, reply_text)
@@ -189,7 +196,13 @@ class UnroutableError(AMQPChannelError):
 
 
 class NackError(AMQPChannelError):
-    """The broker nacked a published message in confirm mode: it does not have it."""
+    """The broker nacked a published message in confirm mode: it does not have it.
+
+    :ivar messages: pika's name; always empty (pika lists a nacked message only when
+        it was also returned).
+    """
+
+    messages: Sequence[Any] = ()
 
 
 class PublishTimeout(AMQPError):

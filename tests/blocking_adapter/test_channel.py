@@ -258,7 +258,7 @@ def test_nack_error_when_the_queue_overflows(ch: blocking.BlockingChannel, names
     ch.basic_publish("", queue, b"fits")
     with pytest.raises(exceptions.NackError) as info:
         ch.basic_publish("", queue, b"rejected")
-    assert info.value.messages == []  # as pika, for a message that was not also returned
+    assert not info.value.messages  # as pika, for a message that was not also returned
 
 
 def test_return_callback_runs_when_pumped(ch: blocking.BlockingChannel, names: Names) -> None:

@@ -35,17 +35,15 @@ def _pika_error(error: BaseException) -> BaseException:
     (``reply_code``, ``reply_text``, ``exchange``, ``routing_key``); for ``NackError``
     none (pika lists a nacked message only if it was also returned, which RabbitMQ
     does not do)."""
-    if isinstance(error, UnroutableError) and not hasattr(error, "messages"):
+    if isinstance(error, UnroutableError) and not error.messages:
         message: Any = error.message
-        returned = []
+        returned: list[Any] = []
         if message is not None:
             method = BasicReturn(
                 error.reply_code, error.reply_text, message.exchange, message.routing_key
             )
             returned.append(ReturnedMessage(method, message.properties, message.body))
-        error.messages = returned  # type: ignore[attr-defined]
-    elif isinstance(error, NackError) and not hasattr(error, "messages"):
-        error.messages = []  # type: ignore[attr-defined]
+        error.messages = returned
     return error
 
 

@@ -82,15 +82,42 @@ class ChannelLogic(DeclaringChannel[W]):
         if refused is not None:
             return self._runtime.failed(refused)
         tag = consumer_tag or new_consumer_tag()
+        return self._consume(queue, on_message_callback, auto_ack, exclusive, tag, arguments)
+
+    def _consume(
+        self,
+        queue: str,
+        on_message_callback: Callable[[Message], Any] | None,
+        auto_ack: bool,
+        exclusive: bool,
+        tag: str,
+        arguments: dict[str, Any] | None,
+        nowait: bool = False,
+    ) -> W:
+        """Basic.Consume with checked arguments. With ``nowait`` (a surviving channel's
+        replay, which pipelines its consumers) no Basic.ConsumeOk comes: the waiter
+        fires with the consumer at once, and a refusal closes the channel."""
         if tag in self._consumers:
             return self._runtime.failed(DuplicateConsumerTag(tag))
         consumer = self.consumer_class(
             self, queue, tag, on_message_callback, auto_ack, exclusive, arguments
         )
         method = spec.BasicConsume(
-            queue=queue, consumer_tag=tag, no_ack=auto_ack, exclusive=exclusive, arguments=arguments
+            queue=queue,
+            consumer_tag=tag,
+            no_ack=auto_ack,
+            exclusive=exclusive,
+            nowait=nowait,
+            arguments=arguments,
         )
         self._consumers[tag] = consumer
+        if nowait:
+            try:
+                self._send_async(method)
+            except Exception as exc:
+                del self._consumers[tag]
+                return self._runtime.failed(exc)
+            return self._runtime.succeeded(consumer)
 
         def registered(ok: spec.BasicConsumeOk) -> ConsumerLogic[W]:
             return consumer

@@ -325,7 +325,8 @@ class SurvivingChannel(TopologyOperations[W]):
             for consumer in consumers:
                 state.subjects.update(self._queue_names(consumer.queue))
                 name = self._topology.name(consumer.queue)
-                self._set_last(state, consumer._subscribe(inner, name))
+                final = consumer is consumers[-1]  # the one whose reply ends the replay
+                self._set_last(state, consumer._subscribe(inner, name, nowait=not final))
         elif state.held is not None:
             held, state.held = state.held, None
             self._set_last(state, held.replay(inner, self._topology.names))

@@ -68,8 +68,19 @@ class SurvivingConsumer(ConsumerLogic[W]):
         self._buffer = kept
         self._took(dropped)
 
-    def _subscribe(self, inner: ChannelLogic[W], queue: str) -> W:
-        """Basic.Consume for this consumer on ``inner``, delivering to this same object."""
+    def _subscribe(self, inner: ChannelLogic[W], queue: str, nowait: bool = False) -> W:
+        """Basic.Consume for this consumer on ``inner``, delivering to this same object;
+        ``nowait`` when a replay sends it again (the arguments were checked the first time)."""
+        if nowait:
+            return inner._consume(
+                queue,
+                self._deliver_from,
+                self.auto_ack,
+                self.exclusive,
+                self.consumer_tag,
+                self.subscribe_arguments,
+                nowait=True,
+            )
         return inner.basic_consume(
             queue,
             self._deliver_from,

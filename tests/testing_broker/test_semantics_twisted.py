@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet.testing import MemoryReactorClock
 
 from txamqp091 import BasicProperties, Message, PlainCredentials
 from txamqp091.core import spec
@@ -25,8 +26,14 @@ from txamqp091.exceptions import (
 )
 from txamqp091.params import ConnectionParameters
 from txamqp091.twisted import Channel, Connection, testing
-from txamqp091.twisted.connect import connect_once
-from txamqp091.twisted.testing import FakeBroker, FakeEndpoint, Pump, connected
+from txamqp091.twisted.connect import connect, connect_once
+from txamqp091.twisted.testing import (
+    FakeBroker,
+    FakeEndpoint,
+    Pump,
+    connect_pending,
+    connected,
+)
 
 
 def session(
@@ -469,6 +476,26 @@ async def test_fake_endpoint_on_the_running_reactor() -> None:
     assert message.body == b"via the reactor"
     message.ack()
     assert await conn.close() is None
+
+
+def test_connect_pending_serves_code_that_dials_through_a_memory_reactor() -> None:
+    """treq's StubTreq pattern: the code under test takes a reactor and dials for itself;
+    a MemoryReactorClock records the dial, connect_pending hands it to the broker."""
+    reactor = MemoryReactorClock()
+    broker = FakeBroker()
+    d = connect(reactor, "amqp://guest:guest@localhost:5672/")
+    reactor.advance(0)  # the endpoint's name resolution, then connectTCP
+    assert len(reactor.tcpClients) == 1
+    [pump] = connect_pending(reactor, broker)
+    assert reactor.tcpClients == [] and connect_pending(reactor, broker) == []
+    conn = pump.result(d)
+    assert conn.is_open and len(broker.connections) == 1
+    ch = pump.result(conn.channel())
+    pump.result(ch.queue_declare("q"))
+    pump.result(ch.basic_publish("", "q", b"dialled"))
+    assert broker.bodies("q") == [b"dialled"]
+    assert pump.result(conn.close()) is None and pump.disconnected
+    assert reactor.getDelayedCalls() == []
 
 
 def test_the_module_docstring_example_passes() -> None:

@@ -1,12 +1,20 @@
-"""The fake broker on Twisted: in memory on a ``task.Clock``, or listening on a socket.
+"""The fake broker on Twisted: in memory on ``twisted.test.iosim``, or listening on a socket.
+
+Built the way treq's ``StubTreq`` is: the two ends of a connection are
+``iosim.FakeTransport`` objects and an ``iosim.IOPump`` carries bytes between them,
+on a ``MemoryReactorClock``, so nothing touches the network or the real reactor.
 
 * ``FakeBroker`` (a :class:`txamqp091.testing.FakeBroker` with a ``clock``) is also a
   Twisted ``Factory``: ``reactor.listenTCP(0, broker)`` serves it over real sockets
   (pass ``clock=reactor`` for broker heartbeats).
-* :class:`Pump` carries bytes between a client protocol and the broker side over
-  two :class:`MemoryTransport` objects (``twisted.internet.testing.StringTransport``
-  that hand their bytes on), so nothing touches the network or the reactor.
-* :class:`FakeEndpoint` gives the broker to code that takes an endpoint.
+* :class:`Pump` is an ``IOPump`` between a client protocol and the broker side, over
+  two :class:`MemoryTransport` objects (``FakeTransport`` with what an AMQP client's
+  tests need of a socket besides: reading that pauses, an abort that drops unsent
+  bytes and reads as a lost connection, and a pump that flushes itself on a real
+  reactor).
+* :class:`FakeEndpoint` gives the broker to code that takes an endpoint, and
+  :func:`connect_pending` to code that takes a reactor: hand it a
+  ``MemoryReactorClock``, then connect what it asked for to the broker.
 
 :func:`txamqp091.twisted.testing.connected` builds on these to open a client
 ``Connection`` in one call.
@@ -30,8 +38,9 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
+from twisted.test import iosim
 from zope.interface import implementer
 
 from ._connection import BrokerConnection
@@ -45,6 +54,7 @@ __all__ = [
     "FakeEndpoint",
     "MemoryTransport",
     "Pump",
+    "connect_pending",
 ]
 
 T = TypeVar("T")
@@ -106,39 +116,47 @@ class FakeBroker(SansIOBroker, Factory):
         return self.connect()
 
 
-class MemoryTransport(StringTransport):
-    """One end of an in-memory connection; its :class:`Pump` carries what it is given.
+class MemoryTransport(iosim.FakeTransport):
+    """One end of an in-memory connection: an ``iosim.FakeTransport`` its :class:`Pump` carries.
 
-    A ``StringTransport`` (``value()``, ``producerState``, ``disconnecting``) whose
-    writes, closes and resumed reading wake the pump. ``producerState`` is
-    ``"paused"`` while the protocol has paused reading (the pump then holds
-    incoming bytes back); ``aborted`` is set by ``abortConnection``.
+    ``FakeTransport`` never stops reading and treats ``abortConnection`` as a polite
+    close; a client's flow control and its handling of a cut connection need both,
+    so this adds them. ``producerState`` is ``"paused"`` while the protocol has paused
+    reading (the pump then holds incoming bytes back); ``aborted`` is set by
+    ``abortConnection``, which drops what was not sent yet; ``value()`` is what was
+    written and not yet carried (as on a ``StringTransport``). Writes, closes and
+    resumed reading wake the pump.
     """
 
-    def __init__(self, pump: Pump, host: IAddress, peer: IAddress) -> None:
-        super().__init__(host, peer, lenient=True)
+    def __init__(self, pump: Pump, protocol: IProtocol, is_server: bool) -> None:
+        host, peer = (
+            (BROKER_ADDRESS, CLIENT_ADDRESS) if is_server else (CLIENT_ADDRESS, BROKER_ADDRESS)
+        )
+        super().__init__(protocol, is_server, host, peer)
         self._pump = pump
+        self.producerState = "producing"
+        self.aborted = False
 
-    @property
-    def aborted(self) -> bool:
-        return self.disconnected
+    def value(self) -> bytes:
+        return b"".join(self.stream)
 
-    def _take(self) -> bytes:
-        data: bytes = self.value()
-        self.clear()
-        return data
+    def clear(self) -> None:
+        self.stream = []
 
     def write(self, data: bytes) -> None:
-        if not self.disconnected and not self._pump.disconnected:
-            super().write(data)
+        # Unlike FakeTransport, bytes written after loseConnection() still leave, as
+        # from a socket that drains its buffer before the FIN; after an abort, nothing.
+        if not self.aborted and not self._pump.disconnected:
+            self.stream.append(data)
             self._pump._schedule()
 
     def loseConnection(self) -> None:
-        super().loseConnection()
+        self.disconnecting = True
         self._pump._schedule()
 
     def abortConnection(self) -> None:
-        super().abortConnection()
+        self.disconnecting = True
+        self.aborted = True
         self.clear()
         self._pump._schedule()
 
@@ -152,31 +170,36 @@ class MemoryTransport(StringTransport):
             self._pump._schedule()
 
 
-class Pump:
-    """Carries bytes between a client protocol and the broker side of the connection.
+class Pump(iosim.IOPump):
+    """An ``iosim.IOPump`` between a client protocol and the broker side of the connection.
 
     :param client: the client side (an :class:`~txamqp091.twisted.AMQPProtocol`).
     :param server: the broker side: a :class:`BrokerProtocol`, or any protocol
         that plays a broker (a misbehaving one, to test the client against it).
-    :param clock: the clock both sides use. With a ``task.Clock`` call
-        :meth:`flush` (or :meth:`result`, :meth:`advance`); on a real reactor
-        the pump flushes itself one reactor turn after anything is written.
+    :param clock: the clock both sides use. With a ``MemoryReactorClock`` (or any
+        ``task.Clock``) call :meth:`flush` (or :meth:`result`, :meth:`advance`); on a
+        real reactor the pump flushes itself one reactor turn after anything is written.
+
+    Each turn (:meth:`pump`) is ``IOPump``'s, except that bytes for a client that
+    paused reading wait, and an abort ends both sides at once with
+    ``ConnectionLost`` (``ConnectionAborted`` on the side that aborted).
     """
 
     #: Give up (a livelock) after this many exchanges in one flush.
     max_rounds = 100_000
 
     def __init__(self, client: IProtocol, server: IProtocol, clock: IReactorTime) -> None:
-        self.client = client
-        #: The broker side; typed loosely so tests reach a BrokerProtocol's helpers.
-        self.server: Any = server
-        self.clock = clock
-        self.client_transport = MemoryTransport(self, CLIENT_ADDRESS, BROKER_ADDRESS)
-        self.server_transport = MemoryTransport(self, BROKER_ADDRESS, CLIENT_ADDRESS)
         #: The connection has ended (both sides were told).
         self.disconnected = False
         self._flushing = False
         self._scheduled: IDelayedCall | None = None
+        self.client_transport = MemoryTransport(self, client, is_server=False)
+        self.server_transport = MemoryTransport(self, server, is_server=True)
+        super().__init__(client, server, self.client_transport, self.server_transport, False, clock)
+        self.client: IProtocol = client
+        #: The broker side; typed loosely so tests reach a BrokerProtocol's helpers.
+        self.server: Any = server
+        self.clock: IReactorTime = clock
         if isinstance(server, BrokerProtocol):
             server.clock = clock  # its heartbeats run on the pump's clock
 
@@ -187,17 +210,18 @@ class Pump:
 
     # -- driving ----------------------------------------------------------------------------
 
-    def flush(self) -> bool:
-        """Carry bytes both ways until both sides are quiet; True if anything moved."""
+    def flush(self, debug: bool = False, advanceClock: bool = True) -> bool:
+        """Carry bytes both ways until both sides are quiet; True if anything moved.
+
+        ``IOPump.flush`` with room for long exchanges (:attr:`max_rounds`, not 1000
+        turns), and safe to call from inside a flush (it then does nothing)."""
         if self._flushing:
             return False
         self._flushing = True
         moved = False
         try:
             for _ in range(self.max_rounds):
-                if isinstance(self.clock, Clock):
-                    self.clock.advance(0)
-                if not self._move():
+                if not self.pump():
                     return moved
                 moved = True
             raise AssertionError(f"no quiet point after {self.max_rounds} exchanges")
@@ -256,7 +280,11 @@ class Pump:
         self._scheduled = None
         self.flush()
 
-    def _move(self) -> bool:
+    def pump(self, debug: bool = False, advanceClock: bool = True) -> bool:
+        """One turn: run the clock's due zero-delay calls, then carry what each side wrote
+        (or report the end of the connection); True if anything happened."""
+        if advanceClock and isinstance(self.clock, Clock):
+            self.clock.advance(0)
         if self.disconnected:
             return False
         client_t, server_t = self.client_transport, self.server_transport
@@ -265,21 +293,22 @@ class Pump:
             self._lose(ConnectionLost(), aborter)
             return True
         moved = False
-        if client_t.value():
-            self.server.dataReceived(client_t._take())
+        if client_t.stream:
+            self.server.dataReceived(client_t.getOutBuffer())
             moved = True
-        if server_t.value() and client_t.producerState == "producing":
-            self.client.dataReceived(server_t._take())
+        if server_t.stream and client_t.producerState == "producing":
+            self.client.dataReceived(server_t.getOutBuffer())
             moved = True
         if moved:
             return True
-        if (client_t.disconnecting or server_t.disconnecting) and not server_t.value():
+        if (client_t.disconnecting or server_t.disconnecting) and not server_t.stream:
             self._lose(ConnectionDone(), None)
             return True
         return False
 
     def _lose(self, reason: Exception, aborter: MemoryTransport | None) -> None:
         self.disconnected = True
+        self.client_transport.disconnected = self.server_transport.disconnected = True
         if self._scheduled is not None and self._scheduled.active():
             self._scheduled.cancel()
         self._scheduled = None
@@ -313,3 +342,29 @@ class FakeEndpoint:
         self.pumps.append(pump)
         pump.start()
         return succeed(protocol)
+
+
+def connect_pending(reactor: MemoryReactorClock, broker: FakeBroker) -> list[Pump]:
+    """Connect to ``broker`` every connection ``reactor`` was asked for since the last call.
+
+    For code that takes a reactor and dials for itself (``connect(reactor, url)``,
+    an ``AMQPClientService`` without ``endpoint=``): give it a ``MemoryReactorClock``,
+    which records each ``connectTCP`` / ``connectSSL`` instead of opening a socket,
+    then call this (as treq's ``StubTreq`` does with the connection its agent asked
+    for). Each recorded connection is taken off the reactor's list and gets a
+    :class:`Pump` on ``reactor`` as its clock; TLS is not simulated, bytes pass as
+    they are.
+
+    :returns: the new pumps, oldest connection first.
+    """
+    pumps: list[Pump] = []
+    for pending in (reactor.tcpClients, reactor.sslClients):
+        while pending:
+            host, port, factory = pending.pop(0)[:3]
+            protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+            if protocol is None:
+                continue
+            pump = Pump(protocol, broker.buildProtocol(CLIENT_ADDRESS), reactor)
+            pump.start()
+            pumps.append(pump)
+    return pumps

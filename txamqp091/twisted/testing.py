@@ -11,9 +11,9 @@ publishes, delivers to consumers with QoS, takes acks, nacks and rejects
 (requeueing), answers ``basic_get``, sends publisher confirms and returns,
 runs transactions, and closes channels and connections with RabbitMQ's reply
 codes. :func:`connected` opens a client :class:`~txamqp091.twisted.Connection`
-to it over an in-memory transport driven by a :class:`Pump` on a
-``task.Clock``: nothing touches the network or the reactor, and every test
-is deterministic.
+to it over ``twisted.test.iosim`` transports driven by a :class:`Pump` on a
+``MemoryReactorClock`` (as treq's ``StubTreq`` does for HTTP): nothing touches
+the network or the reactor, and every test is deterministic.
 
 ::
 
@@ -51,7 +51,9 @@ and ``broker.queues``.
 
 :class:`FakeEndpoint` hands the broker to code that takes an endpoint
 (``connect_once(reactor, params, FakeEndpoint(broker, reactor))``); on a real
-reactor its pumps flush themselves, so ``async`` tests run unchanged. A
+reactor its pumps flush themselves, so ``async`` tests run unchanged. Code that
+takes a reactor and dials for itself gets a ``MemoryReactorClock``; then
+``connect_pending(reactor, broker)`` connects what it dialled to the broker. A
 ``FakeBroker`` is also a Twisted ``Factory``: ``reactor.listenTCP(0, broker)``
 serves it over real sockets (pass ``clock=reactor`` for broker heartbeats).
 """
@@ -59,6 +61,7 @@ serves it over real sockets (pass ``clock=reactor`` for broker heartbeats).
 from __future__ import annotations
 
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 
 from ..params import ConnectionParameters, ParametersLike, normalize_parameters
 from ..testing import (
@@ -75,6 +78,7 @@ from ..testing.twisted import (
     FakeEndpoint,
     MemoryTransport,
     Pump,
+    connect_pending,
 )
 from .channel import Connection
 from .protocol import AMQPProtocol
@@ -90,6 +94,7 @@ __all__ = [
     "MemoryTransport",
     "Pump",
     "StoredMessage",
+    "connect_pending",
     "connected",
 ]
 
@@ -103,12 +108,13 @@ def connected(
 
     :param parameters: the client's parameters (the first, for a list); the
         default is ``ConnectionParameters()`` (guest/guest).
-    :param clock: the clock for heartbeats and timeouts; a new ``task.Clock`` if None.
+    :param clock: the clock for heartbeats and timeouts; a new ``MemoryReactorClock``
+        (a ``task.Clock`` that is also a ``MemoryReactor``) if None.
     :raises Exception: what the handshake failed with (e.g.
         ``ProbableAuthenticationError`` when ``broker.users`` refuses the login).
     """
     params = ConnectionParameters() if parameters is None else normalize_parameters(parameters)[0]
-    clock = Clock() if clock is None else clock
+    clock = MemoryReactorClock() if clock is None else clock  # type: ignore[no-untyped-call]
     protocol = AMQPProtocol(params, clock)
     pump = Pump(protocol, broker.buildProtocol(CLIENT_ADDRESS), clock)
     pump.start()

@@ -25,7 +25,7 @@ import logging
 import os
 import selectors
 import threading
-from _thread import allocate_lock
+from _thread import allocate_lock, get_ident
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +35,13 @@ from .exceptions import CallTimeout
 __all__ = ["EagerFuture", "LoopThread", "PrivateLoop", "Waiter", "loop_thread"]
 
 logger = logging.getLogger("txamqp091.blocking")
+
+#: The loop thread's ident once it polls through :class:`_UnlockedPoll`, and the
+#: waiters it settled since its last poll: they are woken just before it polls again.
+#: A caller woken at once would only wait for the interpreter lock, which the loop
+#: thread keeps until it polls; woken then, it finds it free (one wake-up, not two).
+_deferring_ident = 0
+_deferred: list[Any] = []
 
 
 class Waiter:
@@ -55,11 +62,17 @@ class Waiter:
 
     def succeed(self, value: Any) -> None:
         self.value = value
-        self.lock.release()
+        self._wake()
 
     def fail(self, error: BaseException) -> None:
         self.error = error
-        self.lock.release()
+        self._wake()
+
+    def _wake(self) -> None:
+        if get_ident() == _deferring_ident:
+            _deferred.append(self.lock)  # released by _UnlockedPoll.poll
+        else:
+            self.lock.release()
 
     def settle(self, future: asyncio.Future[Any]) -> None:
         """A future's done callback (or called at once when it is already done)."""
@@ -69,7 +82,7 @@ class Waiter:
             self.error = future.exception()
             if self.error is None:
                 self.value = future.result()
-        self.lock.release()
+        self._wake()
 
     def take(self, result: Any) -> None:
         """Settle from what an operation returned: a future (now or later) or a value."""
@@ -141,6 +154,9 @@ class _UnlockedPoll:
         self._lock = lock
 
     def poll(self, timeout: float = -1, maxevents: int = -1) -> list[tuple[int, int]]:
+        deferred = _deferred
+        while deferred:
+            deferred.pop().release()
         lock = self._lock
         lock.release()
         try:
@@ -203,10 +219,19 @@ class LoopThread:
         started.wait()
 
     def _run(self, started: threading.Event) -> None:
+        # asyncio reads into a fresh 256 KiB buffer (then shrunk to what came). A new
+        # thread's malloc arena has no room for it, and glibc's default 128 KiB mmap
+        # threshold would make each read an mmap, an mremap and a munmap (three
+        # system calls per broker reply); freeing one larger block raises the
+        # threshold (glibc's own dynamic rule), so those reads stay on the heap.
+        _heap_hint = bytes(1 << 20)
+        del _heap_hint
         asyncio.set_event_loop(self.loop)  # this thread only
         self.ident = threading.get_ident()
         if self.loop.direct:
+            global _deferring_ident
             self.loop.lock.acquire()  # released only while polling (_UnlockedPoll)
+            _deferring_ident = self.ident
         started.set()
         try:
             self.loop.run_forever()
@@ -331,7 +356,9 @@ def loop_thread() -> LoopThread:
 def _forget_after_fork() -> None:
     # The thread does not exist in a forked child: the child starts its own on first use
     # (the parent's connections are unusable there, as with any socket library).
-    global _instance, _instance_lock
+    global _instance, _instance_lock, _deferring_ident
+    _deferring_ident = 0
+    _deferred.clear()
     _instance = None
     _instance_lock = threading.Lock()
 

@@ -131,7 +131,8 @@ def parse_stream_offset(text: str) -> Any:
 
 
 parse_stream_offset.coerceDoc = (  # type: ignore[attr-defined]
-    "first, last, next, an offset, an ISO 8601 timestamp or an interval (7D, 30m)."
+    "first, last, next, an offset (0 or more), an ISO 8601 timestamp or an interval "
+    "back from now (7D, 12h, 30m)."
 )
 
 

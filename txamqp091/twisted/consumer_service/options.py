@@ -126,8 +126,8 @@ class Options(usage.Options):
          _number("threads", int)],
         ["queue-type", None, "classic", "With --declare: classic, quorum or stream."],
         ["stream-offset", None, None,
-         "The queue is a stream: where to start reading (first, last, next, an offset, an "
-         "ISO 8601 timestamp or an interval such as 7D). Default with --queue-type stream: next.",
+         "The queue is a stream: where to start reading (default with --queue-type stream: "
+         "next)",
          parse_stream_offset],
         ["exchange", None, None, "With --declare: an exchange to declare and bind the queue to."],
         ["exchange-type", None, "direct", "With --exchange: direct, fanout, topic or headers."],

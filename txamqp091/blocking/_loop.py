@@ -32,7 +32,7 @@ from typing import Any
 
 from .exceptions import CallTimeout
 
-__all__ = ["EagerFuture", "LoopThread", "PrivateLoop", "Waiter", "loop_thread"]
+__all__ = ["EagerFuture", "LoopThread", "PrivateLoop", "Waiter", "loop_thread", "wake_later"]
 
 logger = logging.getLogger("txamqp091.blocking")
 
@@ -41,7 +41,20 @@ logger = logging.getLogger("txamqp091.blocking")
 #: A caller woken at once would only wait for the interpreter lock, which the loop
 #: thread keeps until it polls; woken then, it finds it free (one wake-up, not two).
 _deferring_ident = 0
-_deferred: list[Any] = []
+_deferred: list[tuple[Callable[[Any], Any], Any]] = []
+
+
+def wake_later(wake: Callable[[Any], Any], arg: Any) -> None:
+    """``wake(arg)`` (which wakes another thread: a lock release, a queue put) now, or,
+    in the loop thread, just before it polls again (see ``_deferred``)."""
+    if get_ident() == _deferring_ident:
+        _deferred.append((wake, arg))
+    else:
+        wake(arg)
+
+
+def _release(lock: Any) -> None:
+    lock.release()
 
 
 class Waiter:
@@ -70,7 +83,7 @@ class Waiter:
 
     def _wake(self) -> None:
         if get_ident() == _deferring_ident:
-            _deferred.append(self.lock)  # released by _UnlockedPoll.poll
+            _deferred.append((_release, self.lock))  # released by _UnlockedPoll.poll
         else:
             self.lock.release()
 
@@ -155,8 +168,10 @@ class _UnlockedPoll:
 
     def poll(self, timeout: float = -1, maxevents: int = -1) -> list[tuple[int, int]]:
         deferred = _deferred
-        while deferred:
-            deferred.pop().release()
+        if deferred:
+            for wake, arg in deferred:
+                wake(arg)
+            deferred.clear()
         lock = self._lock
         lock.release()
         try:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from ..core.spec import BasicProperties
 from ..message import Message
-from ._loop import LoopThread
+from ._loop import LoopThread, wake_later
 
 __all__ = ["ConnectionHooks", "Consumer", "Consuming"]
 
@@ -89,7 +89,7 @@ class Consumer:
     def deliver(self, message: Message) -> None:
         """The tornado consumer's callback (loop thread)."""
         self.pending.append(message)
-        self.put(self)
+        wake_later(self.put, self)
 
     def deliver_tracked(self, message: Message) -> None:
         """:meth:`deliver` on a recovering connection: remember the message by its tag,
@@ -98,7 +98,7 @@ class Consumer:
         if not self.auto_ack:
             self.channel._unacked[message.delivery_tag] = message
         self.pending.append(message)
-        self.put(self)
+        wake_later(self.put, self)
 
     def __call__(self) -> None:
         """One queued delivery, in the pumping thread."""

@@ -209,3 +209,45 @@ def test_a_cancelled_consumer_over_its_bound_lets_the_others_read(driver: Any) -
     fill(driver, "other", 2)
     assert take(driver, other, 2) == [b"0", b"1"]
     assert sorted(driver.broker.bodies("full")) == [b"0", b"1", b"2"]
+
+
+# -- a surviving channel's consumer across a reconnect (the shared layer, on a fake runtime) --
+
+
+def test_a_surviving_consumer_keeps_its_bound_on_the_next_connection() -> None:
+    from tests.client.support import Wire
+    from txamqp091.client.recovering import SurvivingChannel
+    from txamqp091.client.session import RecoverySession
+
+    broker = SansIOBroker()
+    broker.declare_queue("q")
+    first = Wire(broker)
+    first.result(first.client._opened)
+    session: RecoverySession[Any] = RecoverySession(first.runtime, None)
+    session.attach(first.client)
+    channel: SurvivingChannel[Any] = first.result(session.channel(SurvivingChannel))
+    consumer = first.result(channel.basic_consume("q"))
+    consumer.max_buffered = 3
+    for n in range(3):
+        broker.publish("", "q", b"%d" % n)
+    first.flush()
+    assert len(consumer._buffer) == 3 and first.runtime.reading_paused
+
+    first.disconnect()
+    session.detach()
+    second = Wire(broker)  # the next connection; the broker requeued the three
+    second.result(second.client._opened)
+    session.attach(second.client)
+    second.flush()
+    # The dead deliveries were dropped (they cannot be acked) and delivered again on the
+    # new connection: over the bound there too, so it stops reading as well.
+    assert [m.body for m in consumer._buffer] == [b"0", b"1", b"2"]
+    assert all(m._channel is channel._inner for m in consumer._buffer)
+    assert second.runtime.reading_paused
+    # The new connection counts only its own deliveries (never below zero).
+    assert second.client._buffered == 3
+    for expected in (b"0", b"1"):
+        message = second.result(consumer.get())
+        assert message.body == expected
+        message.ack()
+    assert not second.runtime.reading_paused and second.client._buffered == 1

@@ -61,12 +61,19 @@ class SurvivingConsumer(ConsumerLogic[W]):
         if self.auto_ack or not self._buffer:
             return
         kept = deque(m for m in self._buffer if m._channel is live)
-        dropped = len(self._buffer) - len(kept)
-        offsets = [m.stream_offset for m in self._buffer if m._channel is not live]
+        dead = [m for m in self._buffer if m._channel is not live]
+        offsets = [m.stream_offset for m in dead]
         if offsets and offsets[0] is not None:
             self.next_stream_offset = offsets[0]  # never handed out: read them again
         self._buffer = kept
-        self._took(dropped)
+        # Each dropped message leaves the count of the connection it was counted on (its
+        # dead channel's, which may be the live connection after a channel-level reopen),
+        # not the current one's; then the consumer's own bound is looked at again.
+        for message in dead:
+            counted_on = getattr(message._channel, "_buffered_changed", None)
+            if counted_on is not None:
+                counted_on(-1)
+        self._took(0)
 
     def _subscribe(self, inner: ChannelLogic[W], queue: str, nowait: bool = False) -> W:
         """Basic.Consume for this consumer on ``inner``, delivering to this same object;

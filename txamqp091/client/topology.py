@@ -198,11 +198,21 @@ class ExchangeBinding:
         return frozenset((self.destination, self.source))
 
 
+class _Waited:
+    """A channel setting, replayed as a waited-for request: Basic.Qos has no ``nowait``,
+    and Confirm.Select and Tx.Select go as the channel sends them. It names no entity."""
+
+    pipelined = False
+
+    def send_nowait(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> None:
+        raise TypeError("not pipelined: replay() it")
+
+    def subjects(self, names: Mapping[str, str]) -> frozenset[str]:
+        return frozenset()
+
+
 @dataclass(frozen=True)
-class Qos:
-    pipelined = (
-        False  # no ``nowait`` in Basic.Qos, Confirm.Select as the channel sends it, Tx.Select
-    )
+class Qos(_Waited):
     prefetch_size: int = 0
     prefetch_count: int = 0
     global_qos: bool = False
@@ -214,17 +224,9 @@ class Qos:
     def replay(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> Any:
         return channel.basic_qos(self.prefetch_size, self.prefetch_count, self.global_qos)
 
-    def send_nowait(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> None:
-        raise TypeError("not pipelined: replay() it")
-
-    def subjects(self, names: Mapping[str, str]) -> frozenset[str]:
-        return frozenset()
-
 
 @dataclass(frozen=True)
-class ConfirmSelect:
-    pipelined = False
-
+class ConfirmSelect(_Waited):
     @property
     def key(self) -> tuple[str]:
         return ("confirm",)
@@ -232,29 +234,15 @@ class ConfirmSelect:
     def replay(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> Any:
         return channel.confirm_delivery()
 
-    def send_nowait(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> None:
-        raise TypeError("not pipelined: replay() it")
-
-    def subjects(self, names: Mapping[str, str]) -> frozenset[str]:
-        return frozenset()
-
 
 @dataclass(frozen=True)
-class TxSelect:
-    pipelined = False
-
+class TxSelect(_Waited):
     @property
     def key(self) -> tuple[str]:
         return ("tx",)
 
     def replay(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> Any:
         return channel.tx_select()
-
-    def send_nowait(self, channel: ChannelLogic[Any], names: Mapping[str, str]) -> None:
-        raise TypeError("not pipelined: replay() it")
-
-    def subjects(self, names: Mapping[str, str]) -> frozenset[str]:
-        return frozenset()
 
 
 Record = (

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from txamqp091.blocking._loop import loop_thread
+from txamqp091.blocking._loop import loop_thread, wake_later
 
 
 def test_a_direct_call_runs_in_the_calling_thread_when_the_loop_is_idle() -> None:
@@ -62,3 +62,20 @@ def test_an_error_in_a_direct_call_reaches_the_caller_and_frees_the_loop() -> No
     with pytest.raises(ValueError, match="refused"):
         lt.call(fail, 5.0, "fail", direct=True)
     assert lt.call(lambda: 42, 5.0, "after") == 42
+
+
+def test_wake_later_runs_at_once_outside_the_loop_and_before_the_next_poll_inside() -> None:
+    lt = loop_thread()
+    woken: list[int] = []
+    wake_later(woken.append, 1)
+    assert woken == [1]
+    seen_inside: list[list[int]] = []
+
+    def in_loop() -> None:
+        wake_later(woken.append, 2)
+        seen_inside.append(list(woken))  # not yet: the loop has not polled since
+
+    lt.call(in_loop, 5.0, "wake_later")  # returns once the loop polled, so after the wake
+    assert woken == [1, 2]
+    if lt.loop.direct:
+        assert seen_inside == [[1]]

@@ -20,7 +20,8 @@ Scenarios, each in a fresh interpreter per adapter (``twisted``, ``tornado``):
               ``recovered_s`` runs from the loss, as the client sees it, to the last
               ``on_recovered`` hook, ``verified_s`` to a passive declare answered on
               every channel after it (everything replayed is then processed), and
-              ``ratio`` is ``recovered_s / first_s``. The queues are not exclusive (an
+              ``ratio`` is ``recovered_s / first_s``; ``client_cpu_s`` and
+              ``broker_cpu_s`` are the CPU both used from the loss to the last hook. The queues are not exclusive (an
               exclusive queue of the killed connection may outlive it a moment and
               lock the replay out), have ``x-expires`` as a safety net, and are
               deleted at the end.
@@ -194,6 +195,29 @@ async def scenario(a: argparse.Namespace, connect: Connect, sleep: Sleep) -> dic
     raise ValueError(a.worker)
 
 
+def broker_pid() -> int | None:
+    """The broker's OS process (``rabbitmqctl eval 'os:getpid().'``), to read its CPU time."""
+    try:
+        out = subprocess.run(
+            ["rabbitmqctl", "eval", "os:getpid()."], capture_output=True, text=True, timeout=60
+        )
+        return int(out.stdout.strip().strip('"'))
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def process_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` so far (NaN if unknown)."""
+    if pid is None:
+        return float("nan")
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def close_named_connection(name: str) -> int:
     """Close, broker-side, the connections named ``name`` (320 CONNECTION_FORCED); how many."""
     expr = (
@@ -268,7 +292,7 @@ async def recovery(a: argparse.Namespace, env: Env) -> dict[str, Any]:
         for i, queue in enumerate(names):
             ch = channels[i % nch]
             waiters.append(ch.queue_declare(queue, arguments=args))
-            waiters.append(ch.queue_bind(queue, "amq.direct", f"k{i}"))
+            waiters.append(ch.queue_bind(queue, "amq.direct", queue))  # a key of its own
         consumers = [
             channels[i % nch].basic_consume(names[i], lambda m: None, auto_ack=True)
             for i in range(nc)
@@ -276,11 +300,17 @@ async def recovery(a: argparse.Namespace, env: Env) -> dict[str, Any]:
         await gather(waiters + consumers, env.adapter)
         first_s = time.monotonic() - t0
         await env.sleep(0.5)
+        beam = await env.to_thread(broker_pid)
         recovered.clear()
+        lost_cpu: list[float] = []
+        client.on_disconnected.append(
+            lambda reason: lost_cpu.extend((cpu(), process_cpu(beam))) if not lost_cpu else None
+        )
         t_kill = time.monotonic()
         killed = await env.to_thread(close_named_connection, tag)
         await done_wait()
         t_hook = time.monotonic()
+        client_cpu_s, broker_cpu_s = cpu() - lost_cpu[0], process_cpu(beam) - lost_cpu[1]
         # Everything replayed is processed once a request sent after it is answered.
         await gather(
             [ch.queue_declare(names[i], passive=True) for i, ch in enumerate(channels)], env.adapter
@@ -300,6 +330,9 @@ async def recovery(a: argparse.Namespace, env: Env) -> dict[str, Any]:
             "recovered_s": recovered_s,
             "verified_s": t_verified - lost,
             "hook_to_verified_s": t_verified - t_hook,
+            # CPU from the loss, as the client sees it, to the last hook.
+            "client_cpu_s": client_cpu_s,
+            "broker_cpu_s": broker_cpu_s,
             "ratio": recovered_s / first_s,
             "verified_ratio": (t_verified - lost) / first_s,
         }

@@ -381,8 +381,8 @@ class ChannelLogic(DeclaringChannel[W]):
         replies, self._replies = self._replies, deque()
         for waiter, _ in replies:
             runtime.reject(waiter, error)
-        for entry in self._confirms.take_all():
-            runtime.reject(entry.waiter, error)
+        for waiter in self._confirms.take_all():
+            runtime.reject(waiter, error)
         flow_held, self._flow_held = self._flow_held, deque()
         for _, waiter in flow_held:
             runtime.reject(waiter, error)

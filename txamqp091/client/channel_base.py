@@ -295,5 +295,10 @@ class ChannelBase(Generic[W]):
             return runtime.succeeded(None)
         if waiter is None:
             waiter = runtime.create_waiter()
-        self._confirms.add(seq, PendingPublish(waiter, exchange, routing_key, body, mandatory))
+        if mandatory:
+            self._confirms.add_mandatory(
+                seq, PendingPublish(waiter, exchange, routing_key, body, mandatory)
+            )
+        else:
+            self._confirms.add(seq, waiter)
         return waiter

@@ -39,7 +39,11 @@ class PendingPublish(Generic[W]):
 
 
 class ConfirmTracker(Generic[W]):
-    """Unconfirmed publishes of one channel, by sequence number."""
+    """Unconfirmed publishes of one channel, by sequence number.
+
+    A plain publish is kept as its bare waiter; only a mandatory one, which a
+    Basic.Return may have to be matched against, as a :class:`PendingPublish`: one
+    object less per message on the confirm path."""
 
     __slots__ = ("_lowest", "_pending", "_reject", "_resolve", "_settled")
 
@@ -49,7 +53,8 @@ class ConfirmTracker(Generic[W]):
         reject: Callable[[W, BaseException], None],
         settled: Callable[[], None] | None = None,
     ) -> None:
-        self._pending: dict[int, PendingPublish[W]] = {}
+        #: seq -> the waiter, or the :class:`PendingPublish` of a mandatory publish.
+        self._pending: dict[int, Any] = {}
         self._lowest = 1
         self._resolve = resolve
         self._reject = reject
@@ -59,25 +64,26 @@ class ConfirmTracker(Generic[W]):
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, seq: int, entry: PendingPublish[W]) -> None:
+    def add(self, seq: int, waiter: W) -> None:
+        """A publish that is not mandatory: only its waiter is kept."""
+        self._pending[seq] = waiter
+
+    def add_mandatory(self, seq: int, entry: PendingPublish[W]) -> None:
         self._pending[seq] = entry
 
-    def _take(self, tag: int, multiple: bool) -> list[PendingPublish[W]]:
+    def _take(self, tag: int, multiple: bool) -> list[Any]:
         pending = self._pending
         if not multiple:
             entry = pending.pop(tag, None)
             if tag == self._lowest:
                 self._advance()
             return [] if entry is None else [entry]
-        taken = []
-        for seq in range(self._lowest, tag + 1):
-            entry = pending.pop(seq, None)
-            if entry is not None:
-                taken.append(entry)
+        pop = pending.pop
+        taken = [pop(seq, None) for seq in range(self._lowest, tag + 1)]
         if tag >= self._lowest:
             self._lowest = tag + 1
             self._advance()
-        return taken
+        return [entry for entry in taken if entry is not None]
 
     def _advance(self) -> None:
         pending = self._pending
@@ -90,18 +96,22 @@ class ConfirmTracker(Generic[W]):
 
     def acked(self, tag: int, multiple: bool) -> None:
         taken = self._take(tag, multiple)
+        resolve = self._resolve
         for entry in taken:
-            if entry.returned is not None:
+            if type(entry) is not PendingPublish:
+                resolve(entry, None)
+            elif entry.returned is not None:
                 self._reject(entry.waiter, entry.returned)
             else:
-                self._resolve(entry.waiter, None)
+                resolve(entry.waiter, None)
         if taken and self._settled is not None:
             self._settled()
 
     def nacked(self, tag: int, multiple: bool) -> None:
         taken = self._take(tag, multiple)
         for entry in taken:
-            self._reject(entry.waiter, NackError(f"the broker nacked message {tag}"))
+            waiter = entry.waiter if type(entry) is PendingPublish else entry
+            self._reject(waiter, NackError(f"the broker nacked message {tag}"))
         if taken and self._settled is not None:
             self._settled()
 
@@ -111,8 +121,8 @@ class ConfirmTracker(Generic[W]):
         """Mark the publish this Basic.Return belongs to; False if none matches."""
         for entry in self._pending.values():
             if (
-                entry.returned is None
-                and entry.mandatory
+                type(entry) is PendingPublish
+                and entry.returned is None
                 and entry.routing_key == routing_key
                 and entry.exchange == exchange
                 and entry.body == body
@@ -121,9 +131,11 @@ class ConfirmTracker(Generic[W]):
                 return True
         return False
 
-    def take_all(self) -> list[PendingPublish[W]]:
-        """Every unsettled publish, oldest first, forgetting them (the channel died)."""
-        entries = [self._pending[seq] for seq in sorted(self._pending)]
-        self._pending.clear()
+    def take_all(self) -> list[W]:
+        """The waiter of every unsettled publish, oldest first, forgetting them (the
+        channel died)."""
+        pending = self._pending
+        waiters = [pending[seq] for seq in sorted(pending)]
+        pending.clear()
         self._lowest = 1
-        return entries
+        return [e.waiter if type(e) is PendingPublish else e for e in waiters]

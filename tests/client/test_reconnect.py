@@ -247,6 +247,21 @@ def test_connect_first_names_every_attempt_and_chains_the_last_error() -> None:
     assert clock.slept == []
 
 
+def test_connect_first_raises_the_refusal_type_every_attempt_met() -> None:
+    no_vhost = ProbableAccessDeniedError("(530) NOT_ALLOWED - vhost nope not found", 530)
+    connect_once, tried = scripted({"a": [no_vhost], "b": [no_vhost]})
+    with pytest.raises(ProbableAccessDeniedError) as info:
+        run(connect_first([node("a"), node("b")], connect_once, FakeClock().sleep))
+    assert tried == ["a", "b"]  # 530 is also a booting node's answer: every node is tried
+    assert info.value.reply_code == 530 and info.value.__cause__ is no_vhost
+    assert str(info.value).startswith("could not connect") and "b:5672" in str(info.value)
+
+    mixed, _ = scripted({"a": [no_vhost], "b": [DOWN]})
+    with pytest.raises(AMQPConnectionError) as info:
+        run(connect_first([node("a"), node("b")], mixed, FakeClock().sleep))
+    assert type(info.value) is AMQPConnectionError
+
+
 def test_connect_first_raises_a_refusal_at_once() -> None:
     connect_once, tried = scripted({"a": [REFUSED], "b": ["never"]})
     with pytest.raises(ProbableAuthenticationError):

@@ -179,13 +179,16 @@ async def connect_first(
 
     An explicit refusal is raised at once (another attempt will not fix it). When every
     attempt fails, one ``AMQPConnectionError`` names them all, its ``__cause__`` the
-    last attempt's error (a ``ProtocolError`` for malformed input, for example).
+    last attempt's error (a ``ProtocolError`` for malformed input, for example); when
+    every attempt ended in the same handshake refusal (``ProbableAccessDeniedError``
+    for a missing virtual host), the error raised is of that type.
     Errors outside :data:`CONNECT_ERRORS` are bugs and propagate unchanged.
     """
     if not nodes:
         raise ValueError("nodes: at least one node is needed")
     rounds = max(params.connection_attempts for params in nodes)
     errors: list[str] = []
+    kinds: set[type[BaseException]] = set()
     last: BaseException | None = None
     for round_ in range(rounds):
         waited = round_ == 0
@@ -202,5 +205,14 @@ async def connect_first(
                 if is_refusal(exc):
                     raise
                 errors.append(f"{describe(params)}: {exc}")
+                kinds.add(type(exc))
                 last = exc
-    raise AMQPConnectionError("could not connect: " + "; ".join(errors)) from last
+    text = "could not connect: " + "; ".join(errors)
+    if isinstance(last, (ProbableAuthenticationError, ProbableAccessDeniedError)) and kinds == {
+        type(last)
+    }:
+        # Every attempt was turned away the same way (a virtual host that does not exist,
+        # say): raise that type, so ``except ProbableAccessDeniedError`` catches it as
+        # it does with pika.
+        raise type(last)(text, reply_code=last.reply_code) from last
+    raise AMQPConnectionError(text) from last

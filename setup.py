@@ -54,7 +54,11 @@ if not _flag("TXAMQP091_NO_EXTENSIONS") and sys.implementation.name == "cpython"
         Extension(
             "txamqp091.core._speedups",
             sources=["txamqp091/core/_speedups.c"],
-            depends=["txamqp091/core/_speedups_tables.h"],
+            depends=[
+                "txamqp091/core/_speedups_tables.h",
+                "txamqp091/core/_speedups_fieldtable.h",
+                "txamqp091/core/_speedups_properties.h",
+            ],
             optional=not _flag("TXAMQP091_REQUIRE_EXTENSIONS"),
         )
     )

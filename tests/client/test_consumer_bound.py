@@ -251,3 +251,38 @@ def test_a_surviving_consumer_keeps_its_bound_on_the_next_connection() -> None:
         assert message.body == expected
         message.ack()
     assert not second.runtime.reading_paused and second.client._buffered == 1
+
+
+# -- a stopped reading is not a dead broker --------------------------------------------------
+
+
+def test_a_consumer_over_its_bound_does_not_end_the_connection_by_heartbeat() -> None:
+    """While the connection does not read, the broker's heartbeats wait in the socket:
+    that silence is ours, so it must not count as a dead broker (two intervals would
+    otherwise end the connection with a heartbeat timeout). Ours still go out."""
+    broker = TwistedBroker()
+    conn, pump = connected(broker, ConnectionParameters(heartbeat=10))
+    ch = pump.result(conn.channel())
+    pump.result(ch.queue_declare("q"))
+    consumer = pump.result(ch.basic_consume("q"))
+    consumer.max_buffered = 1
+    broker.publish("", "q", b"x")
+    pump.flush()
+    assert pump.client_transport.producerState == "paused"
+    pump.advance(100)  # ten heartbeat intervals without reading
+    assert conn.is_open and pump.client_transport.producerState == "paused"
+    message = pump.result(consumer.get())
+    message.ack()
+    pump.flush()
+    assert conn.is_open and pump.client_transport.producerState == "producing"
+    assert broker.bodies("q") == []
+
+
+def test_a_silent_broker_still_times_out_while_reading() -> None:
+    from tests.client.support import Wire
+
+    wire = Wire(SansIOBroker(), ConnectionParameters(heartbeat=10))
+    wire.result(wire.client._opened)
+    wire.server.receive_data = lambda data: None  # type: ignore[method-assign]
+    wire.advance(25)  # the broker says nothing for more than two intervals
+    assert not wire.client.is_open

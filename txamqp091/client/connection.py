@@ -303,7 +303,12 @@ class ConnectionLogic(Generic[W]):
 
     def _on_timer(self) -> None:
         self._timer = None
-        events = self._core.tick(self._runtime.now())
+        now = self._runtime.now()
+        if self._reading_paused:
+            # The broker's frames wait unread in the socket because we stopped reading
+            # (a consumer over its bound): its silence is ours, not a dead broker.
+            self._core.peer_alive(now)
+        events = self._core.tick(now)
         if events:
             self._dispatch(events)
         self._flush()

@@ -320,6 +320,13 @@ class Connection:
             return None
         return self._heartbeat.next_deadline()
 
+    def peer_alive(self, now: float) -> None:
+        """Count the peer as heard from at ``now``: the adapter stopped reading on
+        purpose (a consumer over its bound), so the peer's silence is our own doing and
+        must not end the connection as a heartbeat timeout. Heartbeats still go out."""
+        if self._heartbeat is not None:
+            self._heartbeat.received(now)
+
     def tick(self, now: float) -> list[Event]:
         """Send a heartbeat if we were idle; end the connection if the broker was silent."""
         monitor = self._heartbeat

@@ -479,6 +479,8 @@ def run_one(a: argparse.Namespace, scenario_name: str, adapter: str) -> dict[str
             result = {}
         if not result:
             result = {"error": f"worker exited {proc.returncode}: {proc.stderr[-1500:]}"}
+        elif "error" in result:
+            result["error"] += f": {proc.stderr[-1500:]}"
     except subprocess.TimeoutExpired:
         result = {"error": "worker killed after 600 s"}
     finally:

@@ -28,12 +28,9 @@ most ``concurrency`` messages are handled twice.
 from __future__ import annotations
 
 import inspect
-import os
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.application.service import Service
@@ -51,24 +48,22 @@ from ...message import Message
 from ...metrics import ConsumerMetrics
 from ...params import ParametersLike
 from ..service import AMQPClientService, RecoveringChannel, RecoveringConsumer
+from ._util import (
+    awaited,
+    channel_gone,
+    daemon_thread,
+    exit_process,
+    fire,
+    ignore_cancel,
+    sleep,
+)
+from .declaring import Declaration, declare
 from .logs import RateLimiter, one_line_traceback
 from .poison import RedeliveryCounter
 
 __all__ = ["ConsumerService", "Declaration"]
 
 log = Logger(namespace="txamqp091.consumer")
-
-
-@dataclass
-class Declaration:
-    """What ``--declare`` declares: the queue, and optionally an exchange, its bindings
-    and a dead-letter exchange."""
-
-    queue_arguments: dict[str, Any] = field(default_factory=dict)
-    exchange: str | None = None
-    exchange_type: str = "direct"
-    routing_keys: list[str] = field(default_factory=list)
-    dead_letter_exchange: str | None = None
 
 
 class ConsumerService(Service):
@@ -217,12 +212,12 @@ class ConsumerService(Service):
         self._stopping = False
         if self.threads:
             pool = ThreadPool(minthreads=0, maxthreads=self.threads, name="amqp-consumer")
-            pool.threadFactory = _daemon_thread  # type: ignore[assignment]
+            pool.threadFactory = daemon_thread  # type: ignore[assignment]
             pool.start()
             self._pool = pool
         self.client.startService()
         self._subscribing = defer.ensureDeferred(self._subscribe())
-        self._subscribing.addErrback(_ignore_cancel)
+        self._subscribing.addErrback(ignore_cancel)
 
     async def _subscribe(self) -> None:
         """Declare and consume; retried while the broker refuses (the queue is missing...)."""
@@ -233,7 +228,8 @@ class ConsumerService(Service):
                 channel.add_on_cancel_callback(self._on_cancelled)
                 self.channel = channel
             try:
-                await self._declare(channel)
+                if self.declare is not None:
+                    await declare(channel, self.queue, self.declare)
                 await channel.basic_qos(prefetch_count=self.prefetch)
                 self.consumer = await channel.basic_consume(
                     self.queue,
@@ -259,7 +255,7 @@ class ConsumerService(Service):
                     await channel.close()
                 except Exception:
                     pass
-                await _sleep(self.reactor, self.resubscribe_delay)
+                await sleep(self.reactor, self.resubscribe_delay)
                 continue
             self.not_consuming_because = None
             self.ready = True
@@ -271,21 +267,6 @@ class ConsumerService(Service):
                 concurrency=self.concurrency,
             )
             return
-
-    async def _declare(self, channel: RecoveringChannel) -> None:
-        plan = self.declare
-        if plan is None:
-            return
-        if plan.dead_letter_exchange:
-            await channel.exchange_declare(plan.dead_letter_exchange, "fanout", durable=True)
-        if plan.exchange:
-            await channel.exchange_declare(plan.exchange, plan.exchange_type, durable=True)
-        await channel.queue_declare(
-            self.queue, durable=True, arguments=plan.queue_arguments or None
-        )
-        if plan.exchange:
-            for key in plan.routing_keys or [self.queue]:
-                await channel.queue_bind(self.queue, plan.exchange, key)
 
     def _give_up(self, error: BaseException) -> None:
         """The client stopped retrying (the broker refuses our login): retrying here would
@@ -299,7 +280,7 @@ class ConsumerService(Service):
             error=error,
         )
         if self.running and getattr(self.reactor, "running", False):
-            self.reactor.addSystemEventTrigger("after", "shutdown", _exit, self.exit_status)
+            self.reactor.addSystemEventTrigger("after", "shutdown", exit_process, self.exit_status)
             self.reactor.stop()
 
     # -- the connection's hooks ----------------------------------------------------------------
@@ -370,7 +351,7 @@ class ConsumerService(Service):
         )
         if self._subscribing is None or self._subscribing.called:
             self._subscribing = defer.ensureDeferred(self._subscribe())
-            self._subscribing.addErrback(_ignore_cancel)
+            self._subscribing.addErrback(ignore_cancel)
 
     def _on_recovered(self, channel: Any) -> None:
         if channel is self.channel and self.consumer is not None and not self._stopping:
@@ -418,7 +399,7 @@ class ConsumerService(Service):
             self._failed(Failure(), message)  # type: ignore[no-untyped-call]
             return
         if result is not None and (isinstance(result, Deferred) or inspect.isawaitable(result)):
-            d = result if isinstance(result, Deferred) else defer.ensureDeferred(_awaited(result))
+            d = result if isinstance(result, Deferred) else defer.ensureDeferred(awaited(result))
             d.addCallbacks(
                 self._succeeded, self._failed, callbackArgs=(message,), errbackArgs=(message,)
             )
@@ -439,7 +420,7 @@ class ConsumerService(Service):
             return
         self.handled += 1
         message.ack()
-        if _channel_gone(message):
+        if channel_gone(message):
             # The ack went nowhere: the broker redelivers the message on the next connection.
             self.metrics.requeued += 1
         else:
@@ -493,7 +474,7 @@ class ConsumerService(Service):
         else:
             message.reject(requeue=False)
         self.redeliveries.settled(message)
-        if _channel_gone(message):
+        if channel_gone(message):
             self.metrics.requeued += 1  # as in _succeeded: the broker redelivers it
             return
         self.metrics.rejected += 1
@@ -587,7 +568,7 @@ class ConsumerService(Service):
         )
         idle: Deferred[None] = Deferred()
         self._idle = idle
-        timer = self.reactor.callLater(self.shutdown_grace, _fire, idle)
+        timer = self.reactor.callLater(self.shutdown_grace, fire, idle)
         await idle
         if timer.active():
             timer.cancel()
@@ -615,45 +596,3 @@ class ConsumerService(Service):
             log.warn("amqp-consumer: {n} handler threads still busy at exit", n=len(pool.working))
             return
         pool.stop()
-
-
-async def _awaited(awaitable: Any) -> Any:
-    """A coroutine (or any awaitable) as something ``ensureDeferred`` runs."""
-    return await awaitable
-
-
-def _channel_gone(message: Message) -> bool:
-    """The channel the message came on has closed: settling it now sends nothing."""
-    channel = message.channel
-    return channel is not None and not getattr(channel, "is_open", True)
-
-
-def _exit(status: int) -> None:
-    """End the process with ``status`` once the reactor has shut down (twistd itself
-    always exits 0 after a clean shutdown)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
-
-
-def _ignore_cancel(failure: Failure) -> None:
-    failure.trap(defer.CancelledError)  # type: ignore[no-untyped-call]
-
-
-def _fire(d: Deferred[None]) -> None:
-    if not d.called:
-        d.callback(None)
-
-
-def _daemon_thread(*args: Any, **kwargs: Any) -> Any:
-    import threading
-
-    thread = threading.Thread(*args, **kwargs)
-    thread.daemon = True
-    return thread
-
-
-def _sleep(reactor: Any, seconds: float) -> Deferred[None]:
-    d: Deferred[None] = Deferred()
-    reactor.callLater(seconds, _fire, d)
-    return d

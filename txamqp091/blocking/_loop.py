@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import selectors
 import threading
+import time
 from _thread import allocate_lock, get_ident
 from collections import deque
 from collections.abc import Callable
@@ -41,6 +43,10 @@ logger = logging.getLogger("txamqp091.blocking")
 #: A caller woken at once would only wait for the interpreter lock, which the loop
 #: thread keeps until it polls; woken then, it finds it free (one wake-up, not two).
 _deferring_ident = 0
+#: How long a caller reads the socket for its own reply before the loop thread
+#: takes over (it then sleeps on the reply as any other call does).
+READ_REPLY_FOR = 0.5
+POLL_SLICE = 0.001
 _deferred: list[tuple[Callable[[Any], Any], Any]] = []
 
 
@@ -278,7 +284,12 @@ class LoopThread:
                 logger.exception("blocking operation %r failed in the loop thread", op)
 
     def call(
-        self, start: Callable[[], Any], timeout: float | None, what: str, direct: bool = False
+        self,
+        start: Callable[[], Any],
+        timeout: float | None,
+        what: str,
+        direct: bool = False,
+        reply_from: Callable[[], Any] | None = None,
     ) -> Any:
         """Run ``start()`` in the loop thread and wait for what it returns (a future's
         result, or a plain value); at most ``timeout`` seconds, then :class:`CallTimeout`.
@@ -286,12 +297,17 @@ class LoopThread:
         With ``direct``, ``start()`` runs in the calling thread instead when the loop
         is idle and nothing is queued before it (see :meth:`run_direct`); it must then
         use the loop only through explicit references (no "current loop" look-ups).
+        ``reply_from()`` then names the transport the reply will come on: this thread
+        reads it itself (see :meth:`_read_reply`).
         """
         if self.in_loop:
             raise RuntimeError(f"{what}: a blocking call from the event-loop thread would deadlock")
         waiter = Waiter()
-        if direct and self.run_direct(start, waiter):
-            return self.wait(waiter, timeout, what)
+        if direct:
+            began = time.monotonic()
+            if self.run_direct(start, waiter, reply_from, timeout):
+                left = None if timeout is None else timeout - (time.monotonic() - began)
+                return self.wait(waiter, timeout, what, left)
 
         def op() -> None:
             try:
@@ -304,7 +320,13 @@ class LoopThread:
         self.submit(op)
         return self.wait(waiter, timeout, what)
 
-    def run_direct(self, start: Callable[[], Any], waiter: Waiter) -> bool:
+    def run_direct(
+        self,
+        start: Callable[[], Any],
+        waiter: Waiter,
+        reply_from: Callable[[], Any] | None = None,
+        timeout: float | None = None,
+    ) -> bool:
         """Run ``start()`` here, holding the loop lock, and settle ``waiter`` from it;
         False (nothing run) when the loop is busy or operations are queued.
 
@@ -325,13 +347,78 @@ class LoopThread:
                 waiter.fail(exc)
             else:
                 waiter.take(result)
+            if reply_from is not None and waiter.lock.locked():
+                limit = READ_REPLY_FOR if timeout is None else min(timeout, READ_REPLY_FOR)
+                self._read_reply(waiter, reply_from(), limit)
             loop.wake_if_needed(timer)
             return True
         finally:
             loop.lock.release()
 
-    def wait(self, waiter: Waiter, timeout: float | None, what: str) -> Any:
-        if not waiter.lock.acquire(True, -1 if timeout is None else timeout):
+    def _read_reply(self, waiter: Waiter, transport: Any, limit: float) -> None:
+        """Wait for ``waiter``'s reply by reading ``transport``'s socket in this thread.
+
+        Called and returning with the loop lock held. While this thread polls the
+        socket (lock released), the loop's epoll stops watching it for input, so
+        the loop thread is not woken for the reply: the caller is the only thread
+        that wakes, as with pika. Whatever arrives meanwhile (other channels'
+        deliveries, heartbeats) is read and dispatched here the same way, under the
+        lock; after ``limit`` seconds without the reply, or if anything is unusual
+        (TLS, reading paused, the transport closing), the loop thread takes over.
+        """
+        loop = self.loop
+        read_ready = getattr(transport, "_read_ready", None)
+        fd = getattr(transport, "_sock_fd", None)
+        if read_ready is None or fd is None or not loop.direct:
+            return
+        selector: Any = loop._selector  # type: ignore[attr-defined]
+        epoll = selector._selector._epoll
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + limit
+        lock = loop.lock
+        try:
+            while waiter.lock.locked() and not transport.is_closing():
+                # What asyncio wants watched now, less input (it may have changed it).
+                events = selector.get_key(fd).events
+                if not events & selectors.EVENT_READ:
+                    return  # reading is paused: not ours to resume
+                epoll.modify(fd, select.EPOLLOUT if events & selectors.EVENT_WRITE else 0)
+                lock.release()
+                try:
+                    remaining = deadline - time.monotonic()
+                    # In slices: the loop thread may still read the reply (an event
+                    # it took before the mask, or asyncio re-arming input for a
+                    # write), and a settled waiter is seen only between polls.
+                    ready = poller.poll(max(0.0, min(remaining, POLL_SLICE)) * 1000)
+                finally:
+                    lock.acquire()
+                if ready:
+                    read_ready()  # recv and data_received, as the loop would
+                elif remaining <= POLL_SLICE:
+                    return
+        except (KeyError, OSError):
+            return  # the transport is gone from the selector
+        finally:
+            # Input watched by the loop again, after what came was read (else the
+            # loop thread would wake for bytes already taken).
+            try:
+                events = selector.get_key(fd).events
+                mask = select.EPOLLIN if events & selectors.EVENT_READ else 0
+                if events & selectors.EVENT_WRITE:
+                    mask |= select.EPOLLOUT
+                epoll.modify(fd, mask)
+            except (KeyError, OSError):
+                pass
+
+    def wait(
+        self, waiter: Waiter, timeout: float | None, what: str, left: float | None = None
+    ) -> Any:
+        """Wait for ``waiter`` at most ``left`` seconds (``timeout`` when not given);
+        :class:`CallTimeout` names ``timeout``."""
+        if left is None:
+            left = timeout
+        if not waiter.lock.acquire(True, -1 if left is None else max(left, 0.0)):
             self.submit(waiter.cancel)
             raise CallTimeout(what, timeout)
         if waiter.error is not None:

@@ -345,8 +345,15 @@ class BlockingChannel(Consuming):
                 finally:
                     del conn.flush_threshold
 
+            def transport() -> Any:
+                conn = current()
+                return None if conn is None else conn._runtime.transport
+
             try:
-                self._connection._call(publish_now, timeout, "basic_publish", not self._recovering)
+                if self._recovering:
+                    self._connection._call(publish_now, timeout, "basic_publish")
+                else:
+                    self._connection._call(publish_now, timeout, "basic_publish", True, transport)
             except (UnroutableError, NackError) as exc:
                 raise _pika_error(exc) from None
             return

@@ -215,9 +215,14 @@ class BlockingConnection:
         return None if t is None or math.isinf(t) else t
 
     def _call(
-        self, start: Callable[[], Any], timeout: float | None, what: str, direct: bool = False
+        self,
+        start: Callable[[], Any],
+        timeout: float | None,
+        what: str,
+        direct: bool = False,
+        reply_from: Callable[[], Any] | None = None,
     ) -> Any:
-        return self._lt.call(start, self._deadline(timeout), what, direct)
+        return self._lt.call(start, self._deadline(timeout), what, direct, reply_from)
 
     def _current(self) -> tornado.Connection | None:
         """The live tornado connection (loop thread), if there is one."""

@@ -39,7 +39,12 @@ class ConnectionHooks(Protocol):
     _events: queue.SimpleQueue[Callable[[], Any]]
 
     def _call(
-        self, start: Callable[[], Any], timeout: float | None, what: str, direct: bool = False
+        self,
+        start: Callable[[], Any],
+        timeout: float | None,
+        what: str,
+        direct: bool = False,
+        reply_from: Callable[[], Any] | None = None,
     ) -> Any: ...
 
     def _current(self) -> Any: ...

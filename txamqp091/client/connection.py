@@ -283,19 +283,11 @@ class ConnectionLogic(Generic[W]):
         if self._unflushed >= self.flush_threshold:
             self._flush()
         elif not self._flush_scheduled and not self._receiving:
-            # Alone in the loop turn (an RPC's request or reply, on asyncio): out now,
-            # a turn earlier; what follows in the same callback still coalesces.
-            now = self._runtime.nothing_else_ready()
             self._flush_scheduled = True
             self._runtime.call_soon(self._flush)
-            if now:
-                self._core_flush()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        self._core_flush()
-
-    def _core_flush(self) -> None:
         self._unflushed = 0
         data = self._core.data_to_send()
         if data and not self._ended:

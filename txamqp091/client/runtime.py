@@ -85,13 +85,6 @@ class Runtime(Generic[W]):
         """Run ``fn`` once the current batch of work is done (the next loop turn)."""
         raise NotImplementedError
 
-    def nothing_else_ready(self) -> bool:
-        """Whether no other callback waits to run in this loop turn or the next: a
-        write scheduled with :meth:`call_soon` could then coalesce with nothing, and
-        going out now saves a loop turn (an RPC's request or reply). False when the
-        adapter cannot tell."""
-        return False
-
     def in_loop_thread(self) -> bool:
         """Whether the caller runs in the event loop's thread (adapters that know better
         override this; the default suits a single-threaded program)."""

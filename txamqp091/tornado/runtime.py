@@ -91,11 +91,6 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
     def call_soon(self, fn: Callable[[], None]) -> None:
         self._loop.call_soon(fn)
 
-    def nothing_else_ready(self) -> bool:
-        # asyncio's ready queue (BaseEventLoop._ready, a deque; uvloop has none: False).
-        ready = getattr(self._loop, "_ready", None)
-        return ready is not None and not ready
-
     def on_result(
         self,
         waiter: asyncio.Future[Any],

@@ -36,9 +36,11 @@ Scenarios (counts are multiplied by ``--scale``):
    ``pika.channel.Channel`` behind ``TwistedChannel._channel``, since pika's
    Twisted wrapper only offers the queue). Extra, not one of the five targets.
 4. ``rpc``        2,000 sequential round trips: publish a request (reply_to +
-   correlation_id) to a request queue; a responder on a second connection in
-   the same process echoes it back to the client's exclusive reply queue;
+   correlation_id) to a request queue; a responder in the same process
+   echoes it back to the client's exclusive reply queue;
    the client awaits the reply. 100 warm-up round trips are not counted.
+   The responder is on another channel of the client's connection, as in the C
+   program (``--rpc-responder connection``: on a second connection).
    Reports p50/p99 latency in µs; CPU is per round trip, both sides.
 5. ``large``      2,000 x 1 MiB published with confirms (window 50) on one
    connection and consumed back (prefetch 50, one ack each) on another,
@@ -248,8 +250,11 @@ async def tx_scenario(reactor: Any, a: argparse.Namespace) -> dict[str, Any]:
             return meter.result(n)
 
         if scen == "rpc":
-            rconn = await _tx_connect(reactor, a, "bench-rpc-tx-responder")
-            conns.append(rconn)
+            if a.rpc_responder == "connection":
+                rconn = await _tx_connect(reactor, a, "bench-rpc-tx-responder")
+                conns.append(rconn)
+            else:
+                rconn = conn
             rch = await rconn.channel()
             await rch.queue_declare(q, auto_delete=True)
             requests = await rch.basic_consume(q, auto_ack=True)
@@ -477,8 +482,11 @@ async def pika_scenario(reactor: Any, a: argparse.Namespace) -> dict[str, Any]:
             return meter.result(n)
 
         if scen == "rpc":
-            rconn = await _pika_connect(reactor, a, "bench-rpc-pika-responder")
-            conns.append(rconn)
+            if a.rpc_responder == "connection":
+                rconn = await _pika_connect(reactor, a, "bench-rpc-pika-responder")
+                conns.append(rconn)
+            else:
+                rconn = conn
             rch = await rconn.channel()
             await rch.queue_declare(q, auto_delete=True)
             requests, req_tag = await rch.basic_consume(q, auto_ack=True)
@@ -843,6 +851,7 @@ def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict
         "--out", out,
         "--timeout", str(a.timeout),
         "--batch", str(a.batch),
+        "--rpc-responder", a.rpc_responder,
         "--host", a.host,
         "--port", str(a.port),
         "--user", a.user,
@@ -1041,6 +1050,13 @@ def main(argv: list[str] | None = None) -> int:
         "--no-floor",
         action="store_true",
         help="skip the rpc scenario's 'floor' reference row (no reactor, raw core)",
+    )
+    p.add_argument(
+        "--rpc-responder",
+        choices=("channel", "connection"),
+        default="channel",
+        help="rpc responder on another channel of the client's connection (default, as "
+        "the C program and tornado_client.py do) or on a second connection",
     )
     p.add_argument("--profile", metavar="DIR", help="cProfile each worker into DIR/*.prof")
     p.add_argument("--host", default=os.environ.get("AMQP_HOST", "127.0.0.1"))

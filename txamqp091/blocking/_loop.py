@@ -46,7 +46,17 @@ _deferring_ident = 0
 #: How long a caller reads the socket for its own reply before the loop thread
 #: takes over (it then sleeps on the reply as any other call does).
 READ_REPLY_FOR = 0.5
-POLL_SLICE = 0.001
+POLL_SLICE = 0.05
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except OSError:  # BlockingIOError: empty
+        pass
+
+
 _deferred: list[tuple[Callable[[Any], Any], Any]] = []
 
 
@@ -63,6 +73,29 @@ def _release(lock: Any) -> None:
     lock.release()
 
 
+def _notify(fd: int) -> None:
+    try:
+        os.write(fd, b"\0")
+    except OSError:  # full (it is drained by its reader) or closed: either way awake
+        pass
+
+
+_pipes = threading.local()
+
+
+def _thread_pipe() -> tuple[int, int]:
+    """This thread's wake-up pipe (read end, write end), made on first use: a caller
+    reading its own reply polls it too, so that it hears at once when the loop thread
+    took the reply instead. Kept for the thread's life (two descriptors a thread)."""
+    pipe: tuple[int, int] | None = getattr(_pipes, "pipe", None)
+    if pipe is None:
+        pipe = os.pipe()
+        os.set_blocking(pipe[0], False)
+        os.set_blocking(pipe[1], False)
+        _pipes.pipe = pipe
+    return pipe
+
+
 class Waiter:
     """The result of one operation, handed from the loop thread to the caller.
 
@@ -70,11 +103,13 @@ class Waiter:
     the loop thread releases it once the value or the error is set.
     """
 
-    __slots__ = ("error", "future", "lock", "value")
+    __slots__ = ("error", "future", "lock", "notify", "value")
 
     def __init__(self) -> None:
         self.lock = allocate_lock()
         self.lock.acquire()
+        #: A pipe to write to when the loop thread settles it (-1: none), see _read_reply.
+        self.notify = -1
         self.value: Any = None
         self.error: BaseException | None = None
         self.future: asyncio.Future[Any] | None = None
@@ -90,6 +125,8 @@ class Waiter:
     def _wake(self) -> None:
         if get_ident() == _deferring_ident:
             _deferred.append((_release, self.lock))  # released by _UnlockedPoll.poll
+            if self.notify >= 0:
+                _deferred.append((_notify, self.notify))
         else:
             self.lock.release()
 
@@ -373,10 +410,13 @@ class LoopThread:
             return
         selector: Any = loop._selector  # type: ignore[attr-defined]
         epoll = selector._selector._epoll
+        rfd, wfd = _thread_pipe()
         poller = select.poll()
         poller.register(fd, select.POLLIN)
+        poller.register(rfd, select.POLLIN)
         deadline = time.monotonic() + limit
         lock = loop.lock
+        waiter.notify = wfd
         try:
             while waiter.lock.locked() and not transport.is_closing():
                 # What asyncio wants watched now, less input (it may have changed it).
@@ -387,19 +427,24 @@ class LoopThread:
                 lock.release()
                 try:
                     remaining = deadline - time.monotonic()
-                    # In slices: the loop thread may still read the reply (an event
-                    # it took before the mask, or asyncio re-arming input for a
-                    # write), and a settled waiter is seen only between polls.
+                    # The loop thread may still read the reply (an event it took
+                    # before the mask, or asyncio re-arming input for a write): it
+                    # then writes to our pipe. Slices only as a safety net.
                     ready = poller.poll(max(0.0, min(remaining, POLL_SLICE)) * 1000)
                 finally:
                     lock.acquire()
                 if ready:
-                    read_ready()  # recv and data_received, as the loop would
+                    for ready_fd, _ in ready:
+                        if ready_fd == rfd:
+                            _drain(rfd)
+                        else:
+                            read_ready()  # recv and data_received, as the loop would
                 elif remaining <= POLL_SLICE:
                     return
         except (KeyError, OSError):
             return  # the transport is gone from the selector
         finally:
+            waiter.notify = -1
             # Input watched by the loop again, after what came was read (else the
             # loop thread would wake for bytes already taken).
             try:

@@ -6,8 +6,9 @@ reference row of ``compare.py``. The program is built into ``benchmarks/_build/`
 
     cc -O2 -o benchmarks/_build/amqp_bench ../shared/bench/c-ceiling/amqp_bench.c -lrabbitmq
 
-which needs ``librabbitmq-dev``. :func:`build` returns None (and says why) when
-that is not possible, so the comparison still runs without the row.
+which needs ``librabbitmq-dev``: when its headers are missing, :func:`build`
+installs it with ``apt-get`` if it runs as root on Debian, and otherwise returns
+None (and says why), so the comparison still runs without the row.
 """
 
 from __future__ import annotations
@@ -49,12 +50,31 @@ def build() -> tuple[Path | None, str]:
     if not cc:
         return None, "no C compiler"
     BUILD.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        [cc, "-O2", "-o", str(BINARY), str(src), "-lrabbitmq"], capture_output=True, text=True
-    )
+    command = [cc, "-O2", "-o", str(BINARY), str(src), "-lrabbitmq"]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode and install_librabbitmq():
+        proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode:
         return None, f"build failed (apt-get install librabbitmq-dev?): {proc.stderr[-500:]}"
     return BINARY, "built"
+
+
+def install_librabbitmq() -> bool:
+    """Install rabbitmq-c's headers with apt-get, as the C ceiling's README says, when
+    they are missing and this runs as root on Debian (scripts/ensure-broker installs
+    RabbitMQ the same way); whether it did. Opt out with TXAMQP091_NO_APT=1."""
+    if Path("/usr/include/amqp.h").exists() or os.environ.get("TXAMQP091_NO_APT") == "1":
+        return False
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return False
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for command in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "librabbitmq-dev"],
+    ):
+        if subprocess.run(command, capture_output=True, env=env, timeout=600).returncode:
+            return False
+    return True
 
 
 def broker_pid() -> int | None:

@@ -3,12 +3,15 @@ the order of everything submitted before it, and wakes the loop for what it queu
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from typing import Any
 
 import pytest
 
-from txamqp091.blocking._loop import loop_thread, wake_later
+from txamqp091.blocking import _loop
+from txamqp091.blocking._loop import _thread_pipe, loop_thread, wake_later
 
 
 def test_a_direct_call_runs_in_the_calling_thread_when_the_loop_is_idle() -> None:
@@ -79,3 +82,17 @@ def test_wake_later_runs_at_once_outside_the_loop_and_before_the_next_poll_insid
     assert woken == [1, 2]
     if lt.loop.direct:
         assert seen_inside == [[1]]
+
+
+def test_a_threads_wake_up_pipe_is_closed_when_the_thread_ends() -> None:
+    made: list[Any] = []
+
+    def work() -> None:
+        _thread_pipe()
+        made.append(weakref.ref(_loop._pipes.pipe))
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join(5.0)
+    gc.collect()
+    assert made and made[0]() is None  # dropped with the thread: its __del__ closed both ends

@@ -80,20 +80,36 @@ def _notify(fd: int) -> None:
         pass
 
 
+class _Pipe:
+    """A thread's wake-up pipe; closed when the thread ends (its ``threading.local``
+    slot is dropped then), so threads that come and go leak no descriptors."""
+
+    __slots__ = ("__weakref__", "read", "write")
+
+    def __init__(self) -> None:
+        self.read, self.write = os.pipe()
+        os.set_blocking(self.read, False)
+        os.set_blocking(self.write, False)
+
+    def __del__(self) -> None:
+        for fd in (self.read, self.write):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 _pipes = threading.local()
 
 
 def _thread_pipe() -> tuple[int, int]:
     """This thread's wake-up pipe (read end, write end), made on first use: a caller
     reading its own reply polls it too, so that it hears at once when the loop thread
-    took the reply instead. Kept for the thread's life (two descriptors a thread)."""
-    pipe: tuple[int, int] | None = getattr(_pipes, "pipe", None)
+    took the reply instead."""
+    pipe: _Pipe | None = getattr(_pipes, "pipe", None)
     if pipe is None:
-        pipe = os.pipe()
-        os.set_blocking(pipe[0], False)
-        os.set_blocking(pipe[1], False)
-        _pipes.pipe = pipe
-    return pipe
+        pipe = _pipes.pipe = _Pipe()
+    return pipe.read, pipe.write
 
 
 class Waiter:

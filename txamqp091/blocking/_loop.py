@@ -257,9 +257,13 @@ class PrivateLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         self.lock = allocate_lock()
         selector = selectors.DefaultSelector()
-        self.direct = isinstance(selector, getattr(selectors, "EpollSelector", ()))
+        inner = getattr(selector, "_selector", None)
+        # Only where the selector's epoll object is where CPython keeps it (and the
+        # loop keeps what wake_if_needed reads); elsewhere every call is queued.
+        self.direct = isinstance(selector, getattr(selectors, "EpollSelector", ())) and (
+            inner is not None and hasattr(asyncio.SelectorEventLoop, "_write_to_self")
+        )
         if self.direct:
-            inner = selector._selector  # type: ignore[attr-defined]
             selector._selector = _UnlockedPoll(inner, self.lock)  # type: ignore[attr-defined]
         super().__init__(selector)
 

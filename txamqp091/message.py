@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from .core.events import Delivery
 
-__all__ = ["Message", "SettlingChannel"]
+__all__ = ["Message", "ReturnedMessage", "SettlingChannel"]
 
 
 class SettlingChannel(Protocol):
@@ -74,6 +74,17 @@ class Message(Delivery):
     def reject(self, requeue: bool = True) -> None:
         """Reject this message (Basic.Reject)."""
         self._settle("reject", requeue=requeue)
+
+
+@dataclass(slots=True, eq=False, repr=False)
+class ReturnedMessage(Message):
+    """A mandatory message the broker could not route, as ``add_on_return_callback``
+    hands it over: the message, plus why the broker returned it (Basic.Return's
+    ``reply_code`` and ``reply_text``, 312 ``NO_ROUTE`` for no matching binding).
+    A subclass, so a callback typed for :class:`Message` takes it unchanged."""
+
+    reply_code: int = 0
+    reply_text: str = ""
 
 
 def _header_int(message: Message, name: str) -> int | None:

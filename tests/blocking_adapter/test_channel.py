@@ -270,6 +270,7 @@ def test_return_callback_runs_when_pumped(ch: blocking.BlockingChannel, names: N
     method, body = returned[0]
     assert body == b"lost"
     assert method.routing_key.startswith("txamqp091.test.blocking.nowhere.")
+    assert (method.reply_code, method.reply_text) == (312, "NO_ROUTE")  # as pika
 
 
 def test_publish_batch_in_confirm_mode(ch: blocking.BlockingChannel, names: Names) -> None:

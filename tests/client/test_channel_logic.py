@@ -18,7 +18,7 @@ from txamqp091.exceptions import (
     NackError,
     UnroutableError,
 )
-from txamqp091.message import Message
+from txamqp091.message import Message, ReturnedMessage
 from txamqp091.testing import FakeBroker
 
 
@@ -113,6 +113,9 @@ def test_an_unroutable_mandatory_publish_is_returned(wire: Wire, ch: ChannelLogi
     error = wire.error(ch.basic_publish("", "nowhere", b"lost", mandatory=True))
     assert isinstance(error, UnroutableError)
     assert [m.body for m in returned] == [b"lost"]
+    assert isinstance(returned[0], ReturnedMessage)
+    assert (returned[0].reply_code, returned[0].reply_text) == (312, "NO_ROUTE")
+    assert returned[0].routing_key == "nowhere" and returned[0].channel is ch
 
 
 def test_a_consumer_buffers_deliveries_and_cancel_hands_them_back(

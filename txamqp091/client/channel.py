@@ -25,7 +25,7 @@ from ..exceptions import (
     DuplicateConsumerTag,
     UnroutableError,
 )
-from ..message import Message
+from ..message import Message, ReturnedMessage
 from .api import ChannelAPI, documented_by
 from .channel_base import ConnectionHooks
 from .consumer import ConsumerLogic, message_callback, new_consumer_tag
@@ -252,7 +252,8 @@ class ChannelLogic(DeclaringChannel[W]):
     # -- callbacks ---------------------------------------------------------------------------------
 
     def add_on_return_callback(self, callback: Callable[[Message], Any]) -> None:
-        """``callback(message)`` for each message the broker returns (``message.reply_code``...)."""
+        """``callback(message)`` for each message the broker returns: a
+        :class:`~txamqp091.message.ReturnedMessage` (``reply_code``, ``reply_text``)."""
         validate.callback("callback", callback)
         self._on_return.append(callback)
 
@@ -323,7 +324,7 @@ class ChannelLogic(DeclaringChannel[W]):
         consumer._deliver(message)
 
     def _on_returned(self, event: Returned) -> None:
-        message = Message(
+        message = ReturnedMessage(
             event.channel_id,
             "",
             0,
@@ -332,8 +333,12 @@ class ChannelLogic(DeclaringChannel[W]):
             event.routing_key,
             event.properties,
             event.body,
+            self,
+            None,
+            None,
+            event.reply_code,
+            event.reply_text,
         )
-        message._channel = self
         error = UnroutableError(event.reply_code, event.reply_text, message)
         if self._core.confirm_mode:
             self._confirms.returned(event.exchange, event.routing_key, event.body, error)

@@ -78,6 +78,8 @@ def test_broker_error_closes_channel_with_pika_error(
     assert ch.is_closed
     with pytest.raises(exceptions.ChannelWrongStateError):  # as pika: "channel is closed"
         ch.queue_declare(names.queue())
+    with pytest.raises(exceptions.ChannelWrongStateError, match="closed: .*404"):
+        ch.basic_publish("", names.queue(), b"on a closed channel")  # says why it closed
     # The connection is fine: a new channel works.
     assert conn.channel().queue_declare("", exclusive=True).method.queue
 

@@ -362,7 +362,9 @@ class BlockingChannel(Consuming):
             self._publish_error = None
             raise error
         if self._closed_error is not None:
-            raise ChannelWrongStateError(f"channel {self.channel_number} is closed")
+            raise ChannelWrongStateError(
+                f"channel {self.channel_number} is closed: {self._closed_error}"
+            )
         conn = self._connection
         completed = conn._completed_one
 

@@ -144,12 +144,17 @@ class ChannelBase(Generic[W]):
         return error
 
     def _check_open(self) -> None:
+        if self._close_error is not None or self._closing is not None:
+            raise self._wrong_state()
+
+    def _wrong_state(self) -> ChannelWrongStateError:
+        """The error for an operation on a channel that is closed or closing, naming why
+        it closed (the broker's 406 text, say), so a failed publish explains itself."""
         if self._close_error is not None:
-            raise ChannelWrongStateError(
+            return ChannelWrongStateError(
                 f"channel {self.channel_number} is closed: {self._close_error}"
             )
-        if self._closing is not None:
-            raise ChannelWrongStateError(f"channel {self.channel_number} is closing")
+        return ChannelWrongStateError(f"channel {self.channel_number} is closing")
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -216,9 +221,7 @@ class ChannelBase(Generic[W]):
                 f"body of {len(body)} bytes exceeds max_message_size {self._max_message_size}"
             )
         if self._close_error is not None or self._closing is not None:
-            return self._runtime.failed(
-                ChannelWrongStateError(f"channel {self.channel_number} is closed")
-            )
+            return self._runtime.failed(self._wrong_state())
         limit = self._max_unconfirmed
         if not self._flow_active or self._flow_held or (limit and len(self._confirms) >= limit):
             # Held in order behind anything already waiting: the broker stopped us

@@ -468,3 +468,21 @@ def test_channel_with_an_explicit_number(conn: blocking.BlockingConnection, name
     assert conn.channel().channel_number == 1  # the lowest free number, as before
     ch.close()
     assert conn.channel(42).is_open  # free again once closed
+
+
+def test_spec_names_pika_code_annotates_and_tests_with(
+    ch: blocking.BlockingChannel, names: Names
+) -> None:
+    pika = pytest.importorskip("pika")
+    from txamqp091.blocking.spec import Basic
+
+    for name in ("Deliver", "GetOk", "Return", "Cancel"):
+        assert hasattr(pika.spec.Basic, name) and hasattr(Basic, name), name
+    queue = names.queue()
+    ch.queue_declare(queue)
+    ch.basic_publish("", queue, b"x")
+    method, _, _ = ch.basic_get(queue, auto_ack=True)
+    while method is None:
+        method, _, _ = ch.basic_get(queue, auto_ack=True)
+    assert isinstance(method, Basic.GetOk) and isinstance(method, Basic.Deliver)
+    ch.queue_delete(queue)

@@ -1,10 +1,42 @@
-"""The few ``pika.spec`` names blocking code uses."""
+"""The ``pika.spec`` names blocking code uses: properties, delivery modes, and the
+method classes it annotates with or tests with ``isinstance``.
+
+A delivery's ``method`` is the :class:`~txamqp091.Message` itself (it carries every
+field of pika's ``Basic.Deliver`` and ``Basic.GetOk``), so ``Basic.Deliver`` and
+``Basic.GetOk`` name that class: ``def on_message(ch, method: Basic.Deliver, ...)``
+and ``isinstance(method, Basic.Deliver)`` keep working after the import changes.
+"""
 
 from __future__ import annotations
 
 from ..core.spec import BasicProperties
+from ..message import Message
+from .frames import BasicCancel, BasicReturn, ConnectionBlocked, ConnectionUnblocked
 
-__all__ = ["PERSISTENT_DELIVERY_MODE", "TRANSIENT_DELIVERY_MODE", "BasicProperties"]
+__all__ = [
+    "PERSISTENT_DELIVERY_MODE",
+    "TRANSIENT_DELIVERY_MODE",
+    "Basic",
+    "BasicProperties",
+    "Connection",
+]
 
 TRANSIENT_DELIVERY_MODE = 1
 PERSISTENT_DELIVERY_MODE = 2
+
+
+class Basic:
+    """``pika.spec.Basic``: the method classes blocking callbacks receive."""
+
+    Deliver = Message
+    GetOk = Message
+    Return = BasicReturn
+    Cancel = BasicCancel
+    Properties = BasicProperties
+
+
+class Connection:
+    """``pika.spec.Connection``: what blocked/unblocked callbacks receive."""
+
+    Blocked = ConnectionBlocked
+    Unblocked = ConnectionUnblocked

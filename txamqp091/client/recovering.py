@@ -8,10 +8,10 @@ operation is that channel's own method, called on the incarnation: this class
 adds the recording, the waiting and the sending again, never a second copy of
 what a method does. When the connection dies, operations still in flight and
 publishes not yet confirmed are kept (:mod:`.parking`); on the next connection a
-new incarnation is opened, the topology is replayed in order (server-named
-queues are re-declared first and their new names substituted wherever the old
-ones were used), consumers re-subscribe with their tags, and the kept
-operations are sent again. A publish in confirm mode therefore succeeds only
+new incarnation is opened, the topology is replayed in order (:mod:`.replay`:
+server-named queues are re-declared first and their new names substituted
+wherever the old ones were used), consumers re-subscribe with their tags, and the
+kept operations are sent again. A publish in confirm mode therefore succeeds only
 once a broker has acked it (at least once: duplicates are possible, losses are
 not).
 
@@ -30,8 +30,8 @@ including those sent again after the incarnation they were on died.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Generic
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .. import validation as validate
 from ..core.spec import BasicProperties
@@ -50,16 +50,12 @@ from ..message import Message
 from .api import ChannelAPI, documented_by
 from .channel import ChannelLogic
 from .consumer import message_callback, new_consumer_tag
-from .parking import NOTHING, Operation, ParkingLot, quoted_names
+from .parking import NOTHING, Operation, ParkingLot
 from .recorded import Arguments, TopologyOperations, arguments_of
 from .recovering_consumer import Reconsume, SurvivingConsumer
+from .replay import Replay
 from .runtime import Runtime, W
-from .topology import (
-    Entry,
-    QueueDeclaration,
-    Record,
-    Topology,
-)
+from .topology import Entry, Record, Topology
 
 if TYPE_CHECKING:
     from .connection import ConnectionLogic
@@ -258,92 +254,16 @@ class SurvivingChannel(TopologyOperations[W]):
         reopened = inner._conn is self._last_connection
         self._last_connection = inner._conn
         self._replaying = True
-        self._replay(_Replay(inner, iter(self._topology), reopened))
+        Replay(self, inner, reopened).run()
 
-    def _still_there(self, queue: str) -> bool:
-        """After a channel error (same connection): whether a server-named auto-delete
-        queue survived the channel's end. It did unless it lost its consumers with the
-        channel; declaring it again would create a second queue under a new name."""
-        current = self._topology.name(queue)
-        return not any(self._topology.name(c.queue) == current for c in self._consumers.values())
-
-    def _replay(self, state: _Replay[W]) -> None:
-        """Replay records in order, pipelined (see :mod:`.topology`): each goes out with
-        ``nowait`` when it can, except the last thing the replay sends, whose reply says
-        the broker has processed all of it. Pause after a server-named queue until its
-        name is known."""
-        runtime = self._runtime
-        inner, names = state.inner, self._topology.names
-        for entry in state.entries:
-            if self._inner is not inner or not inner.is_open:
-                return
-            if not entry.applied:
-                continue  # its own operation is parked and follows the replay
-            record = entry.record
-            server_named = isinstance(record, QueueDeclaration) and record.server_named
-            if server_named and state.reopened:
-                assert isinstance(record, QueueDeclaration)
-                if not record.auto_delete or self._still_there(record.queue):
-                    continue
-            state.subjects.update(record.subjects(names))
-            self._send_held(state)
-            if record.pipelined:
-                state.held = record  # sent with nowait once something follows it
-                continue
-            waiter = record.replay(inner, names)
-            if server_named:
-                original = record.queue if isinstance(record, QueueDeclaration) else ""
-
-                def declared(ok: Any, original: str = original) -> None:
-                    names[original] = ok.queue
-                    self._replay(state)
-
-                runtime.on_result(waiter, declared, lambda error: self._replay_failed(state, error))
-                return
-            self._set_last(state, waiter)
-        self._resubscribe(state)
-
-    def _send_held(self, state: _Replay[W]) -> None:
-        held, state.held = state.held, None
-        if held is not None:
-            held.send_nowait(state.inner, self._topology.names)
-            self._set_last(state, None)
-
-    def _set_last(self, state: _Replay[W], waiter: W | None) -> None:
-        """``waiter`` is the replay's last request now; the one before needs no watching
-        (a channel close fails the last one too)."""
-        if state.last is not None:
-            self._runtime.on_result(state.last, _ignore, _ignore)
-        state.last = waiter
-
-    def _resubscribe(self, state: _Replay[W]) -> None:
-        runtime, inner = self._runtime, state.inner
-        consumers = [c for c in self._consumers.values() if c._subscribed]
-        # (a consumer not yet subscribed has its own Basic.Consume parked: not twice)
-        if consumers:
-            self._send_held(state)
-            for consumer in consumers:
-                state.subjects.update(self._queue_names(consumer.queue))
-                name = self._topology.name(consumer.queue)
-                final = consumer is consumers[-1]  # the one whose reply ends the replay
-                self._set_last(state, consumer._subscribe(inner, name, nowait=not final))
-        elif state.held is not None:
-            held, state.held = state.held, None
-            self._set_last(state, held.replay(inner, self._topology.names))
+    def _resume(self, inner: ChannelLogic[W]) -> None:
+        """The replay on ``inner`` has sent everything: the operations parked meanwhile
+        go out after it, in the order they were issued."""
         self._replaying = False
         if self._parked.blaming:
             self._parked.blame()  # before anything goes out again (normally done by now)
         for item in self._parked.take_all():
             self._bridge(inner, item.operation, item.waiter, item.seq, item.subjects)
-        last = state.last
-        if last is None:
-            self._recovered(inner)
-        else:
-            runtime.on_result(
-                last,
-                lambda value: self._recovered(inner),
-                lambda error: self._replay_failed(state, error),
-            )
 
     def _recovered(self, inner: ChannelLogic[W]) -> None:
         """The broker answered the replay's last request: everything replayed is in place."""
@@ -351,23 +271,6 @@ class SurvivingChannel(TopologyOperations[W]):
             return
         self._reopens = 0
         self._session._channel_recovered(self)
-
-    def _replay_failed(self, state: _Replay[W], error: BaseException) -> None:
-        """The broker closed the channel before answering the replay's last request: a
-        replayed record was refused (the reopen replays again, up to ``max_reopens``)."""
-        if not isinstance(error, ChannelClosedByBroker) or self._closed_error is not None:
-            return
-        self._parked.excuse(error)
-        named = quoted_names(error.reply_text or "")
-        culprits = [r for r in self._topology.records() if r.subjects(self._topology.names) & named]
-        self._runtime.log(
-            "warn",
-            "txamqp091: the broker refused the replay of channel {n}'s topology ({culprit}): "
-            "{error}",
-            n=state.inner.channel_number,
-            culprit=", ".join(map(repr, culprits[:3])) or "unknown record",
-            error=error,
-        )
 
     def _on_incarnation_closed(self, inner: ChannelLogic[W], error: BaseException) -> None:
         if self._inner is not inner:
@@ -603,25 +506,6 @@ class SurvivingChannel(TopologyOperations[W]):
         if inner is not None and inner.is_open:
             return inner.close(reply_code, reply_text)
         return self._runtime.succeeded(None)
-
-
-class _Replay(Generic[W]):
-    """One incarnation's replay under way."""
-
-    __slots__ = ("entries", "held", "inner", "last", "reopened", "subjects")
-
-    def __init__(self, inner: ChannelLogic[W], entries: Iterator[Entry], reopened: bool) -> None:
-        self.inner = inner
-        self.entries = entries
-        #: A reopen on the same connection (after a channel error), not a reconnect.
-        self.reopened = reopened
-        #: A pipelined record not sent yet: with ``nowait`` if anything follows it, else
-        #: waiting for its reply (the last thing the replay sends).
-        self.held: Record | None = None
-        #: The waiter of the last request the replay sent, if it was one with a reply.
-        self.last: W | None = None
-        #: Every exchange and queue the replay names.
-        self.subjects: set[str] = set()
 
 
 class _ClosedByUser(ChannelClosed):

@@ -9,6 +9,8 @@ and ``isinstance(method, Basic.Deliver)`` keep working after the import changes.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from ..core.spec import BasicProperties
 from ..message import Message
 from .frames import BasicCancel, BasicReturn, ConnectionBlocked, ConnectionUnblocked
@@ -28,15 +30,15 @@ PERSISTENT_DELIVERY_MODE = 2
 class Basic:
     """``pika.spec.Basic``: the method classes blocking callbacks receive."""
 
-    Deliver = Message
-    GetOk = Message
-    Return = BasicReturn
-    Cancel = BasicCancel
-    Properties = BasicProperties
+    Deliver: TypeAlias = Message
+    GetOk: TypeAlias = Message
+    Return: TypeAlias = BasicReturn
+    Cancel: TypeAlias = BasicCancel
+    Properties: TypeAlias = BasicProperties
 
 
 class Connection:
     """``pika.spec.Connection``: what blocked/unblocked callbacks receive."""
 
-    Blocked = ConnectionBlocked
-    Unblocked = ConnectionUnblocked
+    Blocked: TypeAlias = ConnectionBlocked
+    Unblocked: TypeAlias = ConnectionUnblocked

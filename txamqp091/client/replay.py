@@ -61,8 +61,6 @@ class Replaying(Protocol[W]):
     @property
     def _closed_error(self) -> BaseException | None: ...
 
-    def _queue_names(self, queue: str) -> frozenset[str]: ...
-
     def _resume(self, inner: ChannelLogic[W]) -> None:
         """Everything replayed is sent: the parked operations may follow."""
 
@@ -73,7 +71,7 @@ class Replaying(Protocol[W]):
 class Replay(Generic[W]):
     """One incarnation's replay under way: call :meth:`run` once."""
 
-    __slots__ = ("channel", "entries", "held", "inner", "last", "reopened", "subjects")
+    __slots__ = ("channel", "entries", "held", "inner", "last", "reopened")
 
     def __init__(self, channel: Replaying[W], inner: ChannelLogic[W], reopened: bool) -> None:
         self.channel = channel
@@ -86,8 +84,6 @@ class Replay(Generic[W]):
         self.held: Record | None = None
         #: The waiter of the last request the replay sent, if it was one with a reply.
         self.last: W | None = None
-        #: Every exchange and queue the replay names.
-        self.subjects: set[str] = set()
 
     def _still_there(self, queue: str) -> bool:
         """After a channel error (same connection): whether a server-named auto-delete
@@ -115,7 +111,6 @@ class Replay(Generic[W]):
                 assert isinstance(record, QueueDeclaration)
                 if not record.auto_delete or self._still_there(record.queue):
                     continue
-            self.subjects.update(record.subjects(names))
             self._send_held()
             if record.pipelined:
                 self.held = record  # sent with nowait once something follows it
@@ -154,7 +149,6 @@ class Replay(Generic[W]):
         if consumers:
             self._send_held()
             for consumer in consumers:
-                self.subjects.update(channel._queue_names(consumer.queue))
                 name = topology.name(consumer.queue)
                 final = consumer is consumers[-1]  # the one whose reply ends the replay
                 self._set_last(consumer._subscribe(inner, name, nowait=not final))

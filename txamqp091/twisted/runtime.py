@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -22,10 +23,38 @@ log = Logger(namespace="txamqp091")
 
 
 class DeferredRuntime(Runtime[Deferred[Any]]):
-    """Waiters are Deferreds; time is the given ``IReactorTime`` (a ``Clock`` in tests)."""
+    """Waiters are Deferreds; time is the given ``IReactorTime`` (a ``Clock`` in tests).
+
+    While :attr:`_held` is a list (the protocol sets it around one read's dispatch),
+    ``resolve`` and ``reject`` queue there and the protocol settles them, in order,
+    once every frame of the read is dispatched. A Deferred runs its callbacks
+    synchronously: settled at once, a coroutine awaiting ``consumer.get()`` would be
+    resumed (the whole ``_inlineCallbacks`` round) once per delivery, in the middle of
+    the parse, always finding the buffer empty. Settled after the read, it resumes
+    once and takes the rest of the read's deliveries from the buffer, already-fired
+    Deferreds, as an asyncio task does (its futures' callbacks wait for the loop too).
+    """
+
+    #: Waiters settled during the current read, with their outcome: (waiter, ok, value).
+    _held: list[tuple[Deferred[Any], bool, Any]] | None = None
+    #: ``id()`` of the waiters in :attr:`_held`: they count as done (``is_done``).
+    _held_ids: set[int] = set()
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
+        self._held_ids = set()
+
+    def settle_held(self, held: list[tuple[Deferred[Any], bool, Any]]) -> None:
+        """Fire what :meth:`resolve` and :meth:`reject` held, in order; first outcome wins."""
+        ids = self._held_ids
+        for waiter, ok, value in held:
+            ids.discard(id(waiter))
+            if waiter.called:
+                continue
+            if ok:
+                waiter.callback(value)
+            else:
+                waiter.errback(Failure(value))  # type: ignore[no-untyped-call]
 
     def create_waiter(self, canceller: Callable[[], None] | None = None) -> Deferred[Any]:
         if canceller is None:
@@ -33,15 +62,38 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
         return Deferred(lambda d: canceller())
 
     def resolve(self, waiter: Deferred[Any], value: Any) -> None:
-        if not waiter.called:
+        if waiter.called:
+            return
+        held = self._held
+        if held is None:
             waiter.callback(value)
+        elif id(waiter) not in self._held_ids:
+            self._held_ids.add(id(waiter))
+            held.append((waiter, True, value))
 
     def reject(self, waiter: Deferred[Any], error: BaseException) -> None:
-        if not waiter.called:
+        if waiter.called:
+            return
+        held = self._held
+        if held is None:
             waiter.errback(Failure(error))  # type: ignore[no-untyped-call]
+        elif id(waiter) not in self._held_ids:
+            self._held_ids.add(id(waiter))
+            held.append((waiter, False, error))
 
     def is_done(self, waiter: Deferred[Any]) -> bool:
-        return waiter.called
+        return waiter.called or (self._held is not None and id(waiter) in self._held_ids)
+
+    def succeeded(self, value: Any) -> Deferred[Any]:
+        # Already fired, never held: a buffered message is handed out at once.
+        waiter: Deferred[Any] = Deferred()
+        waiter.callback(value)
+        return waiter
+
+    def failed(self, error: BaseException) -> Deferred[Any]:
+        waiter: Deferred[Any] = Deferred()
+        waiter.errback(Failure(error))  # type: ignore[no-untyped-call]
+        return waiter
 
     def add_done(self, waiter: Deferred[Any], callback: Callable[[], None]) -> None:
         def done(result: Any) -> Any:
@@ -94,8 +146,10 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
     def in_loop_thread(self) -> bool:
         # No I/O thread registered (the reactor is not running, as under task.Clock):
         # a single-threaded program, so every caller counts as the loop's thread.
+        # (threading.get_ident is what threadable.getThreadID returns, without its checks:
+        # this runs once per ack.)
         io_thread = threadable.ioThread
-        return io_thread is None or bool(io_thread == threadable.getThreadID())
+        return io_thread is None or bool(io_thread == get_ident())
 
     def call_from_thread(self, fn: Callable[[], None]) -> None:
         self._clock.callFromThread(fn)  # type: ignore[attr-defined]

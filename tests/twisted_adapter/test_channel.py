@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, ensureDeferred
 
 from tests.twisted_adapter.support import Wire, assert_no_result, failure_of, result_of
 from txamqp091 import BasicProperties, Message
@@ -207,3 +207,38 @@ def test_consumer_get_with_timeout_gives_none() -> None:
     wire.feed(wire.frames.deliver(1, "c1", 1, b"late"))
     assert result_of(later).body == b"late"
     assert wire.clock.getDelayedCalls() == []  # the timeout timer went with it
+
+
+def test_a_coroutine_on_get_resumes_once_per_read_and_its_acks_leave_in_one_write() -> None:
+    wire, _, ch = open_channel()
+    d = ch.basic_consume("q", consumer_tag="c1")
+    wire.sent()
+    wire.feed(wire.frames.consume_ok(1, "c1"))
+    consumer = result_of(d)
+    ready: list[bool] = []  # was each get() already fired (no suspension)?
+    tags: list[int] = []
+
+    async def consume() -> None:
+        while len(tags) < 3:
+            waiting = consumer.get()
+            ready.append(waiting.called)
+            message = await waiting
+            tags.append(message.delivery_tag)
+            message.ack()
+
+    done = ensureDeferred(consume())
+    writes: list[bytes] = []
+
+    def write(data: bytes) -> None:
+        writes.append(data)
+        wire.transport.__class__.write(wire.transport, data)
+
+    wire.transport.write = write  # type: ignore[method-assign]
+    wire.protocol.dataReceived(b"".join(wire.frames.deliver(1, "c1", t, b"m") for t in (1, 2, 3)))
+    result_of(done)
+    assert tags == [1, 2, 3]
+    # Resumed once, after the whole read: the other two deliveries were buffered by then.
+    assert ready == [False, True, True]
+    assert len(writes) == 1  # the three acks, written once after the read
+    assert wire.methods() == [(1, spec.BasicAck(delivery_tag=t)) for t in (1, 2, 3)]
+    assert wire.clock.getDelayedCalls() == []  # no flush left scheduled

@@ -104,7 +104,7 @@ class AMQPProtocol(Protocol, DeferredRuntime):
 
     def dataReceived(self, data: bytes) -> None:
         # Waiters settled by this read's frames fire after all of them (DeferredRuntime).
-        held: list[tuple[Deferred[Any], bool, Any]] = []
+        held: dict[int, tuple[Deferred[Any], bool, Any]] = {}
         self._held = held
         connection = self.connection
         try:

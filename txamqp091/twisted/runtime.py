@@ -25,7 +25,7 @@ log = Logger(namespace="txamqp091")
 class DeferredRuntime(Runtime[Deferred[Any]]):
     """Waiters are Deferreds; time is the given ``IReactorTime`` (a ``Clock`` in tests).
 
-    While :attr:`_held` is a list (the protocol sets it around one read's dispatch),
+    While :attr:`_held` is a dict (the protocol sets it around one read's dispatch),
     ``resolve`` and ``reject`` queue there and the protocol settles them, in order,
     once every frame of the read is dispatched. A Deferred runs its callbacks
     synchronously: settled at once, a coroutine awaiting ``consumer.get()`` would be
@@ -35,20 +35,16 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
     Deferreds, as an asyncio task does (its futures' callbacks wait for the loop too).
     """
 
-    #: Waiters settled during the current read, with their outcome: (waiter, ok, value).
-    _held: list[tuple[Deferred[Any], bool, Any]] | None = None
-    #: ``id()`` of the waiters in :attr:`_held`: they count as done (``is_done``).
-    _held_ids: set[int] = set()
+    #: Waiters settled during the current read, by ``id()``, in settling order, with
+    #: their first outcome: (waiter, ok, value). A held waiter counts as done.
+    _held: dict[int, tuple[Deferred[Any], bool, Any]] | None = None
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
-        self._held_ids = set()
 
-    def settle_held(self, held: list[tuple[Deferred[Any], bool, Any]]) -> None:
-        """Fire what :meth:`resolve` and :meth:`reject` held, in order; first outcome wins."""
-        ids = self._held_ids
-        for waiter, ok, value in held:
-            ids.discard(id(waiter))
+    def settle_held(self, held: dict[int, tuple[Deferred[Any], bool, Any]]) -> None:
+        """Fire what :meth:`resolve` and :meth:`reject` held, in order."""
+        for waiter, ok, value in held.values():
             if waiter.called:
                 continue
             if ok:
@@ -67,9 +63,8 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
         held = self._held
         if held is None:
             waiter.callback(value)
-        elif id(waiter) not in self._held_ids:
-            self._held_ids.add(id(waiter))
-            held.append((waiter, True, value))
+        else:
+            held.setdefault(id(waiter), (waiter, True, value))
 
     def reject(self, waiter: Deferred[Any], error: BaseException) -> None:
         if waiter.called:
@@ -77,12 +72,12 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
         held = self._held
         if held is None:
             waiter.errback(Failure(error))  # type: ignore[no-untyped-call]
-        elif id(waiter) not in self._held_ids:
-            self._held_ids.add(id(waiter))
-            held.append((waiter, False, error))
+        else:
+            held.setdefault(id(waiter), (waiter, False, error))
 
     def is_done(self, waiter: Deferred[Any]) -> bool:
-        return waiter.called or (self._held is not None and id(waiter) in self._held_ids)
+        held = self._held
+        return waiter.called or (held is not None and id(waiter) in held)
 
     def succeeded(self, value: Any) -> Deferred[Any]:
         # Already fired, never held: a buffered message is handed out at once.

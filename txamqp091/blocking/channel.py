@@ -19,6 +19,7 @@ from ..constants import ExchangeType
 from ..core.spec import BasicProperties
 from ..exceptions import ChannelClosedByClient, ChannelWrongStateError, NackError, UnroutableError
 from ..message import Message
+from ..message import ReturnedMessage as Returned
 from .consuming import ConnectionHooks, Consumer, Consuming
 from .frames import BasicCancel, BasicReturn, MethodFrame, ReturnedMessage
 
@@ -136,14 +137,9 @@ class BlockingChannel(Consuming):
             consumer.ended = True
         self._connection._events.put(_noop)
 
-    def _on_returned(self, message: Message) -> None:
-        # The adapter's return callback hands over the message only: the reply code
-        # and text are given when it carries them, else None (never made up).
+    def _on_returned(self, message: Returned) -> None:
         method = BasicReturn(
-            getattr(message, "reply_code", None),
-            getattr(message, "reply_text", None),
-            message.exchange,
-            message.routing_key,
+            message.reply_code, message.reply_text, message.exchange, message.routing_key
         )
         put = self._connection._events.put
         for callback in self._on_return:

@@ -39,18 +39,13 @@ class MethodFrame:
 
 
 class BasicReturn:
-    """``pika.spec.Basic.Return``: why the broker returned a mandatory message.
-
-    ``reply_code`` and ``reply_text`` are None where the adapter did not pass them on.
-    """
+    """``pika.spec.Basic.Return``: why the broker returned a mandatory message."""
 
     __slots__ = ("exchange", "reply_code", "reply_text", "routing_key")
 
     NAME = "Basic.Return"
 
-    def __init__(
-        self, reply_code: int | None, reply_text: str | None, exchange: str, routing_key: str
-    ) -> None:
+    def __init__(self, reply_code: int, reply_text: str, exchange: str, routing_key: str) -> None:
         self.reply_code = reply_code
         self.reply_text = reply_text
         self.exchange = exchange

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Protocol, TypeVar
 
 from ..core import spec
-from ..message import Message
+from ..message import Message, ReturnedMessage
 
 __all__ = ["ChannelAPI", "ConnectionAPI", "ConsumerAPI", "documented_by"]
 
@@ -295,7 +295,7 @@ class ChannelAPI(Protocol[W_co]):
     def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
         """Basic.Reject one delivery; ``requeue=False`` dead-letters or drops it."""
 
-    def add_on_return_callback(self, callback: Callable[[Message], Any]) -> None:
+    def add_on_return_callback(self, callback: Callable[[ReturnedMessage], Any]) -> None:
         """Call ``callback(message)`` for each mandatory message the broker returns as
         unroutable: the message as published (``exchange``, ``routing_key``, ``properties``,
         ``body``). In confirm mode its ``basic_publish`` fails with ``UnroutableError``, which

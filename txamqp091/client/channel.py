@@ -251,7 +251,7 @@ class ChannelLogic(DeclaringChannel[W]):
 
     # -- callbacks ---------------------------------------------------------------------------------
 
-    def add_on_return_callback(self, callback: Callable[[Message], Any]) -> None:
+    def add_on_return_callback(self, callback: Callable[[ReturnedMessage], Any]) -> None:
         """``callback(message)`` for each message the broker returns: a
         :class:`~txamqp091.message.ReturnedMessage` (``reply_code``, ``reply_text``)."""
         validate.callback("callback", callback)

@@ -46,7 +46,7 @@ from ..exceptions import (
     ConsumerCancelled,
     DuplicateConsumerTag,
 )
-from ..message import Message
+from ..message import Message, ReturnedMessage
 from .api import ChannelAPI, documented_by
 from .channel import ChannelLogic
 from .consumer import message_callback, new_consumer_tag
@@ -484,7 +484,7 @@ class SurvivingChannel(TopologyOperations[W]):
         if self._inner is not None:
             self._inner.basic_reject(delivery_tag, requeue)
 
-    def add_on_return_callback(self, callback: Callable[[Message], Any]) -> None:
+    def add_on_return_callback(self, callback: Callable[[ReturnedMessage], Any]) -> None:
         validate.callback("callback", callback)
         self._on_return.append(callback)
 

@@ -247,7 +247,7 @@ class ConnectionLogic(Generic[W]):
             # extra loop turn for a scheduled flush (that is latency, for RPCs).
             self._receiving = True
             try:
-                self._dispatch(events)
+                self._runtime.dispatch_read(self._dispatch, events)
             finally:
                 self._receiving = False
         self._flush()

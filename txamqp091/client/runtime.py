@@ -85,6 +85,13 @@ class Runtime(Generic[W]):
         """Run ``fn`` once the current batch of work is done (the next loop turn)."""
         raise NotImplementedError
 
+    def dispatch_read(self, dispatch: Callable[[list[Any]], None], events: list[Any]) -> None:
+        """Dispatch one read's ``events``. An adapter whose waiters fire synchronously
+        (Twisted's Deferreds) overrides it to fire the waiters settled meanwhile only
+        after the whole read, as asyncio's futures do; what they queue still leaves in
+        the read's one flush."""
+        dispatch(events)
+
     def in_loop_thread(self) -> bool:
         """Whether the caller runs in the event loop's thread (adapters that know better
         override this; the default suits a single-threaded program)."""

@@ -103,22 +103,7 @@ class AMQPProtocol(Protocol, DeferredRuntime):
         return transport._dataReceived(data)
 
     def dataReceived(self, data: bytes) -> None:
-        # Waiters settled by this read's frames fire after all of them (DeferredRuntime).
-        held: dict[int, tuple[Deferred[Any], bool, Any]] = {}
-        self._held = held
-        connection = self.connection
-        try:
-            connection.data_received(data)
-        finally:
-            self._held = None
-            if held:
-                # What their callbacks queue (an ack per message) leaves in one write.
-                connection._receiving = True
-                try:
-                    self.settle_held(held)
-                finally:
-                    connection._receiving = False
-                    connection._flush()
+        self.connection.data_received(data)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._spool.clear()

@@ -25,7 +25,7 @@ log = Logger(namespace="txamqp091")
 class DeferredRuntime(Runtime[Deferred[Any]]):
     """Waiters are Deferreds; time is the given ``IReactorTime`` (a ``Clock`` in tests).
 
-    While :attr:`_held` is a dict (the protocol sets it around one read's dispatch),
+    While :attr:`_held` is a dict (:meth:`dispatch_read` sets it around one read),
     ``resolve`` and ``reject`` queue there and the protocol settles them, in order,
     once every frame of the read is dispatched. A Deferred runs its callbacks
     synchronously: settled at once, a coroutine awaiting ``consumer.get()`` would be
@@ -42,7 +42,16 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
 
-    def settle_held(self, held: dict[int, tuple[Deferred[Any], bool, Any]]) -> None:
+    def dispatch_read(self, dispatch: Callable[[list[Any]], None], events: list[Any]) -> None:
+        held: dict[int, tuple[Deferred[Any], bool, Any]] = {}
+        self._held = held
+        try:
+            dispatch(events)
+        finally:
+            self._held = None
+            self._settle_held(held)
+
+    def _settle_held(self, held: dict[int, tuple[Deferred[Any], bool, Any]]) -> None:
         """Fire what :meth:`resolve` and :meth:`reject` held, in order."""
         for waiter, ok, value in held.values():
             if waiter.called:

@@ -166,6 +166,13 @@ class ConsumerLogic(Generic[W]):
             return runtime.succeeded(message)
         if self.ended is not None:
             return runtime.failed(self.ended)
+        if timeout is None:
+            # Nothing to stop when the user cancels it (an RPC's or a consumer loop's
+            # every get()): no canceller, which on asyncio is a done callback, a handle
+            # run per delivery.
+            waiter = runtime.create_waiter()
+            self._getters.append(waiter)
+            return waiter
         timer: list[TimerHandle] = []
 
         def cancelled() -> None:
@@ -174,14 +181,13 @@ class ConsumerLogic(Generic[W]):
 
         waiter = runtime.create_waiter(cancelled)
         self._getters.append(waiter)
-        if timeout is not None:
 
-            def expire() -> None:
-                timer.clear()
-                runtime.resolve(waiter, None)
+        def expire() -> None:
+            timer.clear()
+            runtime.resolve(waiter, None)
 
-            timer.append(runtime.call_later(timeout, expire))
-            runtime.add_done(waiter, cancelled)
+        timer.append(runtime.call_later(timeout, expire))
+        runtime.add_done(waiter, cancelled)
         return waiter
 
     def __aiter__(self: _Self) -> _Self:

@@ -7,6 +7,7 @@ import asyncio
 import inspect
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -43,6 +44,23 @@ def observe_quietly(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+_current_task = asyncio.current_task
+
+
+def _ready_queue(loop: asyncio.AbstractEventLoop) -> Any:
+    """The loop's queue of callbacks for its next turn, where CPython's asyncio keeps it
+    (``BaseEventLoop._ready``, a deque of ``Handle``); None elsewhere (uvloop)."""
+    ready = getattr(loop, "_ready", None)
+    if (
+        isinstance(ready, deque)
+        and isinstance(getattr(loop, "_stopping", None), bool)
+        and isinstance(getattr(loop, "_debug", None), bool)
+        and hasattr(asyncio.Handle, "_run")
+    ):
+        return ready
+    return None
+
+
 class FutureRuntime(Runtime[asyncio.Future[Any]]):
     """Waiters are asyncio Futures of ``loop`` (the running loop when omitted); time and
     timers come from ``clock`` (the loop when omitted)."""
@@ -54,8 +72,40 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
         self.clock: Clock = clock if clock is not None else self._loop
         self._loop_thread = threading.get_ident()
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._ready = _ready_queue(self._loop)
 
     # -- Runtime ---------------------------------------------------------------------------------
+
+    def dispatch_read(self, dispatch: Callable[[list[Any]], None], events: list[Any]) -> None:
+        """Dispatch one read's ``events``, then run at once the callbacks that settling
+        its futures queued (a task waiting on ``consumer.get()``, a publish's done
+        callbacks), when the loop's ready queue held nothing before the read.
+
+        The loop would run exactly those callbacks on its next turn, in the same
+        order, before whatever that turn's poll or timers add: running them here
+        saves the turn (its poll, and the one more turn a flush scheduled by the
+        resumed coroutine would take), and what they send leaves in the read's one
+        write, as on Twisted. An RPC reply's round trip waits for both turns.
+        Anything already queued (the loop's order to keep), a stopping loop, a debug
+        loop (which times each callback) or a running task (a test feeding bytes
+        from a coroutine) leaves them to the loop.
+        """
+        ready = self._ready
+        if ready is None or ready:
+            dispatch(events)
+            return
+        dispatch(events)
+        count = len(ready)
+        if not count:
+            return
+        loop: Any = self._loop
+        if loop._stopping or loop._debug or _current_task(loop) is not None:
+            return
+        popleft = ready.popleft
+        for _ in range(count):
+            handle = popleft()
+            if not handle._cancelled:
+                handle._run()
 
     def create_waiter(self, canceller: Callable[[], None] | None = None) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._loop.create_future()

@@ -1,0 +1,181 @@
+"""One read, one loop turn: what settling a read's futures runs, and when (no broker).
+
+A coroutine waiting on ``consumer.get()`` resumes inside the read that brought
+its message, when the loop had nothing else queued, so that what it sends (an
+RPC's next request, a consumer's acks) leaves in the read's one write; anything
+queued before the read keeps its place ahead of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from txamqp091 import BasicProperties, ConnectionParameters
+from txamqp091.core import spec
+from txamqp091.core.testing import ServerFrames, parse_client_methods
+from txamqp091.tornado import AMQPProtocol, Channel, Consumer
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+frames = ServerFrames()
+
+
+async def consuming() -> tuple[AMQPProtocol, RecordingTransport, Channel, Consumer]:
+    """A protocol on a recording transport, channel 1 open, consumer ``c1`` on it."""
+    protocol = AMQPProtocol(ConnectionParameters(heartbeat=0))
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(frames.handshake(heartbeat=0))
+    conn = await protocol.ready
+    opened = conn.channel()
+    protocol.data_received(frames.channel_open_ok(1))
+    ch = await opened
+    subscribed = ch.basic_consume("q", auto_ack=True, consumer_tag="c1")
+    protocol.data_received(frames.consume_ok(1, "c1"))
+    consumer = await subscribed
+    await asyncio.sleep(0)  # the scheduled flushes
+    transport.writes.clear()
+    return protocol, transport, ch, consumer
+
+
+def request(tag: int) -> bytes:
+    return frames.deliver(1, "c1", tag, b"ping", BasicProperties(correlation_id=str(tag)))
+
+
+async def answer(ch: Channel, consumer: Consumer, order: list[str]) -> None:
+    message = await consumer.get()
+    order.append("resumed")
+    ch.basic_publish("", "replies", b"pong", BasicProperties(correlation_id="1"))
+    order.append("published")
+    assert message.properties.correlation_id == "1"
+
+
+def published(writes: list[bytes]) -> list[tuple[int, spec.Method]]:
+    return parse_client_methods(b"".join(writes))
+
+
+@pytest.mark.asyncio
+async def test_a_coroutine_on_get_resumes_in_the_read_and_its_publish_leaves_in_its_write() -> None:
+    protocol, transport, ch, consumer = await consuming()
+    order: list[str] = []
+    task = asyncio.ensure_future(answer(ch, consumer, order))
+    await asyncio.sleep(0)  # the task waits on get()
+    loop = asyncio.get_running_loop()
+    seen: asyncio.Future[tuple[list[str], int]] = loop.create_future()
+
+    def read() -> None:  # as the transport calls it: a plain callback, no task running
+        protocol.data_received(request(1))
+        seen.set_result((list(order), len(transport.writes)))
+
+    loop.call_soon(read)
+    after_read, writes = await seen
+    assert after_read == ["resumed", "published"]
+    assert writes == 1  # written by the read itself, no loop turn in between
+    assert published(transport.writes) == [
+        (1, spec.BasicPublish(exchange="", routing_key="replies"))
+    ]
+    await task
+
+
+@pytest.mark.asyncio
+async def test_callbacks_queued_before_the_read_still_run_first() -> None:
+    protocol, transport, ch, consumer = await consuming()
+    order: list[str] = []
+    task = asyncio.ensure_future(answer(ch, consumer, order))
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    seen: asyncio.Future[list[str]] = loop.create_future()
+
+    def read() -> None:
+        loop.call_soon(order.append, "queued before")
+        protocol.data_received(request(1))
+        seen.set_result(list(order))
+
+    loop.call_soon(read)
+    assert await seen == []  # the loop's order is kept: nothing ran inside the read
+    await task
+    await asyncio.sleep(0)  # the flush the publish scheduled
+    assert order == ["queued before", "resumed", "published"]
+    assert published(transport.writes) == [
+        (1, spec.BasicPublish(exchange="", routing_key="replies"))
+    ]
+
+
+@pytest.mark.asyncio
+async def test_bytes_fed_from_a_running_task_resume_the_getter_on_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    protocol, transport, ch, consumer = await consuming()
+    order: list[str] = []
+    task = asyncio.ensure_future(answer(ch, consumer, order))
+    await asyncio.sleep(0)
+    protocol.data_received(request(1))  # from this test's task: no other task may step now
+    assert order == []
+    await task
+    assert order == ["resumed", "published"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.asyncio
+async def test_a_consumer_loop_takes_a_reads_deliveries_and_acks_them_in_one_write() -> None:
+    protocol = AMQPProtocol(ConnectionParameters(heartbeat=0))
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(frames.handshake(heartbeat=0))
+    conn = await protocol.ready
+    opened = conn.channel()
+    protocol.data_received(frames.channel_open_ok(1))
+    ch = await opened
+    subscribed = ch.basic_consume("q", consumer_tag="c1")
+    protocol.data_received(frames.consume_ok(1, "c1"))
+    consumer = await subscribed
+    await asyncio.sleep(0)
+    transport.writes.clear()
+    tags: list[int] = []
+
+    async def consume() -> None:
+        while len(tags) < 3:
+            message: Any = await consumer.get()
+            tags.append(message.delivery_tag)
+            message.ack()
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    seen: asyncio.Future[int] = loop.create_future()
+
+    def read() -> None:
+        protocol.data_received(b"".join(frames.deliver(1, "c1", t, b"m") for t in (1, 2, 3)))
+        seen.set_result(len(transport.writes))
+
+    loop.call_soon(read)
+    assert await seen == 1
+    await task
+    assert tags == [1, 2, 3]
+    assert published(transport.writes) == [(1, spec.BasicAck(delivery_tag=t)) for t in (1, 2, 3)]

@@ -179,3 +179,37 @@ async def test_a_consumer_loop_takes_a_reads_deliveries_and_acks_them_in_one_wri
     await task
     assert tags == [1, 2, 3]
     assert published(transport.writes) == [(1, spec.BasicAck(delivery_tag=t)) for t in (1, 2, 3)]
+
+
+class SizedTransport(RecordingTransport):
+    """As asyncio's socket transport: each read is recv(self.max_size)."""
+
+    max_size = 256 * 1024
+
+
+@pytest.mark.asyncio
+async def test_reads_stay_under_the_mmap_threshold_unless_the_last_one_was_full() -> None:
+    from txamqp091.tornado.protocol import LARGE_READ_SIZE, READ_SIZE
+
+    protocol = AMQPProtocol(ConnectionParameters(heartbeat=0))
+    transport = SizedTransport()
+    protocol.connection_made(transport)
+    assert transport.max_size == READ_SIZE
+    protocol.data_received(frames.handshake(heartbeat=0))
+    await protocol.ready
+    assert transport.max_size == READ_SIZE
+    protocol.data_received(frames.heartbeat() * (READ_SIZE // 8))  # a full read
+    assert transport.max_size == LARGE_READ_SIZE
+    protocol.data_received(frames.heartbeat())
+    assert transport.max_size == READ_SIZE
+    assert protocol.connection.is_open
+
+
+@pytest.mark.asyncio
+async def test_a_transport_without_a_read_size_is_left_alone() -> None:
+    protocol = AMQPProtocol(ConnectionParameters(heartbeat=0))
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(frames.handshake(heartbeat=0))
+    await protocol.ready
+    assert not hasattr(transport, "max_size")

@@ -10,6 +10,7 @@ Tornado coroutines and plain asyncio code.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from ..client.spool import WriteSpool
 from ..params import ConnectionParameters
@@ -17,6 +18,16 @@ from .channel import Connection
 from .runtime import Clock, FutureRuntime, observe_quietly
 
 __all__ = ["AMQPProtocol"]
+
+#: Bytes per socket read. asyncio's socket transport reads 256 KiB at a time
+#: (``max_size``): above glibc's mmap threshold (128 KiB), so each read's buffer was
+#: a fresh mapping, shrunk to what came and unmapped: mmap, mremap and munmap, three
+#: system calls and page faults per read (per RPC reply). Below it, reads stay on
+#: the heap...
+READ_SIZE = 96 * 1024
+#: ...unless the last read filled its buffer (a large message, a backlog): then
+#: 1 MiB at a time, whose mapping costs little per byte; small reads again after.
+LARGE_READ_SIZE = 1 << 20
 
 
 class AMQPProtocol(asyncio.Protocol, FutureRuntime):
@@ -39,6 +50,8 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
     ) -> None:
         FutureRuntime.__init__(self, loop, clock)
         self.transport: asyncio.Transport | None = None
+        #: The transport whose read size we set (asyncio's socket transport), if any.
+        self._sized: Any = None
         self._reading_paused = False
         #: Large writes not yet handed to the transport, and what follows them, in order.
         self._spool = WriteSpool()
@@ -52,9 +65,16 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if type(getattr(transport, "max_size", None)) is int:
+            # CPython's selector transport reads recv(self.max_size) each time.
+            self._sized = transport
+            transport.max_size = READ_SIZE  # type: ignore[attr-defined]
         self.connection.connection_made()
 
     def data_received(self, data: bytes) -> None:
+        sized = self._sized
+        if sized is not None:
+            sized.max_size = LARGE_READ_SIZE if len(data) == sized.max_size else READ_SIZE
         self.connection.data_received(data)
 
     def eof_received(self) -> bool | None:

@@ -8,7 +8,11 @@ asked to be polled for writability.
 
 from __future__ import annotations
 
+import fcntl
 import socket
+import struct
+import termios
+import time
 from typing import Any
 
 from twisted.internet import tcp
@@ -136,3 +140,83 @@ def test_a_large_write_is_fed_to_the_transport_a_slice_at_a_time_in_order() -> N
     assert bytes(received) == big + b"small, after it"
     assert most_buffered <= 3 * SPOOL_SLICE
     assert transport.disconnecting
+
+
+def connected_pair(
+    protocol: AMQPProtocol,
+) -> tuple[tcp.Connection, socket.socket]:
+    server = socket.create_server(("127.0.0.1", 0))
+    ours = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    server.close()
+    ours.setblocking(False)
+    peer.settimeout(1)
+    transport = tcp.Connection(ours, protocol, protocol._clock)  # type: ignore[arg-type]
+    transport.connected = 1
+    protocol.makeConnection(transport)
+    assert peer.recv(8) == b"AMQP\x00\x00\x09\x01"
+    return transport, peer
+
+
+def test_socket_reads_reach_the_connection_and_an_end_of_stream_is_reported() -> None:
+    from twisted.internet import main
+
+    from txamqp091.core.testing import ServerFrames
+
+    protocol = AMQPProtocol(ConnectionParameters(heartbeat=0), RecordingReactor())
+    transport, peer = connected_pair(protocol)
+    assert transport.doRead == protocol._read_socket
+    peer.sendall(ServerFrames().handshake(heartbeat=0))
+    assert transport.doRead() is None
+    assert protocol.ready.called and protocol.connection.is_open
+    peer.recv(1 << 16)  # Start-Ok, Tune-Ok, Open: read, so that the close is not a reset
+    peer.close()
+    assert transport.doRead() is main.CONNECTION_DONE
+
+
+def test_a_subclass_that_overrides_data_received_still_sees_every_read() -> None:
+    from txamqp091.core.testing import ServerFrames
+
+    seen: list[bytes] = []
+
+    class Watching(AMQPProtocol):
+        def dataReceived(self, data: bytes) -> None:
+            seen.append(data)
+            super().dataReceived(data)
+
+    protocol = Watching(ConnectionParameters(heartbeat=0), RecordingReactor())
+    transport, peer = connected_pair(protocol)
+    handshake = ServerFrames().handshake(heartbeat=0)
+    peer.sendall(handshake)
+    transport.doRead()
+    assert seen == [handshake]
+    assert protocol.ready.called
+
+
+def queued(sock: socket.socket) -> int:
+    """Bytes waiting in ``sock``'s receive queue (FIONREAD)."""
+    waiting: int = struct.unpack("i", fcntl.ioctl(sock, termios.FIONREAD, b"\0" * 4))[0]
+    return waiting
+
+
+def test_a_full_read_makes_the_next_one_large_and_a_short_one_small_again() -> None:
+    from txamqp091.core.testing import ServerFrames
+    from txamqp091.twisted.protocol import LARGE_READ_SIZE, READ_SIZE
+
+    frames = ServerFrames()
+    protocol = AMQPProtocol(ConnectionParameters(heartbeat=0), RecordingReactor())
+    transport, peer = connected_pair(protocol)
+    peer.sendall(frames.handshake(heartbeat=0))
+    transport.doRead()
+    assert protocol._read_size == READ_SIZE
+    ours = transport.socket
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    peer.sendall(frames.heartbeat() * (READ_SIZE // 8 + 1))  # more than one read holds
+    deadline = time.monotonic() + 5
+    while queued(ours) < READ_SIZE + 8 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    transport.doRead()
+    assert protocol._read_size == LARGE_READ_SIZE
+    transport.doRead()  # the last 8 bytes
+    assert protocol._read_size == READ_SIZE
+    assert protocol.connection.is_open

@@ -319,8 +319,14 @@ class ConnectionLogic(Generic[W]):
 
     def _dispatch(self, events: list[ev.Event]) -> None:
         handlers = self._handlers
+        channels = self._channels
         for event in events:
-            handlers[type(event)](event)
+            if type(event) is Message:  # most events: _on_delivery, without its call
+                channel = channels.get(event.channel_id)
+                if channel is not None:
+                    channel._on_delivery(event)
+            else:
+                handlers[type(event)](event)
 
     def _on_delivery(self, message: Message) -> None:
         channel = self._channels.get(message.channel_id)

@@ -102,11 +102,13 @@ class ConsumerLogic(Generic[W]):
             self._runtime.run_user_callback(callback, message, delivery_tag=message.delivery_tag)
             return
         getters = self._getters
-        while getters:
-            waiter = getters.popleft()
-            if not self._runtime.is_done(waiter):
-                self._runtime.resolve(waiter, message)
-                return
+        if getters:
+            runtime = self._runtime
+            while getters:
+                waiter = getters.popleft()
+                if not runtime.is_done(waiter):
+                    runtime.resolve(waiter, message)
+                    return
         self._buffer.append(message)
         if len(self._buffer) < self.max_buffered or self.ended is not None:
             self._channel._buffered_changed(1)

@@ -186,17 +186,19 @@ class Connection:
             return b""
         data = out[0] if len(out) == 1 else b"".join(out)
         del out[:]
-        if self._heartbeat is not None and data != HEARTBEAT_FRAME:
+        monitor = self._heartbeat
+        if monitor is not None and data != HEARTBEAT_FRAME:
             # A heartbeat alone is not traffic: an idle client sends one every half interval.
-            self._heartbeat.sent()
+            monitor._sent = True  # monitor.sent(), without a call on every write
         return data
 
     def receive_data(self, data: bytes, now: float) -> list[Event]:
         """Feed bytes from the broker; return what happened. Never raises for bad input."""
-        if self.state is ConnectionState.CLOSED:
+        if self.state is _CLOSED:
             return []
-        if self._heartbeat is not None:
-            self._heartbeat.received(now)
+        monitor = self._heartbeat
+        if monitor is not None:
+            monitor._last_received = now  # monitor.received(now), without a call per read
         buf = self._buf
         buf += data
         events = self._events = []
@@ -206,7 +208,7 @@ class Connection:
             self._fail(exc.reply_code, exc.reply_text)
         except (struct.error, IndexError, UnicodeDecodeError, ValueError, OverflowError) as exc:
             self._fail(spec.SYNTAX_ERROR, f"SYNTAX_ERROR - {exc}")
-        if self.is_closed:
+        if self.state is _CLOSED:
             del buf[:]
             self._pos = 0
         elif self._pos >= _COMPACT_AT or self._pos == len(buf):

@@ -7,7 +7,8 @@ given to the protocol, so tests drive heartbeats with ``task.Clock``.
 
 from __future__ import annotations
 
-from errno import EWOULDBLOCK
+from collections.abc import Callable
+from errno import ENOBUFS, EWOULDBLOCK
 from typing import Any
 
 from twisted.internet import main, tcp
@@ -56,6 +57,8 @@ class AMQPProtocol(Protocol, DeferredRuntime):
         self._reading_paused = False
         #: The TCP/UNIX transport when writes may go straight to its socket (see write()).
         self._socket_transport: Any = None
+        #: Where _read_socket hands the bytes it read (set in connectionMade).
+        self._received: Callable[[bytes], None] = self.dataReceived
         self._read_size = READ_SIZE
         #: Large writes not yet handed to the transport, and what follows them, in order.
         self._spool = WriteSpool()
@@ -79,8 +82,18 @@ class AMQPProtocol(Protocol, DeferredRuntime):
                 set_no_delay(True)
             except OSError:  # not a TCP socket after all (UNIX sockets)
                 pass
-        if isinstance(transport, tcp.Connection) and hasattr(transport, "_tempDataLen"):
+        if (
+            isinstance(transport, tcp.Connection)
+            and hasattr(transport, "_tempDataLen")
+            and isinstance(getattr(transport, "SEND_LIMIT", None), int)
+        ):
             self._socket_transport = transport
+            # Bytes read go straight to the connection (what dataReceived does), unless a
+            # subclass put something of its own in between.
+            if type(self).dataReceived is AMQPProtocol.dataReceived:
+                self._received = self.connection.data_received
+            else:
+                self._received = self.dataReceived
             # The 1 MiB above is also the size Twisted reads with: recv(1 MiB) allocates
             # above malloc's mmap threshold, so every read cost mmap + mremap + munmap
             # (three syscalls and page faults per RPC reply). Reads stay below it.
@@ -100,7 +113,11 @@ class AMQPProtocol(Protocol, DeferredRuntime):
         # A full read means more is waiting (a large message, a backlog): read it in
         # big pieces, whose mapping costs little per byte; small reads again after.
         self._read_size = LARGE_READ_SIZE if len(data) == size else READ_SIZE
-        return transport._dataReceived(data)
+        if not data:
+            return main.CONNECTION_DONE
+        # As transport._dataReceived, without its two calls on every read.
+        self._received(data)
+        return None
 
     def dataReceived(self, data: bytes) -> None:
         self.connection.data_received(data)
@@ -169,12 +186,23 @@ class AMQPProtocol(Protocol, DeferredRuntime):
             and not transport.disconnecting
             and not transport._writeDisconnected
         ):
-            sent = transport.writeSomeData(data)
-            if type(sent) is int:
-                if sent == len(data):
-                    return
+            # transport.writeSomeData, less its memoryview and untilConcludes (Python
+            # retries a send interrupted by a signal itself, PEP 475).
+            size = len(data)
+            if size <= transport.SEND_LIMIT:
+                try:
+                    sent = transport.socket.send(data)
+                except OSError as se:
+                    # A full send buffer sends nothing now; anything else is a lost
+                    # connection, which the transport's own write path finds.
+                    sent = 0 if se.args[0] in (EWOULDBLOCK, ENOBUFS) else -1
+            else:
+                written = transport.writeSomeData(data)
+                sent = written if type(written) is int else -1
+            if sent == size:
+                return
+            if sent > 0:
                 data = data[sent:]
-            # Anything else is a lost connection: the transport's own write path finds it.
         transport.write(data)
 
     def close_transport(self, abort: bool = False) -> None:

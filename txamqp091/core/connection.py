@@ -186,19 +186,17 @@ class Connection:
             return b""
         data = out[0] if len(out) == 1 else b"".join(out)
         del out[:]
-        monitor = self._heartbeat
-        if monitor is not None and data != HEARTBEAT_FRAME:
+        if self._heartbeat is not None and data != HEARTBEAT_FRAME:
             # A heartbeat alone is not traffic: an idle client sends one every half interval.
-            monitor._sent = True  # monitor.sent(), without a call on every write
+            self._heartbeat._sent = True  # .sent(), without a call per write
         return data
 
     def receive_data(self, data: bytes, now: float) -> list[Event]:
         """Feed bytes from the broker; return what happened. Never raises for bad input."""
         if self.state is _CLOSED:
             return []
-        monitor = self._heartbeat
-        if monitor is not None:
-            monitor._last_received = now  # monitor.received(now), without a call per read
+        if self._heartbeat is not None:
+            self._heartbeat._last_received = now  # .received(now), without a call per read
         buf = self._buf
         buf += data
         events = self._events = []

@@ -1,9 +1,10 @@
 """Whether the optional C accelerator (``_speedups.c``) is used, and installing it.
 
-The accelerator replaces four per-message functions with C versions that give
+The accelerator replaces the per-message functions with C versions that give
 the same results: :func:`.codec.decode_table`, :func:`.codec.encode_table`,
-:meth:`.spec.BasicProperties.decode` and ``.encode``, plus the decoding part of
-:meth:`.channel.Channel.take_delivery`. The pure-Python code stays the reference
+:meth:`.spec.BasicProperties.decode` and ``.encode``, the decoding part of
+:meth:`.channel.Channel.take_delivery`, and the publish encoders
+:func:`.frames.encode_message` and :func:`.frames.encode_content`. The pure-Python code stays the reference
 implementation; the C code calls it for anything it does not handle itself, so
 errors are always Python's.
 
@@ -26,6 +27,7 @@ from typing import Any, TypeVar, cast
 __all__ = [
     "PURE_PROPERTIES_DECODE",
     "PURE_PROPERTIES_ENCODE",
+    "install_message_encoders",
     "install_properties",
     "install_table_codecs",
     "speedups",
@@ -33,7 +35,7 @@ __all__ = [
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 1
+ABI = 2
 
 
 def _flag(name: str) -> bool:
@@ -83,6 +85,19 @@ def install_table_codecs(decode_table: _D, encode_table: _E) -> tuple[_D, _E]:
     speedups.set_table_fallbacks(decode_table, encode_table)
     # Same signatures and results; the C functions accept any buffer.
     return cast(_D, speedups.decode_table), cast(_E, speedups.encode_table)
+
+
+_M = TypeVar("_M", bound=Callable[..., bytes])
+_C = TypeVar("_C", bound=Callable[..., bytes])
+
+
+def install_message_encoders(encode_message: _M, encode_content: _C) -> tuple[_M, _C]:
+    """The publish encoders to use: the C ones (falling back to these) or these."""
+    if speedups is None:
+        return encode_message, encode_content
+    speedups.set_message_fallbacks(encode_message, encode_content)
+    # Same signatures and results (bytes-like bodies and unusual properties go to Python).
+    return cast(_M, speedups.encode_message), cast(_C, speedups.encode_content)
 
 
 def install_properties(cls: type) -> None:

@@ -6,6 +6,8 @@
  *   - spec.BasicProperties.decode / .encode        (content header properties)
  *   - the body of core.channel.Channel.take_delivery (Basic.Deliver + header +
  *     one body frame in one buffer, decoded in one call)
+ *   - frames.encode_message / frames.encode_content (a publish's method frame,
+ *     content header and body frames, built in one allocation)
  *
  * The pure-Python functions stay the reference implementation. This module
  * only handles well-formed input of the common types: on anything unusual
@@ -25,7 +27,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 1
+#define TX_ABI 2
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -36,6 +38,8 @@ static PyTypeObject *props_type = NULL;       /* BasicProperties */
 static PyObject *prop_names[TX_PROP_COUNT];   /* interned field names */
 static PyObject *empty_tuple = NULL;
 static PyObject *empty_table_bytes = NULL;    /* b"\0\0\0\0" */
+static PyObject *py_encode_message = NULL;    /* frames.encode_message (pure) */
+static PyObject *py_encode_content = NULL;    /* frames.encode_content (pure) */
 
 /* Return codes of the internal decoders/encoders. */
 #define TX_OK 0
@@ -298,6 +302,165 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------- publishing */
+
+/* The frames of one message after its method frame's header: the method payload and
+ * its end octet, the content header (class 60, weight 0, body size, properties) and
+ * the body split into frames of at most frame_max - 8 octets, in one bytes object.
+ * ``head`` is the whole method frame without its end octet (encode_message) or, with
+ * ``method_header``, only its payload (encode_content): the 7-octet frame header is
+ * written here. Returns TX_FALLBACK (no exception set) for anything the Python
+ * function must answer: a properties object that is not exactly BasicProperties, a
+ * body that is not bytes, a channel or frame_max out of the range the frames can
+ * carry, properties that do not fit in a frame (Python raises the ValueError). */
+static int build_message(PyObject *head, int method_header, PyObject *channel_obj,
+                         PyObject *body, PyObject *properties, PyObject *frame_max_obj,
+                         PyObject **out)
+{
+    if (!PyBytes_CheckExact(head) || !PyBytes_CheckExact(body) || !PyLong_CheckExact(channel_obj)
+        || !PyLong_CheckExact(frame_max_obj))
+        return TX_FALLBACK;
+    long channel_id = PyLong_AsLong(channel_obj);
+    long long frame_max = PyLong_AsLongLong(frame_max_obj);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return TX_FALLBACK;
+    }
+    if (channel_id < 0 || channel_id > 0xFFFF || frame_max > 0xFFFFFFFFLL)
+        return TX_FALLBACK;
+    PyObject *props = NULL;
+    if (properties == Py_None) {
+        /* no properties: flags 0 */
+    } else if (props_type != NULL && Py_TYPE(properties) == props_type) {
+        props = tx_encode_properties(properties, NULL);
+        if (!props)
+            return TX_ERROR;
+        if (!PyBytes_CheckExact(props)) {
+            Py_DECREF(props);
+            return TX_FALLBACK;
+        }
+    } else {
+        return TX_FALLBACK;
+    }
+    Py_ssize_t props_len = props ? PyBytes_GET_SIZE(props) : 2;
+    Py_ssize_t head_len = PyBytes_GET_SIZE(head);
+    Py_ssize_t size = PyBytes_GET_SIZE(body);
+    long long header_payload = 12 + (long long)props_len;
+    if (header_payload + 8 > frame_max || (method_header && head_len > 0xFFFFFFFFLL)) {
+        Py_XDECREF(props);
+        return TX_FALLBACK; /* Python raises the error */
+    }
+    Py_ssize_t room = (Py_ssize_t)(frame_max - 8);
+    Py_ssize_t chunks = size ? (size + room - 1) / room : 0;
+    Py_ssize_t total = (method_header ? 7 : 0) + head_len + 20 + props_len + 8 * chunks + size + 1;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, total);
+    if (!result) {
+        Py_XDECREF(props);
+        return TX_ERROR;
+    }
+    char *p = PyBytes_AS_STRING(result);
+    unsigned char ch_hi = (unsigned char)(channel_id >> 8), ch_lo = (unsigned char)channel_id;
+    if (method_header) {
+        p[0] = 1; /* FRAME_METHOD */
+        p[1] = (char)ch_hi;
+        p[2] = (char)ch_lo;
+        put32(p + 3, (uint32_t)head_len);
+        p += 7;
+    }
+    memcpy(p, PyBytes_AS_STRING(head), (size_t)head_len);
+    p += head_len;
+    p[0] = (char)0xCE;
+    p[1] = 2; /* FRAME_HEADER */
+    p[2] = (char)ch_hi;
+    p[3] = (char)ch_lo;
+    put32(p + 4, (uint32_t)header_payload);
+    p[8] = 0;
+    p[9] = 60; /* class basic */
+    p[10] = 0;
+    p[11] = 0; /* weight */
+    put64(p + 12, (uint64_t)size);
+    p += 20;
+    if (props) {
+        memcpy(p, PyBytes_AS_STRING(props), (size_t)props_len);
+        Py_DECREF(props);
+    } else {
+        p[0] = 0;
+        p[1] = 0;
+    }
+    p += props_len;
+    const char *src = PyBytes_AS_STRING(body);
+    for (Py_ssize_t at = 0; at < size; at += room) {
+        Py_ssize_t n = size - at < room ? size - at : room;
+        p[0] = (char)0xCE;
+        p[1] = 3; /* FRAME_BODY */
+        p[2] = (char)ch_hi;
+        p[3] = (char)ch_lo;
+        put32(p + 4, (uint32_t)n);
+        memcpy(p + 8, src + at, (size_t)n);
+        p += 8 + n;
+    }
+    p[0] = (char)0xCE;
+    *out = result;
+    return TX_OK;
+}
+
+static PyObject *message_fallback(PyObject *fn, PyObject *const *args)
+{
+    if (!fn) {
+        PyErr_SetString(PyExc_RuntimeError, "frames.py has not set the message encoder fallbacks");
+        return NULL;
+    }
+    return PyObject_Vectorcall(fn, args, 5, NULL);
+}
+
+/* encode_message(head, channel_id, body, properties, frame_max) -> bytes */
+static PyObject *tx_encode_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "encode_message(head, channel_id, body, properties, frame_max)");
+        return NULL;
+    }
+    PyObject *out = NULL;
+    int rc = build_message(args[0], 0, args[1], args[2], args[3], args[4], &out);
+    if (rc == TX_OK)
+        return out;
+    if (rc == TX_ERROR)
+        return NULL;
+    return message_fallback(py_encode_message, args);
+}
+
+/* encode_content(channel_id, method_payload, body, properties, frame_max) -> bytes */
+static PyObject *tx_encode_content(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "encode_content(channel_id, method_payload, body, properties, frame_max)");
+        return NULL;
+    }
+    PyObject *out = NULL;
+    int rc = build_message(args[1], 1, args[0], args[2], args[3], args[4], &out);
+    if (rc == TX_OK)
+        return out;
+    if (rc == TX_ERROR)
+        return NULL;
+    return message_fallback(py_encode_content, args);
+}
+
+/* set_message_fallbacks(encode_message, encode_content): the pure-Python encoders,
+ * for frames.py. */
+static PyObject *tx_set_message_fallbacks(PyObject *self, PyObject *args)
+{
+    PyObject *msg, *content;
+    if (!PyArg_ParseTuple(args, "OO", &msg, &content))
+        return NULL;
+    Py_INCREF(msg);
+    Py_XSETREF(py_encode_message, msg);
+    Py_INCREF(content);
+    Py_XSETREF(py_encode_content, content);
+    Py_RETURN_NONE;
+}
+
 /* ---------------------------------------------------------------- install */
 
 static PyMethodDef decode_properties_def = {
@@ -369,6 +532,12 @@ static PyMethodDef methods[] = {
     {"encode_table", (PyCFunction)tx_encode_table, METH_O, "encode_table(table) -> bytes"},
     {"take_delivery", (PyCFunction)(void (*)(void))tx_take_delivery, METH_FASTCALL,
      "take_delivery(buf, start, end, channel_id, frame_max, delivery_class)"},
+    {"encode_message", (PyCFunction)(void (*)(void))tx_encode_message, METH_FASTCALL,
+     "encode_message(head, channel_id, body, properties, frame_max) -> bytes"},
+    {"encode_content", (PyCFunction)(void (*)(void))tx_encode_content, METH_FASTCALL,
+     "encode_content(channel_id, method_payload, body, properties, frame_max) -> bytes"},
+    {"set_message_fallbacks", tx_set_message_fallbacks, METH_VARARGS,
+     "set_message_fallbacks(encode_message, encode_content)"},
     {"install", tx_install, METH_VARARGS,
      "install(properties_class, decode_table, encode_table)"},
     {"set_table_fallbacks", tx_set_table_fallbacks, METH_VARARGS,

@@ -5,6 +5,7 @@ from typing import Any
 
 from .codec import Buffer, FieldTable
 from .events import Event
+from .spec import BasicProperties
 
 ABI: int
 
@@ -29,4 +30,23 @@ def set_table_fallbacks(
     decode_table: Callable[[Any, int], tuple[FieldTable, int]],
     encode_table: Callable[[Any], bytes],
     /,
+) -> None: ...
+def encode_message(
+    head: bytes,
+    channel_id: int,
+    body: bytes,
+    properties: BasicProperties | None,
+    frame_max: int,
+    /,
+) -> bytes: ...
+def encode_content(
+    channel_id: int,
+    method_payload: bytes,
+    body: bytes,
+    properties: BasicProperties | None,
+    frame_max: int,
+    /,
+) -> bytes: ...
+def set_message_fallbacks(
+    encode_message: Callable[..., bytes], encode_content: Callable[..., bytes], /
 ) -> None: ...

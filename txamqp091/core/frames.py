@@ -2,13 +2,18 @@
 
 A frame is ``type:octet channel:short size:long payload frame-end`` (spec 4.2.3).
 Publishing builds the method, header and body frames of a message in one
-``bytes`` so that a whole message, and many messages, leave in one write.
+``bytes`` so that a whole message, and many messages, leave in one write. The C
+accelerator (:mod:`._accel`) replaces :func:`encode_message` and
+:func:`encode_content` with versions that build it in one allocation; the Python
+functions here stay the reference (``pure_encode_message``, ``pure_encode_content``)
+and answer whatever the C code does not handle itself.
 """
 
 from __future__ import annotations
 
 import struct
 
+from . import _accel
 from .spec import (
     FRAME_BODY,
     FRAME_END,
@@ -27,6 +32,8 @@ __all__ = [
     "encode_method_frame",
     "encode_publish_method",
     "method_frame_head",
+    "pure_encode_content",
+    "pure_encode_message",
 ]
 
 #: Frame header (7) plus frame-end octet (1): what ``frame_max`` counts besides the payload.
@@ -131,3 +138,8 @@ def encode_message(
         parts.append(chunk)
     parts.append(FRAME_END_BYTE)
     return b"".join(parts)
+
+
+pure_encode_message = encode_message
+pure_encode_content = encode_content
+encode_message, encode_content = _accel.install_message_encoders(encode_message, encode_content)

@@ -160,7 +160,8 @@ class ConsumerLogic(Generic[W]):
         After the consumer ended, buffered messages are still handed out; then
         it fails with the reason it ended (``ConsumerCancelled``, ``ChannelClosed``...).
         """
-        validate.consumer_get(timeout)
+        if timeout is not None:
+            validate.consumer_get(timeout)
         runtime = self._runtime
         if self._buffer:
             message = self._buffer.popleft()

@@ -16,6 +16,7 @@ from twisted.python import threadable
 from twisted.python.failure import Failure
 
 from ..client.runtime import Runtime, TimerHandle, for_delivery
+from ..message import Message
 
 __all__ = ["DeferredRuntime"]
 
@@ -43,6 +44,12 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
         self._clock = clock
 
     def dispatch_read(self, dispatch: Callable[[list[Any]], None], events: list[Any]) -> None:
+        if len(events) == 1 and type(events[0]) is Message:
+            # One delivery (an RPC's request or reply): the getter it settles is the
+            # read's only one, and _deliver has nothing left to do after settling it,
+            # so firing it at once is firing it after the read, without the holding.
+            dispatch(events)
+            return
         held: dict[int, tuple[Deferred[Any], bool, Any]] = {}
         self._held = held
         try:

@@ -39,6 +39,20 @@ class Runtime(Generic[W]):
     def is_done(self, waiter: W) -> bool:
         raise NotImplementedError
 
+    def resolve_all(self, waiters: list[W], value: Any) -> None:
+        """:meth:`resolve` each of ``waiters`` with ``value``, in order: the waiters of one
+        publisher-confirm ack. Only for waiters that no one asks :meth:`is_done` about
+        before they fire (an adapter may settle them after the read, as one batch)."""
+        resolve = self.resolve
+        for waiter in waiters:
+            resolve(waiter, value)
+
+    def waiter_factory(self) -> Callable[[], W]:
+        """A callable of no arguments that makes what ``create_waiter()`` makes, for the
+        per-message path (a publish in confirm mode): adapters return their waiter
+        class or the loop's constructor, so no Python frame runs per waiter."""
+        return self.create_waiter
+
     def succeeded(self, value: Any) -> W:
         waiter = self.create_waiter()
         self.resolve(waiter, value)

@@ -118,6 +118,9 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
             future.add_done_callback(on_done)
         return future
 
+    def waiter_factory(self) -> Callable[[], asyncio.Future[Any]]:
+        return self._loop.create_future
+
     def resolve(self, waiter: asyncio.Future[Any], value: Any) -> None:
         if not waiter.done():
             waiter.set_result(value)

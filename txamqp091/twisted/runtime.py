@@ -37,8 +37,9 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
     """
 
     #: Waiters settled during the current read, by ``id()``, in settling order, with
-    #: their first outcome: (waiter, ok, value). A held waiter counts as done.
-    _held: dict[int, tuple[Deferred[Any], bool, Any]] | None = None
+    #: their first outcome: (waiter, ok, value). A held waiter counts as done. An entry
+    #: whose ``ok`` is None is a :meth:`resolve_all` batch: (the list, None, value).
+    _held: dict[int, tuple[Any, bool | None, Any]] | None = None
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
@@ -50,7 +51,7 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
             # so firing it at once is firing it after the read, without the holding.
             dispatch(events)
             return
-        held: dict[int, tuple[Deferred[Any], bool, Any]] = {}
+        held: dict[int, tuple[Any, bool | None, Any]] = {}
         self._held = held
         try:
             dispatch(events)
@@ -58,12 +59,16 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
             self._held = None
             self._settle_held(held)
 
-    def _settle_held(self, held: dict[int, tuple[Deferred[Any], bool, Any]]) -> None:
-        """Fire what :meth:`resolve` and :meth:`reject` held, in order."""
+    def _settle_held(self, held: dict[int, tuple[Any, bool | None, Any]]) -> None:
+        """Fire what :meth:`resolve`, :meth:`reject` and :meth:`resolve_all` held, in order."""
         for waiter, ok, value in held.values():
-            if waiter.called:
+            if ok is None:
+                for each in waiter:
+                    if not each.called:
+                        each.callback(value)
+            elif waiter.called:
                 continue
-            if ok:
+            elif ok:
                 waiter.callback(value)
             else:
                 waiter.errback(Failure(value))  # type: ignore[no-untyped-call]
@@ -90,6 +95,19 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
             waiter.errback(Failure(error))  # type: ignore[no-untyped-call]
         else:
             held.setdefault(id(waiter), (waiter, False, error))
+
+    def resolve_all(self, waiters: list[Deferred[Any]], value: Any) -> None:
+        held = self._held
+        if held is None:
+            for waiter in waiters:
+                if not waiter.called:
+                    waiter.callback(value)
+        else:
+            # One entry for the batch: its waiters fire in order, in their place.
+            held[id(waiters)] = (waiters, None, value)
+
+    def waiter_factory(self) -> Callable[[], Deferred[Any]]:
+        return Deferred
 
     def is_done(self, waiter: Deferred[Any]) -> bool:
         held = self._held

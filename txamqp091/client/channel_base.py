@@ -93,9 +93,12 @@ class ChannelBase(Generic[W]):
         self._closing: W | None = None
         self._close_error: BaseException | None = None
         self._closed_waiters: list[W] = []
-        self._confirms: ConfirmTracker[W] = ConfirmTracker(
-            self._runtime.resolve, self._runtime.reject, self._confirms_settled
-        )
+        self._confirms: ConfirmTracker[W] = ConfirmTracker(self._runtime, self._confirms_settled)
+        #: The tracker's unconfirmed publishes by sequence number: ``basic_publish``
+        #: stores a plain publish's waiter there itself, one call less per message.
+        self._unconfirmed = self._confirms.pending
+        #: Makes what ``create_waiter()`` makes, without its Python frame.
+        self._new_waiter = self._runtime.waiter_factory()
         #: In confirm mode, the unconfirmed publishes allowed before ``basic_publish``
         #: waits (0: no limit); and the largest body ``basic_publish`` accepts.
         self._max_unconfirmed = conn.params.max_unconfirmed
@@ -223,7 +226,7 @@ class ChannelBase(Generic[W]):
         if self._close_error is not None or self._closing is not None:
             return self._runtime.failed(self._wrong_state())
         limit = self._max_unconfirmed
-        if not self._flow_active or self._flow_held or (limit and len(self._confirms) >= limit):
+        if not self._flow_active or self._flow_held or (limit and len(self._unconfirmed) >= limit):
             # Held in order behind anything already waiting: the broker stopped us
             # (Channel.Flow), or as many publishes as allowed wait for their confirms.
             waiter = self._runtime.create_waiter()
@@ -232,7 +235,22 @@ class ChannelBase(Generic[W]):
         conn = self._conn
         if not conn._publish_gate_open():
             return conn._hold_publish(self, exchange, routing_key, body, properties, mandatory)
-        return self._publish_now(exchange, routing_key, body, properties, mandatory)
+        # _publish_now inline, for a publish that has no waiter yet.
+        try:
+            seq = self._core.publish(exchange, routing_key, body, properties, mandatory)
+        except Exception as exc:
+            return self._runtime.failed(exc)
+        conn._published(len(body))
+        if not seq:
+            return self._runtime.succeeded(None)
+        waiter = self._new_waiter()
+        if mandatory:
+            self._confirms.add_mandatory(
+                seq, PendingPublish(waiter, exchange, routing_key, body, mandatory)
+            )
+        else:
+            self._unconfirmed[seq] = waiter
+        return waiter
 
     def _on_flow(self, active: bool) -> None:
         """The broker's Channel.Flow: stop publishing, or resume and send what waited."""
@@ -252,7 +270,7 @@ class ChannelBase(Generic[W]):
         conn = self._conn
         held = self._flow_held
         limit = self._max_unconfirmed
-        while held and self._flow_active and not (limit and len(self._confirms) >= limit):
+        while held and self._flow_active and not (limit and len(self._unconfirmed) >= limit):
             args, waiter = held.popleft()
             if runtime.is_done(waiter):
                 continue  # cancelled while it waited: never sent
@@ -282,6 +300,8 @@ class ChannelBase(Generic[W]):
         mandatory: bool,
         waiter: W | None = None,
     ) -> W:
+        """Send a publish now; ``waiter`` is the one it already has when it was held
+        (``basic_publish`` does the same inline for a publish that has none)."""
         runtime = self._runtime
         try:
             seq = self._core.publish(exchange, routing_key, body, properties, mandatory)
@@ -303,5 +323,5 @@ class ChannelBase(Generic[W]):
                 seq, PendingPublish(waiter, exchange, routing_key, body, mandatory)
             )
         else:
-            self._confirms.add(seq, waiter)
+            self._unconfirmed[seq] = waiter
         return waiter

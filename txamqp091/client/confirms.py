@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Generic
 
 from ..exceptions import NackError, UnroutableError
-from .runtime import W
+from .runtime import Runtime, W
 
 __all__ = ["ConfirmTracker", "PendingPublish"]
 
@@ -41,52 +41,60 @@ class PendingPublish(Generic[W]):
 class ConfirmTracker(Generic[W]):
     """Unconfirmed publishes of one channel, by sequence number.
 
-    A plain publish is kept as its bare waiter; only a mandatory one, which a
-    Basic.Return may have to be matched against, as a :class:`PendingPublish`: one
-    object less per message on the confirm path."""
+    A plain publish is kept as its bare waiter (``basic_publish`` stores it in
+    :attr:`pending` itself); only a mandatory one, which a Basic.Return may have to
+    be matched against, as a :class:`PendingPublish`: one object less per message on
+    the confirm path. While no mandatory publish is pending, an ack's waiters are
+    resolved in one :meth:`Runtime.resolve_all` call."""
 
-    __slots__ = ("_lowest", "_pending", "_reject", "_resolve", "_settled")
+    __slots__ = ("_lowest", "_mandatory", "_runtime", "_settled", "pending")
 
-    def __init__(
-        self,
-        resolve: Callable[[W, Any], None],
-        reject: Callable[[W, BaseException], None],
-        settled: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, runtime: Runtime[W], settled: Callable[[], None] | None = None) -> None:
         #: seq -> the waiter, or the :class:`PendingPublish` of a mandatory publish.
-        self._pending: dict[int, Any] = {}
+        self.pending: dict[int, Any] = {}
         self._lowest = 1
-        self._resolve = resolve
-        self._reject = reject
+        #: How many of ``pending`` are :class:`PendingPublish` entries.
+        self._mandatory = 0
+        self._runtime = runtime
         #: Called after an ack or nack settled something: the window has room again.
         self._settled = settled
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self.pending)
 
     def add(self, seq: int, waiter: W) -> None:
         """A publish that is not mandatory: only its waiter is kept."""
-        self._pending[seq] = waiter
+        self.pending[seq] = waiter
 
     def add_mandatory(self, seq: int, entry: PendingPublish[W]) -> None:
-        self._pending[seq] = entry
+        self.pending[seq] = entry
+        self._mandatory += 1
 
     def _take(self, tag: int, multiple: bool) -> list[Any]:
-        pending = self._pending
+        """The entries an ack or nack of ``tag`` settles, oldest first, forgotten here."""
+        pending = self.pending
+        lowest = self._lowest
         if not multiple:
             entry = pending.pop(tag, None)
-            if tag == self._lowest:
+            if tag == lowest:
                 self._advance()
-            return [] if entry is None else [entry]
-        pop = pending.pop
-        taken = [pop(seq, None) for seq in range(self._lowest, tag + 1)]
-        if tag >= self._lowest:
+            taken = [] if entry is None else [entry]
+        elif tag < lowest:
+            return []
+        else:
+            before = len(pending)
+            pop = pending.pop
+            taken = [pop(seq, None) for seq in range(lowest, tag + 1)]
+            if before - len(pending) != len(taken):  # some were settled one by one
+                taken = [entry for entry in taken if entry is not None]
             self._lowest = tag + 1
             self._advance()
-        return [entry for entry in taken if entry is not None]
+        if self._mandatory and taken:
+            self._mandatory -= sum(type(entry) is PendingPublish for entry in taken)
+        return taken
 
     def _advance(self) -> None:
-        pending = self._pending
+        pending = self.pending
         if not pending:
             return
         lowest = self._lowest
@@ -95,23 +103,29 @@ class ConfirmTracker(Generic[W]):
         self._lowest = lowest
 
     def acked(self, tag: int, multiple: bool) -> None:
+        mandatory = self._mandatory
         taken = self._take(tag, multiple)
-        resolve = self._resolve
-        for entry in taken:
-            if type(entry) is not PendingPublish:
-                resolve(entry, None)
-            elif entry.returned is not None:
-                self._reject(entry.waiter, entry.returned)
-            else:
-                resolve(entry.waiter, None)
-        if taken and self._settled is not None:
+        if not taken:
+            return
+        runtime = self._runtime
+        if not mandatory:
+            runtime.resolve_all(taken, None)
+        else:
+            for entry in taken:
+                if type(entry) is not PendingPublish:
+                    runtime.resolve(entry, None)
+                elif entry.returned is not None:
+                    runtime.reject(entry.waiter, entry.returned)
+                else:
+                    runtime.resolve(entry.waiter, None)
+        if self._settled is not None:
             self._settled()
 
     def nacked(self, tag: int, multiple: bool) -> None:
         taken = self._take(tag, multiple)
         for entry in taken:
             waiter = entry.waiter if type(entry) is PendingPublish else entry
-            self._reject(waiter, NackError(f"the broker nacked message {tag}"))
+            self._runtime.reject(waiter, NackError(f"the broker nacked message {tag}"))
         if taken and self._settled is not None:
             self._settled()
 
@@ -119,7 +133,7 @@ class ConfirmTracker(Generic[W]):
         self, exchange: str, routing_key: str, body: bytes, error: UnroutableError
     ) -> bool:
         """Mark the publish this Basic.Return belongs to; False if none matches."""
-        for entry in self._pending.values():
+        for entry in self.pending.values():
             if (
                 type(entry) is PendingPublish
                 and entry.returned is None
@@ -134,8 +148,9 @@ class ConfirmTracker(Generic[W]):
     def take_all(self) -> list[W]:
         """The waiter of every unsettled publish, oldest first, forgetting them (the
         channel died)."""
-        pending = self._pending
+        pending = self.pending
         waiters = [pending[seq] for seq in sorted(pending)]
         pending.clear()
         self._lowest = 1
+        self._mandatory = 0
         return [e.waiter if type(e) is PendingPublish else e for e in waiters]

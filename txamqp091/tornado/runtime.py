@@ -132,6 +132,13 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
     def is_done(self, waiter: asyncio.Future[Any]) -> bool:
         return waiter.done()
 
+    def succeeded(self, value: Any) -> asyncio.Future[Any]:
+        # As Runtime.succeeded, without its create_waiter and resolve calls: a publish
+        # outside confirm mode and a get() of a buffered message return one each.
+        future: asyncio.Future[Any] = self._loop.create_future()
+        future.set_result(value)
+        return future
+
     def add_done(self, waiter: asyncio.Future[Any], callback: Callable[[], None]) -> None:
         waiter.add_done_callback(lambda _: callback())
 
@@ -193,6 +200,8 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
             result = fn(*args)
         except Exception:
             logger.exception("user callback %r%s raised", fn, for_delivery(delivery_tag))
+            return
+        if result is None:  # a plain callback: isawaitable's ABC check costs more than it
             return
         if inspect.isawaitable(result):
             try:

@@ -193,6 +193,8 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
                 "user callback {fn!r}{context} raised", fn=fn, context=for_delivery(delivery_tag)
             )
             return
+        if result is None:  # a plain callback: nothing to run or watch
+            return
         if inspect.iscoroutine(result):
             # An ``async def`` callback: run it (never left "never awaited").
             result = ensureDeferred(result)

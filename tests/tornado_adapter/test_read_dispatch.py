@@ -213,3 +213,39 @@ async def test_a_transport_without_a_read_size_is_left_alone() -> None:
     protocol.data_received(frames.handshake(heartbeat=0))
     await protocol.ready
     assert not hasattr(transport, "max_size")
+
+
+@pytest.mark.asyncio
+async def test_a_lone_delivery_s_first_publish_leaves_before_its_coroutine_waits_again() -> None:
+    protocol, transport, ch, consumer = await consuming()
+    written_at_publish: list[int] = []
+
+    async def answer(rounds: int) -> None:
+        for _ in range(rounds):
+            message = await consumer.get()
+            ch.basic_publish("", "replies", message.body)
+            written_at_publish.append(len(transport.writes))
+            ch.basic_publish("", "audit", message.body)  # waits for the read's end
+            written_at_publish.append(len(transport.writes))
+
+    loop = asyncio.get_running_loop()
+    for frames_in_read, rounds in ((request(1), 1), (request(2) + request(3), 2)):
+        transport.writes.clear()
+        written_at_publish.clear()
+        task = asyncio.ensure_future(answer(rounds))
+        await asyncio.sleep(0)
+        seen: asyncio.Future[None] = loop.create_future()
+
+        def read(data: bytes = frames_in_read, done: asyncio.Future[None] = seen) -> None:
+            protocol.data_received(data)
+            done.set_result(None)
+
+        loop.call_soon(read)
+        await seen
+        await task
+        if rounds == 1:  # the first publish at once, the second with the read's flush
+            assert written_at_publish == [1, 1] and len(transport.writes) == 2
+        else:  # two deliveries in the read: one write at its end
+            assert written_at_publish == [0, 0, 0, 0] and len(transport.writes) == 1
+        keys = [m.routing_key for _, m in published(transport.writes)]  # type: ignore[attr-defined]
+        assert keys == ["replies", "audit"] * rounds

@@ -242,3 +242,45 @@ def test_a_coroutine_on_get_resumes_once_per_read_and_its_acks_leave_in_one_writ
     assert len(writes) == 1  # the three acks, written once after the read
     assert wire.methods() == [(1, spec.BasicAck(delivery_tag=t)) for t in (1, 2, 3)]
     assert wire.clock.getDelayedCalls() == []  # no flush left scheduled
+
+
+def test_a_lone_delivery_s_first_publish_leaves_before_its_coroutine_waits_again() -> None:
+    wire, _, ch = open_channel()
+    d = ch.basic_consume("q", consumer_tag="c1", auto_ack=True)
+    wire.sent()
+    wire.feed(wire.frames.consume_ok(1, "c1"))
+    consumer = result_of(d)
+    written_at_publish: list[int] = []
+    writes: list[bytes] = []
+
+    def write(data: bytes) -> None:
+        writes.append(data)
+        wire.transport.__class__.write(wire.transport, data)
+
+    wire.transport.write = write  # type: ignore[method-assign]
+
+    async def answer(rounds: int) -> None:
+        for _ in range(rounds):
+            message = await consumer.get()
+            ch.basic_publish("", "replies", message.body)
+            written_at_publish.append(len(writes))
+            ch.basic_publish("", "audit", message.body)  # a second one waits for the read's end
+            written_at_publish.append(len(writes))
+
+    done = ensureDeferred(answer(1))
+    wire.protocol.dataReceived(wire.frames.deliver(1, "c1", 1, b"ping"))
+    result_of(done)
+    # The first publish went out at once, the second with the read's one flush.
+    assert written_at_publish == [1, 1] and len(writes) == 2
+    assert [m.routing_key for _, m in wire.methods()] == ["replies", "audit"]
+
+    # Two deliveries in one read: everything waits for the read's end, in one write.
+    writes.clear()
+    written_at_publish.clear()
+    done = ensureDeferred(answer(2))
+    wire.protocol.dataReceived(
+        wire.frames.deliver(1, "c1", 2, b"a") + wire.frames.deliver(1, "c1", 3, b"b")
+    )
+    result_of(done)
+    assert written_at_publish == [0, 0, 0, 0] and len(writes) == 1
+    assert [m.routing_key for _, m in wire.methods()] == ["replies", "audit"] * 2

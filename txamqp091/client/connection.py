@@ -110,6 +110,7 @@ class ConnectionLogic(Generic[W]):
         self._flush_scheduled = False
         self._unflushed = 0
         self._receiving = False
+        self._send_first = False
         self._timer: TimerHandle | None = None
         self._timer_deadline = 0.0
         self._held: deque[_Held] = deque()
@@ -244,12 +245,15 @@ class ConnectionLogic(Generic[W]):
         events = self._core.receive_data(data, self._runtime.now())
         if events:
             # What the dispatched callbacks queue leaves in the flush below, with no
-            # extra loop turn for a scheduled flush (that is latency, for RPCs).
+            # extra loop turn for a scheduled flush (that is latency, for RPCs)...
             self._receiving = True
+            # ...but a read that is one delivery (an RPC's request or reply) sends its
+            # first publish at once (see _published).
+            self._send_first = len(events) == 1 and type(events[0]) is Message
             try:
                 self._runtime.dispatch_read(self._dispatch, events)
             finally:
-                self._receiving = False
+                self._receiving = self._send_first = False
         self._flush()
         if self._timer is None and not self._ended:
             self._arm_timer()
@@ -279,6 +283,13 @@ class ConnectionLogic(Generic[W]):
         loop turn, but not beyond ``flush_threshold`` bytes: a loop that publishes
         without yielding must still hand its frames to the transport, so that the
         transport's own backpressure (``pause_writing``) can stop it."""
+        if self._send_first:
+            # The answer to a lone delivery (an RPC's request, reply or next request):
+            # written now, while its handler still has to ask for the next message and
+            # wait, not after; it is the whole write a one-publish handler makes anyway.
+            self._send_first = False
+            self._flush()
+            return
         self._unflushed += size + 64
         if self._unflushed >= self.flush_threshold:
             self._flush()

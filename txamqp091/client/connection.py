@@ -287,8 +287,11 @@ class ConnectionLogic(Generic[W]):
             # The answer to a lone delivery (an RPC's request, reply or next request):
             # written now, while its handler still has to ask for the next message and
             # wait, not after; it is the whole write a one-publish handler makes anyway.
-            self._send_first = False
-            self._flush()
+            self._send_first = self._flush_scheduled = False
+            self._unflushed = 0
+            data = self._core.data_to_send()  # _flush(), inline
+            if data and not self._ended:
+                self._runtime.write(data)
             return
         self._unflushed += size + 64
         if self._unflushed >= self.flush_threshold:

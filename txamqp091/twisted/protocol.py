@@ -52,6 +52,8 @@ class AMQPProtocol(Protocol, DeferredRuntime):
 
             clock = reactor
         DeferredRuntime.__init__(self, clock)
+        # DeferredRuntime.now without its call (once per read): the clock's own method.
+        self.now = clock.seconds  # type: ignore[method-assign]
         self.connection = Connection(params, self)
         self.ready: Deferred[Connection] = self.connection._opened
         self._reading_paused = False

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 
 from ..client.runtime import Runtime, TimerHandle, for_delivery
 from ..message import Message
+from ._deferred import waiter_class
 
 __all__ = ["DeferredRuntime"]
 
@@ -107,7 +108,8 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
             held[id(waiters)] = (waiters, None, value)
 
     def waiter_factory(self) -> Callable[[], Deferred[Any]]:
-        return Deferred
+        # A publish's Deferred in confirm mode: see _deferred.py.
+        return waiter_class()
 
     def is_done(self, waiter: Deferred[Any]) -> bool:
         held = self._held

@@ -1,0 +1,273 @@
+"""LeanDeferred (a publish's Deferred in confirm mode) behaves as Twisted's Deferred.
+
+Each scenario runs once with ``Deferred`` and once with ``LeanDeferred`` and records
+what the callbacks saw and the Deferred's state after each step; both records must
+be equal. The lean path itself must be taken where it applies (the general loop is
+not run for a lone plain callback), else these tests would only compare Deferred
+with itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail, succeed
+from twisted.python.failure import Failure
+
+from txamqp091.twisted._deferred import LEAN_FIRING, LeanDeferred, waiter_class
+from txamqp091.twisted.runtime import DeferredRuntime
+
+Trace = list[Any]
+Scenario = Callable[[type[Deferred[Any]], Trace], None]
+
+
+def state(d: Deferred[Any]) -> tuple[Any, ...]:
+    result = getattr(d, "result", "<none>")
+    if isinstance(result, Failure):
+        result = ("Failure", result.type)
+    elif isinstance(result, Deferred):
+        result = "<Deferred>"
+    info = d._debugInfo
+    unhandled = info is not None and info.failResult is not None
+    return (d.called, d.paused, result, unhandled)
+
+
+def record(trace: Trace, name: str) -> Callable[[Any], Any]:
+    def seen(value: Any) -> Any:
+        shown = ("Failure", value.type) if isinstance(value, Failure) else value
+        trace.append((name, shown))
+        return value
+
+    return seen
+
+
+def lone_value(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    d.addCallbacks(lambda r: trace.append(("cb", r)) or 7, record(trace, "eb"))
+    d.callback(None)
+    trace.append(state(d))
+    d.addCallback(record(trace, "later"))
+    trace.append(state(d))
+
+
+def lone_raises(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+
+    def boom(_: Any) -> None:
+        raise ValueError("boom")
+
+    d.addCallbacks(boom, record(trace, "eb"))
+    d.callback(None)
+    trace.append(state(d))  # unhandled: logged if collected like this
+    d.addErrback(record(trace, "handled")).addErrback(lambda f: None)
+    trace.append(state(d))
+
+
+def lone_returns_failure(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    d.addCallback(lambda _: Failure(KeyError("k")))
+    d.callback(None)
+    trace.append(state(d))
+    d.addErrback(lambda f: f.trap(KeyError))
+    trace.append(state(d))
+
+
+def lone_returns_unfired_deferred(cls: type[Deferred[Any]], trace: Trace) -> None:
+    inner: Deferred[Any] = Deferred()
+    d = cls()
+    d.addCallback(lambda _: inner)
+    d.callback(None)
+    d.addCallback(record(trace, "after inner"))
+    trace.append(state(d))
+    inner.callback("inner value")
+    trace.append(state(d))
+    trace.append(state(inner))
+
+
+def lone_returns_fired_deferred(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    d.addCallback(lambda _: succeed("taken"))
+    d.callback(None)
+    trace.append(state(d))
+    d2 = cls()
+    d2.addCallback(lambda _: fail(RuntimeError("inner failed")))
+    d2.callback(None)
+    trace.append(state(d2))
+    d2.addErrback(lambda f: f.trap(RuntimeError))
+
+
+def lone_adds_callbacks_to_itself(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+
+    def first(_: Any) -> str:
+        trace.append("first")
+        d.addCallback(record(trace, "added"))
+        d.addCallback(lambda r: r + "!")
+        trace.append(state(d))
+        return "one"
+
+    d.addCallback(first)
+    d.callback(None)
+    trace.append(state(d))
+
+
+def lone_with_arguments(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    d.addCallbacks(
+        lambda r, a, b=0: trace.append((r, a, b)) or "args",
+        record(trace, "eb"),
+        callbackArgs=(1,),
+        callbackKeywords={"b": 2},
+    )
+    d.callback(None)
+    trace.append(state(d))
+
+
+def cancelled_then_fired(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    d.addCallbacks(record(trace, "cb"), record(trace, "eb"))
+    d.cancel()
+    trace.append(state(d))
+    d.callback(None)  # eaten: a Deferred cancelled without a canceller
+    trace.append(state(d))
+    d.addErrback(lambda f: f.trap(CancelledError))
+
+
+def fired_with_a_value(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    d.addCallback(record(trace, "cb"))
+    d.callback("value")
+    trace.append(state(d))
+
+
+def two_pairs(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    d.addCallback(lambda _: 1)
+    d.addCallback(lambda r: r + 1)
+    d.callback(None)
+    trace.append(state(d))
+
+
+def no_callbacks_yet(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    d.callback(None)
+    trace.append(state(d))
+    d.addCallback(record(trace, "later"))
+    trace.append(state(d))
+
+
+def paused_before_firing(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    d.addCallback(record(trace, "cb"))
+    d.pause()
+    d.callback(None)
+    trace.append(state(d))
+    d.unpause()
+    trace.append(state(d))
+
+
+def waited_on_by_another(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    outer: Deferred[Any] = Deferred()
+    outer.addCallback(lambda _: d)  # outer chains to d: d's lone pair is the continuation
+    outer.addCallback(record(trace, "outer"))
+    outer.callback("start")
+    trace.append(state(outer))
+    d.callback(None)
+    trace.append(state(outer))
+    trace.append(state(d))
+
+
+def awaited(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+
+    async def waiter() -> str:
+        value = await d
+        trace.append(("resumed with", value))
+        return "done"
+
+    task = ensureDeferred(waiter())
+    task.addCallback(record(trace, "task"))
+    d.callback(None)
+    trace.append(state(task))
+
+
+def fired_twice(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    d.addCallback(record(trace, "cb"))
+    d.callback(None)
+    try:
+        d.callback(None)
+    except Exception as exc:
+        trace.append(type(exc).__name__)
+
+
+def failed_with_errback(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    d.addCallbacks(record(trace, "cb"), record(trace, "eb"))
+    d.errback(LookupError("nack"))
+    trace.append(state(d))
+    d.addErrback(lambda f: f.trap(LookupError))
+    trace.append(state(d))
+
+
+SCENARIOS: list[Scenario] = [
+    failed_with_errback,
+    lone_value,
+    lone_raises,
+    lone_returns_failure,
+    lone_returns_unfired_deferred,
+    lone_returns_fired_deferred,
+    lone_adds_callbacks_to_itself,
+    lone_with_arguments,
+    cancelled_then_fired,
+    fired_with_a_value,
+    two_pairs,
+    no_callbacks_yet,
+    paused_before_firing,
+    waited_on_by_another,
+    awaited,
+    fired_twice,
+]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+def test_lean_deferred_behaves_as_deferred(scenario: Scenario) -> None:
+    plain: Trace = []
+    lean: Trace = []
+    scenario(Deferred, plain)
+    scenario(LeanDeferred, lean)
+    assert lean == plain
+    assert plain  # the scenario recorded something
+
+
+def test_the_lean_path_runs_a_lone_callback_without_the_general_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert LEAN_FIRING  # the Twisted installed here has what LeanDeferred relies on
+    loops: list[Deferred[Any]] = []
+    general = Deferred._runCallbacks
+
+    def counting(self: Deferred[Any]) -> None:
+        loops.append(self)
+        general(self)
+
+    monkeypatch.setattr(Deferred, "_runCallbacks", counting)
+    seen: list[Any] = []
+    d = LeanDeferred()
+    d.addCallback(seen.append)
+    d.callback(None)
+    assert seen == [None] and d.called and loops == []
+    plain: Deferred[Any] = Deferred()
+    plain.addCallback(seen.append)
+    plain.callback(None)
+    assert loops == [plain]
+
+
+def test_a_confirm_publish_gets_a_lean_deferred() -> None:
+    from twisted.internet.task import Clock
+
+    assert waiter_class() is LeanDeferred
+    assert DeferredRuntime(Clock()).waiter_factory() is LeanDeferred

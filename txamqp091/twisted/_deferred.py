@@ -80,7 +80,9 @@ class LeanDeferred(Deferred[Any]):
         self.result = None  # what the callback sees on its Deferred while it runs
         self._runningCallbacks = True
         try:
-            result = fn(None, *args, **kwargs)
+            # Twisted keeps "no keywords" as an empty mappingproxy, which ``**`` copies
+            # into a new dict on every call: call plainly when there are none.
+            result = fn(None, *args, **kwargs) if args or kwargs else fn(None)
         except BaseException:
             result = Failure(captureVars=self.debug)  # type: ignore[no-untyped-call]
         self._runningCallbacks = False

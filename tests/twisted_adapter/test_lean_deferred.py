@@ -213,7 +213,42 @@ def failed_with_errback(cls: type[Deferred[Any]], trace: Trace) -> None:
     trace.append(state(d))
 
 
+def no_callbacks_yet_with_a_value(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    d.callback({"a": 1})
+    trace.append(state(d))
+    d.addCallback(record(trace, "later"))
+    trace.append(state(d))
+
+
+def no_callbacks_yet_with_a_failure(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    d.callback(Failure(ZeroDivisionError()))  # a Failure given to callback() is an errback
+    trace.append(state(d))
+    d.addErrback(record(trace, "eb")).addErrback(lambda f: f.trap(ZeroDivisionError))
+    trace.append(state(d))
+
+
+def fired_with_a_deferred(cls: type[Deferred[Any]], trace: Trace) -> None:
+    inner: Deferred[Any] = succeed("in")
+    d = cls()
+    d.addCallback(lambda r: trace.append(("got a Deferred", isinstance(r, Deferred))) or "x")
+    d.callback(inner)
+    trace.append(state(d))
+
+
+def lone_value_seen_by_the_callback(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+    d.addBoth(lambda r: trace.append(("both", r, state(d))) or r * 2)
+    d.callback(21)
+    trace.append(state(d))
+
+
 SCENARIOS: list[Scenario] = [
+    no_callbacks_yet_with_a_value,
+    no_callbacks_yet_with_a_failure,
+    fired_with_a_deferred,
+    lone_value_seen_by_the_callback,
     failed_with_errback,
     lone_value,
     lone_raises,
@@ -260,14 +295,21 @@ def test_the_lean_path_runs_a_lone_callback_without_the_general_loop(
     d.addCallback(seen.append)
     d.callback(None)
     assert seen == [None] and d.called and loops == []
+    kept = LeanDeferred()
+    kept.callback("kept")  # no callbacks yet: the result is only kept
+    assert kept.called and kept.result == "kept" and loops == []
     plain: Deferred[Any] = Deferred()
     plain.addCallback(seen.append)
     plain.callback(None)
     assert loops == [plain]
 
 
-def test_a_confirm_publish_gets_a_lean_deferred() -> None:
+def test_the_runtimes_waiters_are_lean_deferreds() -> None:
     from twisted.internet.task import Clock
 
+    runtime = DeferredRuntime(Clock())
     assert waiter_class() is LeanDeferred
-    assert DeferredRuntime(Clock()).waiter_factory() is LeanDeferred
+    assert runtime.waiter_factory() is LeanDeferred
+    assert type(runtime.create_waiter()) is LeanDeferred
+    assert type(runtime.create_waiter(lambda: None)) is LeanDeferred
+    assert type(runtime.succeeded(1)) is LeanDeferred

@@ -23,6 +23,10 @@ __all__ = ["DeferredRuntime"]
 
 log = Logger(namespace="txamqp091")
 
+#: The class of every waiter this runtime makes: LeanDeferred where this Twisted
+#: allows it (see _deferred.py), else Deferred.
+_Waiter = waiter_class()
+
 
 class DeferredRuntime(Runtime[Deferred[Any]]):
     """Waiters are Deferreds; time is the given ``IReactorTime`` (a ``Clock`` in tests).
@@ -76,8 +80,8 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
 
     def create_waiter(self, canceller: Callable[[], None] | None = None) -> Deferred[Any]:
         if canceller is None:
-            return Deferred()
-        return Deferred(lambda d: canceller())
+            return _Waiter()
+        return _Waiter(lambda d: canceller())
 
     def resolve(self, waiter: Deferred[Any], value: Any) -> None:
         if waiter.called:
@@ -108,8 +112,7 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
             held[id(waiters)] = (waiters, None, value)
 
     def waiter_factory(self) -> Callable[[], Deferred[Any]]:
-        # A publish's Deferred in confirm mode: see _deferred.py.
-        return waiter_class()
+        return _Waiter
 
     def is_done(self, waiter: Deferred[Any]) -> bool:
         held = self._held
@@ -117,12 +120,12 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
 
     def succeeded(self, value: Any) -> Deferred[Any]:
         # Already fired, never held: a buffered message is handed out at once.
-        waiter: Deferred[Any] = Deferred()
+        waiter: Deferred[Any] = _Waiter()
         waiter.callback(value)
         return waiter
 
     def failed(self, error: BaseException) -> Deferred[Any]:
-        waiter: Deferred[Any] = Deferred()
+        waiter: Deferred[Any] = _Waiter()
         waiter.errback(Failure(error))  # type: ignore[no-untyped-call]
         return waiter
 

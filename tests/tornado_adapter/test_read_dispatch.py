@@ -249,3 +249,27 @@ async def test_a_lone_delivery_s_first_publish_leaves_before_its_coroutine_waits
             assert written_at_publish == [0, 0, 0, 0] and len(transport.writes) == 1
         keys = [m.routing_key for _, m in published(transport.writes)]  # type: ignore[attr-defined]
         assert keys == ["replies", "audit"] * rounds
+
+
+@pytest.mark.asyncio
+async def test_a_read_of_acks_leaves_the_publishes_callbacks_to_the_loop() -> None:
+    # A confirm pipeline refills its window from these callbacks; left to the loop's
+    # next turn, several reads' acks share one write (see FutureRuntime.dispatch_read).
+    protocol, transport, ch, _ = await consuming()
+    selected = ch.confirm_delivery()
+    protocol.data_received(frames.confirm_select_ok(1))
+    await selected
+    confirmed = ch.basic_publish("", "q", b"m")
+    ran: list[str] = []
+    confirmed.add_done_callback(lambda _: ran.append("callback"))
+    loop = asyncio.get_running_loop()
+    seen: asyncio.Future[list[str]] = loop.create_future()
+
+    def read() -> None:
+        protocol.data_received(frames.ack(1, 1))
+        seen.set_result(list(ran))
+
+    loop.call_soon(read)
+    assert await seen == []
+    await asyncio.sleep(0)
+    assert ran == ["callback"]

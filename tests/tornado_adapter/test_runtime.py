@@ -47,6 +47,17 @@ async def test_waiters_are_futures_and_settle_once() -> None:
 
 
 @pytest.mark.asyncio
+async def test_resolve_all_settles_each_pending_future_and_skips_settled_ones() -> None:
+    p = new_protocol()
+    make = p.waiter_factory()
+    a, b, c = make(), make(), make()
+    b.cancel()
+    p.resolve(c, "first")
+    p.resolve_all([a, b, c], "batch")
+    assert await a == "batch" and b.cancelled() and await c == "first"
+
+
+@pytest.mark.asyncio
 async def test_cancelling_a_waiter_runs_its_canceller_and_later_settling_is_ignored() -> None:
     p = new_protocol()
     calls: list[str] = []

@@ -71,25 +71,32 @@ class ConfirmTracker(Generic[W]):
         self._mandatory += 1
 
     def _take(self, tag: int, multiple: bool) -> list[Any]:
-        """The entries an ack or nack of ``tag`` settles, oldest first, forgotten here."""
+        """The entries an ack or nack of ``tag`` settles, oldest first, forgotten here
+        (``multiple`` with tag 0: every unsettled one)."""
         pending = self.pending
         lowest = self._lowest
-        if not multiple:
-            entry = pending.pop(tag, None)
-            if tag == lowest:
-                self._advance()
-            taken = [] if entry is None else [entry]
-        elif tag < lowest:
-            return []
-        else:
+        if multiple:
+            if tag < lowest:
+                if tag or not pending:
+                    return []
+                tag = max(pending)
             before = len(pending)
             pop = pending.pop
             taken = [pop(seq, None) for seq in range(lowest, tag + 1)]
             if before - len(pending) != len(taken):  # some were settled one by one
                 taken = [entry for entry in taken if entry is not None]
-            self._lowest = tag + 1
-            self._advance()
-        if self._mandatory and taken:
+            lowest = tag + 1
+            self._lowest = lowest
+            if pending and lowest not in pending:
+                self._advance()
+        else:
+            entry = pending.pop(tag, None)
+            if entry is None:
+                return []
+            if tag == lowest:
+                self._advance()
+            taken = [entry]
+        if self._mandatory:
             self._mandatory -= sum(type(entry) is PendingPublish for entry in taken)
         return taken
 

@@ -58,6 +58,7 @@ __all__ = ["Channel", "ChannelHost"]
 
 _unpack_from = struct.unpack_from
 _unpack_deliver = struct.Struct(">QBB").unpack_from  # delivery tag, bits, exchange length
+_unpack_tag_bits = struct.Struct(">QB").unpack_from  # Basic.Ack's delivery tag and bits
 _frame_header = struct.Struct(">BHI").unpack_from
 #: A whole Basic.Ack frame: header, class 60 method 80, delivery tag, multiple bit, frame end.
 _ack_frame = struct.Struct(">BHIHHQBB").pack
@@ -355,11 +356,13 @@ class Channel:
             self._content_args = (consumer_tag, delivery_tag, bool(bits & 1), exchange, routing_key)
             self._expect_header = True
             return None
-        if index == _ACK and self.state is ChannelState.OPEN:
-            delivery_tag, bits = _unpack_from(">QB", buf, start)
+        if index == _ACK and self.state is _OPEN:
+            delivery_tag, bits = _unpack_tag_bits(buf, start)
             if start + 9 != end:
                 raise DecodeError("basic.ack", end - start - 9)
-            if not self._confirms_sent(delivery_tag, bits & 1):
+            if not 0 < delivery_tag < self._next_publish_seq and not self._confirms_sent(
+                delivery_tag, bits & 1
+            ):
                 return None
             return PublishAcked(self.channel_id, delivery_tag, bool(bits & 1))
         method_class = spec.METHODS.get(index)

@@ -313,3 +313,26 @@ def test_the_runtimes_waiters_are_lean_deferreds() -> None:
     assert type(runtime.create_waiter()) is LeanDeferred
     assert type(runtime.create_waiter(lambda: None)) is LeanDeferred
     assert type(runtime.succeeded(1)) is LeanDeferred
+
+
+def test_under_deferred_debugging_the_general_loop_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from twisted.internet import defer
+
+    loops: list[Deferred[Any]] = []
+    general = Deferred._runCallbacks
+
+    def counting(self: Deferred[Any]) -> None:
+        loops.append(self)
+        general(self)
+
+    monkeypatch.setattr(Deferred, "_runCallbacks", counting)
+    defer.setDebugging(True)
+    try:
+        d = LeanDeferred()
+        seen: list[Any] = []
+        d.addCallback(seen.append)
+        d.callback(None)
+    finally:
+        defer.setDebugging(False)
+    assert seen == [None] and loops == [d]
+    assert d._debugInfo is not None and d._debugInfo.invoker  # where it was fired from

@@ -169,6 +169,12 @@ def test_frame_max_and_delivery_class_come_from_the_host() -> None:
     # frame-by-frame path, which reports the fault in one place.
     host.frame_max = 20
     assert channel.take_delivery(data, 11, end) is None
+    # So does a body over the host's max_message_size (on both paths).
+    host.frame_max = 131072
+    host.max_message_size = 3
+    assert channel.take_delivery(data, 11, end) is None
+    host.max_message_size = 1 << 27
+    assert channel.take_delivery(data, 11, end) is not None
 
 
 def test_broker_faults_go_to_the_host_and_nothing_is_raised() -> None:

@@ -547,3 +547,25 @@ def test_a_failure_after_the_end_changes_nothing() -> None:
     )  # e.g. a channel noticing something once the connection ended
     assert conn.data_to_send() == b""
     assert conn._events[-1].reply_code == 503  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("path", ["c", "python"])
+@pytest.mark.parametrize("size", [100, 101, 2000])
+def test_a_whole_delivery_over_max_message_size_is_refused_on_both_paths(
+    path: str, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivery in one read, its body in one frame but over max_message_size."""
+    from txamqp091.core import channel as channel_module
+
+    if path == "python":
+        monkeypatch.setattr(channel_module, "_c_take_delivery", None)
+    elif channel_module._c_take_delivery is None:
+        pytest.skip("the C accelerator is not built or disabled")
+    conn = opened(max_message_size=100)
+    events = conn.receive_data(F.deliver(1, "c", 1, b"x" * size), 0.0)
+    if size <= 100:
+        assert [type(e) for e in events] == [Delivery]
+        assert events[0].body == b"x" * size  # type: ignore[attr-defined]
+    else:
+        assert protocol_error_code(events) == spec.FRAME_ERROR
+        assert "max_message_size 100" in closed_with(events).reply_text

@@ -266,8 +266,12 @@ class Channel:
         if self.state is not _OPEN or self._expect_header or self._body_remaining:
             return None
         if _c_take_delivery is not None:
+            # A frame limit of at most max_message_size + 8 leaves a body over
+            # max_message_size to the frame path (the C decoder does not check it).
+            host = self._host
+            limit = min(host.frame_max, host.max_message_size + 8)
             taken: tuple[Event, int] | None = _c_take_delivery(
-                buf, start, end, self.channel_id, self._host.frame_max, self._host.delivery_class
+                buf, start, end, self.channel_id, limit, host.delivery_class
             )
             return taken
         try:

@@ -36,6 +36,7 @@ from ..exceptions import (
     ProtocolError,
     StreamLostError,
 )
+from . import channel as _channel_module
 from . import spec
 from .channel import Channel
 from .codec import DecodeError, truncate_shortstr
@@ -52,6 +53,7 @@ from .heartbeat import HeartbeatMonitor
 from .states import (
     CONNECTION_CLIENT_TRANSITIONS,
     Action,
+    ChannelState,
     ConnectionInput,
     ConnectionState,
 )
@@ -64,6 +66,7 @@ _read_frame_header = _FRAME_HEADER.unpack_from
 _unpack_index = struct.Struct(">I").unpack_from
 _DELIVER = spec.BasicDeliver.INDEX
 _CLOSED = ConnectionState.CLOSED
+_CHANNEL_OPEN = ChannelState.OPEN
 _FRAME_END = spec.FRAME_END
 _METHOD, _HEADER, _BODY, _HEARTBEAT = (
     spec.FRAME_METHOD,
@@ -211,6 +214,9 @@ class Connection(ConnectionMethods):
         pos = self._pos
         channels = self._channels
         closing = self._close_requested
+        # The C whole-delivery decoder, or None (pure Python: Channel.take_delivery).
+        take = _channel_module._c_take_delivery
+        delivery_class = self.delivery_class
         try:
             if self.state is ConnectionState.AWAIT_START and pos == 0 and buf[:4] == b"AMQP":
                 if len(buf) >= 8:
@@ -258,7 +264,25 @@ class Connection(ConnectionMethods):
                         (index,) = _unpack_index(buf, start)
                         if index == _DELIVER:
                             # The hot path: the whole message is usually in the buffer.
-                            whole = channel.take_delivery(buf, start + 4, end)
+                            # With the C decoder, Channel.take_delivery's checks are
+                            # done here, without that Python call per delivery.
+                            if take is None:
+                                whole = channel.take_delivery(buf, start + 4, end)
+                            elif (
+                                channel.state is _CHANNEL_OPEN
+                                and not channel._expect_header
+                                and not channel._body_remaining
+                            ):
+                                # The C decoder does not check max_message_size: with a
+                                # frame limit of at most that + 8, a body over it (a whole
+                                # delivery's body is one frame) is left to the frame path,
+                                # which refuses it.
+                                limit = self.max_message_size + 8
+                                if self.frame_max < limit:
+                                    limit = self.frame_max
+                                whole = take(buf, start + 4, end, channel_id, limit, delivery_class)
+                            else:
+                                whole = None
                             if whole is not None:
                                 append(whole[0])
                                 pos = whole[1]

@@ -40,7 +40,7 @@ from . import channel as _channel_module
 from . import spec
 from .channel import Channel
 from .codec import DecodeError, truncate_shortstr
-from .connection_methods import MAX_FRAME_LIMIT, ConnectionMethods
+from .connection_methods import MAX_FRAME_LIMIT, ConnectionMethods, take_limit
 from .events import (
     ConnectionClosed,
     Delivery,
@@ -124,6 +124,7 @@ class Connection(ConnectionMethods):
         #: Negotiated values; until Tune they are the pre-negotiation limits.
         self.channel_max = channel_max or 65535
         self.frame_max = max(spec.FRAME_MIN_SIZE, frame_max or MAX_FRAME_LIMIT)
+        self._take_limit = take_limit(self.frame_max, max_message_size)
         self.heartbeat = 0
         self.server_properties: dict[str, Any] = {}
         self.is_blocked = False
@@ -273,14 +274,14 @@ class Connection(ConnectionMethods):
                                 and not channel._expect_header
                                 and not channel._body_remaining
                             ):
-                                # The C decoder does not check max_message_size: with a
-                                # frame limit of at most that + 8, a body over it (a whole
-                                # delivery's body is one frame) is left to the frame path,
-                                # which refuses it.
-                                limit = self.max_message_size + 8
-                                if self.frame_max < limit:
-                                    limit = self.frame_max
-                                whole = take(buf, start + 4, end, channel_id, limit, delivery_class)
+                                whole = take(
+                                    buf,
+                                    start + 4,
+                                    end,
+                                    channel_id,
+                                    self._take_limit,
+                                    delivery_class,
+                                )
                             else:
                                 whole = None
                             if whole is not None:

@@ -219,9 +219,10 @@ class ChannelBase(Generic[W]):
         validate.basic_publish(exchange, routing_key, body, properties, mandatory)
         if type(body) is not bytes:
             body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-        if len(body) > self._max_message_size:
+        size = len(body)
+        if size > self._max_message_size:
             raise ValueError(
-                f"body of {len(body)} bytes exceeds max_message_size {self._max_message_size}"
+                f"body of {size} bytes exceeds max_message_size {self._max_message_size}"
             )
         if self._close_error is not None or self._closing is not None:
             return self._runtime.failed(self._wrong_state())
@@ -233,14 +234,25 @@ class ChannelBase(Generic[W]):
             self._flow_held.append(((exchange, routing_key, body, properties, mandatory), waiter))
             return waiter
         conn = self._conn
-        if not conn._publish_gate_open():
+        # conn._publish_gate_open(), inline (one call less per message).
+        if conn._held or conn._write_paused or conn._core.is_blocked:
             return conn._hold_publish(self, exchange, routing_key, body, properties, mandatory)
         # _publish_now inline, for a publish that has no waiter yet.
         try:
             seq = self._core.publish(exchange, routing_key, body, properties, mandatory)
         except Exception as exc:
             return self._runtime.failed(exc)
-        conn._published(len(body))
+        # conn._published(size), inline for its common case: a flush is already due
+        # (scheduled, or the read's own) and this write stays under the threshold.
+        # Everything else (send-first, the threshold, scheduling) goes through it.
+        if not conn._send_first and (conn._receiving or conn._flush_scheduled):
+            unflushed = conn._unflushed + size + 64
+            if unflushed < conn.flush_threshold:
+                conn._unflushed = unflushed
+            else:
+                conn._published(size)
+        else:
+            conn._published(size)
         if not seq:
             return self._runtime.succeeded(None)
         waiter = self._new_waiter()

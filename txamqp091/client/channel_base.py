@@ -18,12 +18,13 @@ costs no extra call.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import Any, Generic, Protocol
 
 from .. import validation as validate
 from ..core import spec
 from ..core.channel import Channel as CoreChannel
+from ..core.connection import Connection as CoreConnection
 from ..exceptions import ChannelClosedByClient, ChannelWrongStateError
 from ..params import ConnectionParameters
 from .api import ChannelAPI, documented_by
@@ -46,6 +47,19 @@ class ConnectionHooks(Protocol[W]):
 
     _runtime: Runtime[W]
     params: ConnectionParameters
+    # Read (and _unflushed written) by basic_publish's inline publish gate and flush count.
+    flush_threshold: int
+    _write_paused: bool
+    _send_first: bool
+    _receiving: bool
+    _flush_scheduled: bool
+    _unflushed: int
+
+    @property
+    def _held(self) -> Sized: ...
+
+    @property
+    def _core(self) -> CoreConnection: ...
 
     @property
     def is_open(self) -> bool: ...

@@ -253,3 +253,13 @@ def test_the_broker_closing_the_channel_requeues_and_fails_what_waits(
     message.ack()  # on a closed channel: nothing happens, nothing raises
     wire.flush()
     assert wire.client.is_open and 1 not in wire.server.channels
+
+
+def test_the_default_try_resolve_is_is_done_then_resolve() -> None:
+    from tests.client.support import ManualRuntime
+
+    runtime = ManualRuntime()
+    w = runtime.create_waiter()
+    assert runtime.try_resolve(w, 1) is True
+    assert runtime.try_resolve(w, 2) is False
+    assert runtime.is_done(w) and w.value == 1

@@ -47,6 +47,17 @@ async def test_waiters_are_futures_and_settle_once() -> None:
 
 
 @pytest.mark.asyncio
+async def test_try_resolve_settles_a_pending_future_once_and_says_so() -> None:
+    p = new_protocol()
+    w, cancelled = p.create_waiter(), p.create_waiter()
+    cancelled.cancel()
+    assert p.try_resolve(w, 1) is True
+    assert p.try_resolve(w, 2) is False
+    assert p.try_resolve(cancelled, 3) is False
+    assert await w == 1 and cancelled.cancelled()
+
+
+@pytest.mark.asyncio
 async def test_resolve_all_settles_each_pending_future_and_skips_settled_ones() -> None:
     p = new_protocol()
     make = p.waiter_factory()

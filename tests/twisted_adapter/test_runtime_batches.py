@@ -82,3 +82,25 @@ def test_a_multiple_ack_fires_its_publishes_in_order_after_the_read() -> None:
     assert [(i, v) for i, v, _ in fired] == [(0, None), (1, None), (2, None), (3, None)]
     assert fired[0][2] == [True, False, False, False]
     assert len(ch._unconfirmed) == 0
+
+
+def test_try_resolve_settles_a_pending_deferred_once_and_says_so() -> None:
+    """try_resolve is is_done then resolve in one call, held inside a read like resolve."""
+    runtime = DeferredRuntime(Clock())
+    fired: list[Any] = []
+    a, b, cancelled = (recorder(fired, n) for n in ("a", "b", "c"))
+    cancelled.cancel()
+    assert runtime.try_resolve(a, 1) is True
+    assert runtime.try_resolve(a, 2) is False  # fired already
+    assert runtime.try_resolve(cancelled, 3) is False
+    assert fired == [("c", CancelledError), ("a", 1)]
+    results: list[bool] = []
+
+    def dispatch(events: list[Any]) -> None:
+        results.append(runtime.try_resolve(b, "first"))
+        results.append(runtime.try_resolve(b, "second"))  # held: counts as done
+        assert runtime.is_done(b) and not b.called
+
+    runtime.dispatch_read(dispatch, [object(), object()])
+    assert results == [True, False]
+    assert fired[-1] == ("b", "first") and len(fired) == 3

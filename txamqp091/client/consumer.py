@@ -103,11 +103,9 @@ class ConsumerLogic(Generic[W]):
             return
         getters = self._getters
         if getters:
-            runtime = self._runtime
+            try_resolve = self._runtime.try_resolve
             while getters:
-                waiter = getters.popleft()
-                if not runtime.is_done(waiter):
-                    runtime.resolve(waiter, message)
+                if try_resolve(getters.popleft(), message):  # one not cancelled meanwhile
                     return
         self._buffer.append(message)
         if len(self._buffer) < self.max_buffered or self.ended is not None:

@@ -39,6 +39,15 @@ class Runtime(Generic[W]):
     def is_done(self, waiter: W) -> bool:
         raise NotImplementedError
 
+    def try_resolve(self, waiter: W, value: Any) -> bool:
+        """:meth:`resolve` ``waiter`` unless it :meth:`is_done`; return whether it was
+        resolved. One call instead of two for a delivery handed to a ``get()``;
+        adapters implement it without calling the other two."""
+        if self.is_done(waiter):
+            return False
+        self.resolve(waiter, value)
+        return True
+
     def resolve_all(self, waiters: list[W], value: Any) -> None:
         """:meth:`resolve` each of ``waiters`` with ``value``, in order: the waiters of one
         publisher-confirm ack. Only for waiters that no one asks :meth:`is_done` about

@@ -149,6 +149,12 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
     def is_done(self, waiter: asyncio.Future[Any]) -> bool:
         return waiter.done()
 
+    def try_resolve(self, waiter: asyncio.Future[Any], value: Any) -> bool:
+        if waiter.done():
+            return False
+        waiter.set_result(value)
+        return True
+
     def succeeded(self, value: Any) -> asyncio.Future[Any]:
         # As Runtime.succeeded, without its create_waiter and resolve calls: a publish
         # outside confirm mode and a get() of a buffered message return one each.

@@ -118,6 +118,19 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
         held = self._held
         return waiter.called or (held is not None and id(waiter) in held)
 
+    def try_resolve(self, waiter: Deferred[Any], value: Any) -> bool:
+        if waiter.called:
+            return False
+        held = self._held
+        if held is None:
+            waiter.callback(value)
+            return True
+        key = id(waiter)
+        if key in held:
+            return False
+        held[key] = (waiter, True, value)
+        return True
+
     def succeeded(self, value: Any) -> Deferred[Any]:
         # Already fired, never held: a buffered message is handed out at once.
         waiter: Deferred[Any] = _Waiter()

@@ -230,7 +230,16 @@ class ChannelBase(Generic[W]):
         fails with ``NackError`` on a nack and ``UnroutableError`` when a
         mandatory message is returned.
         """
-        validate.basic_publish(exchange, routing_key, body, properties, mandatory)
+        if (  # the common case accepted without a call; anything else is checked in full
+            type(exchange) is not str
+            or type(routing_key) is not str
+            or type(body) is not bytes
+            or properties is not None
+            or mandatory is not False
+            or len(exchange) > 63
+            or len(routing_key) > 63
+        ):
+            validate.basic_publish(exchange, routing_key, body, properties, mandatory)
         if type(body) is not bytes:
             body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
         size = len(body)

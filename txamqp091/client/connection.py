@@ -21,6 +21,7 @@ from typing import Any, Generic
 from .. import validation as validate
 from ..core import events as ev
 from ..core.connection import Connection as CoreConnection
+from ..core.events import PublishAcked
 from ..core.spec import BasicProperties, ConnectionUpdateSecretOk
 from ..exceptions import (
     AMQPHeartbeatTimeout,
@@ -339,6 +340,10 @@ class ConnectionLogic(Generic[W]):
                 channel = channels.get(event.channel_id)
                 if channel is not None:
                     channel._on_delivery(event)
+            elif type(event) is PublishAcked:  # a publisher's most events: _on_acked, likewise
+                channel = channels.get(event.channel_id)
+                if channel is not None:
+                    channel._confirms.acked(event.delivery_tag, event.multiple)
             else:
                 handlers[type(event)](event)
 

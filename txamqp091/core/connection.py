@@ -193,15 +193,26 @@ class Connection(ConnectionMethods):
         if self._heartbeat is not None:
             self._heartbeat._last_received = now  # .received(now), without a call per read
         buf = self._buf
-        buf += data
+        if buf or type(data) is not bytes:
+            buf += data
+            source: bytes | bytearray = buf
+        else:
+            # Nothing left from earlier reads (the usual case): parse ``data`` itself,
+            # without copying it into the buffer and deleting it from there again.
+            source = data
         events = self._events = []
         try:
-            self._parse(buf, now)
+            self._parse(source, now)
         except ProtocolError as exc:
             self._fail(exc.reply_code, exc.reply_text)
         except (struct.error, IndexError, UnicodeDecodeError, ValueError, OverflowError) as exc:
             self._fail(spec.SYNTAX_ERROR, f"SYNTAX_ERROR - {exc}")
-        if self.state is _CLOSED:
+        if source is data:
+            pos = self._pos
+            self._pos = 0
+            if pos < len(data) and self.state is not _CLOSED:
+                buf += data[pos:]  # a partial frame: kept for the next read
+        elif self.state is _CLOSED:
             del buf[:]
             self._pos = 0
         elif self._pos >= _COMPACT_AT or self._pos == len(buf):
@@ -209,7 +220,7 @@ class Connection(ConnectionMethods):
             self._pos = 0
         return events
 
-    def _parse(self, buf: bytearray, now: float) -> None:
+    def _parse(self, buf: bytes | bytearray, now: float) -> None:
         events = self._events
         append = events.append
         pos = self._pos

@@ -79,7 +79,7 @@ class ConnectionMethods:
     _take_limit: int
 
     def _handle_connection_method(
-        self, index: int, buf: bytearray, start: int, end: int, now: float
+        self, index: int, buf: bytes | bytearray, start: int, end: int, now: float
     ) -> None:
         method_class = spec.METHODS.get(index)
         if method_class is None:

@@ -36,11 +36,10 @@ from ..exceptions import (
     ProtocolError,
     StreamLostError,
 )
-from . import channel as _channel_module
 from . import spec
 from .channel import Channel
 from .codec import DecodeError, truncate_shortstr
-from .connection_methods import MAX_FRAME_LIMIT, ConnectionMethods, take_limit
+from .connection_methods import MAX_FRAME_LIMIT, ConnectionMethods
 from .events import (
     ConnectionClosed,
     Delivery,
@@ -53,7 +52,6 @@ from .heartbeat import HeartbeatMonitor
 from .states import (
     CONNECTION_CLIENT_TRANSITIONS,
     Action,
-    ChannelState,
     ConnectionInput,
     ConnectionState,
 )
@@ -66,7 +64,6 @@ _read_frame_header = _FRAME_HEADER.unpack_from
 _unpack_index = struct.Struct(">I").unpack_from
 _DELIVER = spec.BasicDeliver.INDEX
 _CLOSED = ConnectionState.CLOSED
-_CHANNEL_OPEN = ChannelState.OPEN
 _FRAME_END = spec.FRAME_END
 _METHOD, _HEADER, _BODY, _HEARTBEAT = (
     spec.FRAME_METHOD,
@@ -124,7 +121,6 @@ class Connection(ConnectionMethods):
         #: Negotiated values; until Tune they are the pre-negotiation limits.
         self.channel_max = channel_max or 65535
         self.frame_max = max(spec.FRAME_MIN_SIZE, frame_max or MAX_FRAME_LIMIT)
-        self._take_limit = take_limit(self.frame_max, max_message_size)
         self.heartbeat = 0
         self.server_properties: dict[str, Any] = {}
         self.is_blocked = False
@@ -226,9 +222,6 @@ class Connection(ConnectionMethods):
         pos = self._pos
         channels = self._channels
         closing = self._close_requested
-        # The C whole-delivery decoder, or None (pure Python: Channel.take_delivery).
-        take = _channel_module._c_take_delivery
-        delivery_class = self.delivery_class
         try:
             if self.state is ConnectionState.AWAIT_START and pos == 0 and buf[:4] == b"AMQP":
                 if len(buf) >= 8:
@@ -276,25 +269,7 @@ class Connection(ConnectionMethods):
                         (index,) = _unpack_index(buf, start)
                         if index == _DELIVER:
                             # The hot path: the whole message is usually in the buffer.
-                            # With the C decoder, Channel.take_delivery's checks are
-                            # done here, without that Python call per delivery.
-                            if take is None:
-                                whole = channel.take_delivery(buf, start + 4, end)
-                            elif (
-                                channel.state is _CHANNEL_OPEN
-                                and not channel._expect_header
-                                and not channel._body_remaining
-                            ):
-                                whole = take(
-                                    buf,
-                                    start + 4,
-                                    end,
-                                    channel_id,
-                                    self._take_limit,
-                                    delivery_class,
-                                )
-                            else:
-                                whole = None
+                            whole = channel.take_delivery(buf, start + 4, end)
                             if whole is not None:
                                 append(whole[0])
                                 pos = whole[1]

@@ -35,22 +35,12 @@ from .handshake import Credentials, HeartbeatSetting, negotiate, negotiate_heart
 from .heartbeat import HeartbeatMonitor
 from .states import CONNECTION_TRANSITIONS, ConnectionState
 
-__all__ = ["MAX_FRAME_LIMIT", "ConnectionMethods", "take_limit"]
+__all__ = ["MAX_FRAME_LIMIT", "ConnectionMethods"]
 
 #: Protocol header frames larger than this cannot be sent before Tune (spec 4.2.3
 #: lets a peer send frames of FRAME_MIN_SIZE before negotiation; we accept our own
 #: frame_max too, to be lenient with brokers with large server-properties).
 MAX_FRAME_LIMIT = 2**31 - 1
-
-
-def take_limit(frame_max: int, max_message_size: int) -> int:
-    """The frame size limit ``Connection._parse`` gives the C whole-delivery decoder.
-
-    That decoder does not check ``max_message_size``: with a limit of at most
-    ``max_message_size + 8``, a body over it (a whole delivery's body is one frame)
-    is left to the frame path, which refuses it.
-    """
-    return min(frame_max, max_message_size + 8)
 
 
 class ConnectionMethods:
@@ -76,7 +66,6 @@ class ConnectionMethods:
     _heartbeat: HeartbeatMonitor | None
     _update_secret_pending: int
     _close_requested_code: int
-    _take_limit: int
 
     def _handle_connection_method(
         self, index: int, buf: bytes | bytearray, start: int, end: int, now: float
@@ -176,7 +165,6 @@ class ConnectionMethods:
         self.channel_max = negotiate(self._requested_channel_max, tune.channel_max, 65535)
         frame_max = negotiate(self._requested_frame_max, tune.frame_max, MAX_FRAME_LIMIT)
         self.frame_max = max(frame_max, spec.FRAME_MIN_SIZE)
-        self._take_limit = take_limit(self.frame_max, self.max_message_size)
         self.heartbeat = negotiate_heartbeat(self._requested_heartbeat, tune.heartbeat)
         if not 0 <= self.heartbeat <= 65535:
             raise ValueError(f"heartbeat must be between 0 and 65535, got {self.heartbeat}")

@@ -124,9 +124,8 @@ class ConnectionLogic(Generic[W]):
         self._reading_paused = False
         self._secret_waiters: deque[W] = deque()
         self._blocked_callbacks: list[Callable[[str | None], Any]] = []
+        # Deliveries and publisher acks, most events by far, are routed in _dispatch itself.
         self._handlers: dict[type, Callable[[Any], None]] = {
-            Message: self._on_delivery,
-            ev.PublishAcked: self._on_acked,
             ev.MethodReply: self._on_reply,
             ev.PublishNacked: self._on_nacked,
             ev.GetOk: self._on_get_ok,
@@ -288,11 +287,8 @@ class ConnectionLogic(Generic[W]):
             # The answer to a lone delivery (an RPC's request, reply or next request):
             # written now, while its handler still has to ask for the next message and
             # wait, not after; it is the whole write a one-publish handler makes anyway.
-            self._send_first = self._flush_scheduled = False
-            self._unflushed = 0
-            data = self._core.data_to_send()  # _flush(), inline
-            if data and not self._ended:
-                self._runtime.write(data)
+            self._send_first = False
+            self._flush()
             return
         self._unflushed += size + 64
         if self._unflushed >= self.flush_threshold:
@@ -336,26 +332,16 @@ class ConnectionLogic(Generic[W]):
         handlers = self._handlers
         channels = self._channels
         for event in events:
-            if type(event) is Message:  # most events: _on_delivery, without its call
+            if type(event) is Message:  # most events: to the channel, without a handler call
                 channel = channels.get(event.channel_id)
                 if channel is not None:
                     channel._on_delivery(event)
-            elif type(event) is PublishAcked:  # a publisher's most events: _on_acked, likewise
+            elif type(event) is PublishAcked:  # a publisher's most events, likewise
                 channel = channels.get(event.channel_id)
                 if channel is not None:
                     channel._confirms.acked(event.delivery_tag, event.multiple)
             else:
                 handlers[type(event)](event)
-
-    def _on_delivery(self, message: Message) -> None:
-        channel = self._channels.get(message.channel_id)
-        if channel is not None:
-            channel._on_delivery(message)
-
-    def _on_acked(self, event: ev.PublishAcked) -> None:
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._confirms.acked(event.delivery_tag, event.multiple)
 
     def _on_nacked(self, event: ev.PublishNacked) -> None:
         channel = self._channels.get(event.channel_id)

@@ -333,30 +333,23 @@ class ChannelBase(Generic[W]):
         body: bytes,
         properties: spec.BasicProperties | None,
         mandatory: bool,
-        waiter: W | None = None,
-    ) -> W:
-        """Send a publish now; ``waiter`` is the one it already has when it was held
-        (``basic_publish`` does the same inline for a publish that has none)."""
+        waiter: W,
+    ) -> None:
+        """Send a publish that was held, settling the ``waiter`` it was given then
+        (``basic_publish`` does the same inline for a publish sent at once)."""
         runtime = self._runtime
         try:
             seq = self._core.publish(exchange, routing_key, body, properties, mandatory)
         except Exception as exc:
-            if waiter is not None:
-                runtime.reject(waiter, exc)
-                return waiter
-            return runtime.failed(exc)
+            runtime.reject(waiter, exc)
+            return
         self._conn._published(len(body))
         if not seq:
-            if waiter is not None:
-                runtime.resolve(waiter, None)
-                return waiter
-            return runtime.succeeded(None)
-        if waiter is None:
-            waiter = runtime.create_waiter()
+            runtime.resolve(waiter, None)
+            return
         if mandatory:
             self._confirms.add_mandatory(
                 seq, PendingPublish(waiter, exchange, routing_key, body, mandatory)
             )
         else:
             self._unconfirmed[seq] = waiter
-        return waiter

@@ -39,9 +39,7 @@ class WriteSpool:
         return bool(self._queue)
 
     def takes(self, data: bytes) -> bool:
-        """Whether ``data`` must be spooled: it is large, or others wait before it.
-
-        The adapters' ``write`` does this test inline (one call less per write)."""
+        """Whether ``data`` must be spooled: it is large, or others wait before it."""
         return bool(self._queue) or len(data) > self.above
 
     def add(self, data: bytes) -> None:

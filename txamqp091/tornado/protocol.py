@@ -106,7 +106,7 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
         if transport is None or transport.is_closing():
             return
         spool = self._spool
-        if spool._queue or len(data) > spool.above:  # spool.takes(data), without the call
+        if spool.takes(data):
             spool.add(data)
             self._pump()
             return

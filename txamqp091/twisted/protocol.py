@@ -149,34 +149,12 @@ class AMQPProtocol(Protocol, DeferredRuntime):
 
     def write(self, data: bytes) -> None:
         """Hand ``data`` to the transport; large writes a slice at a time (:mod:`..client.spool`)."""
-        transport: Any = self.transport
-        if transport is None:
+        if self.transport is None:
             return
         spool = self._spool
-        size = len(data)
-        if spool._queue or size > spool.above:  # spool.takes(data), without the call
+        if spool.takes(data):
             spool.add(data)
             self._pump()
-            return
-        if (
-            transport is self._socket_transport
-            and size <= transport.SEND_LIMIT
-            and not transport.dataBuffer
-            and not transport._tempDataLen
-            and transport.connected
-            and not transport.disconnecting
-            and not transport._writeDisconnected
-        ):
-            # _write_now's direct send, inline for a small write (each RPC half's one):
-            # two Python calls less. An error sends nothing, as there: the transport's
-            # own write path then finds a lost connection.
-            try:
-                sent = transport.socket.send(data)
-            except OSError:
-                sent = 0
-            if sent == size:
-                return
-            transport.write(data[sent:] if sent > 0 else data)
             return
         self._write_now(data)
 

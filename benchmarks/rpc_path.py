@@ -1,0 +1,305 @@
+"""The client's Python cost per RPC call, without a broker or a socket.
+
+``benchmarks/twisted_client.py --only rpc`` measures a round trip through RabbitMQ on a
+noisy two-core machine: the client's own share of it is hard to see there. This harness
+runs the same RPC shape on the Twisted adapter with the network taken out, so that a
+change of a few hundred nanoseconds per call shows:
+
+- one connection, a responder channel (1) and a client channel (2), set up through the
+  public API against replies fed as broker bytes;
+- the same user code as the benchmark's ``rpc`` scenario: the responder coroutine awaits
+  ``requests.get()`` and publishes the reply with ``BasicProperties(correlation_id=...)``;
+  the client loop publishes ``BODY_64`` with ``BasicProperties(reply_to=...,
+  correlation_id=cid)`` and awaits ``replies.get()``;
+- per call, two reads as the broker would send them (the request delivered on channel 1,
+  then the reply on channel 2), pre-encoded before the clock starts and handed to the
+  protocol where the socket read would (``_read_socket`` -> ``data_received``); the
+  protocol's writes go to a fake socket's ``send``, so the adapter's direct-send path
+  runs as it does live.
+
+It reports nanoseconds of client Python per call (both halves: request read -> reply
+written, reply read -> next request written), as the median of ``--repeats`` runs of
+``--calls`` calls. ``--profile`` prints a cProfile of one run instead. Run it with
+``TXAMQP091_NO_EXTENSIONS=1`` for the pure-Python core.
+
+    python benchmarks/rpc_path.py                     # Twisted, median ns/call
+    python benchmarks/rpc_path.py --profile | head -40
+
+It is a measuring tool, not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import Clock
+
+from txamqp091 import BasicProperties, ConnectionParameters
+from txamqp091.core import _accel, spec
+from txamqp091.core.testing import ServerFrames, parse_client_frames
+from txamqp091.twisted.protocol import AMQPProtocol
+
+#: As in twisted_client.py.
+BODY_64 = b"x" * 64
+REQUEST_QUEUE = "rpc-path-requests"
+REPLY_QUEUE = "amq.gen-rpc-path-replies"
+REQUEST_TAG = "ctag-requests"
+REPLY_TAG = "ctag-replies"
+
+
+class _Socket:
+    """What ``_write_now`` sends to: takes every byte, keeps a count (and, when asked,
+    the writes themselves, to check them)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.kept: list[bytes] | None = None
+
+    def send(self, data: bytes) -> int:
+        self.sent += 1
+        if self.kept is not None:
+            self.kept.append(bytes(data))
+        return len(data)
+
+
+class _Transport:
+    """A connected TCP transport as far as AMQPProtocol's direct send looks at one."""
+
+    SEND_LIMIT = 1 << 20
+    dataBuffer = b""
+    _tempDataLen = 0
+    connected = True
+    disconnecting = False
+    _writeDisconnected = False
+
+    def __init__(self) -> None:
+        self.socket = _Socket()
+
+    def write(self, data: bytes) -> None:  # only if the direct send did not take it all
+        self.socket.send(data)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        pass
+
+    def loseConnection(self) -> None:
+        self.connected = False
+
+
+class TwistedRPC:
+    """One protocol with the benchmark's responder and client loop, fed by hand."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.frames = ServerFrames()
+        self.protocol = AMQPProtocol(ConnectionParameters(), self.clock)
+        self.transport = _Transport()
+        self.protocol.makeConnection(self.transport)  # type: ignore[arg-type]
+        # What connectionMade sets up for a real tcp.Connection.
+        self.protocol._socket_transport = self.transport
+        self.receive: Callable[[bytes], None] = self.protocol.connection.data_received
+        # RabbitMQ's 60 s heartbeat, as live (the Clock never reaches it).
+        self.receive(self.frames.handshake(heartbeat=60))
+        self.conn: Any = self._result(self.protocol.ready)
+        self.loop: Deferred[Any] | None = None
+
+    def _result(self, waiter: Any) -> Any:
+        """Run the pending flush, then return the Deferred's result."""
+        self.clock.advance(0)
+        box: list[Any] = []
+        waiter.addBoth(box.append)
+        if not box:
+            raise RuntimeError("the waiter has not fired")
+        if isinstance(box[0], BaseException) or hasattr(box[0], "raiseException"):
+            box[0].raiseException()
+        return box[0]
+
+    def _reply(self, waiter: Any, data: bytes) -> Any:
+        self.clock.advance(0)
+        self.receive(data)
+        return self._result(waiter)
+
+    def setup(self) -> None:
+        f = self.frames
+        conn = self.conn
+        rch = self._reply(conn.channel(), f.channel_open_ok(1))
+        ch = self._reply(conn.channel(), f.channel_open_ok(2))
+        self._reply(
+            rch.queue_declare(REQUEST_QUEUE, auto_delete=True), f.queue_declare_ok(1, REQUEST_QUEUE)
+        )
+        requests = self._reply(
+            rch.basic_consume(REQUEST_QUEUE, auto_ack=True, consumer_tag=REQUEST_TAG),
+            f.consume_ok(1, REQUEST_TAG),
+        )
+        self._reply(ch.queue_declare("", exclusive=True), f.queue_declare_ok(2, REPLY_QUEUE))
+        replies = self._reply(
+            ch.basic_consume(REPLY_QUEUE, auto_ack=True, consumer_tag=REPLY_TAG),
+            f.consume_ok(2, REPLY_TAG),
+        )
+        self.rch, self.ch, self.requests, self.replies = rch, ch, requests, replies
+
+    def start(self, calls: int) -> None:
+        """Start the responder and the client loop (the benchmark's code); the first
+        request is written by a scheduled flush, as live."""
+        requests, rch, ch, replies = self.requests, self.rch, self.ch, self.replies
+        self.latencies: list[float] = []
+
+        async def responder() -> None:
+            get = requests.get
+            publish = rch.basic_publish
+            while True:
+                try:
+                    req = await get()
+                except BaseException:
+                    return
+                props = req.properties
+                publish(
+                    "",
+                    props.reply_to,
+                    req.body,
+                    BasicProperties(correlation_id=props.correlation_id),
+                )
+
+        async def client() -> None:
+            get = replies.get
+            publish = ch.basic_publish
+            perf = time.perf_counter
+            lat = self.latencies
+            q = REQUEST_QUEUE
+            reply_q = REPLY_QUEUE
+            for i in range(calls):
+                cid = str(i)
+                t0 = perf()
+                publish("", q, BODY_64, BasicProperties(reply_to=reply_q, correlation_id=cid))
+                reply = await get()
+                lat.append(perf() - t0)
+                if reply.properties.correlation_id != cid:
+                    raise RuntimeError(f"reply {reply.properties.correlation_id!r} for {cid!r}")
+
+        self.responder = ensureDeferred(responder())
+        self.loop = ensureDeferred(client())
+        self.clock.advance(0)  # the first request's scheduled flush
+
+    def reads(self, calls: int, first_tag: int = 1) -> list[bytes]:
+        """The broker's two reads per call, in order: the request, then its reply."""
+        f = self.frames
+        out: list[bytes] = []
+        for i in range(calls):
+            cid = str(i)
+            out.append(
+                f.deliver(
+                    1,
+                    REQUEST_TAG,
+                    first_tag + 2 * i,
+                    BODY_64,
+                    BasicProperties(reply_to=REPLY_QUEUE, correlation_id=cid),
+                    routing_key=REQUEST_QUEUE,
+                )
+            )
+            out.append(
+                f.deliver(
+                    2,
+                    REPLY_TAG,
+                    first_tag + 2 * i,
+                    BODY_64,
+                    BasicProperties(correlation_id=cid),
+                    routing_key=REPLY_QUEUE,
+                )
+            )
+        return out
+
+
+def _check(rpc: TwistedRPC) -> None:
+    """The writes are what the benchmark's client would send: a request then a reply."""
+    kept = rpc.transport.socket.kept or []
+    sent = [parse_client_frames(data) for data in kept]
+    want = [
+        (2, "", REQUEST_QUEUE, BasicProperties(reply_to=REPLY_QUEUE, correlation_id="0")),
+        (1, "", REPLY_QUEUE, BasicProperties(correlation_id="0")),
+        (2, "", REQUEST_QUEUE, BasicProperties(reply_to=REPLY_QUEUE, correlation_id="1")),
+    ]
+    for frames, (channel, exchange, key, props) in zip(sent, want, strict=False):
+        method = frames[0][2]
+        if not (
+            len(frames) == 3
+            and frames[0][1] == channel
+            and isinstance(method, spec.BasicPublish)
+            and method.exchange == exchange
+            and method.routing_key == key
+            and frames[1][2] == (len(BODY_64), props)
+            and frames[2][2] == BODY_64
+        ):
+            raise RuntimeError(f"unexpected write: {frames!r}")
+    if len(sent) < len(want):
+        raise RuntimeError(f"only {len(sent)} writes")
+
+
+def run_twisted(calls: int, profile: cProfile.Profile | None = None) -> float:
+    """ns of client Python per call, for ``calls`` calls on a fresh connection."""
+    rpc = TwistedRPC()
+    rpc.setup()
+    rpc.transport.socket.sent = 0
+    rpc.transport.socket.kept = []
+    rpc.start(calls)
+    reads = rpc.reads(calls)
+    # The first call outside the clock, with its writes checked.
+    receive = rpc.receive
+    receive(reads[0])
+    receive(reads[1])
+    _check(rpc)
+    rpc.transport.socket.kept = None
+    todo = reads[2:]
+    gc.collect()
+    if profile is not None:
+        profile.enable()
+    t0 = time.perf_counter_ns()
+    for data in todo:
+        receive(data)
+    elapsed = time.perf_counter_ns() - t0
+    if profile is not None:
+        profile.disable()
+    loop = rpc.loop
+    if loop is None or not loop.called:
+        raise RuntimeError("the client loop did not finish: a reply went missing")
+    rpc._result(loop)
+    if rpc.transport.socket.sent != 2 * calls:
+        raise RuntimeError(f"{rpc.transport.socket.sent} writes for {calls} calls")
+    return elapsed / (calls - 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--calls", type=int, default=20_000, help="RPC calls per run")
+    p.add_argument("--repeats", type=int, default=7, help="runs; the median is reported")
+    p.add_argument("--profile", action="store_true", help="print a cProfile of one run")
+    p.add_argument("--sort", default="tottime", help="cProfile sort key (with --profile)")
+    p.add_argument("--lines", type=int, default=35, help="cProfile rows (with --profile)")
+    a = p.parse_args(argv)
+    core = "C accelerator" if _accel.speedups is not None else "pure Python"
+    if a.profile:
+        prof = cProfile.Profile()
+        run_twisted(a.calls, prof)
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats(a.sort).print_stats(a.lines)
+        print(f"twisted, {core}, {a.calls} calls")
+        print(out.getvalue())
+        return 0
+    runs = [run_twisted(a.calls) for _ in range(a.repeats)]
+    print(
+        f"twisted ({core}): {statistics.median(runs):.0f} ns/call median of {a.repeats} "
+        f"(min {min(runs):.0f}, max {max(runs):.0f}; {a.calls} calls each)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,6 +5,16 @@ CPU µs per message, and its ratio to the C ceiling (rate / C rate; for rpc,
 p50 / C p50). Clients alternate within each repeat, in a rotating order, so
 that the machine's noise hits all alike; quote the medians.
 
+A repeat of one scenario is a *round*: its rows run back to back, the order
+rotated by one each round (and by scenario), so that each row takes every place
+in turn. Besides the ratio of medians (a row's median over C's median, which may
+come from different rounds), the table gives the *paired* estimator: per round,
+the row's figure over the C ceiling's figure of that same round, then the median
+(and the range) of those per-round ratios. On this machine the broker switches
+between two latency modes from one round to the next, and a pair taken inside
+one round sees the same mode on both sides, so the paired ratio is the steadier
+of the two. ``--json`` holds every round (its order and per-row ratios).
+
 Rows:
 
 * ``c-ceiling``: rabbitmq-c, ``../shared/bench/c-ceiling/amqp_bench.c``, built into
@@ -134,6 +144,66 @@ def run_row(a: argparse.Namespace, binary: Path | None, row: str, scenario: str,
     return result
 
 
+#: The figure each scenario's ratio to C is taken of (msgs_per_s unless named here).
+FIGURE = {"rpc": "p50_us", "large": "mb_per_s"}
+
+
+def figure_key(scenario: str) -> str:
+    return FIGURE.get(scenario, "msgs_per_s")
+
+
+def rounds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every (repeat, scenario) round: its row order and, per row, the figure, the CPU
+    per message and both as ratios to the C ceiling's run of the same round (absent
+    when C failed or did not run, or the row failed)."""
+    by_round: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        by_round.setdefault((r["repeat"], r["scenario"]), []).append(r)
+    out = []
+    for (rep, scenario), members in by_round.items():
+        key = figure_key(scenario)
+        c = next((r for r in members if r["row"] == "c-ceiling" and "error" not in r), None)
+        rows: dict[str, dict[str, Any]] = {}
+        for r in members:
+            if "error" in r:
+                rows[r["row"]] = {"error": r["error"][:200]}
+                continue
+            entry: dict[str, Any] = {
+                key: r.get(key),
+                "cpu_us_per_msg": r.get("cpu_us_per_msg"),
+            }
+            if c is not None and r.get(key) and c.get(key):
+                entry["ratio_to_c"] = r[key] / c[key]
+            if c is not None and r.get("cpu_us_per_msg") and c.get("cpu_us_per_msg"):
+                entry["cpu_ratio_to_c"] = r["cpu_us_per_msg"] / c["cpu_us_per_msg"]
+            rows[r["row"]] = entry
+        out.append(
+            {
+                "repeat": rep,
+                "scenario": scenario,
+                "figure": key,
+                "order": [r["row"] for r in members],
+                "rows": rows,
+            }
+        )
+    return out
+
+
+def paired(round_list: list[dict[str, Any]], row: str, scenario: str) -> dict[str, Any]:
+    """Median and range of ``row``'s per-round ratios to C (figure and CPU) in ``scenario``."""
+    out: dict[str, Any] = {}
+    for name in ("ratio_to_c", "cpu_ratio_to_c"):
+        values = [
+            rd["rows"][row][name]
+            for rd in round_list
+            if rd["scenario"] == scenario and name in rd["rows"].get(row, {})
+        ]
+        if values:
+            out[name + "_per_round"] = values
+            out[name + "_median"] = statistics.median(values)
+    return out
+
+
 def medians(runs: list[dict[str, Any]], row: str, scenario: str) -> dict[str, Any]:
     ok = [r for r in runs if r["row"] == row and r["scenario"] == scenario and "error" not in r]
     out: dict[str, Any] = {"runs": len(ok)}
@@ -153,6 +223,18 @@ def fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def paired_cells(scenario: str, row: str, p: dict[str, Any]) -> str:
+    """The 'paired' and 'paired range' cells: the median of the per-round ratios to C
+    and their min-max, as x for rpc and % of C for the rates."""
+    values = p.get("ratio_to_c_per_round")
+    if row == "c-ceiling" or not values:
+        return f" {'-':>8} {'-':>13}"
+    lo, hi, med = min(values), max(values), p["ratio_to_c_median"]
+    if scenario == "rpc":
+        return f" {med:7.2f}x {f'{lo:.2f}-{hi:.2f}x':>13}"
+    return f" {med * 100:7.0f}% {f'{lo * 100:.0f}-{hi * 100:.0f}%':>13}"
+
+
 def table(
     summary: dict[str, dict[str, dict[str, Any]]], rows: list[str], scenarios: list[str]
 ) -> str:
@@ -168,7 +250,7 @@ def table(
             head = f"  {'client':<19} {'MB/s':>8} {'msg/s':>8} {'CPU µs/msg':>12} {'of C':>8}"
         else:
             head = f"  {'client':<19} {'msg/s':>8} {'':>8} {'CPU µs/msg':>12} {'of C':>8}"
-        lines.append(head + f" {'CPU vs C':>9} {'runs':>5}")
+        lines.append(head + f" {'CPU vs C':>9} {'runs':>5} {'paired':>8} {'paired range':>13}")
         for row in rows:
             m = summary[scenario].get(row)
             if not m or not m.get("runs"):
@@ -194,6 +276,7 @@ def table(
             lines.append(
                 f"  {row:<19} {first:>8} {second:>8} {fmt(cpu, '12.2f')} {ratio_s:>8} "
                 f"{fmt(cpu_ratio, '8.1f') + 'x' if cpu_ratio else '-':>9} {m['runs']:>5}"
+                + paired_cells(scenario, row, m.get("paired", {}))
             )
     return "\n".join(lines)
 
@@ -228,10 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     for rep in range(a.repeats):
         for s_index, scenario in enumerate(scenarios):
             shift = (rep + s_index) % len(rows)
-            for row in rows[shift:] + rows[:shift]:
+            for position, row in enumerate(rows[shift:] + rows[:shift]):
                 result = run_row(a, binary, row, scenario, rep)
                 if result is None:
                     continue
+                result["position"] = position
                 runs.append(result)
                 note = result.get("error", "")[:80] or (
                     f"{result.get('msgs_per_s', 0):9.0f} msg/s "
@@ -239,10 +323,15 @@ def main(argv: list[str] | None = None) -> int:
                     + (f" p50 {result['p50_us']:.0f} µs" if "p50_us" in result else "")
                 )
                 print(f"  [{rep + 1}/{a.repeats}] {scenario:<8} {row:<19} {note}", flush=True)
+    round_list = rounds(runs)
     summary = {s: {row: medians(runs, row, s) for row in rows} for s in scenarios}
+    for s, by_row in summary.items():
+        for row, m in by_row.items():
+            m["paired"] = paired(round_list, row, s)
     print(table(summary, rows, scenarios))
     print(
-        f"\nmedians of {a.repeats} repeats; load average {load_start[0]:.1f} at start, "
+        f"\nmedians of {a.repeats} repeats; 'paired': median (and range) over the rounds of "
+        f"each round's ratio to C in that same round; load average {load_start[0]:.1f} at start, "
         f"{os.getloadavg()[0]:.1f} at end; {os.cpu_count()} CPUs"
     )
     if a.json:
@@ -255,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                     "loadavg_start": load_start,
                     "loadavg_end": os.getloadavg(),
                     "summary": summary,
+                    "rounds": round_list,
                     "runs": runs,
                 },
                 indent=1,

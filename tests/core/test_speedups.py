@@ -403,3 +403,87 @@ def test_require_extensions_fails_when_the_extension_is_missing(tmp_path: Any) -
     assert "TXAMQP091_REQUIRE_EXTENSIONS" in run.stderr
     env["TXAMQP091_REQUIRE_EXTENSIONS"] = ""
     subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, check=True)
+
+
+# -- plain_properties: basic_publish's fast accept ------------------------------------
+
+
+def _plain_by_rule(props: Any) -> bool:
+    """What plain_properties promises, written out: exactly BasicProperties, no
+    headers/priority/timestamp, short str fields of at most 63 characters, a delivery
+    mode of int 1 or 2."""
+    if type(props) is not spec.BasicProperties:
+        return False
+    for name in props.FIELDS:
+        v = getattr(props, name)
+        if v is None:
+            continue
+        if name == "delivery_mode":
+            if type(v) is not int or v not in (1, 2):
+                return False
+        elif name in ("headers", "priority", "timestamp"):
+            return False
+        elif type(v) is not str or len(v) > 63:
+            return False
+    return True
+
+
+_loose = st.one_of(
+    st.none(),
+    st.text(max_size=70),
+    st.text(alphabet="\u00e9\U0001f600", min_size=60, max_size=66),  # multi-byte UTF-8
+    st.binary(max_size=4),
+    st.integers(-3, 300),
+    st.booleans(),
+)
+
+
+@requires_c
+@settings(max_examples=500)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={name: _loose for name in spec.BasicProperties.FIELDS},
+    )
+)
+def test_plain_properties_only_says_plain_when_validation_accepts(fields: dict[str, Any]) -> None:
+    from txamqp091 import validation
+
+    props = spec.BasicProperties()
+    for name, value in fields.items():
+        setattr(props, name, value)
+    plain = C.plain_properties(props)
+    assert plain == _plain_by_rule(props)
+    if plain:
+        validation.properties(props)  # never raises for what the fast accept lets through
+
+
+@requires_c
+def test_plain_properties_edge_cases() -> None:
+    B = spec.BasicProperties
+    assert C.plain_properties(B(reply_to="amq.gen-x", correlation_id="42"))
+    assert C.plain_properties(B())
+    assert C.plain_properties(B(delivery_mode=2, content_type="x" * 63))
+    assert not C.plain_properties(B(content_type="x" * 64))
+    assert not C.plain_properties(B(delivery_mode=True))
+    assert not C.plain_properties(B(priority=0))
+    assert not C.plain_properties(B(headers={}))
+    assert not C.plain_properties(B(timestamp=0))
+    assert not C.plain_properties(None)
+    assert not C.plain_properties(object())
+
+    class Sub(B):
+        pass
+
+    assert not C.plain_properties(Sub())
+    props = B()
+    setattr(props, "".join(["reply", "_to"]), "x" * 100)  # a key that is not interned
+    assert not C.plain_properties(props)
+    props = B(correlation_id="1")
+    props.note = "x" * 300  # type: ignore[attr-defined]  # not a field: not validated
+    assert C.plain_properties(props)
+    assert _accel.plain_properties is C.plain_properties
+
+
+def test_plain_properties_without_the_accelerator_is_never_plain() -> None:
+    assert not _accel._never_plain(spec.BasicProperties())

@@ -23,6 +23,7 @@ from typing import Any, Generic, Protocol
 
 from .. import validation as validate
 from ..core import spec
+from ..core._accel import plain_properties
 from ..core.channel import Channel as CoreChannel
 from ..core.connection import Connection as CoreConnection
 from ..exceptions import ChannelClosedByClient, ChannelWrongStateError
@@ -230,11 +231,12 @@ class ChannelBase(Generic[W]):
         fails with ``NackError`` on a nack and ``UnroutableError`` when a
         mandatory message is returned.
         """
-        if (  # the common case accepted without a call; anything else is checked in full
+        if (  # the common cases accepted at once; anything else is checked in full
             type(exchange) is not str
             or type(routing_key) is not str
             or type(body) is not bytes
-            or properties is not None
+            # No properties, or (with the accelerator) the RPC shape: a few short strings.
+            or (properties is not None and not plain_properties(properties))
             or mandatory is not False
             or len(exchange) > 63
             or len(routing_key) > 63

@@ -30,12 +30,13 @@ __all__ = [
     "install_message_encoders",
     "install_properties",
     "install_table_codecs",
+    "plain_properties",
     "speedups",
 ]
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 2
+ABI = 3
 
 
 def _flag(name: str) -> bool:
@@ -62,6 +63,19 @@ def _load() -> ModuleType | None:
 
 #: The C extension module, or None when pure Python is used.
 speedups: ModuleType | None = _load()
+
+
+def _never_plain(properties: object) -> bool:
+    return False
+
+
+#: ``plain_properties(p)``: True when ``validation.properties(p)`` certainly has nothing
+#: to reject (exactly a ``BasicProperties`` of short strings and a delivery mode), so
+#: that ``basic_publish`` may skip it; False means "check in full". Without the
+#: accelerator it is always False: the pure-Python path always validates.
+plain_properties: Callable[[object], bool] = (
+    _never_plain if speedups is None else speedups.plain_properties
+)
 
 #: The pure-Python ``BasicProperties.decode`` / ``.encode``, kept for tests and fallbacks.
 PURE_PROPERTIES_DECODE: Any = None

@@ -8,6 +8,8 @@
  *     one body frame in one buffer, decoded in one call)
  *   - frames.encode_message / frames.encode_content (a publish's method frame,
  *     content header and body frames, built in one allocation)
+ *   - plain_properties: whether validation.properties has nothing to check (a
+ *     publish's fast accept, the RPC shape: a few short strings)
  *
  * The pure-Python functions stay the reference implementation. This module
  * only handles well-formed input of the common types: on anything unusual
@@ -27,7 +29,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 2
+#define TX_ABI 3
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -467,6 +469,73 @@ static PyMethodDef decode_properties_def = {
     "decode", (PyCFunction)(void (*)(void))tx_decode_properties, METH_FASTCALL,
     "Read property flags and values from ``buf[offset:end]`` (C accelerator)."};
 
+/* ---------------------------------------------------------------- publish fast accept */
+
+/* plain_properties(p) -> bool
+ *
+ * True when validation.properties(p) certainly accepts p without looking: p is
+ * exactly BasicProperties and every field its instance sets is None, a str of at most
+ * 63 characters (at most 252 UTF-8 bytes: a valid shortstr), or a delivery_mode of
+ * int 1 or 2 - with no headers, priority or timestamp. False means "check it in
+ * full", never "invalid". Unset fields are the class's None defaults. Reads the
+ * instance dict once instead of fourteen attribute lookups. */
+static PyObject *tx_plain_properties(PyObject *self, PyObject *p)
+{
+    if (props_type == NULL || Py_TYPE(p) != props_type)
+        Py_RETURN_FALSE;
+    PyObject *dict = PyObject_GenericGetDict(p, NULL);
+    if (!dict) {
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    int plain = 1;
+    while (plain && PyDict_Next(dict, &pos, &k, &v)) {
+        if (v == Py_None)
+            continue;
+        int i = 0;
+        while (i < TX_PROP_COUNT && k != prop_names[i])
+            i++;
+        if (i == TX_PROP_COUNT) {
+            /* Not interned: compare by value (a field set through setattr or __dict__). */
+            if (!PyUnicode_Check(k))
+                continue;
+            for (i = 0; i < TX_PROP_COUNT; i++) {
+                int eq = PyUnicode_Compare(k, prop_names[i]);
+                if (eq == 0)
+                    break;
+                if (eq == -1 && PyErr_Occurred()) {
+                    PyErr_Clear();
+                    plain = 0;
+                    break;
+                }
+            }
+            if (!plain || i == TX_PROP_COUNT)
+                continue;  /* not a field: validation does not look at it */
+        }
+        switch (TX_PROPS[i].kind) {
+        case TX_SHORTSTR:
+            plain = PyUnicode_CheckExact(v) && PyUnicode_GET_LENGTH(v) <= 63;
+            break;
+        case TX_OCTET:
+            if (TX_PROPS[i].flag == 0x1000 && PyLong_CheckExact(v)) {  /* delivery_mode */
+                long x = PyLong_AsLong(v);
+                if (x == -1 && PyErr_Occurred())
+                    PyErr_Clear();
+                plain = x == 1 || x == 2;
+            } else {
+                plain = 0;
+            }
+            break;
+        default:
+            plain = 0;
+        }
+    }
+    Py_DECREF(dict);
+    return PyBool_FromLong(plain);
+}
+
 static PyMethodDef encode_properties_def = {
     "encode", (PyCFunction)tx_encode_properties, METH_NOARGS,
     "Property flags followed by the present values (C accelerator)."};
@@ -536,6 +605,8 @@ static PyMethodDef methods[] = {
      "encode_message(head, channel_id, body, properties, frame_max) -> bytes"},
     {"encode_content", (PyCFunction)(void (*)(void))tx_encode_content, METH_FASTCALL,
      "encode_content(channel_id, method_payload, body, properties, frame_max) -> bytes"},
+    {"plain_properties", tx_plain_properties, METH_O,
+     "plain_properties(properties) -> bool: validation.properties has nothing to check"},
     {"set_message_fallbacks", tx_set_message_fallbacks, METH_VARARGS,
      "set_message_fallbacks(encode_message, encode_content)"},
     {"install", tx_install, METH_VARARGS,

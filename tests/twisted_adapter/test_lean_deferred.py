@@ -336,3 +336,33 @@ def test_under_deferred_debugging_the_general_loop_runs(monkeypatch: pytest.Monk
         defer.setDebugging(False)
     assert seen == [None] and loops == [d]
     assert d._debugInfo is not None and d._debugInfo.invoker  # where it was fired from
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("value", [None, "message", 1])
+def test_succeeded_is_a_fired_deferred_like_succeed(debug: bool, value: Any) -> None:
+    """runtime.succeeded() keeps the result without calling callback() for None and a
+    Message (basic_publish, a buffered get()); the Deferred it hands out must be the
+    one twisted's succeed() makes, callbacks added later included."""
+    from twisted.internet import defer
+    from twisted.internet.task import Clock
+
+    from txamqp091.message import Message
+
+    if value == "message":
+        value = Message(1, "ctag", 1, False, "", "q", None, b"body")  # type: ignore[arg-type]
+    runtime = DeferredRuntime(Clock())
+    defer.setDebugging(debug)
+    try:
+        ours: Deferred[Any] = runtime.succeeded(value)
+        theirs: Deferred[Any] = succeed(value)
+        traces: list[Trace] = []
+        for d in (ours, theirs):
+            trace: Trace = [state(d)]
+            d.addCallbacks(record(trace, "ok"), record(trace, "failed"))
+            trace.append(state(d))
+            traces.append(trace)
+        assert traces[0] == traces[1]
+        assert ours._canceller is None and not ours._callbacks
+    finally:
+        defer.setDebugging(False)

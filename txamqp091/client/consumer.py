@@ -73,6 +73,9 @@ class ConsumerLogic(Generic[W]):
     ) -> None:
         self._channel = channel
         self._runtime = channel._runtime
+        #: Makes what ``create_waiter()`` makes, without its Python frame (each ``get()``
+        #: that waits: every RPC reply).
+        self._new_waiter = self._runtime.waiter_factory()
         self.queue = queue
         self.consumer_tag = consumer_tag
         self.on_message_callback = on_message_callback
@@ -171,7 +174,7 @@ class ConsumerLogic(Generic[W]):
             # Nothing to stop when the user cancels it (an RPC's or a consumer loop's
             # every get()): no canceller, which on asyncio is a done callback, a handle
             # run per delivery.
-            waiter = runtime.create_waiter()
+            waiter = self._new_waiter()
             self._getters.append(waiter)
             return waiter
         timer: list[TimerHandle] = []

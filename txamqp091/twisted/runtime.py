@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 
 from ..client.runtime import Runtime, TimerHandle, for_delivery
 from ..message import Message
-from ._deferred import waiter_class
+from ._deferred import LeanDeferred, waiter_class
 
 __all__ = ["DeferredRuntime"]
 
@@ -26,6 +26,7 @@ log = Logger(namespace="txamqp091")
 #: The class of every waiter this runtime makes: LeanDeferred where this Twisted
 #: allows it (see _deferred.py), else Deferred.
 _Waiter = waiter_class()
+_LEAN = _Waiter is LeanDeferred
 
 
 class DeferredRuntime(Runtime[Deferred[Any]]):
@@ -134,6 +135,13 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
     def succeeded(self, value: Any) -> Deferred[Any]:
         # Already fired, never held: a buffered message is handed out at once.
         waiter: Deferred[Any] = _Waiter()
+        if _LEAN and (value is None or type(value) is Message) and not waiter.debug:
+            # What LeanDeferred.callback does for a new Deferred (no callbacks, no
+            # canceller, not debugged): keep the result. Without its call, as every
+            # basic_publish outside confirm mode returns one of these.
+            waiter.called = True
+            waiter.result = value
+            return waiter
         waiter.callback(value)
         return waiter
 

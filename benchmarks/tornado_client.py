@@ -92,6 +92,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import _diag  # noqa: E402
 
 CLIENTS = ("txamqp091", "pika", "aiopika")
 
@@ -133,8 +137,10 @@ class Meter:
     def __init__(self, profiler: Any = None) -> None:
         self.profiler = profiler
         self.t0 = self.t1 = 0.0
+        self.diag = _diag.Diagnostics()
 
     def start(self) -> None:
+        self.diag.start()
         self.user0, self.sys0, self.flt0 = cpu_split()
         self.t0 = time.perf_counter()
         if self.profiler is not None:
@@ -145,6 +151,7 @@ class Meter:
             self.profiler.disable()
         self.t1 = time.perf_counter()
         self.user1, self.sys1, self.flt1 = cpu_split()
+        self.diag.stop()
 
     def result(self, n: int, **extra: Any) -> dict[str, Any]:
         wall = self.t1 - self.t0
@@ -161,6 +168,7 @@ class Meter:
             "msgs_per_s": n / wall if wall > 0 else 0.0,
             "cpu_us_per_msg": cpu / n * 1e6,
         }
+        out.update(self.diag.result(n))
         out.update(extra)
         return out
 

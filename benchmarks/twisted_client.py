@@ -80,6 +80,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import _diag  # noqa: E402
 
 CLIENTS = ("txamqp091", "pika")
 #: The reference row of the rpc scenario (not a client under test): see floor_rpc().
@@ -117,13 +121,18 @@ def cpu_split() -> tuple[float, float, int]:
 class Meter:
     """Wall clock and process CPU around the timed section."""
 
+    def __init__(self) -> None:
+        self.diag = _diag.Diagnostics()
+
     def start(self) -> None:
+        self.diag.start()
         self.user0, self.sys0, self.flt0 = cpu_split()
         self.t0 = time.perf_counter()
 
     def stop(self) -> None:
         self.t1 = time.perf_counter()
         self.user1, self.sys1, self.flt1 = cpu_split()
+        self.diag.stop()
 
     def result(self, n: int, **extra: Any) -> dict[str, Any]:
         wall = self.t1 - self.t0
@@ -140,6 +149,7 @@ class Meter:
             "msgs_per_s": n / wall if wall > 0 else 0.0,
             "cpu_us_per_msg": cpu / n * 1e6,
         }
+        out.update(self.diag.result(n))
         out.update(extra)
         return out
 

@@ -110,6 +110,9 @@ class ConnectionLogic(Generic[W]):
         self._close_timer: TimerHandle | None = None
         self._flush_scheduled = False
         self._unflushed = 0
+        #: The core's queue of outgoing frames (one list for ever): data_received
+        #: looks at it before calling _flush() for nothing.
+        self._outgoing = self._core.outgoing_frames
         self._receiving = False
         self._send_first = False
         self._timer: TimerHandle | None = None
@@ -254,7 +257,10 @@ class ConnectionLogic(Generic[W]):
                 self._runtime.dispatch_read(self._dispatch, events)
             finally:
                 self._receiving = self._send_first = False
-        self._flush()
+        # _flush() when it has anything to do: a read that send-first answered (an RPC
+        # half) has written its frames already.
+        if self._outgoing or self._unflushed or self._flush_scheduled:
+            self._flush()
         if self._timer is None and not self._ended:
             self._arm_timer()
 

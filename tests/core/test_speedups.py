@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from txamqp091 import types
 from txamqp091.core import _accel, codec, frames, spec
 from txamqp091.core import channel as channel_module
-from txamqp091.core.events import Event
+from txamqp091.core import connection as connection_module
+from txamqp091.core.events import Delivery, Event
 from txamqp091.core.testing import ServerFrames, open_connection
 
 C = _accel.speedups
@@ -248,8 +249,10 @@ def test_a_subclass_decodes_to_itself() -> None:
 
 def events_of(stream: bytes, chunk: int, use_c: bool) -> tuple[list[Any], bytes]:
     saved = channel_module._c_take_delivery
+    saved_read = connection_module._c_take_read
     if not use_c:
         channel_module._c_take_delivery = None
+        connection_module._c_take_read = None
     try:
         conn = open_connection(server_frame_max=4096)
         conn.open_channel()
@@ -261,6 +264,7 @@ def events_of(stream: bytes, chunk: int, use_c: bool) -> tuple[list[Any], bytes]
         return [describe(e) for e in events], conn.data_to_send()
     finally:
         channel_module._c_take_delivery = saved
+        connection_module._c_take_read = saved_read
 
 
 def describe(event: Event) -> Any:
@@ -487,3 +491,92 @@ def test_plain_properties_edge_cases() -> None:
 
 def test_plain_properties_without_the_accelerator_is_never_plain() -> None:
     assert not _accel._never_plain(spec.BasicProperties())
+
+
+# -- a read that is one whole delivery (take_read) ------------------------------------
+
+#: What the connection has seen before the read: nothing more than an open channel 1,
+#: a Deliver whose content has not come yet, a close it asked for, a small
+#: max_message_size, channel 1 never opened.
+READ_SETUPS = ["open", "expect-header", "closing", "small-max", "unopened"]
+
+
+def one_read(setup: str, data: bytes, use_c: bool) -> tuple[list[Any], bytes, str]:
+    saved = channel_module._c_take_delivery
+    saved_read = connection_module._c_take_read
+    if not use_c:
+        channel_module._c_take_delivery = None
+        connection_module._c_take_read = None
+    try:
+        max_size = 20 if setup == "small-max" else 128 * 1024 * 1024
+        conn = open_connection(server_frame_max=4096, max_message_size=max_size)
+        if setup != "unopened":
+            conn.open_channel()
+            conn.receive_data(F.channel_open_ok(1), 0.0)
+        if setup == "expect-header":
+            conn.receive_data(F.method(1, spec.BasicDeliver(consumer_tag="c", delivery_tag=1)), 0.0)
+        if setup == "closing":
+            conn.close()
+        conn.data_to_send()
+        events = [describe(e) for e in conn.receive_data(data, 0.0)]
+        return events, conn.data_to_send(), conn.state.value
+    finally:
+        channel_module._c_take_delivery = saved
+        connection_module._c_take_read = saved_read
+
+
+@requires_c
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(READ_SETUPS),
+    st.integers(1, 3),
+    st.text(max_size=5),
+    st.integers(1, 2**64 - 1),
+    st.binary(max_size=5000),
+    props_strategy(well_formed_tables),
+    edits,
+    st.integers(0, 3),
+    st.binary(max_size=9),
+)
+def test_a_read_of_one_delivery_decodes_alike_on_both_paths(
+    setup: str,
+    channel_id: int,
+    ctag: str,
+    dtag: int,
+    body: bytes,
+    props: spec.BasicProperties,
+    changes: list[tuple[int, int]],
+    cut: int,
+    tail: bytes,
+) -> None:
+    """take_read (one C call for a read that is exactly one delivery) against the frame
+    loop: the same events, the same bytes sent back (a Close for a bad frame), the
+    same state, for good, mutated, cut short and extended reads, whatever the channel
+    and connection are doing."""
+    try:
+        _accel.PURE_PROPERTIES_ENCODE(props)
+    except Exception:
+        props = spec.BasicProperties()
+    data = F.deliver(channel_id, ctag, dtag, body, props, "ex", "rk", frame_max=4096)
+    for read in (data, mutate(data, changes, cut), data + tail, data[: len(data) - 1 - cut]):
+        assert one_read(setup, read, True) == one_read(setup, read, False)
+
+
+@requires_c
+def test_take_read_takes_exactly_one_whole_delivery() -> None:
+    one = F.deliver(1, "c", 7, b"body", spec.BasicProperties(correlation_id="1"))
+    channel_id, message = C.take_read(one, 4096, 1 << 27, Delivery)
+    assert channel_id == 1 and message.body == b"body" and message.delivery_tag == 7
+    assert message.properties.correlation_id == "1" and message.channel_id == 1
+    empty = F.deliver(2, "c", 1, b"")
+    assert C.take_read(empty, 4096, 1 << 27, Delivery)[1].body == b""
+    assert C.take_read(one + F.heartbeat(), 4096, 1 << 27, Delivery) is None  # more follows
+    assert C.take_read(one[:-1], 4096, 1 << 27, Delivery) is None  # cut short
+    assert C.take_read(one, 4096, 3, Delivery) is None  # body over max_message_size
+    assert C.take_read(one, 20, 1 << 27, Delivery) is None  # a frame over frame_max
+    assert C.take_read(bytearray(one), 4096, 1 << 27, Delivery) is None  # bytes only
+    two_bodies = F.deliver(1, "c", 7, b"x" * 100, frame_max=60)
+    assert C.take_read(two_bodies, 4096, 1 << 27, Delivery) is None
+    on_zero = F.frame(1, 0, one[7 : 7 + int.from_bytes(one[3:7], "big")])
+    assert C.take_read(on_zero + one[one.index(b"\xce") + 1 :], 4096, 1 << 27, Delivery) is None
+    assert C.take_read(F.method(1, spec.BasicAck(delivery_tag=1)), 4096, 1 << 27, Delivery) is None

@@ -5,7 +5,8 @@
  *   - codec.decode_table / codec.encode_table     (RabbitMQ field tables)
  *   - spec.BasicProperties.decode / .encode        (content header properties)
  *   - the body of core.channel.Channel.take_delivery (Basic.Deliver + header +
- *     one body frame in one buffer, decoded in one call)
+ *     one body frame in one buffer, decoded in one call), and take_read: a read
+ *     that is exactly one such delivery, without the parser's frame loop
  *   - frames.encode_message / frames.encode_content (a publish's method frame,
  *     content header and body frames, built in one allocation)
  *   - plain_properties: whether validation.properties has nothing to check (a
@@ -171,6 +172,10 @@ static void release_buffer(bufref *r)
  * ids); the content header and, when the body is not empty, exactly one body
  * frame must follow. Anything else returns None for the frame-by-frame path,
  * which reports errors. */
+static PyObject *take_delivery_at(PyObject *bufobj, Py_ssize_t start, Py_ssize_t end,
+                                   long channel_id, Py_ssize_t frame_max, PyObject *cls,
+                                   PyObject *channel_obj);
+
 static PyObject *tx_take_delivery(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 6) {
@@ -184,8 +189,73 @@ static PyObject *tx_take_delivery(PyObject *self, PyObject *const *args, Py_ssiz
     Py_ssize_t frame_max = PyLong_AsSsize_t(args[4]);
     if (PyErr_Occurred())
         return NULL;
+    return take_delivery_at(args[0], start, end, channel_id, frame_max, args[5], args[3]);
+}
+
+/* take_read(data, frame_max, max_message_size, delivery_class)
+ *   -> (channel_id, message) | None
+ *
+ * A read that is exactly one whole delivery (an RPC's request or reply): one
+ * Basic.Deliver method frame on a channel other than 0, its content header and at
+ * most one body frame, and nothing else. The method frame is checked as the
+ * parser's frame loop checks it (size within frame_max, frame-end octet, class 60
+ * method 60); the rest as take_delivery does, with a frame limit of
+ * min(frame_max, max_message_size + 8). Anything else returns None, and the
+ * caller parses the read frame by frame, which reports errors. Whether the channel
+ * may take a delivery is the caller's to check. */
+static PyObject *tx_take_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "take_read(data, frame_max, max_message_size, delivery_class)");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(args[0]))
+        Py_RETURN_NONE;
+    Py_ssize_t frame_max = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t max_size = PyLong_AsSsize_t(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t len = PyBytes_GET_SIZE(args[0]);
+    if (len < 7 + 4 + 1 || b[0] != 1)
+        Py_RETURN_NONE;
+    long channel_id = rd16(b + 1);
+    Py_ssize_t size = (Py_ssize_t)rd32(b + 3);
+    Py_ssize_t end = 7 + size;
+    if (channel_id == 0 || size < 4 || size + 8 > frame_max || end >= len || b[end] != 0xCE
+        || rd16(b + 7) != 60 || rd16(b + 9) != 60)
+        Py_RETURN_NONE;
+    Py_ssize_t limit = frame_max;
+    if (max_size < PY_SSIZE_T_MAX - 8 && max_size + 8 < limit)
+        limit = max_size + 8;
+    PyObject *cid = PyLong_FromLong(channel_id);
+    if (!cid)
+        return NULL;
+    PyObject *taken = take_delivery_at(args[0], 11, end, channel_id, limit, args[3], cid);
+    if (!taken || taken == Py_None) {
+        Py_DECREF(cid);
+        return taken;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t pos = PyLong_AsSsize_t(PyTuple_GET_ITEM(taken, 1));
+    if (pos == len)
+        result = PyTuple_Pack(2, cid, PyTuple_GET_ITEM(taken, 0));
+    else if (!PyErr_Occurred()) {
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    Py_DECREF(taken);
+    Py_DECREF(cid);
+    return result;
+}
+
+static PyObject *take_delivery_at(PyObject *bufobj, Py_ssize_t start, Py_ssize_t end,
+                                   long channel_id, Py_ssize_t frame_max, PyObject *cls,
+                                   PyObject *channel_obj)
+{
     bufref r;
-    if (get_buffer(args[0], &r) < 0)
+    if (get_buffer(bufobj, &r) < 0)
         return NULL;
     const unsigned char *b = r.view.buf;
     Py_ssize_t limit = r.view.len;
@@ -260,7 +330,7 @@ static PyObject *tx_take_delivery(PyObject *self, PyObject *const *args, Py_ssiz
         goto error;
     if (rc == TX_FALLBACK) {
         /* Python's decoder raises the DecodeError (or decodes what we do not). */
-        props = props_fallback((PyObject *)props_type, args[0], props_start, header_end);
+        props = props_fallback((PyObject *)props_type, bufobj, props_start, header_end);
         if (!props)
             goto error;
     }
@@ -269,9 +339,9 @@ static PyObject *tx_take_delivery(PyObject *self, PyObject *const *args, Py_ssiz
         PyObject *dtag = PyLong_FromUnsignedLongLong((unsigned long long)delivery_tag);
         if (!dtag)
             goto error;
-        PyObject *margs[8] = {args[3], ctag, dtag, redelivered ? Py_True : Py_False,
+        PyObject *margs[8] = {channel_obj, ctag, dtag, redelivered ? Py_True : Py_False,
                               exchange, rkey, props, body};
-        message = PyObject_Vectorcall(args[5], margs, 8, NULL);
+        message = PyObject_Vectorcall(cls, margs, 8, NULL);
         Py_DECREF(dtag);
     }
     if (!message)
@@ -601,6 +671,8 @@ static PyMethodDef methods[] = {
     {"encode_table", (PyCFunction)tx_encode_table, METH_O, "encode_table(table) -> bytes"},
     {"take_delivery", (PyCFunction)(void (*)(void))tx_take_delivery, METH_FASTCALL,
      "take_delivery(buf, start, end, channel_id, frame_max, delivery_class)"},
+    {"take_read", (PyCFunction)(void (*)(void))tx_take_read, METH_FASTCALL,
+     "take_read(data, frame_max, max_message_size, delivery_class) -> (channel_id, message) | None"},
     {"encode_message", (PyCFunction)(void (*)(void))tx_encode_message, METH_FASTCALL,
      "encode_message(head, channel_id, body, properties, frame_max) -> bytes"},
     {"encode_content", (PyCFunction)(void (*)(void))tx_encode_content, METH_FASTCALL,

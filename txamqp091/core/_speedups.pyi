@@ -20,6 +20,13 @@ def take_delivery(
     delivery_class: Callable[..., Event],
     /,
 ) -> tuple[Event, int] | None: ...
+def take_read(
+    data: bytes,
+    frame_max: int,
+    max_message_size: int,
+    delivery_class: Callable[..., Event],
+    /,
+) -> tuple[int, Event] | None: ...
 def install(
     properties_class: type,
     decode_table: Callable[[Any, int], tuple[FieldTable, int]],

@@ -36,7 +36,7 @@ from ..exceptions import (
     ProtocolError,
     StreamLostError,
 )
-from . import spec
+from . import _accel, spec
 from .channel import Channel
 from .codec import DecodeError, truncate_shortstr
 from .connection_methods import MAX_FRAME_LIMIT, ConnectionMethods
@@ -52,6 +52,7 @@ from .heartbeat import HeartbeatMonitor
 from .states import (
     CONNECTION_CLIENT_TRANSITIONS,
     Action,
+    ChannelState,
     ConnectionInput,
     ConnectionState,
 )
@@ -64,6 +65,11 @@ _read_frame_header = _FRAME_HEADER.unpack_from
 _unpack_index = struct.Struct(">I").unpack_from
 _DELIVER = spec.BasicDeliver.INDEX
 _CLOSED = ConnectionState.CLOSED
+_OPEN = ConnectionState.OPEN
+_CHANNEL_OPEN = ChannelState.OPEN
+#: The C decoder of a read that is one whole delivery (None: pure Python, or a test
+#: that wants the frame-by-frame path).
+_c_take_read = None if _accel.speedups is None else _accel.speedups.take_read
 _FRAME_END = spec.FRAME_END
 _METHOD, _HEADER, _BODY, _HEARTBEAT = (
     spec.FRAME_METHOD,
@@ -193,6 +199,27 @@ class Connection(ConnectionMethods):
             buf += data
             source: bytes | bytearray = buf
         else:
+            if _c_take_read is not None and self.state is _OPEN and not self._close_requested:
+                # A read that is one whole delivery (an RPC's request or reply): decoded
+                # in one C call, without the frame loop below, when its channel may take
+                # it (Channel.take_delivery's test). Anything else is parsed frame by
+                # frame, which also reports what is wrong with it.
+                try:
+                    taken = _c_take_read(
+                        data, self.frame_max, self.max_message_size, self.delivery_class
+                    )
+                except Exception:  # malformed properties: the frame path reports them
+                    taken = None
+                if taken is not None:
+                    channel = self._channels.get(taken[0])
+                    if (
+                        channel is not None
+                        and channel.state is _CHANNEL_OPEN
+                        and not channel._expect_header
+                        and not channel._body_remaining
+                    ):
+                        events = self._events = [taken[1]]
+                        return events
             # Nothing left from earlier reads (the usual case): parse ``data`` itself,
             # without copying it into the buffer and deleting it from there again.
             source = data

@@ -17,6 +17,16 @@ from txamqp091 import BasicProperties, ConnectionParameters
 from txamqp091.core import spec
 from txamqp091.core.testing import ServerFrames, parse_client_methods
 from txamqp091.tornado import AMQPProtocol, Channel, Consumer
+from txamqp091.tornado import runtime as runtime_module
+
+
+@pytest.fixture(autouse=True, params=["wake-in-read", "loop-handle"])
+def wake_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test both ways: a read resumes its task directly (FutureRuntime.try_resolve),
+    or through the loop's Handle, as on a loop whose futures hide their callbacks."""
+    if request.param == "loop-handle":
+        monkeypatch.setattr(runtime_module, "_callbacks_visible", lambda loop: False)
+    return str(request.param)
 
 
 class RecordingTransport(asyncio.Transport):

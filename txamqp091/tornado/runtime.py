@@ -4,9 +4,12 @@ that does not need a transport (surviving channels use it across connections).""
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -69,6 +72,43 @@ def _ready_queue(loop: asyncio.AbstractEventLoop) -> Any:
     return None
 
 
+def _callbacks_visible(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the loop's futures show their done callbacks as CPython's do
+    (``Future._callbacks``: a list of ``(callback, context)`` pairs) and let one be
+    taken off again: then a read may resume the one task waiting on a future it
+    settles without a loop Handle (see :meth:`FutureRuntime.try_resolve`)."""
+    try:
+        future = loop.create_future()
+
+        def callback(_: object) -> None:
+            return None
+
+        future.add_done_callback(callback)
+        seen = future._callbacks
+        ok = (
+            type(seen) is list
+            and len(seen) == 1
+            and type(seen[0]) is tuple
+            and len(seen[0]) == 2
+            and seen[0][0] is callback
+            and isinstance(seen[0][1], contextvars.Context)
+            and future.remove_done_callback(callback) == 1
+            and not future._callbacks
+        )
+        future.cancel()
+        return bool(ok)
+    except Exception:
+        return False
+
+
+def _future_maker(loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Future[Any]]:
+    """``loop.create_future`` without its Python frame when it is asyncio's own
+    (``Future(loop=loop)``); the loop's method otherwise (uvloop, a custom loop)."""
+    if getattr(type(loop), "create_future", None) is asyncio.BaseEventLoop.create_future:
+        return functools.partial(asyncio.Future, loop=loop)
+    return loop.create_future
+
+
 class FutureRuntime(Runtime[asyncio.Future[Any]]):
     """Waiters are asyncio Futures of ``loop`` (the running loop when omitted); time and
     timers come from ``clock`` (the loop when omitted)."""
@@ -78,9 +118,24 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
     ) -> None:
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self.clock: Clock = clock if clock is not None else self._loop
+        if self.clock is self._loop and (
+            getattr(type(self._loop), "time", None) is asyncio.BaseEventLoop.time
+        ):
+            # What asyncio's loop.time() returns, without its frame and now()'s: once per read.
+            self.now = time.monotonic  # type: ignore[method-assign]
         self._loop_thread = threading.get_ident()
         self._tasks: set[asyncio.Future[Any]] = set()
         self._ready = _ready_queue(self._loop)
+        self._new_future = _future_maker(self._loop)
+        #: A read may resume a waiting task without a loop Handle (see try_resolve).
+        self._can_wake = self._ready is not None and _callbacks_visible(self._loop)
+        #: True while dispatch_read dispatches a read whose queued callbacks it runs itself.
+        self._inline = False
+        #: The one waiting task's wake-up a read's try_resolve took off its future, with
+        #: that callback's context and the future: run by dispatch_read after the read.
+        self._wake: (
+            tuple[Callable[..., object], contextvars.Context, asyncio.Future[Any]] | None
+        ) = None
 
     # -- Runtime ---------------------------------------------------------------------------------
 
@@ -106,12 +161,39 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
         if ready is None or ready or not _all_deliveries(events):
             dispatch(events)
             return
-        dispatch(events)
-        count = len(ready)
-        if not count:
-            return
         loop: Any = self._loop
         if loop._stopping or loop._debug or _current_task(loop) is not None:
+            dispatch(events)
+            return
+        self._inline = self._can_wake
+        try:
+            dispatch(events)
+        except BaseException:
+            self._inline = False
+            self._hand_back_wake()
+            raise
+        self._inline = False
+        wake = self._wake
+        count = len(ready)
+        if loop._stopping:  # a callback stopped the loop: it runs them, in order, when restarted
+            self._hand_back_wake()
+            return
+        if wake is not None:
+            self._wake = None
+            callback, context, future = wake
+            try:
+                context.run(callback, future)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # as asyncio.Handle._run reports it
+                loop.call_exception_handler(
+                    {
+                        "message": f"Exception in callback {callback!r}({future!r})",
+                        "exception": exc,
+                        "future": future,
+                    }
+                )
+        if not count:
             return
         popleft = ready.popleft
         for _ in range(count):
@@ -119,8 +201,17 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
             if not handle._cancelled:
                 handle._run()
 
+    def _hand_back_wake(self) -> None:
+        """Queue a taken wake-up on the loop after all, ahead of what the read queued
+        after taking it (the order the loop would have run them in)."""
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            callback, context, future = wake
+            self._ready.appendleft(asyncio.Handle(callback, (future,), self._loop, context))
+
     def create_waiter(self, canceller: Callable[[], None] | None = None) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = self._loop.create_future()
+        future: asyncio.Future[Any] = self._new_future()
         if canceller is not None:
 
             def on_done(f: asyncio.Future[Any]) -> None:
@@ -131,7 +222,7 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
         return future
 
     def waiter_factory(self) -> Callable[[], asyncio.Future[Any]]:
-        return self._loop.create_future
+        return self._new_future
 
     def resolve(self, waiter: asyncio.Future[Any], value: Any) -> None:
         if not waiter.done():
@@ -150,15 +241,28 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
         return waiter.done()
 
     def try_resolve(self, waiter: asyncio.Future[Any], value: Any) -> bool:
+        """Resolve ``waiter`` unless it is done. Inside a read that dispatch_read runs the
+        queued callbacks of, the first future settled while nothing else is queued, if
+        one task waits on it (its only done callback), settles without scheduling that
+        task's wake-up: dispatch_read calls it after the read, first, as the loop's
+        Handle would have (no call_soon, Handle or ready-queue round per RPC reply)."""
         if waiter.done():
             return False
+        if self._inline and self._wake is None and not self._ready:
+            callbacks = waiter._callbacks
+            if callbacks and len(callbacks) == 1:
+                callback, context = callbacks[0]
+                waiter.remove_done_callback(callback)
+                waiter.set_result(value)
+                self._wake = (callback, context, waiter)
+                return True
         waiter.set_result(value)
         return True
 
     def succeeded(self, value: Any) -> asyncio.Future[Any]:
         # As Runtime.succeeded, without its create_waiter and resolve calls: a publish
         # outside confirm mode and a get() of a buffered message return one each.
-        future: asyncio.Future[Any] = self._loop.create_future()
+        future: asyncio.Future[Any] = self._new_future()
         future.set_result(value)
         return future
 

@@ -10,10 +10,12 @@ Tornado coroutines and plain asyncio code.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 from ..client.spool import WriteSpool
 from ..params import ConnectionParameters
+from ._direct import selector_socket
 from .channel import Connection
 from .runtime import Clock, FutureRuntime, observe_quietly
 
@@ -52,6 +54,10 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
         self.transport: asyncio.Transport | None = None
         #: The transport whose read size we set (asyncio's socket transport), if any.
         self._sized: Any = None
+        #: asyncio's selector socket transport, when this protocol reads and writes on
+        #: its socket itself (:mod:`._direct`), and that socket.
+        self._direct: Any = None
+        self._sock: socket.socket | None = None
         self._reading_paused = False
         #: Large writes not yet handed to the transport, and what follows them, in order.
         self._spool = WriteSpool()
@@ -69,6 +75,12 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
             # CPython's selector transport reads recv(self.max_size) each time.
             self._sized = transport
             transport.max_size = READ_SIZE  # type: ignore[attr-defined]
+        sock = selector_socket(transport)
+        if sock is not None:
+            self._direct = transport
+            self._sock = sock
+            # What the transport's reader calls: its _read_ready__data_received.
+            transport._read_ready_cb = self._read_now  # type: ignore[attr-defined]
         self.connection.connection_made()
 
     def data_received(self, data: bytes) -> None:
@@ -77,11 +89,42 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
             sized.max_size = LARGE_READ_SIZE if len(data) == sized.max_size else READ_SIZE
         self.connection.data_received(data)
 
+    def _read_now(self) -> None:
+        """The selector transport's ``_read_ready__data_received`` and :meth:`data_received`
+        in one: the same recv, end-of-file and error handling, two Python calls less."""
+        transport = self._direct
+        if transport._conn_lost:
+            return
+        size = transport.max_size
+        try:
+            data = self._sock.recv(size)  # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            transport._fatal_error(exc, "Fatal read error on socket transport")
+            return
+        if not data:
+            transport._read_ready__on_eof()
+            return
+        if len(data) == size:
+            transport.max_size = LARGE_READ_SIZE
+        elif size != READ_SIZE:
+            transport.max_size = READ_SIZE
+        try:
+            self.connection.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost reports it
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._spool.clear()
+        self._direct = self._sock = None
         text = str(exc) if exc is not None and str(exc) else "connection closed"
         self.connection.connection_lost(text)
 
@@ -102,10 +145,29 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
 
     def write(self, data: bytes) -> None:
         """Hand ``data`` to the transport; large writes a slice at a time (:mod:`..client.spool`)."""
+        spool = self._spool
+        direct = self._direct
+        if direct is not None and not direct._buffer and not spool.takes(data):
+            # The transport's own write for this case (its buffer empty: send now), less
+            # its frame and its checks for what this protocol never does (write_eof,
+            # sendfile); a closing or lost transport takes the usual path below.
+            if not direct._closing and not direct._conn_lost:
+                try:
+                    sent = self._sock.send(data)  # type: ignore[union-attr]
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    direct._fatal_error(exc, "Fatal write error on socket transport")
+                    return
+                if sent == len(data):
+                    return
+                direct.write(data[sent:])  # buffers the rest and waits for the socket
+                return
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        spool = self._spool
         if spool.takes(data):
             spool.add(data)
             self._pump()

@@ -1,0 +1,228 @@
+"""Reads and small writes on the socket of asyncio's own transport (tornado/_direct.py),
+and the transport's path for everything else: the same bytes, in the same order, the
+same end of the connection, either way (no broker: a socket pair)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from txamqp091 import ConnectionParameters
+from txamqp091.core.testing import ServerFrames, parse_published_messages
+from txamqp091.exceptions import AMQPConnectionError
+from txamqp091.tornado import AMQPProtocol, Channel
+from txamqp091.tornado import protocol as protocol_module
+from txamqp091.tornado._direct import selector_socket
+
+frames = ServerFrames()
+
+
+class Peer:
+    """The broker's end of the socket pair, read and written through the loop."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+
+    async def send(self, data: bytes) -> None:
+        await self.loop.sock_sendall(self.sock, data)
+
+    async def read_exactly(self, n: int) -> bytes:
+        got = b""
+        while len(got) < n:
+            chunk = await asyncio.wait_for(self.loop.sock_recv(self.sock, n - len(got)), 5)
+            assert chunk, "the client closed the socket"
+            got += chunk
+        return got
+
+    async def read_available(self) -> bytes:
+        await asyncio.sleep(0.01)
+        got = b""
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except BlockingIOError:
+                return got
+            if not chunk:
+                return got
+            got += chunk
+
+
+@pytest_asyncio.fixture(params=["direct", "transport"])
+async def opened(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[AMQPProtocol, Peer, Channel]]:
+    """A protocol on a real selector transport (one end of a socket pair), handshake
+    done and channel 1 open; with the direct socket path, or with it refused."""
+    if request.param == "transport":
+        monkeypatch.setattr(protocol_module, "selector_socket", lambda transport: None)
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    peer = Peer(theirs)
+    protocol = AMQPProtocol(ConnectionParameters(heartbeat=0))
+    transport, _ = await loop.create_connection(lambda: protocol, sock=ours)
+    assert (protocol._direct is transport) == (request.param == "direct")
+    assert await peer.read_exactly(8) == b"AMQP\x00\x00\x09\x01"
+    await peer.send(frames.handshake(heartbeat=0))
+    conn = await asyncio.wait_for(protocol.ready, 5)
+    opening = conn.channel()
+    await peer.send(frames.channel_open_ok(1))
+    ch = await asyncio.wait_for(opening, 5)
+    await peer.read_available()  # Start-Ok, Tune-Ok, Open, Channel.Open
+    yield protocol, peer, ch
+    transport.abort()
+    theirs.close()
+    await asyncio.sleep(0)
+
+
+def test_only_asyncio_s_own_socket_transport_is_read_directly() -> None:
+    assert selector_socket(asyncio.Transport()) is None
+
+    class Lookalike(asyncio.Transport):
+        _sock = socket.socket()
+
+    try:
+        assert selector_socket(Lookalike()) is None
+    finally:
+        Lookalike._sock.close()
+
+
+@pytest.mark.asyncio
+async def test_a_buffered_protocol_reader_is_left_to_the_transport() -> None:
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    try:
+        transport, _ = await loop.create_connection(asyncio.BufferedProtocol, sock=ours)
+        assert selector_socket(transport) is None  # it calls get_buffer, not recv
+        transport.abort()
+    finally:
+        theirs.close()
+
+
+@pytest.mark.asyncio
+async def test_deliveries_in_and_publishes_out(opened: tuple[AMQPProtocol, Peer, Channel]) -> None:
+    protocol, peer, ch = opened
+    subscribing = ch.basic_consume("q", auto_ack=True, consumer_tag="c1")
+    await peer.send(frames.consume_ok(1, "c1"))
+    consumer = await asyncio.wait_for(subscribing, 5)
+    await peer.read_available()
+    for tag in (1, 2, 3):
+        await peer.send(frames.deliver(1, "c1", tag, b"body %d" % tag))
+        message: Any = await asyncio.wait_for(consumer.get(), 5)
+        assert message.body == b"body %d" % tag
+        await ch.basic_publish("", "replies", message.body)
+    sent = parse_published_messages(await peer.read_available())
+    assert [(m.method.routing_key, m.body) for m in sent] == [
+        ("replies", b"body 1"),
+        ("replies", b"body 2"),
+        ("replies", b"body 3"),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_partly_sent_write_leaves_the_rest_in_order(
+    opened: tuple[AMQPProtocol, Peer, Channel],
+) -> None:
+    protocol, peer, ch = opened
+    big = bytes(range(256)) * (3 << 12)  # 3 MiB: more than the socket pair holds, unspooled
+    # The rest stays in the transport's buffer without pausing publishes (pause_writing).
+    transport: Any = protocol.transport
+    transport.set_write_buffer_limits(high=16 << 20)
+    first = ch.basic_publish("", "big", big)
+    await asyncio.sleep(0)  # its write: sent in part, the rest in the transport's buffer
+    assert len(transport._buffer) > 0
+    second = ch.basic_publish("", "after", b"small")  # behind that rest
+    assert protocol._spool.takes(big) is False  # not the spool's: the transport's buffer
+    read = asyncio.ensure_future(peer.read_exactly(len(big)))
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    data = await read + await peer.read_available()
+    sent = parse_published_messages(data)
+    assert [(m.method.routing_key, len(m.body)) for m in sent] == [("big", len(big)), ("after", 5)]
+    assert sent[0].body == big
+
+
+@pytest.mark.asyncio
+async def test_the_peer_closing_the_socket_ends_the_connection(
+    opened: tuple[AMQPProtocol, Peer, Channel],
+) -> None:
+    protocol, peer, ch = opened
+    waiting = ch.queue_declare("q")
+    peer.sock.close()
+    with pytest.raises(AMQPConnectionError):
+        await asyncio.wait_for(waiting, 5)
+    assert not protocol.connection.is_open
+    assert protocol.transport is not None and protocol.transport.is_closing()
+
+
+class FailingSocket:
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+    def send(self, data: bytes) -> int:
+        raise self.error
+
+    def recv(self, size: int) -> bytes:
+        raise self.error
+
+
+@pytest.mark.asyncio
+async def test_a_failed_send_ends_the_connection_with_its_error(
+    opened: tuple[AMQPProtocol, Peer, Channel],
+) -> None:
+    protocol, peer, ch = opened
+    if protocol._direct is None:
+        pytest.skip("the transport's own write path")
+    protocol._sock = FailingSocket(ConnectionResetError(104, "reset by peer"))  # type: ignore[assignment]
+    waiting = ch.queue_declare("q")
+    with pytest.raises(AMQPConnectionError, match="reset by peer"):
+        await asyncio.wait_for(waiting, 5)
+    assert not protocol.connection.is_open
+
+
+@pytest.mark.asyncio
+async def test_a_failed_read_ends_the_connection_with_its_error(
+    opened: tuple[AMQPProtocol, Peer, Channel],
+) -> None:
+    protocol, peer, ch = opened
+    if protocol._direct is None:
+        pytest.skip("the transport's own read path")
+    waiting = ch.queue_declare("q")
+    await asyncio.sleep(0.01)
+    protocol._sock = FailingSocket(ConnectionResetError(104, "reset on read"))  # type: ignore[assignment]
+    await peer.send(frames.heartbeat())  # wakes the reader
+    with pytest.raises(AMQPConnectionError, match="reset on read"):
+        await asyncio.wait_for(waiting, 5)
+
+
+class HeartbeatSocket:
+    """Reads of heartbeat frames: the first fills the buffer asked for, later ones do not."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def recv(self, size: int) -> bytes:
+        self.sizes.append(size)
+        return frames.heartbeat() * (size // 8 if len(self.sizes) == 1 else 1)
+
+
+@pytest.mark.asyncio
+async def test_reads_grow_after_a_full_one_and_shrink_again(
+    opened: tuple[AMQPProtocol, Peer, Channel],
+) -> None:
+    from txamqp091.tornado.protocol import LARGE_READ_SIZE, READ_SIZE
+
+    protocol, peer, ch = opened
+    if protocol._direct is None:
+        pytest.skip("the transport's own read path (test_read_dispatch covers it)")
+    fake = HeartbeatSocket()
+    protocol._sock = fake  # type: ignore[assignment]
+    for _ in range(3):
+        protocol._read_now()
+    assert fake.sizes == [READ_SIZE, LARGE_READ_SIZE, READ_SIZE]
+    assert protocol.connection.is_open

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,7 @@ def run(
         cmd += ["-b", str(pid)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30)
+        ended = time.time()
     except subprocess.TimeoutExpired:
         return {"error": f"amqp_bench {scenario} killed after {timeout + 30} s"}
     try:
@@ -134,6 +136,10 @@ def run(
         "cpu_s": cpu,
         "msgs_per_s": n / wall if wall > 0 else 0.0,
         "cpu_us_per_msg": cpu / n * 1e6,
+        # The timed section in time.time(), as the Python workers give it; approximate: the
+        # program's exit (closing its connection) falls between the end of it and `ended`.
+        "epoch_start": ended - wall,
+        "epoch_stop": ended,
     }
     if out.get("broker_cpu_s") is not None:
         result["broker_cpu_us_per_msg"] = out["broker_cpu_s"] / n * 1e6

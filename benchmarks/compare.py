@@ -40,8 +40,11 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -51,6 +54,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _cceiling  # noqa: E402
+import _speedprobe  # noqa: E402
 import tornado_client  # noqa: E402
 import twisted_client  # noqa: E402
 
@@ -130,6 +134,7 @@ def run_row(a: argparse.Namespace, binary: Path | None, row: str, scenario: str,
     module, client = ROWS[row]
     load = os.getloadavg()[0]
     started = time.monotonic()
+    epoch = time.time()
     try:
         if module is None:
             if binary is None:
@@ -141,6 +146,9 @@ def run_row(a: argparse.Namespace, binary: Path | None, row: str, scenario: str,
         result = {"error": f"{type(exc).__name__}: {exc}"}
     result.update(row=row, scenario=scenario, repeat=rep, loadavg_1m=load)
     result["elapsed_s"] = time.monotonic() - started
+    # The whole row (setup, run, cleanup) in time.time(), to line up with outside samples;
+    # the Python rows' workers also give their timed section's (epoch_start, epoch_stop).
+    result["row_epoch"] = (epoch, time.time())
     return result
 
 
@@ -174,8 +182,12 @@ def rounds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
             if c is not None and r.get(key) and c.get(key):
                 entry["ratio_to_c"] = r[key] / c[key]
+                if scenario == "rpc":
+                    entry["diff_to_c_us"] = r[key] - c[key]
             if c is not None and r.get("cpu_us_per_msg") and c.get("cpu_us_per_msg"):
                 entry["cpu_ratio_to_c"] = r["cpu_us_per_msg"] / c["cpu_us_per_msg"]
+            if "slow_share" in r:
+                entry["slow_share"] = r["slow_share"]
             rows[r["row"]] = entry
         out.append(
             {
@@ -192,7 +204,7 @@ def rounds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def paired(round_list: list[dict[str, Any]], row: str, scenario: str) -> dict[str, Any]:
     """Median and range of ``row``'s per-round ratios to C (figure and CPU) in ``scenario``."""
     out: dict[str, Any] = {}
-    for name in ("ratio_to_c", "cpu_ratio_to_c"):
+    for name in ("ratio_to_c", "cpu_ratio_to_c", "diff_to_c_us"):
         values = [
             rd["rows"][row][name]
             for rd in round_list
@@ -225,13 +237,16 @@ def fmt(value: Any, spec: str) -> str:
 
 def paired_cells(scenario: str, row: str, p: dict[str, Any]) -> str:
     """The 'paired' and 'paired range' cells: the median of the per-round ratios to C
-    and their min-max, as x for rpc and % of C for the rates."""
+    and their min-max, as x for rpc and % of C for the rates; for rpc also the median
+    of the per-round differences p50 - C's p50 in µs, which moves less than the ratio
+    when C's own p50 switches between this machine's two modes."""
     values = p.get("ratio_to_c_per_round")
     if row == "c-ceiling" or not values:
-        return f" {'-':>8} {'-':>13}"
+        return f" {'-':>8} {'-':>13}" + (f" {'-':>10}" if scenario == "rpc" else "")
     lo, hi, med = min(values), max(values), p["ratio_to_c_median"]
     if scenario == "rpc":
-        return f" {med:7.2f}x {f'{lo:.2f}-{hi:.2f}x':>13}"
+        diff = fmt(p.get("diff_to_c_us_median"), "10.0f")
+        return f" {med:7.2f}x {f'{lo:.2f}-{hi:.2f}x':>13} {diff:>10}"
     return f" {med * 100:7.0f}% {f'{lo * 100:.0f}-{hi * 100:.0f}%':>13}"
 
 
@@ -250,7 +265,8 @@ def table(
             head = f"  {'client':<19} {'MB/s':>8} {'msg/s':>8} {'CPU µs/msg':>12} {'of C':>8}"
         else:
             head = f"  {'client':<19} {'msg/s':>8} {'':>8} {'CPU µs/msg':>12} {'of C':>8}"
-        lines.append(head + f" {'CPU vs C':>9} {'runs':>5} {'paired':>8} {'paired range':>13}")
+        head += f" {'CPU vs C':>9} {'runs':>5} {'paired':>8} {'paired range':>13}"
+        lines.append(head + (f" {'p50 - C µs':>10}" if scenario == "rpc" else ""))
         for row in rows:
             m = summary[scenario].get(row)
             if not m or not m.get("runs"):
@@ -281,6 +297,94 @@ def table(
     return "\n".join(lines)
 
 
+class SpeedProbes:
+    """One ``_speedprobe.py`` process per core this process may use, for ``--speed-probe``."""
+
+    def __init__(self, interval: float) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="compare-speed-"))
+        self.cpus = sorted(os.sched_getaffinity(0))
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, str(HERE / "_speedprobe.py"), str(cpu), str(interval),
+                 str(self.dir / f"cpu{cpu}.txt")],
+                stdin=subprocess.DEVNULL,
+            )
+            for cpu in self.cpus
+        ]  # fmt: skip
+
+    def stop(self) -> dict[int, list[tuple[float, float]]]:
+        """Stop the probes; every core's samples."""
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        samples = {cpu: _speedprobe.read(self.dir / f"cpu{cpu}.txt") for cpu in self.cpus}
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return samples
+
+
+def annotate_speed(
+    runs: list[dict[str, Any]], samples: dict[int, list[tuple[float, float]]]
+) -> None:
+    """Give every run with a timed window its ``slow_share``: the share of the probe samples
+    taken in that window that found a core slow, averaged over the cores (and per core)."""
+    fast = {cpu: _speedprobe.fast_speed(s) for cpu, s in samples.items()}
+    for r in runs:
+        if "epoch_start" not in r:
+            continue
+        per_cpu = {
+            str(cpu): _speedprobe.slow_share(s, r["epoch_start"], r["epoch_stop"], fast[cpu])
+            for cpu, s in samples.items()
+        }
+        known = [v for v in per_cpu.values() if v is not None]
+        r["slow_share_per_cpu"] = per_cpu
+        if known:
+            r["slow_share"] = statistics.fmean(known)
+
+
+def speed_report(
+    runs: list[dict[str, Any]], rows: list[str], scenarios: list[str], limit: float
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Per scenario and row, each round's slow share, and the paired ratio to C over the
+    rounds in which neither the row's run nor C's had more than ``limit`` of slow samples."""
+    lines = [
+        "\nslow-core share of each round's run (--speed-probe), and the paired ratio to C over "
+        f"the clean rounds (the row's and C's runs both <= {limit:.2f})"
+    ]
+    clean: dict[str, dict[str, Any]] = {}
+    for scenario in scenarios:
+        key = figure_key(scenario)
+        lines.append(f"\n{scenario}")
+        mine = [r for r in runs if r["scenario"] == scenario and "error" not in r]
+        c_by_rep = {r["repeat"]: r for r in mine if r["row"] == "c-ceiling"}
+        reps = sorted({r["repeat"] for r in mine})
+        clean[scenario] = {}
+        for row in rows:
+            by_rep = {r["repeat"]: r for r in mine if r["row"] == row}
+            shares = " ".join(
+                fmt(by_rep[rep].get("slow_share"), "4.2f") if rep in by_rep else "   -"
+                for rep in reps
+            )
+            ratios = []
+            for rep, r in by_rep.items():
+                c = c_by_rep.get(rep)
+                if c is None or not r.get(key) or not c.get(key):
+                    continue
+                if r.get("slow_share", 1.0) <= limit and c.get("slow_share", 1.0) <= limit:
+                    ratios.append(r[key] / c[key])
+            cell = "-"
+            if ratios and row != "c-ceiling":
+                med = statistics.median(ratios)
+                clean[scenario][row] = {"ratios": ratios, "median": med}
+                cell = f"{med:.2f}x" if scenario == "rpc" else f"{med * 100:.0f}%"
+                cell += f" over {len(ratios)}"
+            lines.append(f"  {row:<19} {shares}   clean paired {cell}")
+    return "\n".join(lines), clean
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", help=f"comma-separated scenarios ({','.join(SCENARIOS)})")
@@ -289,6 +393,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="runs per row and scenario (median)")
     p.add_argument("--timeout", type=float, default=180.0)
     p.add_argument("--json", metavar="PATH", help="write every run and the medians here")
+    p.add_argument(
+        "--speed-probe",
+        action="store_true",
+        help="sample each core's speed meanwhile (_speedprobe.py) and report each run's "
+        "share of slow-core samples, and the paired ratio over the clean rounds",
+    )
+    p.add_argument(
+        "--slow-limit",
+        type=float,
+        default=0.2,
+        help="a run is clean with at most this share of slow samples (default 0.2)",
+    )
     p.add_argument("--host", default=os.environ.get("AMQP_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("AMQP_PORT", "5672")))
     p.add_argument("--user", default=os.environ.get("AMQP_USER", "guest"))
@@ -308,30 +424,41 @@ def main(argv: list[str] | None = None) -> int:
         rows.remove("c-ceiling")  # the other rows still compare; ratios to C show "-"
     runs: list[dict[str, Any]] = []
     load_start = os.getloadavg()
-    for rep in range(a.repeats):
-        for s_index, scenario in enumerate(scenarios):
-            shift = (rep + s_index) % len(rows)
-            for position, row in enumerate(rows[shift:] + rows[:shift]):
-                result = run_row(a, binary, row, scenario, rep)
-                if result is None:
-                    continue
-                result["position"] = position
-                runs.append(result)
-                note = result.get("error", "")[:80] or (
-                    f"{result.get('msgs_per_s', 0):9.0f} msg/s "
-                    f"{result.get('cpu_us_per_msg', 0):6.2f} µs/msg"
-                    + (f" p50 {result['p50_us']:.0f} µs" if "p50_us" in result else "")
-                )
-                print(f"  [{rep + 1}/{a.repeats}] {scenario:<8} {row:<19} {note}", flush=True)
+    probes = SpeedProbes(0.05) if a.speed_probe else None
+    try:
+        for rep in range(a.repeats):
+            for s_index, scenario in enumerate(scenarios):
+                shift = (rep + s_index) % len(rows)
+                for position, row in enumerate(rows[shift:] + rows[:shift]):
+                    result = run_row(a, binary, row, scenario, rep)
+                    if result is None:
+                        continue
+                    result["position"] = position
+                    runs.append(result)
+                    note = result.get("error", "")[:80] or (
+                        f"{result.get('msgs_per_s', 0):9.0f} msg/s "
+                        f"{result.get('cpu_us_per_msg', 0):6.2f} µs/msg"
+                        + (f" p50 {result['p50_us']:.0f} µs" if "p50_us" in result else "")
+                    )
+                    print(f"  [{rep + 1}/{a.repeats}] {scenario:<8} {row:<19} {note}", flush=True)
+    finally:
+        samples = probes.stop() if probes is not None else None
+    if samples is not None:
+        annotate_speed(runs, samples)
     round_list = rounds(runs)
     summary = {s: {row: medians(runs, row, s) for row in rows} for s in scenarios}
     for s, by_row in summary.items():
         for row, m in by_row.items():
             m["paired"] = paired(round_list, row, s)
     print(table(summary, rows, scenarios))
+    clean: dict[str, dict[str, Any]] = {}
+    if samples is not None:
+        text, clean = speed_report(runs, rows, scenarios, a.slow_limit)
+        print(text)
     print(
         f"\nmedians of {a.repeats} repeats; 'paired': median (and range) over the rounds of "
-        f"each round's ratio to C in that same round; load average {load_start[0]:.1f} at start, "
+        "each round's ratio to C in that same round (rpc: also of p50 - C's p50); "
+        f"load average {load_start[0]:.1f} at start, "
         f"{os.getloadavg()[0]:.1f} at end; {os.cpu_count()} CPUs"
     )
     if a.json:
@@ -345,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                     "loadavg_end": os.getloadavg(),
                     "summary": summary,
                     "rounds": round_list,
+                    "clean_paired": clean,
                     "runs": runs,
                 },
                 indent=1,

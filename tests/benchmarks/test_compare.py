@@ -134,3 +134,62 @@ def test_rounds_run_back_to_back_in_a_rotating_order(
     ] == pytest.approx(1.31)
     assert {r["position"] for r in data["runs"]} == {0, 1, 2}
     assert "paired range" in capsys.readouterr().out
+
+
+def test_rpc_pairs_also_the_difference_to_c(compare: ModuleType) -> None:
+    rounds = compare.rounds(BIMODAL)
+    p = compare.paired(rounds, "txamqp091-tornado", "rpc")
+    assert p["diff_to_c_us_per_round"] == pytest.approx([70.0, 30.0, 60.0])
+    assert p["diff_to_c_us_median"] == pytest.approx(60.0)
+    rows = ["c-ceiling", "txamqp091-tornado"]
+    summary = {"rpc": {row: compare.medians(BIMODAL, row, "rpc") for row in rows}}
+    for row, m in summary["rpc"].items():
+        m["paired"] = compare.paired(rounds, row, "rpc")
+    text = compare.table(summary, rows, ["rpc"])
+    assert "p50 - C µs" in text
+    assert text.splitlines()[-1].split()[-1] == "60"
+
+
+def _speed_run(row: str, rep: int, p50: float, window: tuple[float, float]) -> dict[str, Any]:
+    return {**_run(row, rep, p50, 50.0), "epoch_start": window[0], "epoch_stop": window[1]}
+
+
+def test_speed_probe_marks_runs_and_pairs_only_clean_rounds(compare: ModuleType) -> None:
+    # Core 0 is slow (44 ns) from t=10 to t=20, fast (25 ns) otherwise; core 1 always fast.
+    samples = {
+        0: [(t / 10, 44.0 if 100 <= t < 200 else 25.0) for t in range(400)],
+        1: [(t / 10, 25.0) for t in range(400)],
+    }
+    runs = [
+        _speed_run("c-ceiling", 0, 100.0, (1.0, 5.0)),
+        _speed_run("txamqp091-twisted", 0, 150.0, (5.0, 9.0)),
+        _speed_run("c-ceiling", 1, 200.0, (10.0, 19.0)),  # slow core: C twice as slow
+        _speed_run("txamqp091-twisted", 1, 160.0, (21.0, 25.0)),
+        _speed_run("c-ceiling", 2, 100.0, (30.0, 34.0)),
+        _speed_run("txamqp091-twisted", 2, 140.0, (35.0, 39.0)),
+    ]
+    compare.annotate_speed(runs, samples)
+    assert [r["slow_share"] for r in runs] == pytest.approx([0, 0, 0.5, 0, 0, 0])
+    assert runs[2]["slow_share_per_cpu"] == {"0": pytest.approx(1.0), "1": 0.0}
+    text, clean = compare.speed_report(runs, ["c-ceiling", "txamqp091-twisted"], ["rpc"], 0.2)
+    # Round 1 is left out: C's run had half its samples slow.
+    assert clean["rpc"]["txamqp091-twisted"]["ratios"] == pytest.approx([1.5, 1.4])
+    assert "1.45x over 2" in text
+    assert "0.50" in text
+
+
+def test_speed_probe_files(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("bench_speedprobe", BENCH / "_speedprobe.py")
+    assert spec is not None and spec.loader is not None
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    path = tmp_path / "cpu0.txt"
+    path.write_text("1.0 25.0\n2.0 44.0\n3.0 26.0\n4.0 2")  # a torn last line
+    samples = probe.read(path)
+    assert samples == [(1.0, 25.0), (2.0, 44.0), (3.0, 26.0)]
+    fast = probe.fast_speed(samples)
+    assert fast == 25.0
+    assert probe.slow_share(samples, 0.0, 10.0, fast) == pytest.approx(1 / 3)
+    assert probe.slow_share(samples, 5.0, 10.0, fast) is None  # no sample in the window
+    assert probe.read(tmp_path / "missing.txt") == []
+    assert probe.sample() > 0

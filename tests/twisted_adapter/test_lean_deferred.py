@@ -9,6 +9,7 @@ with itself.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from typing import Any
 
@@ -194,6 +195,61 @@ def awaited(cls: type[Deferred[Any]], trace: Trace) -> None:
     trace.append(state(task))
 
 
+def awaited_in_a_loop(cls: type[Deferred[Any]], trace: Trace) -> None:
+    """A consumer loop: each resumption makes the next Deferred and awaits it again,
+    one raises into the coroutine, and the coroutine's return value ends the task."""
+    box: list[Deferred[Any]] = []
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+
+    async def loop() -> str:
+        marker.set("in task")
+        for _ in range(3):
+            d = cls()
+            box.append(d)
+            try:
+                value = await d
+            except KeyError as exc:
+                value = ("caught", str(exc))
+            trace.append(("got", value, marker.get()))
+        return "finished"
+
+    task = ensureDeferred(loop())
+    task.addCallback(record(trace, "task"))
+    box[0].callback("one")
+    trace.append(state(task))
+    box[1].errback(KeyError("two"))
+    box[2].callback(box[1].result)  # the None the resumption left on the first
+    trace.append(state(task))
+    trace.append(marker.get())  # the task's context did not leak out
+
+
+def awaited_then_cancelled(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+
+    async def waiter() -> Any:
+        return await d
+
+    task = ensureDeferred(waiter())
+    task.addErrback(lambda f: trace.append(("task failed", f.type)))
+    task.cancel()
+    trace.append(state(d))
+    trace.append(state(task))
+
+
+def awaited_and_raising(cls: type[Deferred[Any]], trace: Trace) -> None:
+    d = cls()
+
+    async def waiter() -> None:
+        await d
+        raise ValueError("after resuming")
+
+    task = ensureDeferred(waiter())
+    task.addErrback(lambda f: trace.append(("task failed", f.type, str(f.value))))
+    d.callback(1)
+    trace.append(state(d))
+    trace.append(state(task))
+
+
 def fired_twice(cls: type[Deferred[Any]], trace: Trace) -> None:
     d = cls()
     d.addCallback(record(trace, "cb"))
@@ -264,6 +320,9 @@ SCENARIOS: list[Scenario] = [
     paused_before_firing,
     waited_on_by_another,
     awaited,
+    awaited_in_a_loop,
+    awaited_then_cancelled,
+    awaited_and_raising,
     fired_twice,
 ]
 
@@ -366,3 +425,28 @@ def test_succeeded_is_a_fired_deferred_like_succeed(debug: bool, value: Any) -> 
         assert ours._canceller is None and not ours._callbacks
     finally:
         defer.setDebugging(False)
+
+
+def test_a_waiting_coroutine_is_resumed_without_twisteds_callback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shortcut is taken: the awaited LeanDeferred calls _inlineCallbacks itself,
+    not _gotResultInlineCallbacks (else the awaited scenarios above would only compare
+    Twisted with itself)."""
+    from twisted.internet import defer
+
+    from txamqp091.twisted import _deferred
+
+    assert _deferred._GOT_RESULT is defer._gotResultInlineCallbacks
+    resumed: list[Any] = []
+    real = _deferred._RESUME
+
+    def counting(result: Any, *rest: Any) -> None:
+        resumed.append(result)
+        real(result, *rest)
+
+    monkeypatch.setattr(_deferred, "_RESUME", counting)
+    trace: Trace = []
+    awaited_in_a_loop(LeanDeferred, trace)
+    assert resumed == ["one", None]  # the errback goes through Twisted's loop
+    assert ("task", "finished") in trace

@@ -29,6 +29,7 @@ case.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from twisted.internet import defer
@@ -39,6 +40,34 @@ __all__ = ["LEAN_FIRING", "LeanDeferred", "waiter_class"]
 
 _CONTINUE: object = getattr(defer, "_CONTINUE", None)
 _DEFERRED_TYPES: list[type] = getattr(defer, "_DEFERRED_SUBCLASSES", [])
+
+
+def _parameters(fn: Any) -> list[str] | None:
+    try:
+        return list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return None
+
+
+def _resume_shortcut() -> tuple[Any, Any]:
+    """Twisted's ``_gotResultInlineCallbacks`` (the callback a coroutine run by
+    ``ensureDeferred`` adds to the Deferred it awaits) and ``_inlineCallbacks`` (what
+    that callback calls to resume it), when they look as Twisted 25.5 and later have
+    them; else two sentinels that never match a callback."""
+    got = getattr(defer, "_gotResultInlineCallbacks", None)
+    resume = getattr(defer, "_inlineCallbacks", None)
+    if (
+        callable(got)
+        and callable(resume)
+        and _parameters(got) == ["r", "waiting", "gen", "status", "context"]
+        and _parameters(resume) == ["result", "gen", "status", "context"]
+    ):
+        return got, resume
+    return object(), None
+
+
+#: A coroutine's resumption callback, and the function it calls (see callback()).
+_GOT_RESULT, _RESUME = _resume_shortcut()
 
 
 def _passthru(result: Any) -> Any:
@@ -91,6 +120,7 @@ class LeanDeferred(Deferred[Any]):
                 self._debugInfo.failResult = None
             return
         fn: Any
+        args: Any
         fn, args, kwargs = callbacks[0][0]
         if fn is _CONTINUE:  # another Deferred waits on this one: the loop passes it on
             Deferred.callback(self, result)
@@ -100,9 +130,18 @@ class LeanDeferred(Deferred[Any]):
         self.result = result  # what the callback sees on its Deferred while it runs
         self._runningCallbacks = True
         try:
-            # Twisted keeps "no keywords" as an empty mappingproxy, which ``**`` copies
-            # into a new dict on every call: call plainly when there are none.
-            result = fn(result, *args, **kwargs) if args or kwargs else fn(result)
+            if fn is _GOT_RESULT and not args[0][0]:
+                # A coroutine (ensureDeferred, inlineCallbacks) waits on this Deferred
+                # and is not running: resume it as _gotResultInlineCallbacks would (its
+                # first argument, ``waiting``, says whether the coroutine is running),
+                # without that call. Both return None.
+                result = _RESUME(result, args[1], args[2], args[3])
+            elif kwargs:
+                result = fn(result, *args, **kwargs)
+            else:
+                # Twisted keeps "no keywords" as an empty mappingproxy, which ``**``
+                # copies into a new dict on every call: call plainly when there are none.
+                result = fn(result, *args) if args else fn(result)
         except BaseException:
             result = Failure(captureVars=self.debug)  # type: ignore[no-untyped-call]
         self._runningCallbacks = False

@@ -139,7 +139,12 @@ def run_row(a: argparse.Namespace, binary: Path | None, row: str, scenario: str,
         if module is None:
             if binary is None:
                 return None
+            # The machine's idle share just before, as the Python rows' run_one() takes it:
+            # ~100% means a quiet machine (C's slow rpc mode, idle vCPUs halt), ~50% or less
+            # that something else keeps a core busy.
+            idle = twisted_client.idle_percent()
             result = run_c(a, binary, scenario)
+            result["idle_pct_before"] = idle
         else:
             result = module.run_one(namespace(a), scenario, client, rep)
     except Exception as exc:  # reported in the table, the other rows still run
@@ -188,6 +193,8 @@ def rounds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 entry["cpu_ratio_to_c"] = r["cpu_us_per_msg"] / c["cpu_us_per_msg"]
             if "slow_share" in r:
                 entry["slow_share"] = r["slow_share"]
+            if r.get("idle_pct_before") is not None:
+                entry["idle_pct_before"] = r["idle_pct_before"]
             rows[r["row"]] = entry
         out.append(
             {
@@ -439,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{result.get('msgs_per_s', 0):9.0f} msg/s "
                         f"{result.get('cpu_us_per_msg', 0):6.2f} µs/msg"
                         + (f" p50 {result['p50_us']:.0f} µs" if "p50_us" in result else "")
+                        + f"  (idle before {fmt(result.get('idle_pct_before'), '.0f')}%)"
                     )
                     print(f"  [{rep + 1}/{a.repeats}] {scenario:<8} {row:<19} {note}", flush=True)
     finally:

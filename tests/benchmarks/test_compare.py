@@ -193,3 +193,15 @@ def test_speed_probe_files(tmp_path: Path) -> None:
     assert probe.slow_share(samples, 5.0, 10.0, fast) is None  # no sample in the window
     assert probe.read(tmp_path / "missing.txt") == []
     assert probe.sample() > 0
+
+
+def test_c_rows_carry_the_idle_share_before_them(
+    compare: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compare.twisted_client, "idle_percent", lambda: 97.5)
+    monkeypatch.setattr(compare, "run_c", lambda a, binary, scenario: _run("c-ceiling", 0, 1, 1))
+    result = compare.run_row(None, Path("amqp_bench"), "c-ceiling", "rpc", 0)
+    assert result["idle_pct_before"] == 97.5
+    assert result["row_epoch"][0] <= result["row_epoch"][1]
+    rounds = compare.rounds([result])
+    assert rounds[0]["rows"]["c-ceiling"]["idle_pct_before"] == 97.5

@@ -252,9 +252,16 @@ class ConnectionLogic(Generic[W]):
             self._receiving = True
             # ...but a read that is one delivery (an RPC's request or reply) sends its
             # first publish at once (see _published).
-            self._send_first = len(events) == 1 and type(events[0]) is Message
+            self._send_first = lone = len(events) == 1 and type(events[0]) is Message
             try:
-                self._runtime.dispatch_read(self._dispatch, events)
+                if lone and self._runtime.lone_delivery_dispatched_plainly:
+                    # _dispatch's Message branch, without dispatch_read and _dispatch.
+                    message: Message = events[0]  # type: ignore[assignment]
+                    channel = self._channels.get(message.channel_id)
+                    if channel is not None:
+                        channel._on_delivery(message)
+                else:
+                    self._runtime.dispatch_read(self._dispatch, events)
             finally:
                 self._receiving = self._send_first = False
         # _flush() when it has anything to do: a read that send-first answered (an RPC

@@ -108,6 +108,12 @@ class Runtime(Generic[W]):
         """Run ``fn`` once the current batch of work is done (the next loop turn)."""
         raise NotImplementedError
 
+    #: Whether :meth:`dispatch_read` of a read that is one delivery is only
+    #: ``dispatch(events)``: the connection then routes such a read (an RPC's request
+    #: or reply) to its channel itself, without the two calls. False unless an adapter
+    #: says so: one that does more around a read leaves it False.
+    lone_delivery_dispatched_plainly = False
+
     def dispatch_read(self, dispatch: Callable[[list[Any]], None], events: list[Any]) -> None:
         """Dispatch one read's ``events``. An adapter whose waiters fire synchronously
         (Twisted's Deferreds) overrides it to fire the waiters settled meanwhile only

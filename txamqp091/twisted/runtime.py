@@ -50,6 +50,9 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
 
+    #: dispatch_read below fires a lone delivery's getter at once.
+    lone_delivery_dispatched_plainly = True
+
     def dispatch_read(self, dispatch: Callable[[list[Any]], None], events: list[Any]) -> None:
         if len(events) == 1 and type(events[0]) is Message:
             # One delivery (an RPC's request or reply): the getter it settles is the

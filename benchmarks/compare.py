@@ -90,8 +90,8 @@ def namespace(a: argparse.Namespace) -> argparse.Namespace:
         user=a.user,
         password=a.password,
         profile=None,
-        wait_idle=0.0,
-        wait_idle_max=60.0,
+        wait_idle=a.wait_idle,
+        wait_idle_max=a.wait_idle_max,
         verbose=False,
     )
 
@@ -142,7 +142,11 @@ def run_row(a: argparse.Namespace, binary: Path | None, row: str, scenario: str,
             # The machine's idle share just before, as the Python rows' run_one() takes it:
             # ~100% means a quiet machine (C's slow rpc mode, idle vCPUs halt), ~50% or less
             # that something else keeps a core busy.
-            idle = twisted_client.idle_percent()
+            idle = (
+                twisted_client.wait_for_idle(a.wait_idle, a.wait_idle_max)
+                if a.wait_idle
+                else twisted_client.idle_percent()
+            )
             result = run_c(a, binary, scenario)
             result["idle_pct_before"] = idle
         else:
@@ -411,6 +415,21 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.2,
         help="a run is clean with at most this share of slow samples (default 0.2)",
+    )
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="PCT",
+        help="before each row wait until the machine is PCT%% idle (0 = don't wait): with 90, "
+        "every row runs on a quiet machine, the same latency mode for all",
+    )
+    p.add_argument(
+        "--wait-idle-max",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="wait at most S seconds for --wait-idle, then run anyway (default 20)",
     )
     p.add_argument("--host", default=os.environ.get("AMQP_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("AMQP_PORT", "5672")))

@@ -6,6 +6,7 @@ replaced), so what is checked is the bookkeeping, never a timing.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import sys
@@ -200,8 +201,33 @@ def test_c_rows_carry_the_idle_share_before_them(
 ) -> None:
     monkeypatch.setattr(compare.twisted_client, "idle_percent", lambda: 97.5)
     monkeypatch.setattr(compare, "run_c", lambda a, binary, scenario: _run("c-ceiling", 0, 1, 1))
-    result = compare.run_row(None, Path("amqp_bench"), "c-ceiling", "rpc", 0)
+    a = argparse.Namespace(wait_idle=0.0, wait_idle_max=20.0)
+    result = compare.run_row(a, Path("amqp_bench"), "c-ceiling", "rpc", 0)
     assert result["idle_pct_before"] == 97.5
     assert result["row_epoch"][0] <= result["row_epoch"][1]
     rounds = compare.rounds([result])
     assert rounds[0]["rows"]["c-ceiling"]["idle_pct_before"] == 97.5
+
+
+def test_wait_idle_holds_every_row_until_the_machine_is_quiet(
+    compare: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[tuple[float, float]] = []
+
+    def wait_for_idle(threshold: float, max_wait: float) -> float:
+        waits.append((threshold, max_wait))
+        return 93.0
+
+    monkeypatch.setattr(compare.twisted_client, "wait_for_idle", wait_for_idle)
+    monkeypatch.setattr(compare, "run_c", lambda a, binary, scenario: _run("c-ceiling", 0, 1, 1))
+    a = argparse.Namespace(wait_idle=90.0, wait_idle_max=5.0)
+    result = compare.run_row(a, Path("amqp_bench"), "c-ceiling", "rpc", 0)
+    assert waits == [(90.0, 5.0)]
+    assert result["idle_pct_before"] == 93.0
+    # The Python rows get the same through their scripts' own --wait-idle.
+    full = argparse.Namespace(
+        scale=1.0, timeout=1.0, host="h", port=1, user="u", password="p", wait_idle=90.0,
+        wait_idle_max=5.0,
+    )  # fmt: skip
+    ns = compare.namespace(full)
+    assert (ns.wait_idle, ns.wait_idle_max) == (90.0, 5.0)

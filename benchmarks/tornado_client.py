@@ -96,6 +96,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import _diag  # noqa: E402
+from _parent import installed, setup_client  # noqa: E402
 
 CLIENTS = ("txamqp091", "pika", "aiopika")
 
@@ -915,31 +916,8 @@ def run_worker(a: argparse.Namespace) -> int:
 # ==========================================================================================
 
 
-def _setup_client() -> Any:
-    """pika's blocking adapter for the untimed setup (pre-load, cleanup), or, when pika is
-    not installed (no ``bench`` extra), txamqp091's pika-compatible one, so that the
-    txamqp091 rows run without the other clients' packages. pika comes first: with it
-    installed the setup is what it always was, and no txamqp091 loop thread is left
-    polling in the parent while workers are timed."""
-    try:
-        import pika
-    except ImportError:
-        from txamqp091 import blocking as pika
-    return pika
-
-
-def installed(distribution: str) -> str:
-    """The version of ``distribution`` without importing it, or ``"absent"``."""
-    from importlib import metadata
-
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "absent"
-
-
 def _blocking(a: argparse.Namespace) -> Any:
-    pika = _setup_client()
+    pika = setup_client()
     return pika.BlockingConnection(
         pika.ConnectionParameters(
             host=a.host,

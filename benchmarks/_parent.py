@@ -1,0 +1,29 @@
+"""What both client scripts' parents use to set up and describe a run without importing
+the other clients: they run without the ``bench`` extra when only txamqp091 is asked for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def setup_client() -> Any:
+    """pika's blocking adapter for the untimed setup (pre-load, cleanup), or, when pika is
+    not installed (no ``bench`` extra), txamqp091's pika-compatible one, so that the
+    txamqp091 rows run without the other clients' packages. pika comes first: with it
+    installed the setup is what it always was, and no txamqp091 loop thread is left
+    polling in the parent while workers are timed."""
+    try:
+        import pika
+    except ImportError:
+        from txamqp091 import blocking as pika
+    return pika
+
+
+def installed(distribution: str) -> str:
+    """The version of ``distribution`` without importing it, or ``"absent"``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "absent"

@@ -13,6 +13,7 @@ without (``TXAMQP091_NO_EXTENSIONS=1``).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import subprocess
@@ -580,3 +581,82 @@ def test_take_read_takes_exactly_one_whole_delivery() -> None:
     on_zero = F.frame(1, 0, one[7 : 7 + int.from_bytes(one[3:7], "big")])
     assert C.take_read(on_zero + one[one.index(b"\xce") + 1 :], 4096, 1 << 27, Delivery) is None
     assert C.take_read(F.method(1, spec.BasicAck(delivery_tag=1)), 4096, 1 << 27, Delivery) is None
+
+
+# -- deliveries built by the decoder (register_delivery_class) -------------------------
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class WithPostInit(Delivery):
+    seen: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.seen = ["post_init"]
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class WithFactory(Delivery):
+    seen: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(eq=False)
+class WithDict(Delivery):
+    note: str = "n"
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class OwnInit(Delivery):
+    note: str = "n"
+
+    def __init__(self, *args: Any) -> None:
+        Delivery.__init__(self, *args)
+        self.note = "own"
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class WithDefaults(Delivery):
+    note: str = "n"
+    count: int | None = None
+
+
+@requires_c
+def test_which_delivery_classes_the_decoder_builds_itself() -> None:
+    from txamqp091.message import Message, ReturnedMessage
+
+    for cls in (Delivery, Message, ReturnedMessage, WithDefaults):
+        assert _accel.register_delivery_class(cls), cls
+    for cls in (WithPostInit, WithFactory, WithDict, OwnInit, int, object):
+        assert not _accel.register_delivery_class(cls), cls
+
+
+@requires_c
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Delivery",
+        "Message",
+        "ReturnedMessage",
+        "WithDefaults",
+        "WithPostInit",
+        "WithFactory",
+        "WithDict",
+        "OwnInit",
+    ],
+)
+def test_a_delivery_built_by_the_decoder_is_what_its_class_makes(name: str) -> None:
+    """Registered or not, the instance take_read returns is the one ``cls(*fields)``
+    makes: same type, same value in every slot (the defaults included)."""
+    from txamqp091 import message
+
+    cls = getattr(message, name, None) or globals().get(name) or Delivery
+    _accel.register_delivery_class(cls)
+    props = spec.BasicProperties(correlation_id="7", headers={"a": 1})
+    data = F.deliver(3, "ctag", 2**63, b"body", props, "ex", "rk", redelivered=True)
+    channel_id, built = C.take_read(data, 4096, 1 << 27, cls)
+    called = cls(3, "ctag", 2**63, True, "ex", "rk", props, b"body")
+    assert channel_id == 3 and type(built) is type(called)
+    assert describe(built) == describe(called)
+    if cls is WithPostInit:
+        assert built.seen == ["post_init"]
+    if cls is WithFactory:
+        assert built.seen == [] and built.seen is not C.take_read(data, 4096, 1 << 27, cls)[1].seen

@@ -19,6 +19,7 @@ Environment (read once, at import):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from types import ModuleType
@@ -31,12 +32,13 @@ __all__ = [
     "install_properties",
     "install_table_codecs",
     "plain_properties",
+    "register_delivery_class",
     "speedups",
 ]
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 3
+ABI = 4
 
 
 def _flag(name: str) -> bool:
@@ -124,3 +126,72 @@ def install_properties(cls: type) -> None:
     if _pure_tables is None:
         raise RuntimeError("codec.py installs the table codecs before spec.py is imported")
     speedups.install(cls, *_pure_tables)
+
+
+#: The delivery fields, in the order the decoder passes them (``Delivery``'s).
+DELIVERY_FIELDS = (
+    "channel_id",
+    "consumer_tag",
+    "delivery_tag",
+    "redelivered",
+    "exchange",
+    "routing_key",
+    "properties",
+    "body",
+)
+
+
+def register_delivery_class(cls: type) -> bool:
+    """Let the C decoder build ``cls``'s instances itself, storing the eight delivery
+    fields and the other fields' defaults in their slots, instead of calling the
+    class (one Python ``__init__`` frame less per delivery). Only for what that call
+    would do exactly the same: a slots dataclass whose ``__init__`` is the one the
+    decorator generated (no ``__post_init__``, no own ``__new__`` or
+    ``__setattr__``), whose fields are the delivery fields in order followed by
+    fields with plain defaults, every one an ``__init__`` argument. Returns whether
+    it is registered; a class that is not is called as before."""
+    known = _delivery_classes.get(cls)
+    if known is None:
+        known = _delivery_classes[cls] = _register(cls)
+    return known
+
+
+_delivery_classes: dict[type, bool] = {}
+
+
+def _register(cls: type) -> bool:
+    if speedups is None or not isinstance(cls, type) or not dataclasses.is_dataclass(cls):
+        return False
+    init = cls.__dict__.get("__init__")
+    if (
+        init is None
+        or getattr(getattr(init, "__code__", None), "co_filename", None) != "<string>"
+        or cls.__new__ is not object.__new__
+        or cls.__setattr__ is not object.__setattr__
+        or hasattr(cls, "__post_init__")
+        or getattr(cls, "__dictoffset__", 1) != 0  # slots only: no instance __dict__
+    ):
+        return False
+    fields = dataclasses.fields(cls)
+    names = tuple(f.name for f in fields)
+    if names[: len(DELIVERY_FIELDS)] != DELIVERY_FIELDS:
+        return False
+    if any(not f.init or f.kw_only for f in fields):
+        return False
+    extra = fields[len(DELIVERY_FIELDS) :]
+    if any(
+        f.default is dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        for f in extra
+    ):
+        return False
+    try:
+        return bool(
+            speedups.set_delivery_layout(
+                cls,
+                tuple(getattr(cls, name) for name in DELIVERY_FIELDS),
+                tuple(getattr(cls, f.name) for f in extra),
+                tuple(f.default for f in extra),
+            )
+        )
+    except (TypeError, ValueError):
+        return False

@@ -25,12 +25,13 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <string.h>
 
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 3
+#define TX_ABI 4
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -172,6 +173,98 @@ static void release_buffer(bufref *r)
  * ids); the content header and, when the body is not empty, exactly one body
  * frame must follow. Anything else returns None for the frame-by-frame path,
  * which reports errors. */
+/* Delivery classes whose instances are built here without their __init__: slots
+ * dataclasses whose generated __init__ only stores the eight delivery fields and the
+ * defaults of the rest (register_delivery_class() in _accel.py checks that and hands
+ * over the member descriptors). Any other class is called as usual. */
+#define TX_FIELDS 8
+#define TX_MAX_EXTRA 8
+#define TX_MAX_CLASSES 4
+typedef struct {
+    PyTypeObject *cls;
+    Py_ssize_t offsets[TX_FIELDS];
+    int n_extra;
+    Py_ssize_t extra_offsets[TX_MAX_EXTRA];
+    PyObject *extra_defaults[TX_MAX_EXTRA];
+} tx_layout;
+static tx_layout layouts[TX_MAX_CLASSES];
+static int n_layouts = 0;
+
+static int slot_offset(PyObject *descr, Py_ssize_t *offset)
+{
+    if (!Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyErr_SetString(PyExc_TypeError, "a slot's member descriptor is expected");
+        return -1;
+    }
+    PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
+    if (m->type != T_OBJECT_EX || (m->flags & READONLY)) {
+        PyErr_SetString(PyExc_TypeError, "an object slot is expected");
+        return -1;
+    }
+    *offset = m->offset;
+    return 0;
+}
+
+/* set_delivery_layout(cls, field_descriptors, extra_descriptors, extra_defaults) */
+static PyObject *tx_set_delivery_layout(PyObject *self, PyObject *args)
+{
+    PyObject *cls, *fields, *extra, *defaults;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!", &PyType_Type, &cls, &PyTuple_Type, &fields,
+                          &PyTuple_Type, &extra, &PyTuple_Type, &defaults))
+        return NULL;
+    if (PyTuple_GET_SIZE(fields) != TX_FIELDS || PyTuple_GET_SIZE(extra) > TX_MAX_EXTRA
+        || PyTuple_GET_SIZE(extra) != PyTuple_GET_SIZE(defaults)) {
+        PyErr_SetString(PyExc_ValueError, "unexpected delivery layout");
+        return NULL;
+    }
+    tx_layout l;
+    memset(&l, 0, sizeof(l));
+    l.cls = (PyTypeObject *)cls;
+    for (int i = 0; i < TX_FIELDS; i++)
+        if (slot_offset(PyTuple_GET_ITEM(fields, i), &l.offsets[i]) < 0)
+            return NULL;
+    l.n_extra = (int)PyTuple_GET_SIZE(extra);
+    for (int i = 0; i < l.n_extra; i++) {
+        if (slot_offset(PyTuple_GET_ITEM(extra, i), &l.extra_offsets[i]) < 0)
+            return NULL;
+        l.extra_defaults[i] = PyTuple_GET_ITEM(defaults, i);
+    }
+    for (int i = 0; i < n_layouts; i++)
+        if (layouts[i].cls == l.cls)
+            Py_RETURN_TRUE;  /* already known: the first layout stays */
+    if (n_layouts == TX_MAX_CLASSES)
+        Py_RETURN_FALSE;
+    Py_INCREF(cls);
+    for (int i = 0; i < l.n_extra; i++)
+        Py_INCREF(l.extra_defaults[i]);
+    layouts[n_layouts++] = l;
+    Py_RETURN_TRUE;
+}
+
+/* An instance of cls from the eight field values (borrowed): built here for a
+ * registered class, else cls(*values). */
+static PyObject *new_delivery(PyObject *cls, PyObject *const *values)
+{
+    for (int k = 0; k < n_layouts; k++) {
+        tx_layout *l = &layouts[k];
+        if ((PyObject *)l->cls != cls)
+            continue;
+        PyObject *obj = l->cls->tp_alloc(l->cls, 0);
+        if (!obj)
+            return NULL;
+        for (int i = 0; i < TX_FIELDS; i++) {
+            Py_INCREF(values[i]);
+            *(PyObject **)((char *)obj + l->offsets[i]) = values[i];
+        }
+        for (int i = 0; i < l->n_extra; i++) {
+            Py_INCREF(l->extra_defaults[i]);
+            *(PyObject **)((char *)obj + l->extra_offsets[i]) = l->extra_defaults[i];
+        }
+        return obj;
+    }
+    return PyObject_Vectorcall(cls, values, TX_FIELDS, NULL);
+}
+
 static PyObject *take_delivery_at(PyObject *bufobj, Py_ssize_t start, Py_ssize_t end,
                                    long channel_id, Py_ssize_t frame_max, PyObject *cls,
                                    PyObject *channel_obj);
@@ -341,7 +434,7 @@ static PyObject *take_delivery_at(PyObject *bufobj, Py_ssize_t start, Py_ssize_t
             goto error;
         PyObject *margs[8] = {channel_obj, ctag, dtag, redelivered ? Py_True : Py_False,
                               exchange, rkey, props, body};
-        message = PyObject_Vectorcall(cls, margs, 8, NULL);
+        message = new_delivery(cls, margs);
         Py_DECREF(dtag);
     }
     if (!message)
@@ -677,6 +770,8 @@ static PyMethodDef methods[] = {
      "encode_message(head, channel_id, body, properties, frame_max) -> bytes"},
     {"encode_content", (PyCFunction)(void (*)(void))tx_encode_content, METH_FASTCALL,
      "encode_content(channel_id, method_payload, body, properties, frame_max) -> bytes"},
+    {"set_delivery_layout", tx_set_delivery_layout, METH_VARARGS,
+     "set_delivery_layout(cls, field_descriptors, extra_descriptors, extra_defaults) -> bool"},
     {"plain_properties", tx_plain_properties, METH_O,
      "plain_properties(properties) -> bool: validation.properties has nothing to check"},
     {"set_message_fallbacks", tx_set_message_fallbacks, METH_VARARGS,

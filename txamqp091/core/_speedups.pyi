@@ -54,6 +54,13 @@ def encode_content(
     frame_max: int,
     /,
 ) -> bytes: ...
+def set_delivery_layout(
+    cls: type,
+    field_descriptors: tuple[Any, ...],
+    extra_descriptors: tuple[Any, ...],
+    extra_defaults: tuple[Any, ...],
+    /,
+) -> bool: ...
 def plain_properties(properties: object, /) -> bool: ...
 def set_message_fallbacks(
     encode_message: Callable[..., bytes], encode_content: Callable[..., bytes], /

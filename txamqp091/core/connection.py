@@ -119,6 +119,8 @@ class Connection(ConnectionMethods):
         self.client_properties = client_properties if client_properties is not None else {}
         self.locale = locale
         self.delivery_class = delivery_class
+        # The C decoder builds its instances itself when it can (once per class).
+        _accel.register_delivery_class(delivery_class)
         self.max_message_size = max_message_size
         self._requested_channel_max = channel_max
         self._requested_frame_max = frame_max

@@ -202,3 +202,24 @@ def test_loops_whose_futures_hide_their_callbacks_keep_the_loop_handle() -> None
     finally:
         loop.close()
         plain.close()
+
+
+@pytest.mark.asyncio
+async def test_the_current_task_lookup_agrees_with_asyncio() -> None:
+    loop = asyncio.get_running_loop()
+    lookup = runtime_module._task_lookup()
+    seen: asyncio.Future[object] = loop.create_future()
+    loop.call_soon(lambda: seen.set_result(lookup(loop)))
+    assert await seen is None  # a plain callback: no task
+    assert lookup(loop) is asyncio.current_task()
+
+
+def test_the_current_task_lookup_falls_back_to_asyncio_s_function(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def python_current_task(loop: Any = None) -> Any:
+        return None
+
+    monkeypatch.setattr(asyncio, "current_task", python_current_task)
+    monkeypatch.setattr(asyncio.tasks, "_current_tasks", None)  # not the dict it knows
+    assert runtime_module._task_lookup() is python_current_task

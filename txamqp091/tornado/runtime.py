@@ -10,6 +10,7 @@ import inspect
 import logging
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -48,7 +49,20 @@ def observe_quietly(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-_current_task = asyncio.current_task
+def _task_lookup() -> Callable[[asyncio.AbstractEventLoop], object]:
+    """``asyncio.current_task`` without a Python frame: the C function where CPython has
+    one (3.12+); before that, ``get`` of the dict it reads (``asyncio.tasks._current_tasks``,
+    which the C tasks maintain); the function itself anywhere else."""
+    current = asyncio.current_task
+    if isinstance(current, types.BuiltinFunctionType):
+        return current
+    tasks = getattr(asyncio.tasks, "_current_tasks", None)
+    if type(tasks) is dict:
+        return tasks.get
+    return current
+
+
+_current_task = _task_lookup()
 
 
 def _all_deliveries(events: list[Any]) -> bool:
@@ -158,7 +172,11 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
         three times the sendto and recvfrom calls).
         """
         ready = self._ready
-        if ready is None or ready or not _all_deliveries(events):
+        if ready is None or ready:
+            dispatch(events)
+            return
+        # An RPC half is one delivery: known without the call.
+        if (len(events) != 1 or type(events[0]) is not Message) and not _all_deliveries(events):
             dispatch(events)
             return
         loop: Any = self._loop

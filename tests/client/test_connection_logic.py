@@ -199,3 +199,43 @@ def test_losing_the_transport_ends_every_channel(clean: bool) -> None:
         wire.disconnect("reset by peer")
     assert closed.done and closed.value is not None and not channel.is_open
     assert wire.client.is_closed
+
+
+def test_a_delivery_class_deriving_from_message_is_routed_to_its_consumer() -> None:
+    """_dispatch routes Message by exact type; a subclass goes through the handler
+    table, by its nearest base (it raised KeyError: the table had no entry)."""
+    from dataclasses import dataclass
+
+    from txamqp091.message import Message
+
+    @dataclass(slots=True, eq=False, repr=False)
+    class Tagged(Message):
+        note: str = "tagged"
+
+    broker = FakeBroker()
+    wire = Wire(broker)
+    channel = channel_of(wire)
+    wire.client._core.delivery_class = Tagged
+    wire.result(channel.queue_declare("q"))
+    consumer = wire.result(channel.basic_consume("q"))
+    for body in (b"one", b"two"):  # two reads, and then one read of two deliveries
+        broker.publish("", "q", body)
+        wire.flush()
+    broker.publish("", "q", b"three")
+    broker.publish("", "q", b"four")
+    wire.flush()
+    got = [wire.result(consumer.get()) for _ in range(4)]
+    assert [m.body for m in got] == [b"one", b"two", b"three", b"four"]
+    assert all(type(m) is Tagged and m.channel is channel for m in got)
+    assert Tagged in wire.client._handlers  # found once, by its base
+
+
+def test_an_event_class_without_a_handler_still_raises() -> None:
+    wire = Wire(FakeBroker())
+    wire.result(wire.client._opened)
+
+    class Unknown:
+        pass
+
+    with pytest.raises(KeyError):
+        wire.client._dispatch([Unknown()])  # type: ignore[list-item]

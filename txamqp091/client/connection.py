@@ -127,8 +127,12 @@ class ConnectionLogic(Generic[W]):
         self._reading_paused = False
         self._secret_waiters: deque[W] = deque()
         self._blocked_callbacks: list[Callable[[str | None], Any]] = []
-        # Deliveries and publisher acks, most events by far, are routed in _dispatch itself.
+        # Deliveries and publisher acks, most events by far, are routed in _dispatch
+        # itself when they are of exactly these classes; the table has them for
+        # subclasses (see _handler_for).
         self._handlers: dict[type, Callable[[Any], None]] = {
+            Message: self._on_delivery,
+            PublishAcked: self._on_acked,
             ev.MethodReply: self._on_reply,
             ev.PublishNacked: self._on_nacked,
             ev.GetOk: self._on_get_ok,
@@ -354,7 +358,32 @@ class ConnectionLogic(Generic[W]):
                 if channel is not None:
                     channel._confirms.acked(event.delivery_tag, event.multiple)
             else:
-                handlers[type(event)](event)
+                handler = handlers.get(type(event))
+                if handler is None:
+                    handler = self._handler_for(type(event))
+                handler(event)
+
+    def _handler_for(self, kind: type) -> Callable[[Any], None]:
+        """The handler of the nearest base of ``kind`` that has one (an event subclass:
+        a ``delivery_class`` deriving from Message, say), remembered for ``kind``."""
+        for base in kind.__mro__[1:]:
+            handler = self._handlers.get(base)
+            if handler is not None:
+                self._handlers[kind] = handler
+                return handler
+        raise KeyError(kind)
+
+    def _on_delivery(self, event: Message) -> None:
+        """A delivery _dispatch did not route itself (a subclass of Message)."""
+        channel = self._channels.get(event.channel_id)
+        if channel is not None:
+            channel._on_delivery(event)
+
+    def _on_acked(self, event: PublishAcked) -> None:
+        """An ack _dispatch did not route itself (a subclass of PublishAcked)."""
+        channel = self._channels.get(event.channel_id)
+        if channel is not None:
+            channel._confirms.acked(event.delivery_tag, event.multiple)
 
     def _on_nacked(self, event: ev.PublishNacked) -> None:
         channel = self._channels.get(event.channel_id)

@@ -660,3 +660,21 @@ def test_a_delivery_built_by_the_decoder_is_what_its_class_makes(name: str) -> N
         assert built.seen == ["post_init"]
     if cls is WithFactory:
         assert built.seen == [] and built.seen is not C.take_read(data, 4096, 1 << 27, cls)[1].seen
+
+
+@requires_c
+@pytest.mark.parametrize("decoded", [False, True])
+def test_the_c_encoder_sees_fields_as_attribute_lookup_does(
+    decoded: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C encoder reads an exact BasicProperties' instance dict, and the class's own
+    None for a field the instance does not set (a decoded header): a class attribute
+    that is not None (changed by someone) must still be what it encodes."""
+    props = spec.BasicProperties(correlation_id="1", reply_to="r")
+    if decoded:
+        wire = props.encode()
+        props = spec.BasicProperties.decode(wire, 0, len(wire))
+    assert props.encode() == _accel.PURE_PROPERTIES_ENCODE(props)
+    monkeypatch.setattr(spec.BasicProperties, "app_id", "from-the-class")
+    assert props.encode() == _accel.PURE_PROPERTIES_ENCODE(props)
+    assert (props.app_id == "from-the-class") is decoded  # __init__ set it to None

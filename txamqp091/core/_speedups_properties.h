@@ -146,9 +146,32 @@ static PyObject *tx_encode_properties(PyObject *self, PyObject *unused)
     unsigned int flags = 0;
     int rc = TX_OK;
     w.len = 2;
+    /* Exactly BasicProperties: its fields are plain class attributes (None) that the
+     * instance dict overrides, so a field found in the dict is the attribute, at the
+     * cost of a dict lookup instead of an attribute lookup; one not there is looked
+     * up as an attribute (a decoded header stores only the fields it carries). */
+    PyObject *dict = NULL;
+    if (Py_TYPE(self) == props_type) {
+        dict = PyObject_GenericGetDict(self, NULL);
+        if (!dict)
+            PyErr_Clear();
+    }
     for (int i = 0; i < TX_PROP_COUNT && rc == TX_OK; i++) {
         const struct tx_prop *p = &TX_PROPS[i];
-        PyObject *v = PyObject_GetAttr(self, prop_names[i]);
+        PyObject *v = dict ? PyDict_GetItemWithError(dict, prop_names[i]) : NULL;
+        if (!v && dict && !PyErr_Occurred()) {
+            /* Not set on the instance: the class attribute, which for a plain None in
+             * the class's own dict is what the attribute lookup would find. */
+            v = PyDict_GetItemWithError(props_type->tp_dict, prop_names[i]);
+            if (v != Py_None)
+                v = NULL;
+        }
+        if (v)
+            Py_INCREF(v);
+        else if (PyErr_Occurred())
+            v = NULL;
+        else
+            v = PyObject_GetAttr(self, prop_names[i]);
         if (!v) {
             rc = TX_ERROR;
             break;
@@ -225,6 +248,7 @@ static PyObject *tx_encode_properties(PyObject *self, PyObject *unused)
         }
         Py_DECREF(v);
     }
+    Py_XDECREF(dict);
     PyObject *result = NULL;
     if (rc == TX_OK) {
         w.p[0] = (char)(flags >> 8);

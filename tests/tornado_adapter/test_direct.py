@@ -129,22 +129,31 @@ async def test_deliveries_in_and_publishes_out(opened: tuple[AMQPProtocol, Peer,
 async def test_a_partly_sent_write_leaves_the_rest_in_order(
     opened: tuple[AMQPProtocol, Peer, Channel],
 ) -> None:
+    from txamqp091.tornado.protocol import DIRECT_WRITE_MAX
+
     protocol, peer, ch = opened
-    big = bytes(range(256)) * (3 << 12)  # 3 MiB: more than the socket pair holds, unspooled
-    # The rest stays in the transport's buffer without pausing publishes (pause_writing).
     transport: Any = protocol.transport
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    # The rest stays in the transport's buffer without pausing publishes (pause_writing).
     transport.set_write_buffer_limits(high=16 << 20)
-    first = ch.basic_publish("", "big", big)
-    await asyncio.sleep(0)  # its write: sent in part, the rest in the transport's buffer
+    body = bytes(range(256)) * ((DIRECT_WRITE_MAX - 512) // 256)  # one direct write...
+    first = ch.basic_publish("", "first", body)
+    await asyncio.sleep(0)  # ...sent in part (a small send buffer), the rest buffered
     assert len(transport._buffer) > 0
-    second = ch.basic_publish("", "after", b"small")  # behind that rest
-    assert protocol._spool.takes(big) is False  # not the spool's: the transport's buffer
-    read = asyncio.ensure_future(peer.read_exactly(len(big)))
-    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    second = ch.basic_publish("", "second", b"small")  # behind that rest
+    await asyncio.sleep(0)
+    assert len(transport._buffer) > len(body) // 2  # appended by the transport's write
+    big = bytes(range(256)) * (1 << 12)  # 1 MiB: the transport's write, behind both
+    third = ch.basic_publish("", "third", big)
+    read = asyncio.ensure_future(peer.read_exactly(len(body) + len(big)))
+    await asyncio.wait_for(asyncio.gather(first, second, third), 5)
     data = await read + await peer.read_available()
     sent = parse_published_messages(data)
-    assert [(m.method.routing_key, len(m.body)) for m in sent] == [("big", len(big)), ("after", 5)]
-    assert sent[0].body == big
+    assert [(m.method.routing_key, m.body) for m in sent] == [
+        ("first", body),
+        ("second", b"small"),
+        ("third", big),
+    ]
 
 
 @pytest.mark.asyncio

@@ -30,6 +30,11 @@ READ_SIZE = 96 * 1024
 #: ...unless the last read filled its buffer (a large message, a backlog): then
 #: 1 MiB at a time, whose mapping costs little per byte; small reads again after.
 LARGE_READ_SIZE = 1 << 20
+#: Writes up to this size go straight to the socket while the transport's buffer is
+#: empty (:mod:`._direct`); larger ones (a batch of publishes, a big body) go through
+#: the transport, whose cost is nothing next to their size and which, when the socket
+#: takes only part, buffers the rest without a second send.
+DIRECT_WRITE_MAX = 64 * 1024
 
 
 class AMQPProtocol(asyncio.Protocol, FutureRuntime):
@@ -147,7 +152,12 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
         """Hand ``data`` to the transport; large writes a slice at a time (:mod:`..client.spool`)."""
         spool = self._spool
         direct = self._direct
-        if direct is not None and not direct._buffer and not spool.takes(data):
+        if (
+            direct is not None
+            and len(data) <= DIRECT_WRITE_MAX
+            and not direct._buffer
+            and not spool.takes(data)
+        ):
             # The transport's own write for this case (its buffer empty: send now), less
             # its frame and its checks for what this protocol never does (write_eof,
             # sendfile); a closing or lost transport takes the usual path below.

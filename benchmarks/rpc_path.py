@@ -31,6 +31,7 @@ It is a measuring tool, not a test: nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import gc
 import io
@@ -218,9 +219,183 @@ class TwistedRPC:
         return out
 
 
+class _AsyncioTransport(asyncio.Transport):
+    """asyncio's selector socket transport as far as the Tornado protocol's direct write
+    looks at one (an empty buffer, open); writes that get past it are counted too."""
+
+    def __init__(self, sock: _Socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self._buffer = bytearray()
+        self._closing = False
+        self._conn_lost = 0
+
+    def write(self, data: bytes) -> None:
+        self._sock.send(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def close(self) -> None:
+        self._closing = True
+
+
+class TornadoRPC:
+    """The same RPC on the Tornado (asyncio) adapter: reads are fed from a loop callback,
+    as the selector transport's reader runs (not inside a task), so that dispatch_read
+    may run the woken task at once, as live."""
+
+    def __init__(self) -> None:
+        from txamqp091.tornado.protocol import AMQPProtocol as TornadoProtocol
+
+        self.loop = asyncio.new_event_loop()
+        self.frames = ServerFrames()
+        self.protocol = TornadoProtocol(ConnectionParameters(), self.loop)
+        self.socket = _Socket()
+        self.transport = _AsyncioTransport(self.socket)
+        self.protocol.connection_made(self.transport)  # type: ignore[arg-type]
+        # What connection_made sets up for asyncio's own selector transport.
+        self.protocol._direct = self.transport
+        self.protocol._sock = self.socket  # type: ignore[assignment]
+        self.receive: Callable[[bytes], None] = self.protocol.connection.data_received
+        self.receive(self.frames.handshake(heartbeat=60))
+        self.conn: Any = self.loop.run_until_complete(self.protocol.ready)
+        self.latencies: list[float] = []
+
+    def _reply(self, waiter: Any, data: bytes) -> Any:
+        self.loop.call_soon(self.receive, data)
+        return self.loop.run_until_complete(waiter)
+
+    def setup(self) -> None:
+        f = self.frames
+        conn = self.conn
+        rch = self._reply(conn.channel(), f.channel_open_ok(1))
+        ch = self._reply(conn.channel(), f.channel_open_ok(2))
+        self._reply(
+            rch.queue_declare(REQUEST_QUEUE, auto_delete=True), f.queue_declare_ok(1, REQUEST_QUEUE)
+        )
+        self.requests = self._reply(
+            rch.basic_consume(REQUEST_QUEUE, auto_ack=True, consumer_tag=REQUEST_TAG),
+            f.consume_ok(1, REQUEST_TAG),
+        )
+        self._reply(ch.queue_declare("", exclusive=True), f.queue_declare_ok(2, REPLY_QUEUE))
+        self.replies = self._reply(
+            ch.basic_consume(REPLY_QUEUE, auto_ack=True, consumer_tag=REPLY_TAG),
+            f.consume_ok(2, REPLY_TAG),
+        )
+        self.rch, self.ch = rch, ch
+
+    def start(self, calls: int) -> None:
+        """The benchmark's responder and client loop (tornado_client.py's code), as tasks."""
+        requests, rch, ch, replies = self.requests, self.rch, self.ch, self.replies
+        lat = self.latencies
+
+        async def responder() -> None:
+            get = requests.get
+            publish = rch.basic_publish
+            while True:
+                try:
+                    req = await get()
+                except BaseException:
+                    return
+                props = req.properties
+                publish(
+                    "",
+                    props.reply_to,
+                    req.body,
+                    BasicProperties(correlation_id=props.correlation_id),
+                )
+
+        async def client() -> None:
+            get = replies.get
+            publish = ch.basic_publish
+            perf = time.perf_counter
+            for i in range(calls):
+                cid = str(i)
+                t0 = perf()
+                publish(
+                    "",
+                    REQUEST_QUEUE,
+                    BODY_64,
+                    BasicProperties(reply_to=REPLY_QUEUE, correlation_id=cid),
+                )
+                reply = await get()
+                lat.append(perf() - t0)
+                if reply.properties.correlation_id != cid:
+                    raise RuntimeError(f"reply {reply.properties.correlation_id!r} for {cid!r}")
+
+        self.responder = self.loop.create_task(responder())
+        self.client = self.loop.create_task(client())
+        for _ in range(3):  # both tasks reach their first get(); the request is flushed
+            self.loop.run_until_complete(_yield())
+
+    reads = TwistedRPC.reads
+
+    def feed(self, reads: list[bytes]) -> None:
+        """Hand ``reads`` to the protocol from one loop callback, as the transport would."""
+        loop = self.loop
+
+        def feed_then_stop() -> None:  # the only callback of its loop turn, as a read's
+            _feed_all(self.receive, reads)
+            loop.stop()
+
+        loop.call_soon(feed_then_stop)
+        loop.run_forever()
+
+
+async def _yield() -> None:
+    await asyncio.sleep(0)
+
+
+def _feed_all(receive: Callable[[bytes], None], reads: list[bytes]) -> None:
+    for data in reads:
+        receive(data)
+
+
+def run_tornado(calls: int, profile: cProfile.Profile | None = None) -> float:
+    """ns of client Python per call on the Tornado adapter (see run_twisted)."""
+    rpc = TornadoRPC()
+    rpc.setup()
+    rpc.socket.sent = 0
+    rpc.socket.kept = []
+    rpc.start(calls)
+    reads = rpc.reads(calls)
+    rpc.feed(reads[:2])
+    _check_writes(rpc.socket.kept)
+    rpc.socket.kept = None
+    todo = reads[2:]
+    gc.collect()
+    box: list[int] = []
+
+    def timed() -> None:
+        if profile is not None:
+            profile.enable()
+        t0 = time.perf_counter_ns()
+        _feed_all(rpc.receive, todo)
+        box.append(time.perf_counter_ns() - t0)
+        if profile is not None:
+            profile.disable()
+
+    rpc.loop.call_soon(timed)
+    rpc.loop.run_until_complete(rpc.client)
+    if rpc.socket.sent != 2 * calls:
+        raise RuntimeError(f"{rpc.socket.sent} writes for {calls} calls")
+    rpc.responder.cancel()
+    rpc.loop.run_until_complete(_yield())
+    rpc.loop.close()
+    return box[0] / (calls - 1)
+
+
 def _check(rpc: TwistedRPC) -> None:
+    _check_writes(rpc.transport.socket.kept)
+
+
+def _check_writes(kept: list[bytes] | None) -> None:
     """The writes are what the benchmark's client would send: a request then a reply."""
-    kept = rpc.transport.socket.kept or []
+    kept = kept or []
     sent = [parse_client_frames(data) for data in kept]
     want = [
         (2, "", REQUEST_QUEUE, BasicProperties(reply_to=REPLY_QUEUE, correlation_id="0")),
@@ -280,24 +455,31 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--calls", type=int, default=20_000, help="RPC calls per run")
     p.add_argument("--repeats", type=int, default=7, help="runs; the median is reported")
+    p.add_argument(
+        "--adapter", choices=["twisted", "tornado", "both"], default="twisted", help="which adapter"
+    )
     p.add_argument("--profile", action="store_true", help="print a cProfile of one run")
     p.add_argument("--sort", default="tottime", help="cProfile sort key (with --profile)")
     p.add_argument("--lines", type=int, default=35, help="cProfile rows (with --profile)")
     a = p.parse_args(argv)
     core = "C accelerator" if _accel.speedups is not None else "pure Python"
-    if a.profile:
-        prof = cProfile.Profile()
-        run_twisted(a.calls, prof)
-        out = io.StringIO()
-        pstats.Stats(prof, stream=out).sort_stats(a.sort).print_stats(a.lines)
-        print(f"twisted, {core}, {a.calls} calls")
-        print(out.getvalue())
-        return 0
-    runs = [run_twisted(a.calls) for _ in range(a.repeats)]
-    print(
-        f"twisted ({core}): {statistics.median(runs):.0f} ns/call median of {a.repeats} "
-        f"(min {min(runs):.0f}, max {max(runs):.0f}; {a.calls} calls each)"
-    )
+    adapters = ["twisted", "tornado"] if a.adapter == "both" else [a.adapter]
+    runners = {"twisted": run_twisted, "tornado": run_tornado}
+    for name in adapters:
+        run = runners[name]
+        if a.profile:
+            prof = cProfile.Profile()
+            run(a.calls, prof)
+            out = io.StringIO()
+            pstats.Stats(prof, stream=out).sort_stats(a.sort).print_stats(a.lines)
+            print(f"{name}, {core}, {a.calls} calls")
+            print(out.getvalue())
+            continue
+        runs = [run(a.calls) for _ in range(a.repeats)]
+        print(
+            f"{name} ({core}): {statistics.median(runs):.0f} ns/call median of {a.repeats} "
+            f"(min {min(runs):.0f}, max {max(runs):.0f}; {a.calls} calls each)"
+        )
     return 0
 
 

@@ -29,10 +29,15 @@ def test_rpc_path_runs_and_checks_its_writes() -> None:
     assert harness.run_twisted(50) > 0
 
 
+def test_rpc_path_runs_on_tornado_too() -> None:
+    harness = _harness()
+    assert harness.run_tornado(50) > 0
+
+
 def test_rpc_path_main_reports(capsys: object) -> None:
     harness = _harness()
-    assert harness.main(["--calls", "20", "--repeats", "1"]) == 0
-    assert harness.main(["--calls", "20", "--profile", "--lines", "5"]) == 0
+    assert harness.main(["--calls", "20", "--repeats", "1", "--adapter", "both"]) == 0
+    assert harness.main(["--calls", "20", "--profile", "--lines", "5", "--adapter", "both"]) == 0
 
 
 def test_a_read_of_one_delivery_is_routed_without_dispatch_read() -> None:

@@ -139,10 +139,10 @@ async def test_a_partly_sent_write_leaves_the_rest_in_order(
     body = bytes(range(256)) * ((DIRECT_WRITE_MAX - 512) // 256)  # one direct write...
     first = ch.basic_publish("", "first", body)
     await asyncio.sleep(0)  # ...sent in part (a small send buffer), the rest buffered
-    assert len(transport._buffer) > 0
+    assert transport.get_write_buffer_size() > 0
     second = ch.basic_publish("", "second", b"small")  # behind that rest
     await asyncio.sleep(0)
-    assert len(transport._buffer) > len(body) // 2  # appended by the transport's write
+    assert transport.get_write_buffer_size() > len(body) // 2  # the transport appended it
     big = bytes(range(256)) * (1 << 12)  # 1 MiB: the transport's write, behind both
     third = ch.basic_publish("", "third", big)
     read = asyncio.ensure_future(peer.read_exactly(len(body) + len(big)))
@@ -235,3 +235,32 @@ async def test_reads_grow_after_a_full_one_and_shrink_again(
         protocol._read_now()
     assert fake.sizes == [READ_SIZE, LARGE_READ_SIZE, READ_SIZE]
     assert protocol.connection.is_open
+
+
+def registered_reader(protocol: AMQPProtocol) -> Any:
+    transport: Any = protocol.transport
+    loop: Any = asyncio.get_running_loop()
+    return loop._selector.get_key(transport._sock_fd).data[0]._callback
+
+
+@pytest.mark.asyncio
+async def test_reading_paused_and_resumed_still_reads_every_delivery(
+    opened: tuple[AMQPProtocol, Peer, Channel],
+) -> None:
+    protocol, peer, ch = opened
+    direct = protocol._direct is not None
+    # The loop calls the protocol's reader itself, or the transport's.
+    assert (registered_reader(protocol) == protocol._read_now) == direct
+    subscribing = ch.basic_consume("q", auto_ack=True, consumer_tag="c1")
+    await peer.send(frames.consume_ok(1, "c1"))
+    consumer = await asyncio.wait_for(subscribing, 5)
+    for round_ in range(2):
+        protocol.pause_reading()
+        await peer.send(frames.deliver(1, "c1", round_ + 1, b"while paused"))
+        waiting = consumer.get()
+        await asyncio.sleep(0.02)
+        assert not waiting.done()  # not read while paused
+        protocol.resume_reading()
+        message: Any = await asyncio.wait_for(waiting, 5)
+        assert message.delivery_tag == round_ + 1
+        assert (registered_reader(protocol) == protocol._read_now) == direct

@@ -21,7 +21,7 @@ import socket
 from collections import deque
 from typing import Any
 
-__all__ = ["selector_socket"]
+__all__ = ["reader_replaceable", "selector_socket"]
 
 
 def _selector_transport_class() -> type | None:
@@ -60,3 +60,16 @@ def selector_socket(transport: asyncio.BaseTransport) -> socket.socket | None:
     if reader is None or reader != getattr(t, "_read_ready__data_received", None):
         return None
     return sock
+
+
+def reader_replaceable(transport: Any) -> bool:
+    """Whether the loop's reader of ``transport`` (its ``_read_ready``, which only calls
+    ``_read_ready_cb``) can be replaced: the transport registers it with its own
+    ``_add_reader(fd, callback)`` (which skips a paused or closing transport), from
+    ``_read_ready`` looked up when it does so (``resume_reading``)."""
+    return (
+        type(getattr(transport, "_sock_fd", None)) is int
+        and callable(getattr(transport, "_add_reader", None))
+        and callable(getattr(transport, "_read_ready", None))
+        and "_read_ready" not in vars(transport)
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..client.spool import WriteSpool
 from ..params import ConnectionParameters
-from ._direct import selector_socket
+from ._direct import reader_replaceable, selector_socket
 from .channel import Connection
 from .runtime import Clock, FutureRuntime, observe_quietly
 
@@ -86,6 +86,12 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
             self._sock = sock
             # What the transport's reader calls: its _read_ready__data_received.
             transport._read_ready_cb = self._read_now  # type: ignore[attr-defined]
+            if reader_replaceable(transport):
+                # And the reader itself, one call less per read: what resume_reading()
+                # registers from now on, and, on the next turn, in place of the one the
+                # transport registers on this turn (after this call).
+                transport._read_ready = self._read_now  # type: ignore[attr-defined]
+                self._loop.call_soon(self._adopt_reader, transport)
         self.connection.connection_made()
 
     def data_received(self, data: bytes) -> None:
@@ -93,6 +99,12 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
         if sized is not None:
             sized.max_size = LARGE_READ_SIZE if len(data) == sized.max_size else READ_SIZE
         self.connection.data_received(data)
+
+    def _adopt_reader(self, transport: Any) -> None:
+        """Register :meth:`_read_now` as the socket's reader, as the transport registers
+        its own (``_add_reader``: nothing while reading is paused or the transport closes)."""
+        if self._direct is transport:
+            transport._add_reader(transport._sock_fd, self._read_now)
 
     def _read_now(self) -> None:
         """The selector transport's ``_read_ready__data_received`` and :meth:`data_received`

@@ -614,6 +614,16 @@ class OwnInit(Delivery):
 
 
 @dataclasses.dataclass(slots=True, eq=False)
+class WithInitVar(Delivery):
+    extra: dataclasses.InitVar[int] = 0
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class WithKeywordOnly(Delivery):
+    note: str = dataclasses.field(default="n", kw_only=True)
+
+
+@dataclasses.dataclass(slots=True, eq=False)
 class WithDefaults(Delivery):
     note: str = "n"
     count: int | None = None
@@ -625,7 +635,7 @@ def test_which_delivery_classes_the_decoder_builds_itself() -> None:
 
     for cls in (Delivery, Message, ReturnedMessage, WithDefaults):
         assert _accel.register_delivery_class(cls), cls
-    for cls in (WithPostInit, WithFactory, WithDict, OwnInit, int, object):
+    for cls in (WithPostInit, WithFactory, WithDict, OwnInit, WithInitVar, WithKeywordOnly, int):
         assert not _accel.register_delivery_class(cls), cls
 
 

@@ -173,6 +173,9 @@ def _register(cls: type) -> bool:
     ):
         return False
     fields = dataclasses.fields(cls)
+    code = init.__code__
+    if code.co_argcount != 1 + len(fields) or code.co_kwonlyargcount:
+        return False  # an InitVar, or keyword-only fields: not just the fields
     names = tuple(f.name for f in fields)
     if names[: len(DELIVERY_FIELDS)] != DELIVERY_FIELDS:
         return False

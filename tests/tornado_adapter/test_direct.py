@@ -167,6 +167,8 @@ async def test_the_peer_closing_the_socket_ends_the_connection(
         await asyncio.wait_for(waiting, 5)
     assert not protocol.connection.is_open
     assert protocol.transport is not None and protocol.transport.is_closing()
+    await asyncio.sleep(0.01)  # connection_lost
+    protocol._read_now()  # a reader run that was already due: nothing to read any more
 
 
 class FailingSocket:

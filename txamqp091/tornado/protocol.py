@@ -110,7 +110,7 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
         """The selector transport's ``_read_ready__data_received`` and :meth:`data_received`
         in one: the same recv, end-of-file and error handling, two Python calls less."""
         transport = self._direct
-        if transport._conn_lost:
+        if transport is None or transport._conn_lost:  # a reader run after connection_lost
             return
         size = transport.max_size
         try:

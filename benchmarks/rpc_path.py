@@ -39,7 +39,8 @@ import pstats
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -50,8 +51,12 @@ from txamqp091.core import _accel, spec
 from txamqp091.core.testing import ServerFrames, parse_client_frames
 from txamqp091.twisted.protocol import AMQPProtocol
 
-#: As in twisted_client.py.
-BODY_64 = b"x" * 64
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from _rpc import BODY_64, answer_requests, call_in_turn  # noqa: E402
+
 REQUEST_QUEUE = "rpc-path-requests"
 REPLY_QUEUE = "amq.gen-rpc-path-replies"
 REQUEST_TAG = "ctag-requests"
@@ -96,38 +101,17 @@ class _Transport:
         self.connected = False
 
 
-class TwistedRPC:
-    """One protocol with the benchmark's responder and client loop, fed by hand."""
+class _RPC:
+    """What both adapters' harnesses share: the connection's setup through the public API
+    against the broker's replies, and the broker's reads of each call. A subclass says
+    how to wait for a reply (:meth:`_reply`) and starts the benchmark's code."""
 
-    def __init__(self) -> None:
-        self.clock = Clock()
-        self.frames = ServerFrames()
-        self.protocol = AMQPProtocol(ConnectionParameters(), self.clock)
-        self.transport = _Transport()
-        self.protocol.makeConnection(self.transport)  # type: ignore[arg-type]
-        # What connectionMade sets up for a real tcp.Connection.
-        self.protocol._socket_transport = self.transport
-        self.receive: Callable[[bytes], None] = self.protocol.connection.data_received
-        # RabbitMQ's 60 s heartbeat, as live (the Clock never reaches it).
-        self.receive(self.frames.handshake(heartbeat=60))
-        self.conn: Any = self._result(self.protocol.ready)
-        self.loop: Deferred[Any] | None = None
-
-    def _result(self, waiter: Any) -> Any:
-        """Run the pending flush, then return the Deferred's result."""
-        self.clock.advance(0)
-        box: list[Any] = []
-        waiter.addBoth(box.append)
-        if not box:
-            raise RuntimeError("the waiter has not fired")
-        if isinstance(box[0], BaseException) or hasattr(box[0], "raiseException"):
-            box[0].raiseException()
-        return box[0]
+    frames: ServerFrames
+    conn: Any
+    latencies: list[float]
 
     def _reply(self, waiter: Any, data: bytes) -> Any:
-        self.clock.advance(0)
-        self.receive(data)
-        return self._result(waiter)
+        raise NotImplementedError
 
     def setup(self) -> None:
         f = self.frames
@@ -148,47 +132,18 @@ class TwistedRPC:
         )
         self.rch, self.ch, self.requests, self.replies = rch, ch, requests, replies
 
-    def start(self, calls: int) -> None:
-        """Start the responder and the client loop (the benchmark's code); the first
-        request is written by a scheduled flush, as live."""
-        requests, rch, ch, replies = self.requests, self.rch, self.ch, self.replies
-        self.latencies: list[float] = []
-
-        async def responder() -> None:
-            get = requests.get
-            publish = rch.basic_publish
-            while True:
-                try:
-                    req = await get()
-                except BaseException:
-                    return
-                props = req.properties
-                publish(
-                    "",
-                    props.reply_to,
-                    req.body,
-                    BasicProperties(correlation_id=props.correlation_id),
-                )
-
-        async def client() -> None:
-            get = replies.get
-            publish = ch.basic_publish
-            perf = time.perf_counter
-            lat = self.latencies
-            q = REQUEST_QUEUE
-            reply_q = REPLY_QUEUE
-            for i in range(calls):
-                cid = str(i)
-                t0 = perf()
-                publish("", q, BODY_64, BasicProperties(reply_to=reply_q, correlation_id=cid))
-                reply = await get()
-                lat.append(perf() - t0)
-                if reply.properties.correlation_id != cid:
-                    raise RuntimeError(f"reply {reply.properties.correlation_id!r} for {cid!r}")
-
-        self.responder = ensureDeferred(responder())
-        self.loop = ensureDeferred(client())
-        self.clock.advance(0)  # the first request's scheduled flush
+    def _code(self, calls: int) -> tuple[Coroutine[Any, Any, None], Coroutine[Any, Any, None]]:
+        """The benchmark's responder and client loop (benchmarks/_rpc.py), not started."""
+        responder = answer_requests(self.requests, self.rch.basic_publish)
+        client = call_in_turn(
+            self.replies.get,
+            self.ch.basic_publish,
+            REQUEST_QUEUE,
+            REPLY_QUEUE,
+            calls,
+            self.latencies,
+        )
+        return responder, client
 
     def reads(self, calls: int, first_tag: int = 1) -> list[bytes]:
         """The broker's two reads per call, in order: the request, then its reply."""
@@ -219,6 +174,49 @@ class TwistedRPC:
         return out
 
 
+class TwistedRPC(_RPC):
+    """One protocol with the benchmark's responder and client loop, fed by hand."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.frames = ServerFrames()
+        self.protocol = AMQPProtocol(ConnectionParameters(), self.clock)
+        self.transport = _Transport()
+        self.protocol.makeConnection(self.transport)  # type: ignore[arg-type]
+        # What connectionMade sets up for a real tcp.Connection.
+        self.protocol._socket_transport = self.transport
+        self.receive: Callable[[bytes], None] = self.protocol.connection.data_received
+        # RabbitMQ's 60 s heartbeat, as live (the Clock never reaches it).
+        self.receive(self.frames.handshake(heartbeat=60))
+        self.conn: Any = self._result(self.protocol.ready)
+        self.loop: Deferred[Any] | None = None
+        self.latencies: list[float] = []
+
+    def _result(self, waiter: Any) -> Any:
+        """Run the pending flush, then return the Deferred's result."""
+        self.clock.advance(0)
+        box: list[Any] = []
+        waiter.addBoth(box.append)
+        if not box:
+            raise RuntimeError("the waiter has not fired")
+        if isinstance(box[0], BaseException) or hasattr(box[0], "raiseException"):
+            box[0].raiseException()
+        return box[0]
+
+    def _reply(self, waiter: Any, data: bytes) -> Any:
+        self.clock.advance(0)
+        self.receive(data)
+        return self._result(waiter)
+
+    def start(self, calls: int) -> None:
+        """Start the responder and the client loop (the benchmark's code); the first
+        request is written by a scheduled flush, as live."""
+        responder, client = self._code(calls)
+        self.responder = ensureDeferred(responder)
+        self.loop = ensureDeferred(client)
+        self.clock.advance(0)  # the first request's scheduled flush
+
+
 class _AsyncioTransport(asyncio.Transport):
     """asyncio's selector socket transport as far as the Tornado protocol's direct write
     looks at one (an empty buffer, open); writes that get past it are counted too."""
@@ -243,7 +241,7 @@ class _AsyncioTransport(asyncio.Transport):
         self._closing = True
 
 
-class TornadoRPC:
+class TornadoRPC(_RPC):
     """The same RPC on the Tornado (asyncio) adapter: reads are fed from a loop callback,
     as the selector transport's reader runs (not inside a task), so that dispatch_read
     may run the woken task at once, as live."""
@@ -269,70 +267,13 @@ class TornadoRPC:
         self.loop.call_soon(self.receive, data)
         return self.loop.run_until_complete(waiter)
 
-    def setup(self) -> None:
-        f = self.frames
-        conn = self.conn
-        rch = self._reply(conn.channel(), f.channel_open_ok(1))
-        ch = self._reply(conn.channel(), f.channel_open_ok(2))
-        self._reply(
-            rch.queue_declare(REQUEST_QUEUE, auto_delete=True), f.queue_declare_ok(1, REQUEST_QUEUE)
-        )
-        self.requests = self._reply(
-            rch.basic_consume(REQUEST_QUEUE, auto_ack=True, consumer_tag=REQUEST_TAG),
-            f.consume_ok(1, REQUEST_TAG),
-        )
-        self._reply(ch.queue_declare("", exclusive=True), f.queue_declare_ok(2, REPLY_QUEUE))
-        self.replies = self._reply(
-            ch.basic_consume(REPLY_QUEUE, auto_ack=True, consumer_tag=REPLY_TAG),
-            f.consume_ok(2, REPLY_TAG),
-        )
-        self.rch, self.ch = rch, ch
-
     def start(self, calls: int) -> None:
         """The benchmark's responder and client loop (tornado_client.py's code), as tasks."""
-        requests, rch, ch, replies = self.requests, self.rch, self.ch, self.replies
-        lat = self.latencies
-
-        async def responder() -> None:
-            get = requests.get
-            publish = rch.basic_publish
-            while True:
-                try:
-                    req = await get()
-                except BaseException:
-                    return
-                props = req.properties
-                publish(
-                    "",
-                    props.reply_to,
-                    req.body,
-                    BasicProperties(correlation_id=props.correlation_id),
-                )
-
-        async def client() -> None:
-            get = replies.get
-            publish = ch.basic_publish
-            perf = time.perf_counter
-            for i in range(calls):
-                cid = str(i)
-                t0 = perf()
-                publish(
-                    "",
-                    REQUEST_QUEUE,
-                    BODY_64,
-                    BasicProperties(reply_to=REPLY_QUEUE, correlation_id=cid),
-                )
-                reply = await get()
-                lat.append(perf() - t0)
-                if reply.properties.correlation_id != cid:
-                    raise RuntimeError(f"reply {reply.properties.correlation_id!r} for {cid!r}")
-
-        self.responder = self.loop.create_task(responder())
-        self.client = self.loop.create_task(client())
+        responder, client = self._code(calls)
+        self.responder = self.loop.create_task(responder)
+        self.client = self.loop.create_task(client)
         for _ in range(3):  # both tasks reach their first get(); the request is flushed
             self.loop.run_until_complete(_yield())
-
-    reads = TwistedRPC.reads
 
     def feed(self, reads: list[bytes]) -> None:
         """Hand ``reads`` to the protocol from one loop callback, as the transport would."""

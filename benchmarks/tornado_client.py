@@ -97,6 +97,7 @@ if str(HERE) not in sys.path:
 
 import _diag  # noqa: E402
 from _parent import installed, setup_client  # noqa: E402
+from _rpc import BODY_64, call_in_turn  # noqa: E402
 
 CLIENTS = ("txamqp091", "pika", "aiopika")
 
@@ -110,7 +111,6 @@ SCENARIOS: dict[str, tuple[str, int, str]] = {
     "large": ("5", 2_000, "1 MiB publish with confirms (window 50) + consume back"),
 }
 
-BODY_64 = b"x" * 64
 MIB = 1 << 20
 CONFIRM_WINDOW = 1000
 PREFETCH = 1000
@@ -351,20 +351,17 @@ async def tx_scenario(a: argparse.Namespace, meter: Meter) -> dict[str, Any]:
             ok = await ch.queue_declare("", exclusive=True)
             reply_q = ok.queue
             replies = await ch.basic_consume(reply_q, auto_ack=True)
-            get = replies.get
-            publish = ch.basic_publish
-            perf = time.perf_counter
             lat: list[float] = []
-            for i in range(RPC_WARMUP + n):
-                if i == RPC_WARMUP:
-                    meter.start()
-                cid = str(i)
-                t0 = perf()
-                publish("", q, BODY_64, BasicProperties(reply_to=reply_q, correlation_id=cid))
-                reply = await get()
-                lat.append(perf() - t0)
-                if reply.properties.correlation_id != cid:
-                    raise RuntimeError(f"reply {reply.properties.correlation_id!r} for {cid!r}")
+            await call_in_turn(
+                replies.get,
+                ch.basic_publish,
+                q,
+                reply_q,
+                RPC_WARMUP + n,
+                lat,
+                warmup=RPC_WARMUP,
+                on_warm=meter.start,
+            )
             meter.stop()
             await requests.cancel()
             await rch.queue_delete(q)

@@ -85,6 +85,7 @@ if str(HERE) not in sys.path:
 
 import _diag  # noqa: E402
 from _parent import installed, setup_client  # noqa: E402
+from _rpc import BODY_64, answer_requests, call_in_turn  # noqa: E402
 
 CLIENTS = ("txamqp091", "pika")
 #: The reference row of the rpc scenario (not a client under test): see floor_rpc().
@@ -100,7 +101,6 @@ SCENARIOS: dict[str, tuple[str, int, str]] = {
     "large": ("5", 2_000, "1 MiB publish with confirms (window 50) + consume back"),
 }
 
-BODY_64 = b"x" * 64
 MIB = 1 << 20
 CONFIRM_WINDOW = 1000
 PREFETCH = 1000
@@ -187,8 +187,6 @@ async def _tx_connect(reactor: Any, a: argparse.Namespace, name: str) -> Any:
 async def tx_scenario(reactor: Any, a: argparse.Namespace) -> dict[str, Any]:
     from twisted.internet import defer
 
-    from txamqp091.core.spec import BasicProperties
-
     scen, q, n = a.worker, a.queue, a.n
     meter = Meter()
     conn = await _tx_connect(reactor, a, f"bench-{scen}-tx")
@@ -270,40 +268,21 @@ async def tx_scenario(reactor: Any, a: argparse.Namespace) -> dict[str, Any]:
             await rch.queue_declare(q, auto_delete=True)
             requests = await rch.basic_consume(q, auto_ack=True)
 
-            async def responder() -> None:
-                get = requests.get
-                publish = rch.basic_publish
-                while True:
-                    try:
-                        req = await get()
-                    except BaseException:
-                        return
-                    props = req.properties
-                    publish(
-                        "",
-                        props.reply_to,
-                        req.body,
-                        BasicProperties(correlation_id=props.correlation_id),
-                    )
-
-            resp = defer.ensureDeferred(responder())
+            resp = defer.ensureDeferred(answer_requests(requests, rch.basic_publish))
             ok = await ch.queue_declare("", exclusive=True)
             reply_q = ok.queue
             replies = await ch.basic_consume(reply_q, auto_ack=True)
-            get = replies.get
-            publish = ch.basic_publish
-            perf = time.perf_counter
             lat: list[float] = []
-            for i in range(RPC_WARMUP + n):
-                if i == RPC_WARMUP:
-                    meter.start()
-                cid = str(i)
-                t0 = perf()
-                publish("", q, BODY_64, BasicProperties(reply_to=reply_q, correlation_id=cid))
-                reply = await get()
-                lat.append(perf() - t0)
-                if reply.properties.correlation_id != cid:
-                    raise RuntimeError(f"reply {reply.properties.correlation_id!r} for {cid!r}")
+            await call_in_turn(
+                replies.get,
+                ch.basic_publish,
+                q,
+                reply_q,
+                RPC_WARMUP + n,
+                lat,
+                warmup=RPC_WARMUP,
+                on_warm=meter.start,
+            )
             meter.stop()
             await requests.cancel()
             await resp

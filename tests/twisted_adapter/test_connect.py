@@ -7,11 +7,18 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IHostnameResolver,
+    IHostResolution,
+    IProtocol,
+    IProtocolFactory,
+    IReactorPluggableNameResolver,
+    IStreamClientEndpoint,
+)
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from tests.twisted_adapter.support import assert_no_result, failure_of, result_of
 from txamqp091.core import spec
@@ -108,6 +115,46 @@ def test_refused_login_through_the_endpoint() -> None:
     failure_of(d, ProbableAuthenticationError)
 
 
+@implementer(IHostResolution)
+class _Resolution:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def cancel(self) -> None:
+        pass
+
+
+@implementer(IHostnameResolver)
+class _LoopbackResolver:
+    """Every name is 127.0.0.1, at once: what MemoryReactor's own resolver does from
+    Twisted 24 on."""
+
+    def resolveHostName(
+        self,
+        resolutionReceiver: Any,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Any = None,
+        transportSemantics: str = "TCP",
+    ) -> _Resolution:
+        resolution = _Resolution(hostName)
+        resolutionReceiver.resolutionBegan(resolution)
+        resolutionReceiver.addressResolved(IPv4Address("TCP", "127.0.0.1", portNumber))
+        resolutionReceiver.resolutionComplete()
+        return resolution
+
+
+def resolving_reactor() -> MemoryReactorClock:
+    """A MemoryReactorClock that resolves names synchronously. Older Twisteds' (23.10,
+    the oldest supported) has no resolver, so HostnameEndpoint would resolve in a thread
+    that a memory reactor never runs."""
+    reactor = MemoryReactorClock()
+    if getattr(reactor, "nameResolver", None) is None:
+        alsoProvides(reactor, IReactorPluggableNameResolver)
+        reactor.nameResolver = _LoopbackResolver()  # type: ignore[attr-defined]
+    return reactor
+
+
 def answer_handshake(reactor: MemoryReactorClock, index: int) -> tuple[Any, StringTransport]:
     """Complete the ``index``-th TCP connect the reactor saw and bring up AMQP on it."""
     factory = reactor.tcpClients[index][2]
@@ -119,7 +166,7 @@ def answer_handshake(reactor: MemoryReactorClock, index: int) -> tuple[Any, Stri
 
 
 def test_connect_tries_the_next_node_at_once() -> None:
-    reactor = MemoryReactorClock()
+    reactor = resolving_reactor()
     d = connect(
         reactor,
         [
@@ -142,7 +189,7 @@ def test_connect_tries_the_next_node_at_once() -> None:
 
 
 def test_connect_gives_up_after_the_last_node() -> None:
-    reactor = MemoryReactorClock()
+    reactor = resolving_reactor()
     d = connect(reactor, ["amqp://node1/?retry_delay=0", "amqp://node2/?retry_delay=0"])
     for index in range(2):
         reactor.advance(0)

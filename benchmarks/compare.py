@@ -396,6 +396,30 @@ def speed_report(
     return "\n".join(lines), clean
 
 
+def core_state() -> tuple[str, bool]:
+    """Which txamqp091 core the rows will run, and whether that is a mistake: an
+    extension that is missing or stale (built from older C source than this tree's
+    Python expects) is ignored at import, so the txamqp091 rows would silently measure
+    the pure-Python core. Asked of the interpreter and tree the workers use."""
+    probe = (
+        "import os\n"
+        "os.environ['TXAMQP091_REQUIRE_EXTENSIONS'] = '1'\n"
+        "try:\n"
+        "    from txamqp091.core import _accel\n"
+        "except ImportError as e:\n"
+        "    print('pure Python:', str(e).split(', and')[0])\n"
+        "else:\n"
+        "    print('C accelerator' if _accel.speedups is not None else "
+        "'pure Python (TXAMQP091_NO_EXTENSIONS=1)')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=HERE.parent, capture_output=True, text=True
+    )
+    lines = out.stdout.strip().splitlines() or out.stderr.strip().splitlines() or ["unknown"]
+    text = lines[-1]
+    return text, text.startswith("pure Python:")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", help=f"comma-separated scenarios ({','.join(SCENARIOS)})")
@@ -446,6 +470,11 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown row {name}")
     binary, why = _cceiling.build() if "c-ceiling" in rows else (None, "not asked")
     print(f"C ceiling: {binary or 'unavailable'} ({why})", flush=True)
+    core, core_wrong = core_state()
+    warning = f"WARNING: the txamqp091 rows run the {core}" if core_wrong else ""
+    print(f"txamqp091 core: {core}", flush=True)
+    if warning:
+        print(warning, flush=True)
     if binary is None and "c-ceiling" in rows:
         rows.remove("c-ceiling")  # the other rows still compare; ratios to C show "-"
     runs: list[dict[str, Any]] = []
@@ -486,8 +515,10 @@ def main(argv: list[str] | None = None) -> int:
         f"\nmedians of {a.repeats} repeats; 'paired': median (and range) over the rounds of "
         "each round's ratio to C in that same round (rpc: also of p50 - C's p50); "
         f"load average {load_start[0]:.1f} at start, "
-        f"{os.getloadavg()[0]:.1f} at end; {os.cpu_count()} CPUs"
+        f"{os.getloadavg()[0]:.1f} at end; {os.cpu_count()} CPUs; txamqp091 core: {core}"
     )
+    if warning:
+        print(warning)
     if a.json:
         Path(a.json).write_text(
             json.dumps(
@@ -495,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
                     "args": vars(a),
                     "python": sys.version,
                     "platform": platform.platform(),
+                    "txamqp091_core": core,
                     "loadavg_start": load_start,
                     "loadavg_end": os.getloadavg(),
                     "summary": summary,

@@ -231,3 +231,37 @@ def test_wait_idle_holds_every_row_until_the_machine_is_quiet(
     )  # fmt: skip
     ns = compare.namespace(full)
     assert (ns.wait_idle, ns.wait_idle_max) == (90.0, 5.0)
+
+
+def test_core_state_says_which_core_the_rows_run(
+    compare: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The txamqp091 rows must not silently measure the pure-Python core: a stale
+    extension (C source newer than the build) is ignored at import."""
+    from txamqp091.core import _accel
+
+    text, wrong = compare.core_state()
+    if _accel.speedups is not None:
+        assert (text, wrong) == ("C accelerator", False)
+    else:  # no compiler here: said, and flagged
+        assert text.startswith("pure Python") and wrong
+    monkeypatch.setenv("TXAMQP091_NO_EXTENSIONS", "1")
+    assert compare.core_state() == ("pure Python (TXAMQP091_NO_EXTENSIONS=1)", False)
+
+
+def test_core_state_flags_a_stale_extension(
+    compare: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An extension whose ABI is not the Python code's: what a checkout that pulled new
+    C source and did not rebuild has."""
+    package = tmp_path / "txamqp091" / "core"
+    package.mkdir(parents=True)
+    (tmp_path / "txamqp091" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "_speedups.py").write_text("ABI = -1\n")
+    real = Path(__file__).resolve().parents[2] / "txamqp091" / "core" / "_accel.py"
+    (package / "_accel.py").write_text(real.read_text())
+    monkeypatch.setattr(compare, "HERE", tmp_path / "benchmarks")
+    monkeypatch.delenv("TXAMQP091_NO_EXTENSIONS", raising=False)
+    text, wrong = compare.core_state()
+    assert wrong and "stale" in text

@@ -259,11 +259,8 @@ class ConnectionLogic(Generic[W]):
             self._send_first = lone = len(events) == 1 and type(events[0]) is Message
             try:
                 if lone and self._runtime.lone_delivery_dispatched_plainly:
-                    # _dispatch's Message branch, without dispatch_read and _dispatch.
-                    message: Message = events[0]  # type: ignore[assignment]
-                    channel = self._channels.get(message.channel_id)
-                    if channel is not None:
-                        channel._on_delivery(message)
+                    # What dispatch_read and _dispatch would do with it, in one call.
+                    self._on_delivery(events[0])  # type: ignore[arg-type]
                 else:
                     self._runtime.dispatch_read(self._dispatch, events)
             finally:
@@ -374,7 +371,8 @@ class ConnectionLogic(Generic[W]):
         raise KeyError(kind)
 
     def _on_delivery(self, event: Message) -> None:
-        """A delivery _dispatch did not route itself (a subclass of Message)."""
+        """A delivery _dispatch did not route itself (a subclass of Message), or a read's
+        lone delivery that data_received routes without dispatch_read."""
         channel = self._channels.get(event.channel_id)
         if channel is not None:
             channel._on_delivery(event)

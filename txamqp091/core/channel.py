@@ -255,6 +255,13 @@ class Channel:
 
     # -- inbound -----------------------------------------------------------------
 
+    def takes_whole_delivery(self) -> bool:
+        """Whether a delivery decoded whole (method, header and body at once) may be
+        handed to this channel: it is open and not in the middle of another message's
+        content. The one rule for :meth:`take_delivery` and the connection's one-read
+        C path."""
+        return self.state is _OPEN and not self._expect_header and not self._body_remaining
+
     def take_delivery(self, buf: Buffer, start: int, end: int) -> tuple[Event, int] | None:
         """Decode a Basic.Deliver whose header and single body frame follow in ``buf``.
 
@@ -263,7 +270,7 @@ class Channel:
         body frames, a malformed frame, a channel not open), so errors are still
         reported in one place.
         """
-        if self.state is not _OPEN or self._expect_header or self._body_remaining:
+        if not self.takes_whole_delivery():
             return None
         if _c_take_delivery is not None:
             # A frame limit of at most max_message_size + 8 leaves a body over

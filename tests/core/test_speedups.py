@@ -13,12 +13,13 @@ without (``TXAMQP091_NO_EXTENSIONS=1``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -248,13 +249,24 @@ def test_a_subclass_decodes_to_itself() -> None:
 # -- whole deliveries through the parser ------------------------------------------------
 
 
-def events_of(stream: bytes, chunk: int, use_c: bool) -> tuple[list[Any], bytes]:
+@contextlib.contextmanager
+def whole_delivery_decoders(use_c: bool) -> Iterator[None]:
+    """The C decoders of whole deliveries (per frame and per read) as they are, or off
+    (``use_c`` False: the frame-by-frame path) for the duration."""
     saved = channel_module._c_take_delivery
     saved_read = connection_module._c_take_read
     if not use_c:
         channel_module._c_take_delivery = None
         connection_module._c_take_read = None
     try:
+        yield
+    finally:
+        channel_module._c_take_delivery = saved
+        connection_module._c_take_read = saved_read
+
+
+def events_of(stream: bytes, chunk: int, use_c: bool) -> tuple[list[Any], bytes]:
+    with whole_delivery_decoders(use_c):
         conn = open_connection(server_frame_max=4096)
         conn.open_channel()
         conn.receive_data(F.channel_open_ok(1), 0.0)
@@ -263,9 +275,6 @@ def events_of(stream: bytes, chunk: int, use_c: bool) -> tuple[list[Any], bytes]
         for at in range(0, len(stream), chunk):
             events += conn.receive_data(stream[at : at + chunk], 0.0)
         return [describe(e) for e in events], conn.data_to_send()
-    finally:
-        channel_module._c_take_delivery = saved
-        connection_module._c_take_read = saved_read
 
 
 def describe(event: Event) -> Any:
@@ -503,12 +512,7 @@ READ_SETUPS = ["open", "expect-header", "closing", "small-max", "unopened"]
 
 
 def one_read(setup: str, data: bytes, use_c: bool) -> tuple[list[Any], bytes, str]:
-    saved = channel_module._c_take_delivery
-    saved_read = connection_module._c_take_read
-    if not use_c:
-        channel_module._c_take_delivery = None
-        connection_module._c_take_read = None
-    try:
+    with whole_delivery_decoders(use_c):
         max_size = 20 if setup == "small-max" else 128 * 1024 * 1024
         conn = open_connection(server_frame_max=4096, max_message_size=max_size)
         if setup != "unopened":
@@ -521,9 +525,6 @@ def one_read(setup: str, data: bytes, use_c: bool) -> tuple[list[Any], bytes, st
         conn.data_to_send()
         events = [describe(e) for e in conn.receive_data(data, 0.0)]
         return events, conn.data_to_send(), conn.state.value
-    finally:
-        channel_module._c_take_delivery = saved
-        connection_module._c_take_read = saved_read
 
 
 @requires_c

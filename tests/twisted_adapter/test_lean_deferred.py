@@ -342,10 +342,9 @@ def test_lean_deferred_behaves_as_deferred(scenario: Scenario) -> None:
     assert plain  # the scenario recorded something
 
 
-def test_the_lean_path_runs_a_lone_callback_without_the_general_loop(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    assert LEAN_FIRING  # the Twisted installed here has what LeanDeferred relies on
+def general_loops(monkeypatch: pytest.MonkeyPatch) -> list[Deferred[Any]]:
+    """The Deferreds that go through Twisted's general callback loop from now on, in
+    order (``Deferred._runCallbacks`` counted)."""
     loops: list[Deferred[Any]] = []
     general = Deferred._runCallbacks
 
@@ -354,6 +353,14 @@ def test_the_lean_path_runs_a_lone_callback_without_the_general_loop(
         general(self)
 
     monkeypatch.setattr(Deferred, "_runCallbacks", counting)
+    return loops
+
+
+def test_the_lean_path_runs_a_lone_callback_without_the_general_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert LEAN_FIRING  # the Twisted installed here has what LeanDeferred relies on
+    loops = general_loops(monkeypatch)
     seen: list[Any] = []
     d = LeanDeferred()
     d.addCallback(seen.append)
@@ -382,14 +389,7 @@ def test_the_runtimes_waiters_are_lean_deferreds() -> None:
 def test_under_deferred_debugging_the_general_loop_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     from twisted.internet import defer
 
-    loops: list[Deferred[Any]] = []
-    general = Deferred._runCallbacks
-
-    def counting(self: Deferred[Any]) -> None:
-        loops.append(self)
-        general(self)
-
-    monkeypatch.setattr(Deferred, "_runCallbacks", counting)
+    loops = general_loops(monkeypatch)
     defer.setDebugging(True)
     try:
         d = LeanDeferred()

@@ -371,9 +371,7 @@ class Channel:
             delivery_tag, bits = _unpack_tag_bits(buf, start)
             if start + 9 != end:
                 raise DecodeError("basic.ack", end - start - 9)
-            if not 0 < delivery_tag < self._next_publish_seq and not self._confirms_sent(
-                delivery_tag, bits & 1
-            ):
+            if not self._confirms_sent(delivery_tag, bits & 1):
                 return None
             return PublishAcked(self.channel_id, delivery_tag, bool(bits & 1))
         method_class = spec.METHODS.get(index)

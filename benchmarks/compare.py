@@ -20,7 +20,11 @@ Rows:
 * ``c-ceiling``: rabbitmq-c, ``../shared/bench/c-ceiling/amqp_bench.c``, built into
   ``benchmarks/_build/`` (see ``_cceiling.py``; needs ``librabbitmq-dev``);
 * ``pika-twisted``, ``txamqp091-twisted``: ``twisted_client.py``'s workers;
-* ``pika-tornado``, ``aio-pika``, ``txamqp091-tornado``: ``tornado_client.py``'s workers.
+* ``pika-tornado``, ``aio-pika``, ``txamqp091-tornado``: ``tornado_client.py``'s workers;
+* ``py-floor``, ``core-floor`` (rpc only): the reference rows of ``_floor.py``, the C
+  program's round trip in plain Python and on txamqp091's sans-IO core, no event loop;
+  every rpc round runs them (``--no-floor`` leaves them out, ``--rows`` may name one),
+  so that each rpc table shows what the broker, the kernel and Python allow.
 
 Scenarios are those of both scripts (64 B bodies, window 1,000, prefetch
 1,000, one ack per message). ``large`` differs between rows: the Python
@@ -54,6 +58,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _cceiling  # noqa: E402
+import _floor  # noqa: E402
 import _speedprobe  # noqa: E402
 import tornado_client  # noqa: E402
 import twisted_client  # noqa: E402
@@ -67,6 +72,9 @@ ROWS: dict[str, tuple[Any, str]] = {
     "aio-pika": (tornado_client, "aiopika"),
     "txamqp091-twisted": (twisted_client, "txamqp091"),
     "txamqp091-tornado": (tornado_client, "txamqp091"),
+    # rpc only: the reference rows (_floor.py), no event loop, so either script runs them.
+    "py-floor": (twisted_client, "py-floor"),
+    "core-floor": (twisted_client, "core-floor"),
 }
 C_SCENARIO = {
     "publish": "publish",
@@ -75,6 +83,8 @@ C_SCENARIO = {
     "rpc": "rpc",
     "large": "large",
 }
+#: The rows that only the rpc scenario runs.
+FLOOR_ROWS = _floor.FLOORS
 KEYS = ("msgs_per_s", "cpu_us_per_msg", "p50_us", "p99_us", "mb_per_s", "broker_cpu_us_per_msg")
 
 
@@ -279,8 +289,10 @@ def table(
         head += f" {'CPU vs C':>9} {'runs':>5} {'paired':>8} {'paired range':>13}"
         lines.append(head + (f" {'p50 - C µs':>10}" if scenario == "rpc" else ""))
         for row in rows:
-            m = summary[scenario].get(row)
-            if not m or not m.get("runs"):
+            if row not in summary[scenario]:
+                continue  # not one of this scenario's rows (the floors outside rpc)
+            m = summary[scenario][row]
+            if not m.get("runs"):
                 err = (m or {}).get("errors", ["not run"])[0]
                 lines.append(f"  {row:<19} {'failed: ' + str(err)[:70]}")
                 continue
@@ -373,7 +385,10 @@ def speed_report(
         c_by_rep = {r["repeat"]: r for r in mine if r["row"] == "c-ceiling"}
         reps = sorted({r["repeat"] for r in mine})
         clean[scenario] = {}
+        ran = {r["row"] for r in runs if r["scenario"] == scenario}
         for row in rows:
+            if row not in ran:
+                continue
             by_rep = {r["repeat"]: r for r in mine if r["row"] == row}
             shares = " ".join(
                 fmt(by_rep[rep].get("slow_share"), "4.2f") if rep in by_rep else "   -"
@@ -455,6 +470,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="S",
         help="wait at most S seconds for --wait-idle, then run anyway (default 20)",
     )
+    p.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="leave out the rpc scenario's reference rows (py-floor, core-floor), which run "
+        "in every rpc round unless --rows names one of them",
+    )
     p.add_argument("--host", default=os.environ.get("AMQP_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("AMQP_PORT", "5672")))
     p.add_argument("--user", default=os.environ.get("AMQP_USER", "guest"))
@@ -477,14 +498,20 @@ def main(argv: list[str] | None = None) -> int:
         print(warning, flush=True)
     if binary is None and "c-ceiling" in rows:
         rows.remove("c-ceiling")  # the other rows still compare; ratios to C show "-"
+    # The floors run in rpc only: those --rows names, else both unless --no-floor.
+    clients = [row for row in rows if row not in FLOOR_ROWS]
+    asked = rows if a.rows else None
+    by_scenario = {s: _floor.rows(s, clients, asked, a.no_floor) for s in scenarios}
+    rows = list(dict.fromkeys(row for s in scenarios for row in by_scenario[s]))
     runs: list[dict[str, Any]] = []
     load_start = os.getloadavg()
     probes = SpeedProbes(0.05) if a.speed_probe else None
     try:
         for rep in range(a.repeats):
             for s_index, scenario in enumerate(scenarios):
-                shift = (rep + s_index) % len(rows)
-                for position, row in enumerate(rows[shift:] + rows[:shift]):
+                mine = by_scenario[scenario]
+                shift = (rep + s_index) % len(mine)
+                for position, row in enumerate(mine[shift:] + mine[:shift]):
                     result = run_row(a, binary, row, scenario, rep)
                     if result is None:
                         continue
@@ -502,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     if samples is not None:
         annotate_speed(runs, samples)
     round_list = rounds(runs)
-    summary = {s: {row: medians(runs, row, s) for row in rows} for s in scenarios}
+    summary = {s: {row: medians(runs, row, s) for row in by_scenario[s]} for s in scenarios}
     for s, by_row in summary.items():
         for row, m in by_row.items():
             m["paired"] = paired(round_list, row, s)

@@ -96,10 +96,13 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import _diag  # noqa: E402
+import _floor  # noqa: E402
 from _parent import installed, setup_client  # noqa: E402
 from _rpc import BODY_64, call_in_turn  # noqa: E402
 
 CLIENTS = ("txamqp091", "pika", "aiopika")
+#: The rpc scenario's reference rows (not clients under test): see _floor.py.
+FLOORS = _floor.FLOORS
 
 #: name -> (number, base message count, one-line description)
 SCENARIOS: dict[str, tuple[str, int, str]] = {
@@ -895,7 +898,10 @@ def run_worker(a: argparse.Namespace) -> int:
         return await asyncio.wait_for(WORKERS[a.client](a, meter), a.timeout)
 
     try:
-        result.update(asyncio.run(main()))
+        if a.client in FLOORS:  # no event loop: that is the point of these rows
+            result.update(_floor.worker(a, meter, _latency, RPC_WARMUP))
+        else:
+            result.update(asyncio.run(main()))
     except asyncio.TimeoutError:
         result["error"] = f"timeout: {a.worker} did not finish within {a.timeout} s"
     except BaseException:
@@ -1089,7 +1095,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     order = list(SCENARIOS)
     seen = sorted(
         {(r["scenario"], r["client"]) for r in runs},
-        key=lambda sc: (order.index(sc[0]), CLIENTS.index(sc[1])),
+        key=lambda sc: (order.index(sc[0]), (*CLIENTS, *FLOORS).index(sc[1])),
     )
     for scenario, client in seen:
         mine = [r for r in runs if r["scenario"] == scenario and r["client"] == client]
@@ -1112,7 +1118,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by = {(r["scenario"], r["client"]): r for r in rows}
     ok_runs = {(r["scenario"], r["client"], r["repeat"]): r for r in runs if "error" not in r}
     for r in rows:
-        if r["client"] == "pika":
+        if r["client"] == "pika" or r["client"] in FLOORS:
             continue
         p = by.get((r["scenario"], "pika"))
         if not (p and "msgs_per_s" in r and "msgs_per_s" in p):
@@ -1232,7 +1238,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--client",
-        choices=CLIENTS,
+        choices=(*CLIENTS, *FLOORS),
         action="append",
         help="run only this client (repeatable; default all three)",
     )
@@ -1278,6 +1284,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="S",
         help="wait at most S seconds for --wait-idle (default 60)",
     )
+    p.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the rpc scenario's reference rows (py-floor, core-floor: no event loop)",
+    )
     p.add_argument("--profile", metavar="DIR", help="cProfile each timed section into DIR/*.prof")
     p.add_argument("--host", default=os.environ.get("AMQP_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("AMQP_PORT", "5672")))
@@ -1313,7 +1324,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     for rep in range(a.repeats):
         for scenario in scenarios:
-            for client in clients:
+            for client in _floor.rows(scenario, clients, a.client, a.no_floor):
                 r = run_one(a, scenario, client, rep)
                 runs.append(r)
                 if "error" in r:

@@ -84,12 +84,13 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import _diag  # noqa: E402
+import _floor  # noqa: E402
 from _parent import installed, setup_client  # noqa: E402
 from _rpc import BODY_64, answer_requests, call_in_turn  # noqa: E402
 
 CLIENTS = ("txamqp091", "pika")
-#: The reference row of the rpc scenario (not a client under test): see floor_rpc().
-FLOOR = "floor"
+#: The rpc scenario's reference rows (not clients under test): see _floor.py.
+FLOORS = _floor.FLOORS
 
 #: name -> (number, base message count, one-line description)
 SCENARIOS: dict[str, tuple[str, int, str]] = {
@@ -561,101 +562,10 @@ async def pika_scenario(reactor: Any, a: argparse.Namespace) -> dict[str, Any]:
                     await closed
 
 
-# ---- the broker's floor for the RPC scenario -------------------------------------------------
-
-
-def floor_rpc(a: argparse.Namespace) -> dict[str, Any]:
-    """The RPC round trip with as little client as possible: txamqp091's sans-IO core on two
-    plain blocking sockets (TCP_NODELAY), no reactor, no Deferreds, one thread. What is
-    left is the broker and the kernel; neither Twisted client can beat it."""
-    import socket
-
-    from txamqp091.core import events as ev
-    from txamqp091.core import spec
-    from txamqp091.core.connection import Connection
-    from txamqp091.params import PlainCredentials
-
-    def pump(sock: socket.socket, conn: Connection, until: Any) -> Any:
-        while True:
-            data = conn.data_to_send()
-            if data:
-                sock.sendall(data)
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                raise ConnectionError("broker closed the connection")
-            for event in conn.receive_data(chunk, time.monotonic()):
-                if isinstance(event, ev.ConnectionClosed) or isinstance(event, ev.ChannelClosed):
-                    raise ConnectionError(repr(event))
-                if until(event):
-                    data = conn.data_to_send()
-                    if data:
-                        sock.sendall(data)
-                    return event
-
-    def reply(event: Any) -> bool:
-        return isinstance(event, ev.MethodReply)
-
-    def delivery(event: Any) -> bool:
-        return isinstance(event, ev.Delivery)
-
-    def open_channel() -> tuple[socket.socket, Connection, Any]:
-        sock = socket.create_connection((a.host, a.port), timeout=a.timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Connection(credentials=PlainCredentials(a.user, a.password), heartbeat=0)
-        pump(sock, conn, lambda e: isinstance(e, ev.ConnectionOpened))
-        channel = conn.open_channel()
-        pump(sock, conn, lambda e: isinstance(e, ev.ChannelOpened))
-        return sock, conn, channel
-
-    q, n = a.queue, a.n
-    csock, cconn, cch = open_channel()
-    rsock, rconn, rch = open_channel()
-    try:
-        rch.send_method(spec.QueueDeclare(queue=q, auto_delete=True))
-        pump(rsock, rconn, reply)
-        rch.send_method(spec.BasicConsume(queue=q, consumer_tag="responder", no_ack=True))
-        pump(rsock, rconn, reply)
-        cch.send_method(spec.QueueDeclare(queue="", exclusive=True))
-        reply_q = pump(csock, cconn, reply).method.queue
-        cch.send_method(spec.BasicConsume(queue=reply_q, consumer_tag="client", no_ack=True))
-        pump(csock, cconn, reply)
-        meter = Meter()
-        perf = time.perf_counter
-        lat: list[float] = []
-        for i in range(RPC_WARMUP + n):
-            if i == RPC_WARMUP:
-                meter.start()
-            cid = str(i)
-            t0 = perf()
-            cch.publish("", q, BODY_64, spec.BasicProperties(reply_to=reply_q, correlation_id=cid))
-            csock.sendall(cconn.data_to_send())
-            req = pump(rsock, rconn, delivery)
-            props = req.properties
-            rch.publish(
-                "",
-                props.reply_to,
-                req.body,
-                spec.BasicProperties(correlation_id=props.correlation_id),
-            )
-            rsock.sendall(rconn.data_to_send())
-            rep = pump(csock, cconn, delivery)
-            lat.append(perf() - t0)
-            if rep.properties.correlation_id != cid:
-                raise RuntimeError(f"reply {rep.properties.correlation_id!r} for {cid!r}")
-        meter.stop()
-        return meter.result(n, **_latency(lat[RPC_WARMUP:]))
-    finally:
-        csock.close()
-        rsock.close()
-
-
 def run_worker(a: argparse.Namespace) -> int:
     """One scenario, one client, in this process; the result goes to ``a.out`` as JSON."""
-    if a.client == "floor":
-        try:
-            result: dict[str, Any] = floor_rpc(a)
-        except Exception as exc:  # reported, not raised
-            result = {"error": f"{type(exc).__name__}: {exc}"}
+    if a.client in FLOORS:
+        result: dict[str, Any] = _floor.worker(a, Meter(), _latency, RPC_WARMUP)
         result.update(scenario=a.worker, client=a.client)
         Path(a.out).write_text(json.dumps(result))
         return 0 if "error" not in result else 1
@@ -888,7 +798,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     order = list(SCENARIOS)
     seen = sorted(
         {(r["scenario"], r["client"]) for r in runs},
-        key=lambda sc: (order.index(sc[0]), (*CLIENTS, FLOOR).index(sc[1])),
+        key=lambda sc: (order.index(sc[0]), (*CLIENTS, *FLOORS).index(sc[1])),
     )
     for scenario, client in seen:
         ok = [
@@ -1002,7 +912,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--client",
-        choices=(*CLIENTS, FLOOR),
+        choices=(*CLIENTS, *FLOORS),
         action="append",
         help="run only this client (repeatable; default both)",
     )
@@ -1038,7 +948,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-floor",
         action="store_true",
-        help="skip the rpc scenario's 'floor' reference row (no reactor, raw core)",
+        help="skip the rpc scenario's reference rows (py-floor, core-floor: no reactor)",
     )
     p.add_argument(
         "--rpc-responder",
@@ -1077,10 +987,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     for rep in range(a.repeats):
         for scenario in scenarios:
-            pair = list(clients)
-            if scenario == "rpc" and not a.no_floor:
-                pair.append(FLOOR)
-            for client in pair:
+            for client in _floor.rows(scenario, clients, a.client, a.no_floor):
                 r = run_one(a, scenario, client, rep)
                 runs.append(r)
                 if "error" in r:

@@ -112,7 +112,7 @@ def test_rounds_run_back_to_back_in_a_rotating_order(
     monkeypatch.setattr(compare._cceiling, "build", lambda: (Path("amqp_bench"), "fake"))
     rows = ["c-ceiling", "txamqp091-twisted", "txamqp091-tornado"]
     out = tmp_path / "c.json"
-    args = ["--only", "rpc,publish", "--rows", ",".join(rows), "--repeats", "3"]
+    args = ["--only", "rpc,publish", "--rows", ",".join(rows), "--repeats", "3", "--no-floor"]
     assert compare.main([*args, "--json", str(out)]) == 0
     # Each (repeat, scenario) round is one contiguous block holding every row once.
     blocks = [calls[i : i + len(rows)] for i in range(0, len(calls), len(rows))]
@@ -135,6 +135,47 @@ def test_rounds_run_back_to_back_in_a_rotating_order(
     ] == pytest.approx(1.31)
     assert {r["position"] for r in data["runs"]} == {0, 1, 2}
     assert "paired range" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "floors"),
+    [
+        ([], ["py-floor", "core-floor"]),  # by default every rpc round has both
+        (["--no-floor"], []),
+        (["--rows", "c-ceiling,txamqp091-tornado,core-floor"], ["core-floor"]),
+    ],
+)
+def test_floor_rows_run_in_rpc_rounds_only(
+    compare: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    extra: list[str],
+    floors: list[str],
+) -> None:
+    """The reference rows are rpc's: they join its rounds (and so its pairing with C) and
+    its table, and never another scenario's, where they would show as failed rows."""
+    calls: list[tuple[str, str]] = []
+
+    def run_row(a: Any, binary: Any, row: str, scenario: str, rep: int) -> dict[str, Any]:
+        calls.append((scenario, row))
+        return _run(row, rep, 100.0 if row == "c-ceiling" else 110.0, 50.0, scenario)
+
+    monkeypatch.setattr(compare, "run_row", run_row)
+    monkeypatch.setattr(compare._cceiling, "build", lambda: (Path("amqp_bench"), "fake"))
+    if "--rows" not in extra:
+        extra = [*extra, "--rows", "c-ceiling,txamqp091-tornado"]
+    assert compare.main(["--only", "publish,rpc", "--repeats", "2", *extra]) == 0
+    rows = ["c-ceiling", "txamqp091-tornado"]
+    assert sorted(r for s, r in calls if s == "publish") == sorted(rows * 2)
+    assert sorted(r for s, r in calls if s == "rpc") == sorted((rows + floors) * 2)
+    before_rpc, rpc_table = capsys.readouterr().out.split("\nrpc\n")
+    publish_table = before_rpc.split("\npublish\n")[1]
+    assert "py-floor" not in publish_table and "core-floor" not in publish_table
+    for floor in ("py-floor", "core-floor"):
+        in_table = [line for line in rpc_table.splitlines() if line.startswith(f"  {floor} ")]
+        assert len(in_table) == (floor in floors)
+        if in_table:
+            assert "1.10x" in in_table[0]  # paired with C like any row
 
 
 def test_rpc_pairs_also_the_difference_to_c(compare: ModuleType) -> None:

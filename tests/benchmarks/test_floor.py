@@ -1,0 +1,125 @@
+"""``benchmarks/_floor.py``: the rpc scenario's reference rows.
+
+Against the broker, with a few calls: both floors run the round trip on one connection
+(channels 1 and 2, as the C program), time only the calls after the warm-up, and leave
+no queue behind; through a client script's worker they give the row the scripts'
+tables and ``compare.py`` read. No time is asserted beyond "positive".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.conftest import broker_address
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture
+def floor(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    monkeypatch.syspath_prepend(str(BENCH))  # _floor imports _rpc as the scripts do
+    import _floor
+
+    yield _floor
+
+
+class CountingMeter:
+    """The scripts' meter, reduced to what the floors call."""
+
+    def __init__(self) -> None:
+        self.started = self.stopped = 0
+
+    def start(self) -> None:
+        self.started += 1
+
+    def stop(self) -> None:
+        self.stopped += 1
+
+    def result(self, n: int, **extra: Any) -> dict[str, Any]:
+        return {"n": n, **extra}
+
+
+def _queue_exists(name: str) -> bool:
+    """Whether the broker holds ``name`` (a passive declare on a fresh connection)."""
+    from txamqp091.core import events as ev
+    from txamqp091.core import spec
+
+    host, port = broker_address()
+    import _floor
+
+    link = _floor.Link(host, port, "guest", "guest", 10.0)
+    try:
+        channel = link.channel()
+        channel.send_method(spec.QueueDeclare(queue=name, passive=True))
+        event = link.pump(lambda e: isinstance(e, (ev.MethodReply, ev.ChannelClosed)))
+        return isinstance(event, ev.MethodReply)
+    except _floor.FloorError:
+        return False  # the passive declare closed the channel: 404, no such queue
+    finally:
+        link.close()
+
+
+def test_rows_add_the_floors_to_rpc_only(floor: ModuleType) -> None:
+    clients = ["txamqp091", "pika"]
+    assert floor.rows("publish", clients, None, False) == clients
+    assert floor.rows("rpc", clients, None, False) == [*clients, "py-floor", "core-floor"]
+    assert floor.rows("rpc", clients, None, True) == clients
+    assert floor.rows("rpc", clients, ["pika", "core-floor"], False) == [*clients, "core-floor"]
+    with pytest.raises(ValueError, match="unknown floor"):
+        floor.floor_rpc(
+            "floor", host="h", port=1, user="u", password="p", queue="q", n=1, warmup=0,
+            meter=CountingMeter(),
+        )  # fmt: skip
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("client", ["py-floor", "core-floor"])
+def test_floor_runs_the_round_trip_and_cleans_up(floor: ModuleType, client: str) -> None:
+    host, port = broker_address()
+    queue = f"test.floor.{client}.{uuid.uuid4().hex[:8]}"
+    meter = CountingMeter()
+    lat = floor.floor_rpc(
+        client, host=host, port=port, user="guest", password="guest", queue=queue,
+        n=30, warmup=5, meter=meter, timeout=20.0,
+    )  # fmt: skip
+    assert len(lat) == 30 and all(t > 0 for t in lat)
+    assert (meter.started, meter.stopped) == (1, 1)
+    assert not _queue_exists(queue)
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("script", ["twisted_client", "tornado_client"])
+def test_scripts_run_the_floors_as_rows(tmp_path: Path, script: str) -> None:
+    """Both client scripts' rpc rows include the floors, run by the same worker code."""
+    out = tmp_path / "out.json"
+    host, port = broker_address()
+    args = [sys.executable, str(BENCH / f"{script}.py"), "--only", "rpc"]
+    args += ["--client", "py-floor", "--client", "core-floor", "--scale", "0.02"]
+    args += ["--timeout", "60", "--host", host, "--port", str(port), "--json", str(out)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["client"] for r in runs] == ["py-floor", "core-floor"]
+    for r in runs:
+        assert "error" not in r
+        assert r["n"] == 40 and r["p50_us"] > 0 and r["cpu_us_per_msg"] > 0
+
+
+def test_worker_reports_a_failure_as_an_error(floor: ModuleType) -> None:
+    """A broker that is not there is a row's error, as for the other clients."""
+    a = argparse.Namespace(
+        client="core-floor", host="127.0.0.1", port=1, user="guest", password="guest",
+        queue="q", n=1, timeout=2.0,
+    )  # fmt: skip
+    result = floor.worker(a, CountingMeter(), lambda lat: {}, 0)
+    assert "ConnectionRefusedError" in result["error"]

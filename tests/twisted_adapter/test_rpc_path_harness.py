@@ -8,9 +8,11 @@ shape makes it raise. No time is asserted.
 from __future__ import annotations
 
 import importlib.util
+import operator
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 HARNESS = Path(__file__).resolve().parents[2] / "benchmarks" / "rpc_path.py"
 
@@ -40,30 +42,40 @@ def test_rpc_path_main_reports(capsys: object) -> None:
     assert harness.main(["--calls", "20", "--profile", "--lines", "5", "--adapter", "both"]) == 0
 
 
-def test_a_read_of_one_delivery_is_routed_without_dispatch_read() -> None:
-    """ConnectionLogic routes a lone delivery itself when the runtime says dispatch_read
-    would only dispatch it (Twisted's does), and through dispatch_read otherwise; the
-    RPC goes on the same either way."""
+def test_a_read_of_one_delivery_is_routed_by_dispatch_delivery_not_dispatch_read() -> None:
+    """ConnectionLogic hands a lone delivery to its channel through the runtime's
+    dispatch_delivery (on Twisted the C operator.call where Python has it: no frame of
+    its own), never through dispatch_read and _dispatch; a read of two goes through
+    dispatch_read; the RPC goes on the same either way."""
     harness = _harness()
     rpc = harness.TwistedRPC()
     rpc.setup()
     rpc.start(4)
     protocol = rpc.protocol
-    calls: list[int] = []
-    real = protocol.dispatch_read
+    reads_seen: list[int] = []
+    lone_seen: list[object] = []
+    real_read = protocol.dispatch_read
+    real_lone = protocol.dispatch_delivery
 
-    def counting(dispatch: object, events: list[object]) -> None:
-        calls.append(len(events))
-        real(dispatch, events)  # type: ignore[arg-type]
+    def counting_read(dispatch: object, events: list[object]) -> None:
+        reads_seen.append(len(events))
+        real_read(dispatch, events)  # type: ignore[arg-type]
 
-    protocol.dispatch_read = counting  # type: ignore[method-assign]
+    def counting_lone(deliver: Any, message: object) -> None:
+        lone_seen.append(message)
+        real_lone(deliver, message)
+
+    if sys.version_info >= (3, 11):
+        assert type(protocol).dispatch_delivery is operator.call
+    protocol.dispatch_read = counting_read  # type: ignore[method-assign]
+    protocol.dispatch_delivery = counting_lone
     reads = rpc.reads(4)
-    assert protocol.lone_delivery_dispatched_plainly
     for data in reads[:4]:
         rpc.receive(data)
-    assert calls == [] and len(rpc.latencies) == 2
-    protocol.lone_delivery_dispatched_plainly = False
-    for data in reads[4:]:
+    assert reads_seen == [] and len(lone_seen) == 4 and len(rpc.latencies) == 2
+    rpc.receive(reads[4] + reads[5])  # a request and its reply in one read
+    assert reads_seen == [2] and len(lone_seen) == 4
+    for data in reads[6:]:
         rpc.receive(data)
-    assert calls == [1, 1, 1, 1] and len(rpc.latencies) == 4
+    assert len(lone_seen) == 6 and len(rpc.latencies) == 4
     assert rpc.loop is not None and rpc.loop.called

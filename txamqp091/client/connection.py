@@ -258,9 +258,13 @@ class ConnectionLogic(Generic[W]):
             # first publish at once (see _published).
             self._send_first = lone = len(events) == 1 and type(events[0]) is Message
             try:
-                if lone and self._runtime.lone_delivery_dispatched_plainly:
-                    # What dispatch_read and _dispatch would do with it, in one call.
-                    self._on_delivery(events[0])  # type: ignore[arg-type]
+                if lone:
+                    # Straight to its channel, without _dispatch's loop: the one rule for
+                    # a lone delivery on every adapter (see Runtime.dispatch_delivery).
+                    message: Any = events[0]
+                    channel = self._channels.get(message.channel_id)
+                    if channel is not None:
+                        self._runtime.dispatch_delivery(channel._on_delivery, message)
                 else:
                     self._runtime.dispatch_read(self._dispatch, events)
             finally:
@@ -371,8 +375,7 @@ class ConnectionLogic(Generic[W]):
         raise KeyError(kind)
 
     def _on_delivery(self, event: Message) -> None:
-        """A delivery _dispatch did not route itself (a subclass of Message), or a read's
-        lone delivery that data_received routes without dispatch_read."""
+        """A delivery _dispatch did not route itself (a subclass of Message)."""
         channel = self._channels.get(event.channel_id)
         if channel is not None:
             channel._on_delivery(event)

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
+
+if sys.version_info >= (3, 11):
+    from operator import call as _call  # C: no Python frame of its own
+else:  # pragma: no cover - Python 3.10
+
+    def _call(fn: Callable[[Any], None], arg: Any, /) -> None:
+        fn(arg)
+
 
 __all__ = ["Runtime", "TimerHandle", "W", "for_delivery"]
 
@@ -108,11 +117,13 @@ class Runtime(Generic[W]):
         """Run ``fn`` once the current batch of work is done (the next loop turn)."""
         raise NotImplementedError
 
-    #: Whether :meth:`dispatch_read` of a read that is one delivery is only
-    #: ``dispatch(events)``: the connection then routes such a read (an RPC's request
-    #: or reply) to its channel itself, without the two calls. False unless an adapter
-    #: says so: one that does more around a read leaves it False.
-    lone_delivery_dispatched_plainly = False
+    #: Dispatch a read that is exactly one delivery (an RPC's request or reply):
+    #: ``dispatch_delivery(deliver, message)`` calls ``deliver(message)``, the channel's
+    #: routing of it, which settles at most one getter. By default that is all it does,
+    #: as the C ``operator.call`` (no Python frame of its own); an adapter whose
+    #: waiters' callbacks wait for the loop (asyncio's futures) overrides it to run
+    #: them after the dispatch, as :meth:`dispatch_read` does for a read of several.
+    dispatch_delivery: Callable[[Callable[[Any], None], Any], None] = staticmethod(_call)
 
     def dispatch_read(self, dispatch: Callable[[list[Any]], None], events: list[Any]) -> None:
         """Dispatch one read's ``events``. An adapter whose waiters fire synchronously

@@ -154,9 +154,23 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
     # -- Runtime ---------------------------------------------------------------------------------
 
     def dispatch_read(self, dispatch: Callable[[list[Any]], None], events: list[Any]) -> None:
-        """Dispatch one read's ``events``, then run at once the callbacks that settling
-        its futures queued (a task waiting on ``consumer.get()``, a publish's done
-        callbacks), when the loop's ready queue held nothing before the read.
+        """Dispatch one read's ``events``; a read of deliveries only as
+        :meth:`dispatch_delivery` dispatches one. Anything else (a publisher's acks,
+        replies, a delivery with them) leaves its callbacks to the loop: a pipeline of
+        confirmed publishes refills its window from the acks' callbacks, and those
+        turns let several reads' acks share one write (run at once, each read of acks
+        made its own write and the broker acked in smaller batches: three times the
+        sendto and recvfrom calls)."""
+        if _all_deliveries(events):
+            self.dispatch_delivery(dispatch, events)
+        else:
+            dispatch(events)
+
+    def dispatch_delivery(self, deliver: Callable[[Any], None], message: Any) -> None:
+        """Dispatch a read of deliveries (``deliver(message)``: a lone one, or the read's
+        list), then run at once the callbacks that settling its futures queued (a task
+        waiting on ``consumer.get()``, a publish's done callbacks), when the loop's
+        ready queue held nothing before the read.
 
         The loop would run exactly those callbacks on its next turn, in the same
         order, before whatever that turn's poll or timers add: running them here
@@ -165,27 +179,19 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
         write, as on Twisted. An RPC reply's round trip waits for both turns.
         Anything already queued (the loop's order to keep), a stopping loop, a debug
         loop (which times each callback) or a running task (a test feeding bytes
-        from a coroutine) leaves them to the loop. So does a read of anything but
-        deliveries: a pipeline of confirmed publishes refills its window from the acks'
-        callbacks, and those turns let several reads' acks share one write (run at once,
-        each read of acks made its own write and the broker acked in smaller batches:
-        three times the sendto and recvfrom calls).
+        from a coroutine) leaves them to the loop.
         """
         ready = self._ready
         if ready is None or ready:
-            dispatch(events)
-            return
-        # An RPC half is one delivery: known without the call.
-        if (len(events) != 1 or type(events[0]) is not Message) and not _all_deliveries(events):
-            dispatch(events)
+            deliver(message)
             return
         loop: Any = self._loop
         if loop._stopping or loop._debug or _current_task(loop) is not None:
-            dispatch(events)
+            deliver(message)
             return
         self._inline = self._can_wake
         try:
-            dispatch(events)
+            deliver(message)
         except BaseException:
             self._inline = False
             self._hand_back_wake()

@@ -50,16 +50,10 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
 
-    #: dispatch_read below fires a lone delivery's getter at once.
-    lone_delivery_dispatched_plainly = True
+    # dispatch_delivery is Runtime's: the one getter a lone delivery settles is the read's
+    # only one, so firing it at once is firing it after the read, without the holding.
 
     def dispatch_read(self, dispatch: Callable[[list[Any]], None], events: list[Any]) -> None:
-        if len(events) == 1 and type(events[0]) is Message:
-            # One delivery (an RPC's request or reply): the getter it settles is the
-            # read's only one, and _deliver has nothing left to do after settling it,
-            # so firing it at once is firing it after the read, without the holding.
-            dispatch(events)
-            return
         held: dict[int, tuple[Any, bool | None, Any]] = {}
         self._held = held
         try:

@@ -27,3 +27,14 @@ def installed(distribution: str) -> str:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return "absent"
+
+
+def add_broker_arguments(parser: Any) -> None:
+    """``--host``, ``--port``, ``--user``, ``--password``: the broker every script talks
+    to, defaulting to ``AMQP_HOST`` etc., else the local guest broker."""
+    import os
+
+    parser.add_argument("--host", default=os.environ.get("AMQP_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("AMQP_PORT", "5672")))
+    parser.add_argument("--user", default=os.environ.get("AMQP_USER", "guest"))
+    parser.add_argument("--password", default=os.environ.get("AMQP_PASSWORD", "guest"))

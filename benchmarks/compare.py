@@ -62,6 +62,7 @@ import _floor  # noqa: E402
 import _speedprobe  # noqa: E402
 import tornado_client  # noqa: E402
 import twisted_client  # noqa: E402
+from _parent import add_broker_arguments  # noqa: E402
 
 SCENARIOS = ("publish", "confirm", "consume", "rpc", "large")
 #: row -> (module or None for C, client name inside that module)
@@ -476,10 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         help="leave out the rpc scenario's reference rows (py-floor, core-floor), which run "
         "in every rpc round unless --rows names one of them",
     )
-    p.add_argument("--host", default=os.environ.get("AMQP_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("AMQP_PORT", "5672")))
-    p.add_argument("--user", default=os.environ.get("AMQP_USER", "guest"))
-    p.add_argument("--password", default=os.environ.get("AMQP_PASSWORD", "guest"))
+    add_broker_arguments(p)
     a = p.parse_args(argv)
     scenarios = a.only.split(",") if a.only else list(SCENARIOS)
     rows = a.rows.split(",") if a.rows else list(ROWS)

@@ -97,7 +97,7 @@ if str(HERE) not in sys.path:
 
 import _diag  # noqa: E402
 import _floor  # noqa: E402
-from _parent import installed, setup_client  # noqa: E402
+from _parent import add_broker_arguments, installed, setup_client  # noqa: E402
 from _rpc import BODY_64, call_in_turn  # noqa: E402
 
 CLIENTS = ("txamqp091", "pika", "aiopika")
@@ -1290,10 +1290,7 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the rpc scenario's reference rows (py-floor, core-floor: no event loop)",
     )
     p.add_argument("--profile", metavar="DIR", help="cProfile each timed section into DIR/*.prof")
-    p.add_argument("--host", default=os.environ.get("AMQP_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("AMQP_PORT", "5672")))
-    p.add_argument("--user", default=os.environ.get("AMQP_USER", "guest"))
-    p.add_argument("--password", default=os.environ.get("AMQP_PASSWORD", "guest"))
+    add_broker_arguments(p)
     p.add_argument("-v", "--verbose", action="store_true")
     # worker mode (internal)
     p.add_argument("--worker", help=argparse.SUPPRESS)

@@ -85,7 +85,7 @@ if str(HERE) not in sys.path:
 
 import _diag  # noqa: E402
 import _floor  # noqa: E402
-from _parent import installed, setup_client  # noqa: E402
+from _parent import add_broker_arguments, installed, setup_client  # noqa: E402
 from _rpc import BODY_64, answer_requests, call_in_turn  # noqa: E402
 
 CLIENTS = ("txamqp091", "pika")
@@ -958,10 +958,7 @@ def main(argv: list[str] | None = None) -> int:
         "the C program and tornado_client.py do) or on a second connection",
     )
     p.add_argument("--profile", metavar="DIR", help="cProfile each worker into DIR/*.prof")
-    p.add_argument("--host", default=os.environ.get("AMQP_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("AMQP_PORT", "5672")))
-    p.add_argument("--user", default=os.environ.get("AMQP_USER", "guest"))
-    p.add_argument("--password", default=os.environ.get("AMQP_PASSWORD", "guest"))
+    add_broker_arguments(p)
     p.add_argument("-v", "--verbose", action="store_true")
     # worker mode (internal)
     p.add_argument("--worker", help=argparse.SUPPRESS)

@@ -13,60 +13,19 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 
+from tests.benchmarks.support import BENCH, CountingMeter, bench_module, queue_exists
 from tests.conftest import broker_address
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture
-def floor(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    monkeypatch.syspath_prepend(str(BENCH))  # _floor imports _rpc as the scripts do
-    import _floor
-
-    yield _floor
-
-
-class CountingMeter:
-    """The scripts' meter, reduced to what the floors call."""
-
-    def __init__(self) -> None:
-        self.started = self.stopped = 0
-
-    def start(self) -> None:
-        self.started += 1
-
-    def stop(self) -> None:
-        self.stopped += 1
-
-    def result(self, n: int, **extra: Any) -> dict[str, Any]:
-        return {"n": n, **extra}
-
-
-def _queue_exists(name: str) -> bool:
-    """Whether the broker holds ``name`` (a passive declare on a fresh connection)."""
-    from txamqp091.core import events as ev
-    from txamqp091.core import spec
-
-    host, port = broker_address()
-    import _floor
-
-    link = _floor.Link(host, port, "guest", "guest", 10.0)
-    try:
-        channel = link.channel()
-        channel.send_method(spec.QueueDeclare(queue=name, passive=True))
-        event = link.pump(lambda e: isinstance(e, (ev.MethodReply, ev.ChannelClosed)))
-        return isinstance(event, ev.MethodReply)
-    except _floor.FloorError:
-        return False  # the passive declare closed the channel: 404, no such queue
-    finally:
-        link.close()
+def floor() -> ModuleType:
+    module: ModuleType = bench_module("_floor")
+    return module
 
 
 def test_rows_add_the_floors_to_rpc_only(floor: ModuleType) -> None:
@@ -94,7 +53,7 @@ def test_floor_runs_the_round_trip_and_cleans_up(floor: ModuleType, client: str)
     )  # fmt: skip
     assert len(lat) == 30 and all(t > 0 for t in lat)
     assert (meter.started, meter.stopped) == (1, 1)
-    assert not _queue_exists(queue)
+    assert not queue_exists(queue)
 
 
 @pytest.mark.broker

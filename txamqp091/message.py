@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from .core.events import Delivery
 
@@ -16,6 +16,8 @@ class SettlingChannel(Protocol):
     core and nothing above it."""
 
     def _settle(self, message: Message, how: str, **kwargs: Any) -> None: ...
+
+    def _ack(self, message: Message, multiple: bool) -> None: ...
 
 
 @dataclass(slots=True, eq=False, repr=False)
@@ -60,12 +62,17 @@ class Message(Delivery):
     def _settle(self, method: str, **kwargs: Any) -> None:
         channel = self._channel
         if channel is None:
-            raise RuntimeError("this message is not bound to a channel")
+            _unbound()
         channel._settle(self, method, **kwargs)
 
     def ack(self, multiple: bool = False) -> None:
         """Acknowledge this message (and, with ``multiple``, every earlier one on its channel)."""
-        self._settle("ack", multiple=multiple)
+        # The channel's _ack, not _settle: a consumer's every message, without the
+        # keyword packing (two dicts) and one call.
+        channel = self._channel
+        if channel is None:
+            _unbound()
+        channel._ack(self, multiple)
 
     def nack(self, requeue: bool = True, multiple: bool = False) -> None:
         """Reject this message (RabbitMQ's Basic.Nack); ``requeue=False`` dead-letters or drops it."""
@@ -85,6 +92,10 @@ class ReturnedMessage(Message):
 
     reply_code: int = 0
     reply_text: str = ""
+
+
+def _unbound() -> NoReturn:
+    raise RuntimeError("this message is not bound to a channel")
 
 
 def _header_int(message: Message, name: str) -> int | None:

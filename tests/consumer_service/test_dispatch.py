@@ -26,6 +26,9 @@ class Settlements:
     def _settle(self, message: Message, how: str, **kwargs: Any) -> None:
         self.log.append((message.properties.message_id or "", how, kwargs))
 
+    def _ack(self, message: Message, multiple: bool) -> None:
+        self._settle(message, "ack", multiple=multiple)
+
     def of(self, message_id: str) -> list[str]:
         out = []
         for mid, how, kwargs in self.log:

@@ -44,6 +44,13 @@ def _none(value: Any) -> None:
 class ChannelLogic(DeclaringChannel[W]):
     """One AMQP channel; adapters subclass it to give it their waiter type."""
 
+    def __init__(self, conn: ConnectionHooks[W], core: CoreChannel) -> None:
+        super().__init__(conn, core)
+        #: What a consumer calls when deliveries enter or leave its buffer (see
+        #: ConsumerOwner): the connection's own count, this channel's for ever, so a
+        #: buffered delivery and its get() each cost no forwarding call.
+        self._buffered_changed: Callable[..., None] = conn._buffered_changed
+
     # -- consuming ---------------------------------------------------------------------------
 
     def basic_consume(
@@ -125,11 +132,6 @@ class ChannelLogic(DeclaringChannel[W]):
         waiter = self._rpc(method, registered)
         self._runtime.add_done(waiter, lambda: self._forget_failed_consumer(consumer))
         return waiter
-
-    def _buffered_changed(
-        self, delta: int, consumer: object = None, consumer_full: bool = False
-    ) -> None:
-        self._conn._buffered_changed(delta, consumer, consumer_full)
 
     def _forget_failed_consumer(self, consumer: ConsumerLogic[W]) -> None:
         if self._close_error is not None and self._consumers.get(consumer.consumer_tag) is consumer:
@@ -224,24 +226,34 @@ class ChannelLogic(DeclaringChannel[W]):
             return  # the channel this message came on is gone: the broker redelivers it
         self._send_async(method)
 
+    def _ack(self, message: Message, multiple: bool) -> None:
+        """``message.ack()``: straight into the core's output when the message came on this
+        channel's current incarnation and nothing stands in the way (the consumer's hot
+        path), else as :meth:`_settle` sends it."""
+        if (
+            message._core_channel is self._core
+            and self._closing is None
+            and self._close_error is None
+            and self._runtime.in_loop_thread()
+            and self._core.send_ack(message.delivery_tag, bool(multiple))
+        ):
+            self._conn._schedule_flush()
+            return
+        core = message._core_channel
+        assert isinstance(core, CoreChannel)
+        self._send_settlement(
+            spec.BasicAck(delivery_tag=message.delivery_tag, multiple=multiple), core
+        )
+
     def _settle(self, message: Message, how: str, **kwargs: Any) -> None:
         """Ack/nack/reject through a message: only on the channel incarnation it came on,
         so it never settles a stranger that reuses its delivery tag after a reconnect."""
         tag = message.delivery_tag
-        if (
-            how == "ack"
-            and message._core_channel is self._core
-            and self._closing is None
-            and self._close_error is None
-            and self._runtime.in_loop_thread()
-            and self._core.send_ack(tag, bool(kwargs.get("multiple", False)))
-        ):
-            self._conn._schedule_flush()
+        if how == "ack":
+            self._ack(message, bool(kwargs.get("multiple", False)))
             return
         method: spec.Method
-        if how == "ack":
-            method = spec.BasicAck(delivery_tag=tag, **kwargs)
-        elif how == "nack":
+        if how == "nack":
             method = spec.BasicNack(delivery_tag=tag, **kwargs)
         else:
             method = spec.BasicReject(delivery_tag=tag, **kwargs)

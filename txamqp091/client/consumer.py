@@ -76,6 +76,8 @@ class ConsumerLogic(Generic[W]):
         #: Makes what ``create_waiter()`` makes, without its Python frame (each ``get()``
         #: that waits: every RPC reply).
         self._new_waiter = self._runtime.waiter_factory()
+        #: The runtime's try_resolve, bound once: each delivery to a waiting get().
+        self._try_resolve = self._runtime.try_resolve
         self.queue = queue
         self.consumer_tag = consumer_tag
         self.on_message_callback = on_message_callback
@@ -106,7 +108,7 @@ class ConsumerLogic(Generic[W]):
             return
         getters = self._getters
         if getters:
-            try_resolve = self._runtime.try_resolve
+            try_resolve = self._try_resolve
             while getters:
                 if try_resolve(getters.popleft(), message):  # one not cancelled meanwhile
                     return
@@ -166,7 +168,10 @@ class ConsumerLogic(Generic[W]):
         runtime = self._runtime
         if self._buffer:
             message = self._buffer.popleft()
-            self._took(1)
+            if self._full:
+                self._took(1)
+            else:  # what _took(1) does then, without its call (every buffered message)
+                self._channel._buffered_changed(-1)
             return runtime.succeeded(message)
         if self.ended is not None:
             return runtime.failed(self.ended)

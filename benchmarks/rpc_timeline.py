@@ -24,7 +24,7 @@ done->pub      the previous call done -> this call's request ``send()`` (the cli
 
 Each worker (a fresh interpreter per adapter and round) prints, per segment, the
 median over its N calls; the parent alternates the adapters (and, with ``--floors``,
-``_floor.py``'s reference rows) for ``--rounds`` rounds and shows the median of the
+``_floor.py``'s reference rows, with ``--c`` the C program's) for ``--rounds`` rounds and shows the median of the
 rounds' values and their range. Compare segments between adapters and runs; the
 totals are inflated by the stamps themselves (six proxied calls per round trip, each
 a Python frame and a clock read, ~1 us each live).
@@ -41,7 +41,7 @@ Usage::
 
     .venv/bin/python benchmarks/rpc_timeline.py                        # both, 3 rounds of 3,000
     .venv/bin/python benchmarks/rpc_timeline.py --adapter tornado --calls 5000 --rounds 5
-    .venv/bin/python benchmarks/rpc_timeline.py --floors --json timeline.json
+    .venv/bin/python benchmarks/rpc_timeline.py --floors --c --json timeline.json
 """
 
 from __future__ import annotations
@@ -367,7 +367,26 @@ def run_worker(a: argparse.Namespace) -> dict[str, Any]:
 # ---- the parent: rounds, table -----------------------------------------------------------------
 
 
+def run_c(a: argparse.Namespace) -> dict[str, Any]:
+    """The C program's rpc run of ``a.calls`` calls, as ``compare.py`` runs it."""
+    import _cceiling
+    import compare
+    import twisted_client
+
+    binary, why = _cceiling.build()
+    if binary is None:
+        return {"row": "c-ceiling", "error": f"C ceiling unavailable: {why}"}
+    ns = argparse.Namespace(
+        scale=a.calls / twisted_client.SCENARIOS["rpc"][1], timeout=a.timeout,
+        host=a.host, port=a.port, user=a.user, password=a.password, wait_idle=0,
+        wait_idle_max=0,
+    )  # fmt: skip
+    return {**compare.run_c(ns, binary, "rpc"), "row": "c-ceiling"}
+
+
 def run_row(a: argparse.Namespace, row: str) -> dict[str, Any]:
+    if row == "c-ceiling":
+        return run_c(a)
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         out = Path(tmp.name)
     cmd = [
@@ -446,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--floors", action="store_true", help="also run py-floor and core-floor each round"
     )
+    p.add_argument("--c", action="store_true", help="also run the C program's rpc each round")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds a worker may take")
     p.add_argument("--json", metavar="PATH", help="write every run here")
     add_broker_arguments(p)
@@ -462,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if "error" not in result else 1
 
     adapters = list(ADAPTER_NAMES) if a.adapter == "both" else [a.adapter]
-    floors = list(_floor.FLOORS) if a.floors else []
+    floors = (["c-ceiling"] if a.c else []) + (list(_floor.FLOORS) if a.floors else [])
     rows = adapters + floors
     runs: list[dict[str, Any]] = []
     for rnd in range(a.rounds):

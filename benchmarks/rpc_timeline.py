@@ -385,8 +385,15 @@ def run_c(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_row(a: argparse.Namespace, row: str) -> dict[str, Any]:
-    if row == "c-ceiling":
-        return run_c(a)
+    from twisted_client import idle_percent, wait_for_idle
+
+    idle = wait_for_idle(a.wait_idle, a.wait_idle_max) if a.wait_idle else idle_percent()
+    result = run_c(a) if row == "c-ceiling" else run_worker_process(a, row)
+    result["idle_pct_before"] = idle
+    return result
+
+
+def run_worker_process(a: argparse.Namespace, row: str) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         out = Path(tmp.name)
     cmd = [
@@ -466,6 +473,16 @@ def main(argv: list[str] | None = None) -> int:
         "--floors", action="store_true", help="also run py-floor and core-floor each round"
     )
     p.add_argument("--c", action="store_true", help="also run the C program's rpc each round")
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="PCT",
+        help="before each row wait until the machine is PCT%% idle (0 = don't), as compare.py",
+    )
+    p.add_argument(
+        "--wait-idle-max", type=float, default=20.0, metavar="S", help="wait at most S seconds"
+    )
     p.add_argument("--timeout", type=float, default=300.0, help="seconds a worker may take")
     p.add_argument("--json", metavar="PATH", help="write every run here")
     add_broker_arguments(p)
@@ -494,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
             note = (
                 result["error"].strip().splitlines()[-1][:100]
                 if "error" in result
-                else (f"p50 {result['p50_us']:.0f} us, CPU {result['cpu_us_per_msg']:.0f} us/call")
+                else f"p50 {result['p50_us']:.0f} us, CPU {result['cpu_us_per_msg']:.0f} us/call"
+                f"  (idle before {result['idle_pct_before'] or 0:.0f}%)"
             )
             print(f"  [{rnd + 1}/{a.rounds}] {row:<11} {note}", flush=True)
     print()

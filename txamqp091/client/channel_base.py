@@ -69,6 +69,8 @@ class ConnectionHooks(Protocol[W]):
 
     def _published(self, size: int) -> None: ...
 
+    def _flush(self) -> None: ...
+
     def _publish_gate_open(self) -> bool: ...
 
     def _hold_publish(
@@ -267,10 +269,14 @@ class ChannelBase(Generic[W]):
             seq = self._core.publish(exchange, routing_key, body, properties, mandatory)
         except Exception as exc:
             return self._runtime.failed(exc)
-        # conn._published(size), inline for its common case: a flush is already due
-        # (scheduled, or the read's own) and this write stays under the threshold.
-        # Everything else (send-first, the threshold, scheduling) goes through it.
-        if not conn._send_first and (conn._receiving or conn._flush_scheduled):
+        # conn._published(size), inline for its two common cases: the answer to a lone
+        # delivery (an RPC half), written now; and a flush already due (scheduled, or
+        # the read's own) that this write leaves under the threshold. The rest (the
+        # threshold, scheduling a flush) goes through it.
+        if conn._send_first:
+            conn._send_first = False
+            conn._flush()
+        elif conn._receiving or conn._flush_scheduled:
             unflushed = conn._unflushed + size + 64
             if unflushed < conn.flush_threshold:
                 conn._unflushed = unflushed

@@ -255,14 +255,17 @@ def whole_delivery_decoders(use_c: bool) -> Iterator[None]:
     (``use_c`` False: the frame-by-frame path) for the duration."""
     saved = channel_module._c_take_delivery
     saved_read = connection_module._c_take_read
+    saved_run = connection_module._c_take_deliveries
     if not use_c:
         channel_module._c_take_delivery = None
         connection_module._c_take_read = None
+        connection_module._c_take_deliveries = None
     try:
         yield
     finally:
         channel_module._c_take_delivery = saved
         connection_module._c_take_read = saved_read
+        connection_module._c_take_deliveries = saved_run
 
 
 def events_of(stream: bytes, chunk: int, use_c: bool) -> tuple[list[Any], bytes]:
@@ -312,6 +315,82 @@ def test_deliveries_decode_alike_on_both_paths(
     stream = b"".join(parts)
     for data in (stream, mutate(stream, changes, 0)):
         assert events_of(data, chunk, True) == events_of(data, chunk, False)
+
+
+def events_of_channels(stream: bytes, use_c: bool, max_size: int) -> tuple[list[Any], bytes, str]:
+    """events_of with channels 1 and 2 open and a ``max_message_size``, the stream in one read."""
+    with whole_delivery_decoders(use_c):
+        conn = open_connection(server_frame_max=4096, max_message_size=max_size)
+        for channel_id in (1, 2):
+            conn.open_channel()
+            conn.receive_data(F.channel_open_ok(channel_id), 0.0)
+        conn.data_to_send()
+        events = [describe(e) for e in conn.receive_data(stream, 0.0)]
+        return events, conn.data_to_send(), conn.state.value
+
+
+@requires_c
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([1, 2]),
+            st.integers(1, 2**64 - 1),
+            st.binary(max_size=300),
+            st.sampled_from(["delivery", "heartbeat", "ack", "header-first", "two-bodies"]),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    edits,
+    st.sampled_from([1 << 27, 100]),
+)
+def test_runs_of_deliveries_decode_alike_on_both_paths(
+    items: list[tuple[int, int, bytes, str]], changes: list[tuple[int, int]], max_size: int
+) -> None:
+    """take_deliveries (the whole deliveries that follow one another on a channel, in one
+    C call) against the frame loop, with deliveries on two channels and other frames
+    between and inside the runs: the same events, bytes sent back and state."""
+    parts = []
+    for channel_id, dtag, body, kind in items:
+        one = F.deliver(channel_id, "c", dtag, body, spec.BasicProperties(), "ex", "rk",
+                        frame_max=4096)  # fmt: skip
+        if kind == "heartbeat":
+            one += F.heartbeat()
+        elif kind == "ack":
+            one += F.ack(channel_id, dtag)
+        elif kind == "header-first":  # a Deliver whose content comes in the next read
+            one = F.method(channel_id, spec.BasicDeliver(consumer_tag="c", delivery_tag=dtag))
+        elif kind == "two-bodies" and len(body) > 1:
+            one = F.method(channel_id, spec.BasicDeliver(consumer_tag="c", delivery_tag=dtag))
+            one += F.header(channel_id, len(body), spec.BasicProperties())
+            one += F.body(channel_id, body[:1]) + F.body(channel_id, body[1:])
+        parts.append(one)
+    stream = b"".join(parts)
+    for data in (stream, mutate(stream, changes, 0)):
+        assert events_of_channels(data, True, max_size) == events_of_channels(data, False, max_size)
+
+
+@requires_c
+def test_take_deliveries_takes_the_run_of_whole_deliveries_on_its_channel() -> None:
+    def one(channel_id: int, tag: int, body: bytes = b"xy") -> bytes:
+        return F.deliver(channel_id, "c", tag, body, spec.BasicProperties(), "ex", "rk")
+
+    def take(data: bytes, limit: int = 4096) -> tuple[int | None, list[int]]:
+        events: list[Any] = []
+        end = data.index(b"\xce")
+        pos = C.take_deliveries(data, 11, end, 1, limit, Delivery, events)
+        return pos, [e.delivery_tag for e in events]
+
+    run = one(1, 1) + one(1, 2) + one(1, 3)
+    assert take(run) == (len(run), [1, 2, 3])
+    assert take(run + F.heartbeat()) == (len(run), [1, 2, 3])  # stops at another frame
+    assert take(run + one(2, 4)) == (len(run), [1, 2, 3])  # and at another channel
+    assert take(run + one(1, 4)[:-1]) == (len(run), [1, 2, 3])  # and at a partial one
+    assert take(run + one(1, 4, b"z" * 50), limit=40) == (len(run), [1, 2, 3])  # over the limit
+    assert take(one(1, 1)[:-1]) == (None, [])  # the first not whole: nothing taken
+    with pytest.raises(TypeError):
+        C.take_deliveries(run, 11, run.index(b"\xce"), 1, 4096, Delivery, ())
 
 
 class OtherProperties(spec.BasicProperties):

@@ -38,7 +38,7 @@ __all__ = [
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 4
+ABI = 5
 
 
 def _flag(name: str) -> bool:

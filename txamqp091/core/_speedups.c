@@ -6,7 +6,8 @@
  *   - spec.BasicProperties.decode / .encode        (content header properties)
  *   - the body of core.channel.Channel.take_delivery (Basic.Deliver + header +
  *     one body frame in one buffer, decoded in one call), and take_read: a read
- *     that is exactly one such delivery, without the parser's frame loop
+ *     that is exactly one such delivery, without the parser's frame loop, and
+ *     take_deliveries: the whole deliveries that follow one another on a channel
  *   - frames.encode_message / frames.encode_content (a publish's method frame,
  *     content header and body frames, built in one allocation)
  *   - plain_properties: whether validation.properties has nothing to check (a
@@ -31,7 +32,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 4
+#define TX_ABI 5
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -341,6 +342,73 @@ static PyObject *tx_take_read(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_DECREF(taken);
     Py_DECREF(cid);
     return result;
+}
+
+/* take_deliveries(buf, start, end, channel_id, frame_max, delivery_class, events)
+ *   -> offset after the last delivery taken | None
+ *
+ * take_delivery for the Basic.Deliver at buf[start:end], its message appended to
+ * the list events; then the same for each whole delivery that follows on the same
+ * channel, its method frame checked as the parser's frame loop checks one (size
+ * within frame_max, frame-end octet, class 60 method 60): a consumer's backlog,
+ * a read of many deliveries, in one call instead of one loop round and two Python
+ * calls per delivery. None when the first is not whole (nothing appended); the
+ * first frame that is not a whole delivery on this channel stops it, and the
+ * parser goes on from the offset returned. Whether the channel may take a
+ * delivery is the caller's to check: taking whole ones does not change that. */
+static PyObject *tx_take_deliveries(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7 || !PyList_CheckExact(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "take_deliveries(buf, start, end, channel_id, "
+                                         "frame_max, delivery_class, events: list)");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t end = PyLong_AsSsize_t(args[2]);
+    long channel_id = PyLong_AsLong(args[3]);
+    Py_ssize_t frame_max = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *events = args[6];
+    PyObject *taken = take_delivery_at(args[0], start, end, channel_id, frame_max, args[5], args[3]);
+    if (!taken || taken == Py_None)
+        return taken;
+    bufref r;
+    if (get_buffer(args[0], &r) < 0) {
+        Py_DECREF(taken);
+        return NULL;
+    }
+    Py_ssize_t pos;
+    for (;;) {
+        int appended = PyList_Append(events, PyTuple_GET_ITEM(taken, 0));
+        pos = PyLong_AsSsize_t(PyTuple_GET_ITEM(taken, 1));
+        Py_DECREF(taken);
+        if (appended < 0 || (pos == -1 && PyErr_Occurred()))
+            goto error;
+        /* The next frame: a whole Basic.Deliver method frame on this channel? */
+        const unsigned char *b = r.view.buf;
+        Py_ssize_t len = r.view.len;
+        if (len - pos < 12 || b[pos] != 1 || (long)rd16(b + pos + 1) != channel_id)
+            break;
+        Py_ssize_t size = (Py_ssize_t)rd32(b + pos + 3);
+        Py_ssize_t frame_end = pos + 7 + size;
+        if (size < 4 || size + 8 > frame_max || frame_end >= len || b[frame_end] != 0xCE
+            || rd16(b + pos + 7) != 60 || rd16(b + pos + 9) != 60)
+            break;
+        taken = take_delivery_at(args[0], pos + 11, frame_end, channel_id, frame_max, args[5],
+                                 args[3]);
+        if (!taken)
+            goto error;
+        if (taken == Py_None) {
+            Py_DECREF(taken);
+            break;
+        }
+    }
+    release_buffer(&r);
+    return PyLong_FromSsize_t(pos);
+error:
+    release_buffer(&r);
+    return NULL;
 }
 
 static PyObject *take_delivery_at(PyObject *bufobj, Py_ssize_t start, Py_ssize_t end,
@@ -764,6 +832,8 @@ static PyMethodDef methods[] = {
     {"encode_table", (PyCFunction)tx_encode_table, METH_O, "encode_table(table) -> bytes"},
     {"take_delivery", (PyCFunction)(void (*)(void))tx_take_delivery, METH_FASTCALL,
      "take_delivery(buf, start, end, channel_id, frame_max, delivery_class)"},
+    {"take_deliveries", (PyCFunction)(void (*)(void))tx_take_deliveries, METH_FASTCALL,
+     "take_deliveries(buf, start, end, channel_id, frame_max, delivery_class, events) -> offset | None"},
     {"take_read", (PyCFunction)(void (*)(void))tx_take_read, METH_FASTCALL,
      "take_read(data, frame_max, max_message_size, delivery_class) -> (channel_id, message) | None"},
     {"encode_message", (PyCFunction)(void (*)(void))tx_encode_message, METH_FASTCALL,

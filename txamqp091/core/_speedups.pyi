@@ -20,6 +20,16 @@ def take_delivery(
     delivery_class: Callable[..., Event],
     /,
 ) -> tuple[Event, int] | None: ...
+def take_deliveries(
+    buf: Buffer,
+    start: int,
+    end: int,
+    channel_id: int,
+    frame_max: int,
+    delivery_class: Callable[..., Event],
+    events: list[Event],
+    /,
+) -> int | None: ...
 def take_read(
     data: bytes,
     frame_max: int,

@@ -68,6 +68,7 @@ _OPEN = ConnectionState.OPEN
 #: The C decoder of a read that is one whole delivery (None: pure Python, or a test
 #: that wants the frame-by-frame path).
 _c_take_read = None if _accel.speedups is None else _accel.speedups.take_read
+_c_take_deliveries = None if _accel.speedups is None else _accel.speedups.take_deliveries
 _FRAME_END = spec.FRAME_END
 _METHOD, _HEADER, _BODY, _HEARTBEAT = (
     spec.FRAME_METHOD,
@@ -290,12 +291,31 @@ class Connection(ConnectionMethods):
                             raise DecodeError("method frame", size - 4)
                         (index,) = _unpack_index(buf, start)
                         if index == _DELIVER:
-                            # The hot path: the whole message is usually in the buffer.
-                            whole = channel.take_delivery(buf, start + 4, end)
-                            if whole is not None:
-                                append(whole[0])
-                                pos = whole[1]
-                                continue
+                            # The hot path: the whole message is usually in the buffer,
+                            # and so are the ones after it (a consumer's backlog): with
+                            # the C accelerator, every whole delivery that follows on
+                            # this channel is taken in the same call.
+                            if _c_take_deliveries is None:
+                                whole = channel.take_delivery(buf, start + 4, end)
+                                if whole is not None:
+                                    append(whole[0])
+                                    pos = whole[1]
+                                    continue
+                            elif channel.takes_whole_delivery():
+                                # take_delivery's frame limit: a body over
+                                # max_message_size is left to the frame path.
+                                taken = _c_take_deliveries(
+                                    buf,
+                                    start + 4,
+                                    end,
+                                    channel_id,
+                                    min(self.frame_max, self.max_message_size + 8),
+                                    self.delivery_class,
+                                    events,
+                                )
+                                if taken is not None:
+                                    pos = taken
+                                    continue
                         event = channel.handle_method(index, buf, start + 4, end)
                     elif frame_type == _BODY:
                         event = channel.handle_body(buf, start, end)

@@ -220,3 +220,21 @@ def test_a_full_read_makes_the_next_one_large_and_a_short_one_small_again() -> N
     transport.doRead()  # the last 8 bytes
     assert protocol._read_size == READ_SIZE
     assert protocol.connection.is_open
+
+
+def test_a_write_under_the_send_limit_that_the_socket_takes_in_part_keeps_its_order() -> None:
+    # The direct send that write() makes itself: a part sent, the rest queued in the
+    # transport, and what follows queued behind it.
+    protocol, transport, peer, reactor = wired()
+    transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    first = bytes(range(256)) * 400  # 100 KiB: under SEND_LIMIT, over the socket's buffer
+    assert len(first) <= transport.SEND_LIMIT
+    protocol.write(first)
+    assert transport.dataBuffer or transport._tempDataLen, "the socket took it all"
+    assert reactor.writers == [transport]
+    protocol.write(b"then this")
+    received = bytearray()
+    while len(received) < len(first) + 9:
+        transport.doWrite()
+        received += peer.recv(1 << 20)
+    assert bytes(received) == first + b"then this"

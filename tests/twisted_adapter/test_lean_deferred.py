@@ -455,3 +455,171 @@ def test_a_waiting_coroutine_is_resumed_without_twisteds_callback(
     awaited_in_a_loop(LeanDeferred, trace)
     assert resumed == ["one", None]  # the errback goes through Twisted's loop
     assert ("task", "finished") in trace
+
+
+# -- DeferredRuntime.try_resolve resumes a waiting coroutine itself ----------------------------
+
+Fire = Callable[[Deferred[Any], Any], None]
+
+
+def _message(tag: int) -> Any:
+    from txamqp091.message import Message
+
+    return Message(1, "ctag", tag, False, "", "q", None, b"body")  # type: ignore[arg-type]
+
+
+def mstate(d: Deferred[Any]) -> tuple[Any, ...]:
+    """state(), with a message shown by its delivery tag (each run makes its own)."""
+    called, paused, result, unhandled = state(d)
+    tag = getattr(result, "delivery_tag", None)
+    return (called, paused, ("Message", tag) if tag is not None else result, unhandled)
+
+
+def resumed_once(make: Callable[[], Deferred[Any]], fire: Fire, trace: Trace) -> None:
+    d = make()
+
+    async def waiter() -> str:
+        value = await d
+        trace.append(("resumed with", value.delivery_tag, mstate(d)[:2]))
+        return "done"
+
+    task = ensureDeferred(waiter())
+    task.addCallback(record(trace, "task"))
+    fire(d, _message(1))
+    trace.append(mstate(d))
+    trace.append(mstate(task))
+
+
+def resumed_in_a_loop(make: Callable[[], Deferred[Any]], fire: Fire, trace: Trace) -> None:
+    """A consumer loop in a context of its own: each resumption makes the next getter."""
+    box: list[Deferred[Any]] = []
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+
+    async def loop() -> str:
+        marker.set("in task")
+        for _ in range(3):
+            d = make()
+            box.append(d)
+            value = await d
+            trace.append(("got", value.delivery_tag, marker.get()))
+        return "finished"
+
+    task = ensureDeferred(loop())
+    task.addCallback(record(trace, "task"))
+    for tag in (1, 2, 3):
+        fire(box[-1], _message(tag))
+        trace.append(mstate(box[-1]))
+    trace.append(mstate(task))
+    trace.append(marker.get())
+
+
+def resumed_then_raising(make: Callable[[], Deferred[Any]], fire: Fire, trace: Trace) -> None:
+    d = make()
+
+    async def waiter() -> None:
+        await d
+        raise ValueError("after resuming")
+
+    task = ensureDeferred(waiter())
+    task.addErrback(lambda f: trace.append(("task failed", f.type, str(f.value))))
+    fire(d, _message(1))
+    trace.append(mstate(d))
+    trace.append(mstate(task))
+
+
+def resumed_and_adding_to_its_getter(
+    make: Callable[[], Deferred[Any]], fire: Fire, trace: Trace
+) -> None:
+    """The resumed coroutine adds a callback to the getter it was resumed by: it runs
+    once the resumption is over, with what the getter holds then."""
+    d = make()
+
+    async def waiter() -> None:
+        await d
+        d.addCallback(record(trace, "added"))
+        trace.append(mstate(d))
+
+    ensureDeferred(waiter())
+    fire(d, _message(1))
+    trace.append(mstate(d))
+
+
+RESUMED: list[Callable[[Callable[[], Deferred[Any]], Fire, Trace], None]] = [
+    resumed_once,
+    resumed_in_a_loop,
+    resumed_then_raising,
+    resumed_and_adding_to_its_getter,
+]
+
+
+def _callback(d: Deferred[Any], value: Any) -> None:
+    d.callback(value)
+
+
+@pytest.mark.parametrize("scenario", RESUMED, ids=lambda s: s.__name__)
+def test_try_resolve_resumes_a_waiting_coroutine_as_callback_would(
+    scenario: Callable[[Callable[[], Deferred[Any]], Fire, Trace], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """try_resolve outside a read resumes a coroutine waiting on a getter without
+    LeanDeferred.callback; what the coroutine, the getter and the task show must be
+    what Twisted's own Deferred.callback gives."""
+    from twisted.internet.task import Clock
+
+    plain: Trace = []
+    scenario(Deferred, _callback, plain)
+    runtime = DeferredRuntime(Clock())
+    called: list[Any] = []
+    lean_callback = LeanDeferred.callback
+
+    def counting(self: LeanDeferred, result: Any) -> None:
+        called.append(result)
+        lean_callback(self, result)
+
+    monkeypatch.setattr(LeanDeferred, "callback", counting)
+    ours: Trace = []
+    resolved: list[bool] = []
+    scenario(
+        runtime.create_waiter,
+        lambda d, value: resolved.append(runtime.try_resolve(d, value)),
+        ours,
+    )
+    assert ours == plain
+    assert resolved and all(resolved)
+    assert called == []  # the shortcut, not callback(), resumed the coroutine
+
+
+def test_try_resolve_keeps_what_resuming_raised_as_callback_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Twisted's resumption does not raise (it catches what the coroutine raises); were
+    it to, the getter keeps the Failure, as LeanDeferred.callback's own path does."""
+    from twisted.internet.task import Clock
+
+    from txamqp091.twisted import _deferred
+    from txamqp091.twisted import runtime as runtime_module
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("resumption failed")
+
+    traces: list[Trace] = []
+    for module, fire in (
+        (_deferred, _callback),
+        (runtime_module, lambda d, v: DeferredRuntime(Clock()).try_resolve(d, v)),
+    ):
+        monkeypatch.setattr(module, "_RESUME", broken)
+        trace: Trace = []
+        d = LeanDeferred()
+
+        async def waiter(d: Deferred[Any] = d) -> Any:
+            return await d
+
+        ensureDeferred(waiter())
+        fire(d, _message(1))
+        trace.append(mstate(d))
+        d.addErrback(lambda f, t=trace: t.append(("handled", f.type))).addErrback(lambda f: None)
+        trace.append(mstate(d))
+        traces.append(trace)
+        monkeypatch.undo()
+    assert traces[0] == traces[1]
+    assert traces[0][0][2] == ("Failure", RuntimeError)

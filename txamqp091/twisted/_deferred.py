@@ -134,7 +134,8 @@ class LeanDeferred(Deferred[Any]):
                 # A coroutine (ensureDeferred, inlineCallbacks) waits on this Deferred
                 # and is not running: resume it as _gotResultInlineCallbacks would (its
                 # first argument, ``waiting``, says whether the coroutine is running),
-                # without that call. Both return None.
+                # without that call. Both return None. (DeferredRuntime.try_resolve
+                # repeats this case inline for a getter's message: keep them alike.)
                 result = _RESUME(result, args[1], args[2], args[3])
             elif kwargs:
                 result = fn(result, *args, **kwargs)

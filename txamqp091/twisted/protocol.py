@@ -150,9 +150,10 @@ class AMQPProtocol(Protocol, DeferredRuntime):
     def write(self, data: bytes) -> None:
         """Hand ``data`` to the transport; large writes a slice at a time (:mod:`..client.spool`)."""
         direct = self._socket_transport
+        transport: Any = self.transport
         if (
             direct is not None
-            and direct is self.transport
+            and direct is transport
             and not direct.dataBuffer
             and not direct._tempDataLen
             and direct.connected
@@ -171,7 +172,7 @@ class AMQPProtocol(Protocol, DeferredRuntime):
             if sent != len(data):
                 direct.write(data[sent:] if sent > 0 else data)
             return
-        if self.transport is None:
+        if transport is None:
             return
         spool = self._spool
         if spool.takes(data):

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 
 from ..client.runtime import Runtime, TimerHandle, for_delivery
 from ..message import Message
-from ._deferred import LeanDeferred, waiter_class
+from ._deferred import _GOT_RESULT, _RESUME, LeanDeferred, waiter_class
 
 __all__ = ["DeferredRuntime"]
 
@@ -121,6 +121,33 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
             return False
         held = self._held
         if held is None:
+            if _LEAN and type(value) is Message:
+                callbacks = waiter._callbacks
+                if len(callbacks) == 1 and type(waiter) is LeanDeferred:
+                    fn: Any
+                    args: Any
+                    fn, args, _ = callbacks[0][0]
+                    if fn is _GOT_RESULT and not args[0][0] and not (waiter.paused or waiter.debug):
+                        # A coroutine waits on this getter (an RPC's every request and
+                        # reply, a consumer loop that emptied its buffer): what
+                        # LeanDeferred.callback does then, without its call.
+                        callbacks.clear()
+                        waiter._canceller = None
+                        waiter.called = True
+                        waiter.result = value
+                        waiter._runningCallbacks = True
+                        try:
+                            _RESUME(value, args[1], args[2], args[3])
+                        except BaseException:
+                            waiter._runningCallbacks = False
+                            waiter.result = Failure()  # type: ignore[no-untyped-call]
+                            waiter._runCallbacks()
+                            return True
+                        waiter._runningCallbacks = False
+                        waiter.result = None
+                        if callbacks:  # added while the coroutine ran
+                            waiter._runCallbacks()
+                        return True
             waiter.callback(value)
             return True
         key = id(waiter)

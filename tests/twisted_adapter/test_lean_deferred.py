@@ -623,3 +623,98 @@ def test_try_resolve_keeps_what_resuming_raised_as_callback_would(
         monkeypatch.undo()
     assert traces[0] == traces[1]
     assert traces[0][0][2] == ("Failure", RuntimeError)
+
+
+# -- fire_each: the confirms one ack settles, fired in one loop --------------------------------
+
+
+def _through_fire_each(monkeypatch: pytest.MonkeyPatch) -> list[Deferred[Any]]:
+    """From now on, a LeanDeferred's callback() goes through fire_each([d], result); the
+    Deferreds fire_each hands to callback() itself (its general case) are listed."""
+    from txamqp091.twisted._deferred import fire_each
+
+    original = LeanDeferred.callback
+    general: list[Deferred[Any]] = []
+    inside: list[Deferred[Any]] = []
+
+    def callback(self: LeanDeferred, result: Any) -> None:
+        if self.called or any(d is self for d in inside):
+            if not self.called:
+                general.append(self)
+            original(self, result)  # fired twice raises, as it must
+            return
+        inside.append(self)
+        try:
+            fire_each([self], result)
+        finally:
+            inside.remove(self)
+
+    monkeypatch.setattr(LeanDeferred, "callback", callback)
+    return general
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+def test_fire_each_fires_as_callback_would(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain: Trace = []
+    scenario(Deferred, plain)
+    _through_fire_each(monkeypatch)
+    ours: Trace = []
+    scenario(LeanDeferred, ours)
+    assert ours == plain
+
+
+def test_fire_each_runs_a_lone_plain_pair_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    general = _through_fire_each(monkeypatch)
+    loops = general_loops(monkeypatch)
+    seen: list[Any] = []
+    d = LeanDeferred()
+    d.addCallbacks(seen.append, seen.append)
+    d.callback(None)
+    assert seen == [None] and d.called and d.result is None
+    assert general == [] and loops == []
+
+
+def test_fire_each_fires_a_mixed_batch_in_order_as_callback_would() -> None:
+    """A batch as an ack settles it: each kind of Deferred, fired once, in order."""
+    from txamqp091.twisted._deferred import fire_each
+
+    def batch(trace: Trace) -> list[Deferred[Any]]:
+        kinds: list[Deferred[Any]] = []
+        lone = LeanDeferred()
+        lone.addCallbacks(record(trace, "lone"), record(trace, "lone eb"))
+        kinds.append(lone)
+        raising = LeanDeferred()
+        raising.addCallback(lambda _: 1 / 0)
+        kinds.append(raising)
+        plain: Deferred[Any] = Deferred()
+        plain.addCallback(record(trace, "plain"))
+        kinds.append(plain)
+        done = LeanDeferred()
+        done.callback("earlier")
+        kinds.append(done)
+        two = LeanDeferred()
+        two.addCallback(lambda r: ("two", r)).addCallback(record(trace, "two"))
+        kinds.append(two)
+        bare = LeanDeferred()
+        kinds.append(bare)
+        returns_deferred = LeanDeferred()
+        returns_deferred.addCallback(lambda _: succeed("inner"))
+        kinds.append(returns_deferred)
+        return kinds
+
+    traces: list[Trace] = []
+    for fire in ("callback", "fire_each"):
+        trace: Trace = []
+        ds = batch(trace)
+        if fire == "fire_each":
+            fire_each(ds, None)
+        else:
+            for d in ds:
+                if not d.called:
+                    d.callback(None)
+        trace.extend(state(d) for d in ds)
+        ds[1].addErrback(lambda f: f.trap(ZeroDivisionError))
+        traces.append(trace)
+    assert traces[0] == traces[1]

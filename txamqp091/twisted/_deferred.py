@@ -30,13 +30,14 @@ case.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-__all__ = ["LEAN_FIRING", "LeanDeferred", "waiter_class"]
+__all__ = ["LEAN_FIRING", "LeanDeferred", "fire_each", "waiter_class"]
 
 _CONTINUE: object = getattr(defer, "_CONTINUE", None)
 _DEFERRED_TYPES: list[type] = getattr(defer, "_DEFERRED_SUBCLASSES", [])
@@ -155,6 +156,55 @@ class LeanDeferred(Deferred[Any]):
             self._runCallbacks()
         elif self._debugInfo is not None:
             self._debugInfo.failResult = None
+
+
+def fire_each(deferreds: Iterable[Deferred[Any]], result: Any) -> None:
+    """``d.callback(result)`` for each Deferred not called yet, in order.
+
+    The confirms one Basic.Ack settles (often hundreds, each with the publisher's one
+    ``addCallbacks`` pair): :meth:`LeanDeferred.callback`'s lone plain pair is run here,
+    inline, without a ``callback()`` call per Deferred; every other case (another kind of
+    Deferred, more pairs, arguments, a coroutine or chained Deferred waiting, paused,
+    debugged, a Failure or Deferred result) is ``callback()`` itself.
+    """
+    plain = LEAN_FIRING and (
+        result is None or not (isinstance(result, Failure) or type(result) in _DEFERRED_TYPES)
+    )
+    for d in deferreds:
+        if d.called:
+            continue
+        callbacks = d._callbacks
+        if plain and len(callbacks) == 1 and type(d) is LeanDeferred and not d.paused:
+            fn: Any
+            fn, args, kwargs = callbacks[0][0]
+            if not args and not kwargs and fn is not _CONTINUE and fn is not _GOT_RESULT:
+                if d.debug:  # pragma: no cover - Deferred debugging: Twisted's loop
+                    d.callback(result)
+                    continue
+                # LeanDeferred.callback for a lone plain pair (see there).
+                callbacks.clear()
+                d._canceller = None
+                d.called = True
+                d.result = result
+                d._runningCallbacks = True
+                try:
+                    value = fn(result)
+                except BaseException:
+                    value = Failure()  # type: ignore[no-untyped-call]
+                d._runningCallbacks = False
+                d.result = value
+                if value is not None and (
+                    isinstance(value, Failure) or type(value) in _DEFERRED_TYPES
+                ):
+                    if type(value) in _DEFERRED_TYPES:
+                        callbacks.insert(0, _PASSTHRU)
+                    d._runCallbacks()
+                elif callbacks:
+                    d._runCallbacks()
+                elif d._debugInfo is not None:
+                    d._debugInfo.failResult = None
+                continue
+        d.callback(result)
 
 
 if not LEAN_FIRING:  # pragma: no cover - a Twisted older than 25.5 (CI's oldest-versions step)

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 
 from ..client.runtime import Runtime, TimerHandle, for_delivery
 from ..message import Message
-from ._deferred import _GOT_RESULT, _RESUME, LeanDeferred, waiter_class
+from ._deferred import _GOT_RESULT, _RESUME, LeanDeferred, fire_each, waiter_class
 
 __all__ = ["DeferredRuntime"]
 
@@ -66,9 +66,7 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
         """Fire what :meth:`resolve`, :meth:`reject` and :meth:`resolve_all` held, in order."""
         for waiter, ok, value in held.values():
             if ok is None:
-                for each in waiter:
-                    if not each.called:
-                        each.callback(value)
+                fire_each(waiter, value)
             elif waiter.called:
                 continue
             elif ok:
@@ -102,9 +100,7 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
     def resolve_all(self, waiters: list[Deferred[Any]], value: Any) -> None:
         held = self._held
         if held is None:
-            for waiter in waiters:
-                if not waiter.called:
-                    waiter.callback(value)
+            fire_each(waiters, value)
         else:
             # One entry for the batch: its waiters fire in order, in their place.
             held[id(waiters)] = (waiters, None, value)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail, succeed
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from txamqp091.twisted._deferred import LEAN_FIRING, LeanDeferred, waiter_class
@@ -305,7 +306,80 @@ def lone_value_seen_by_the_callback(cls: type[Deferred[Any]], trace: Trace) -> N
     trace.append(state(d))
 
 
+class _Yields:
+    """An awaitable that yields ``value`` to the coroutine's driver and returns what it
+    is sent back (Twisted's loop sends a plain value straight back)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Any:
+        return (yield self.value)
+
+
+class _OtherDeferred(Deferred[Any]):
+    pass
+
+
+def awaited_then_other_things(cls: type[Deferred[Any]], trace: Trace) -> None:
+    """After its resumption the coroutine awaits each kind of thing its driver handles:
+    a fired Deferred, an unfired plain one, another Deferred subclass, a fired but paused
+    one, a plain value and a coroutine yielded to the driver, then returns."""
+    d = cls()
+    plain: Deferred[Any] = Deferred()
+    other = _OtherDeferred()
+    paused = succeed("paused value")
+    paused.pause()
+
+    async def inner() -> str:
+        return "inner value"
+
+    async def waiter() -> str:
+        trace.append(("first", await d))
+        trace.append(("fired", await succeed("at once")))
+        trace.append(("plain", await plain))
+        trace.append(("other", await other))
+        trace.append(("paused", await paused))
+        trace.append(("value", await _Yields(5)))
+        trace.append(("coroutine", await _Yields(inner())))
+        return "done"
+
+    task = ensureDeferred(waiter())
+    task.addCallback(record(trace, "task"))
+    d.callback("one")
+    trace.append(state(task))
+    plain.callback("two")
+    other.callback("three")
+    trace.append(state(task))
+    paused.unpause()
+    trace.append(state(task))
+
+
+def awaited_by_inline_callbacks(cls: type[Deferred[Any]], trace: Trace) -> None:
+    """A generator under @inlineCallbacks waits with the same callback as a coroutine:
+    it is resumed by Twisted's own loop."""
+    from twisted.internet.defer import inlineCallbacks
+
+    box: list[Deferred[Any]] = []
+
+    @inlineCallbacks
+    def waiter() -> Any:
+        for _ in range(2):
+            d = cls()
+            box.append(d)
+            trace.append(("got", (yield d)))
+        return "done"
+
+    task = waiter()
+    task.addCallback(record(trace, "task"))
+    box[0].callback("one")
+    box[1].callback("two")
+    trace.append(state(task))
+
+
 SCENARIOS: list[Scenario] = [
+    awaited_then_other_things,
+    awaited_by_inline_callbacks,
     no_callbacks_yet_with_a_value,
     no_callbacks_yet_with_a_failure,
     fired_with_a_deferred,
@@ -332,8 +406,23 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
+@pytest.fixture(params=["fast", "twisted"])
+def resumption(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test that takes it runs with coroutines resumed by _resume_coroutine and by
+    Twisted's _inlineCallbacks (what a Twisted without the internals it needs gets)."""
+    from txamqp091.twisted import _deferred
+    from txamqp091.twisted import runtime as runtime_module
+
+    fast = request.param == "fast"
+    if fast:
+        assert _deferred.FAST_RESUMPTION  # this Twisted has what it relies on
+    monkeypatch.setattr(_deferred, "FAST_RESUMPTION", fast)
+    monkeypatch.setattr(runtime_module, "FAST_RESUMPTION", fast)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
-def test_lean_deferred_behaves_as_deferred(scenario: Scenario) -> None:
+def test_lean_deferred_behaves_as_deferred(scenario: Scenario, resumption: str) -> None:
     plain: Trace = []
     lean: Trace = []
     scenario(Deferred, plain)
@@ -451,6 +540,7 @@ def test_a_waiting_coroutine_is_resumed_without_twisteds_callback(
         real(result, *rest)
 
     monkeypatch.setattr(_deferred, "_RESUME", counting)
+    monkeypatch.setattr(_deferred, "FAST_RESUMPTION", False)  # see the test below
     trace: Trace = []
     awaited_in_a_loop(LeanDeferred, trace)
     assert resumed == ["one", None]  # the errback goes through Twisted's loop
@@ -560,6 +650,7 @@ def _callback(d: Deferred[Any], value: Any) -> None:
 def test_try_resolve_resumes_a_waiting_coroutine_as_callback_would(
     scenario: Callable[[Callable[[], Deferred[Any]], Fire, Trace], None],
     monkeypatch: pytest.MonkeyPatch,
+    resumption: str,
 ) -> None:
     """try_resolve outside a read resumes a coroutine waiting on a getter without
     LeanDeferred.callback; what the coroutine, the getter and the task show must be
@@ -608,6 +699,7 @@ def test_try_resolve_keeps_what_resuming_raised_as_callback_would(
         (runtime_module, lambda d, v: DeferredRuntime(Clock()).try_resolve(d, v)),
     ):
         monkeypatch.setattr(module, "_RESUME", broken)
+        monkeypatch.setattr(module, "_resume_coroutine", broken)
         trace: Trace = []
         d = LeanDeferred()
 
@@ -655,7 +747,7 @@ def _through_fire_each(monkeypatch: pytest.MonkeyPatch) -> list[Deferred[Any]]:
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
 def test_fire_each_fires_as_callback_would(
-    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, resumption: str
 ) -> None:
     plain: Trace = []
     scenario(Deferred, plain)
@@ -718,3 +810,40 @@ def test_fire_each_fires_a_mixed_batch_in_order_as_callback_would() -> None:
         ds[1].addErrback(lambda f: f.trap(ZeroDivisionError))
         traces.append(trace)
     assert traces[0] == traces[1]
+
+
+def test_a_waiting_coroutine_is_resumed_by_the_fast_resumption(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where this Twisted allows it, _resume_coroutine resumes a coroutine (callback()
+    and try_resolve), not _inlineCallbacks, else the "fast" runs above would only
+    compare Twisted with itself; a generator under @inlineCallbacks still gets Twisted's."""
+    from txamqp091.twisted import _deferred
+    from txamqp091.twisted import runtime as runtime_module
+
+    assert _deferred.FAST_RESUMPTION
+    fast: list[Any] = []
+    twisted_loop: list[Any] = []
+    real_fast = _deferred._resume_coroutine
+    real_loop = _deferred._RESUME
+
+    def counting_fast(result: Any, args: Any) -> None:
+        fast.append(result)
+        real_fast(result, args)
+
+    def counting_loop(result: Any, *rest: Any) -> None:
+        twisted_loop.append(result)
+        real_loop(result, *rest)
+
+    for module in (_deferred, runtime_module):
+        monkeypatch.setattr(module, "_resume_coroutine", counting_fast)
+        monkeypatch.setattr(module, "_RESUME", counting_loop)
+    trace: Trace = []
+    awaited_in_a_loop(LeanDeferred, trace)
+    assert fast == ["one", None] and twisted_loop == []  # the errback: Twisted's loop
+    runtime = DeferredRuntime(Clock())
+    resumed_in_a_loop(runtime.create_waiter, runtime.try_resolve, [])
+    assert len(fast) == 5  # and the three of the loop above
+    fast.clear()
+    awaited_by_inline_callbacks(LeanDeferred, [])
+    assert fast == [] and twisted_loop == ["one", "two"]

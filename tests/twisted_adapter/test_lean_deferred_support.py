@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 import twisted
-from txamqp091.twisted._deferred import LEAN_FIRING, LeanDeferred, waiter_class
+from txamqp091.twisted._deferred import FAST_RESUMPTION, LEAN_FIRING, LeanDeferred, waiter_class
 from txamqp091.twisted.runtime import DeferredRuntime
 
 
@@ -24,6 +24,14 @@ def _twisted_version() -> tuple[int, int]:
 
 def test_the_lean_path_is_found_exactly_where_twisted_has_its_internals() -> None:
     assert LEAN_FIRING == (_twisted_version() >= (25, 5))
+
+
+def test_where_the_lean_path_is_found_so_is_the_fast_resumption() -> None:
+    """Both read the internals of Twisted 25.5 and later: a release that changes what
+    _resume_coroutine relies on (the cancellation status' fields, _DefGen_Return) is
+    seen here, not paid for silently."""
+    if LEAN_FIRING:
+        assert FAST_RESUMPTION
 
 
 def test_the_runtime_hands_out_the_deferred_this_twisted_supports() -> None:

@@ -19,6 +19,15 @@ sees them wait for ``unpause()``, where Twisted's loop would still run them; and
 warning about a callback that returns its own Deferred names the internal
 pass-through.
 
+A coroutine (``ensureDeferred``) waiting on such a Deferred is resumed by
+:func:`_resume_coroutine`, one round of Twisted's ``_inlineCallbacks`` loop written
+for its usual next step (an ``await`` of the next unfired Deferred, as a consumer's
+``get()``), which appends the resumption callback itself instead of calling
+``addBoth``; anything else the coroutine yields goes to ``_inlineCallbacks``. It relies
+on the cancellation status' ``deferred`` and ``waitingOn`` and on ``_DefGen_Return``
+(:data:`FAST_RESUMPTION` is False without them); generators under
+``@inlineCallbacks`` keep Twisted's own loop.
+
 It relies on Deferred internals (``_callbacks``, ``_runningCallbacks``,
 ``_runCallbacks``, the ``_CONTINUE`` chaining sentinel) as Twisted 25.5 and later
 have them; :data:`LEAN_FIRING` is False, and :func:`waiter_class` gives the plain
@@ -30,14 +39,16 @@ case.
 from __future__ import annotations
 
 import inspect
+from asyncio import iscoroutine
 from collections.abc import Iterable
+from types import CoroutineType
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-__all__ = ["LEAN_FIRING", "LeanDeferred", "fire_each", "waiter_class"]
+__all__ = ["FAST_RESUMPTION", "LEAN_FIRING", "LeanDeferred", "fire_each", "waiter_class"]
 
 _CONTINUE: object = getattr(defer, "_CONTINUE", None)
 _DEFERRED_TYPES: list[type] = getattr(defer, "_DEFERRED_SUBCLASSES", [])
@@ -69,6 +80,69 @@ def _resume_shortcut() -> tuple[Any, Any]:
 
 #: A coroutine's resumption callback, and the function it calls (see callback()).
 _GOT_RESULT, _RESUME = _resume_shortcut()
+
+#: What ``returnValue()`` raises; ``_inlineCallbacks`` takes it as a return.
+_DEFGEN_RETURN: type[BaseException] = getattr(defer, "_DefGen_Return", None) or type(
+    "_NeverRaised", (BaseException,), {}
+)
+
+
+def _resume_coroutine(result: Any, args: tuple[Any, ...]) -> None:
+    """``_inlineCallbacks(result, gen, status, context)`` (``args`` is the resumption
+    callback's ``(waiting, gen, status, context)``) for a coroutine sent a plain value:
+    one round of its loop, with the usual next step, an ``await`` of a Deferred that has
+    not fired (a consumer's next ``get()``), done without ``addBoth``'s call; anything
+    else the coroutine yields goes on through ``_inlineCallbacks`` as it would have.
+    Returns None, as ``_inlineCallbacks`` does."""
+    _, gen, status, context = args
+    try:
+        result = context.run(gen.send, result)
+    except StopIteration as e:
+        value = e.value
+    except _DEFGEN_RETURN as e:  # returnValue() (deprecated) in a coroutine
+        value = e.value  # type: ignore[attr-defined]
+    except BaseException:
+        status.deferred.errback()
+        return
+    else:
+        kind = type(result)
+        if (kind is LeanDeferred or kind is Deferred) and not result.called:
+            # _inlineCallbacks: addBoth(_gotResultInlineCallbacks, waiting, ...), which
+            # only appends the pair to a Deferred that has not fired, then waits.
+            call: Any = (_GOT_RESULT, ([False, None], gen, status, context), {})
+            result._callbacks.append((call, call))
+            status.waitingOn = result
+            return
+        if kind in _DEFERRED_TYPES or iscoroutine(result) or inspect.isgenerator(result):
+            if kind not in _DEFERRED_TYPES:
+                result = Deferred.fromCoroutine(result)
+            waiting: list[Any] = [True, None]
+            result.addBoth(_GOT_RESULT, waiting, gen, status, context)
+            if waiting[0]:
+                waiting[0] = False
+                status.waitingOn = result
+                return
+            result = waiting[1]
+        # What _inlineCallbacks' loop does next: send it the result (or throw it in).
+        _RESUME(result, gen, status, context)
+        return
+    status.deferred.callback(value)
+
+
+def _fast_resumption_supported() -> bool:
+    status_class = getattr(defer, "_CancellationStatus", None)
+    names = getattr(status_class, "__annotations__", {})
+    return (
+        _RESUME is not None
+        and getattr(defer, "_DefGen_Return", None) is not None
+        and "deferred" in names
+        and "waitingOn" in names
+        and callable(getattr(Deferred, "fromCoroutine", None))
+    )
+
+
+#: Whether a coroutine is resumed by _resume_coroutine (else by _inlineCallbacks).
+FAST_RESUMPTION = _fast_resumption_supported()
 
 
 def _passthru(result: Any) -> Any:
@@ -137,7 +211,11 @@ class LeanDeferred(Deferred[Any]):
                 # first argument, ``waiting``, says whether the coroutine is running),
                 # without that call. Both return None. (DeferredRuntime.try_resolve
                 # repeats this case inline for a getter's message: keep them alike.)
-                result = _RESUME(result, args[1], args[2], args[3])
+                if FAST_RESUMPTION and type(args[1]) is CoroutineType:
+                    _resume_coroutine(result, args)
+                    result = None
+                else:
+                    result = _RESUME(result, args[1], args[2], args[3])
             elif kwargs:
                 result = fn(result, *args, **kwargs)
             else:

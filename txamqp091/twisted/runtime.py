@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from threading import get_ident
+from types import CoroutineType
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -17,7 +18,15 @@ from twisted.python.failure import Failure
 
 from ..client.runtime import Runtime, TimerHandle, for_delivery
 from ..message import Message
-from ._deferred import _GOT_RESULT, _RESUME, LeanDeferred, fire_each, waiter_class
+from ._deferred import (
+    _GOT_RESULT,
+    _RESUME,
+    FAST_RESUMPTION,
+    LeanDeferred,
+    _resume_coroutine,
+    fire_each,
+    waiter_class,
+)
 
 __all__ = ["DeferredRuntime"]
 
@@ -133,7 +142,10 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
                         waiter.result = value
                         waiter._runningCallbacks = True
                         try:
-                            _RESUME(value, args[1], args[2], args[3])
+                            if FAST_RESUMPTION and type(args[1]) is CoroutineType:
+                                _resume_coroutine(value, args)
+                            else:
+                                _RESUME(value, args[1], args[2], args[3])
                         except BaseException:
                             waiter._runningCallbacks = False
                             waiter.result = Failure()  # type: ignore[no-untyped-call]

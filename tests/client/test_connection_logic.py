@@ -239,3 +239,37 @@ def test_an_event_class_without_a_handler_still_raises() -> None:
 
     with pytest.raises(KeyError):
         wire.client._dispatch([Unknown()])  # type: ignore[list-item]
+
+
+def test_the_buffered_count_pauses_and_resumes_at_its_bounds_in_every_order() -> None:
+    """_buffered_changed's shortcut (reading on, under the bound, no consumer named)
+    changes nothing the full rule would not: pause at max_buffered, resume at
+    resume_buffered, a full consumer holds the pause whatever the total."""
+    wire = Wire(FakeBroker())
+    wire.result(wire.client._opened)
+    client = wire.client
+    client.max_buffered, client.resume_buffered = 4, 2
+    changed = client._buffered_changed
+    seen: list[tuple[int, bool]] = []
+    for delta in (1, 1, 1, 1, -1, -1, 1, -1, -1, -1):  # up to 4, down to 0
+        changed(delta)
+        seen.append((client._buffered, wire.runtime.reading_paused))
+    assert seen == [
+        (1, False),
+        (2, False),
+        (3, False),
+        (4, True),  # the bound: reading stops
+        (3, True),
+        (2, False),  # down to resume_buffered: reading again
+        (3, False),
+        (2, False),
+        (1, False),
+        (0, False),
+    ]
+    consumer = object()
+    changed(1, consumer, True)  # a consumer over its own bound, the total low
+    assert wire.runtime.reading_paused
+    changed(1)  # the shortcut must not apply while reading is stopped
+    assert wire.runtime.reading_paused
+    changed(-1, consumer, False)
+    assert not wire.runtime.reading_paused

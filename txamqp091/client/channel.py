@@ -235,9 +235,15 @@ class ChannelLogic(DeclaringChannel[W]):
             and self._closing is None
             and self._close_error is None
             and self._runtime.in_loop_thread()
-            and self._core.send_ack(message.delivery_tag, bool(multiple))
+            and self._core.send_ack(
+                message.delivery_tag, False if multiple is False else bool(multiple)
+            )
         ):
-            self._conn._schedule_flush()
+            conn = self._conn
+            # conn._schedule_flush() when it has anything to do: not while a read is
+            # dispatched (its own flush follows) nor once a flush is due.
+            if not conn._flush_scheduled and not conn._receiving:
+                conn._schedule_flush()
             return
         core = message._core_channel
         assert isinstance(core, CoreChannel)

@@ -12,6 +12,7 @@ follows fails it with :class:`~txamqp091.exceptions.UnroutableError`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any, Generic
 
 from ..exceptions import NackError, UnroutableError
@@ -81,8 +82,8 @@ class ConfirmTracker(Generic[W]):
                     return []
                 tag = max(pending)
             before = len(pending)
-            pop = pending.pop
-            taken = [pop(seq, None) for seq in range(lowest, tag + 1)]
+            # The loop in C (map), not a comprehension: one ack settles many publishes.
+            taken = list(map(pending.pop, range(lowest, tag + 1), repeat(None)))
             if before - len(pending) != len(taken):  # some were settled one by one
                 taken = [entry for entry in taken if entry is not None]
             lowest = tag + 1

@@ -574,7 +574,12 @@ class ConnectionLogic(Generic[W]):
         Reading stops while the total is over ``max_buffered`` (until it is down to
         ``resume_buffered``) or any consumer is over its own bound: TCP then holds the
         broker back, instead of the buffers growing without end."""
-        self._buffered += delta
+        buffered = self._buffered = self._buffered + delta
+        if consumer is None and not self._reading_paused and buffered < self.max_buffered:
+            # Each buffered delivery and each get() of one (twice per consumed message):
+            # reading on, and under the bound, nothing can start or stop. (Reading is
+            # stopped whenever the total is over its bound or a consumer over its own.)
+            return
         if not self._paused_by_total and self._buffered >= self.max_buffered:
             self._paused_by_total = True
         elif self._paused_by_total and self._buffered <= self.resume_buffered:

@@ -234,6 +234,7 @@ def test_the_c_methods_are_installed() -> None:
     assert channel_module._c_take_delivery is not None
     assert frames.encode_message is not frames.pure_encode_message
     assert frames.encode_content is not frames.pure_encode_content
+    assert channel_module.Channel.publish is not _accel.PURE_CHANNEL_PUBLISH
 
 
 @requires_c
@@ -447,6 +448,85 @@ def test_publish_frames_split_a_large_body_alike() -> None:
         assert len(wire) == len(head) + 1 + 7 + 12 + len(props.encode()) + 1 + (
             8 * -(-size // 4088) + size
         )
+
+
+# A step of the channel-publish comparison: a publish (its arguments, positional or as
+# keywords) or something that changes what the next publish meets.
+publish_steps = st.one_of(
+    st.tuples(
+        st.just("publish"),
+        st.sampled_from(["", "ex", "amq.direct"]),
+        st.sampled_from(["", "q", "rk" * 20]),
+        st.one_of(st.binary(max_size=40), st.binary(max_size=40).map(bytearray)),
+        st.one_of(
+            st.none(),
+            st.builds(spec.BasicProperties, correlation_id=st.text(max_size=5)),
+            st.builds(OtherProperties, content_type=st.just("a")),
+        ),
+        st.one_of(st.booleans(), st.sampled_from([0, 1, None])),
+        st.booleans(),
+        st.sampled_from(["positional", "keywords", "three"]),
+    ),
+    st.tuples(
+        st.sampled_from(
+            ["confirm", "declare", "declare_ok", "close", "frame_max", "connection_close"]
+        )
+    ),
+)
+
+
+def _publish_step(publish: Callable[..., Any], ch: Any, step: tuple[Any, ...]) -> Any:
+    _, exchange, routing_key, body, props, mandatory, immediate, how = step
+    if how == "three":
+        return outcome(publish, ch, exchange, routing_key, body)
+    if how == "keywords":
+        return outcome(
+            lambda: publish(
+                ch,
+                exchange,
+                routing_key=routing_key,
+                body=body,
+                properties=props,
+                mandatory=mandatory,
+                immediate=immediate,
+            )
+        )
+    return outcome(publish, ch, exchange, routing_key, body, props, mandatory, immediate)
+
+
+@requires_c
+@settings(max_examples=300, deadline=None)
+@given(st.lists(publish_steps, max_size=12))
+def test_channel_publish_does_what_the_python_method_does(steps: list[tuple[Any, ...]]) -> None:
+    """The C Channel.publish against the Python method, on two connections fed the same
+    steps (states, a request in flight, confirm mode, the cache, keywords, odd types):
+    the same results or exceptions, the same bytes queued, the same state after."""
+    sides = []
+    for publish in (channel_module.Channel.publish, _accel.PURE_CHANNEL_PUBLISH):
+        conn = open_connection()
+        ch = conn.open_channel()
+        conn.receive_data(F.channel_open_ok(ch.channel_id), 0.0)
+        conn.data_to_send()
+        results = []
+        for step in steps:
+            kind = step[0]
+            if kind == "publish":
+                results.append(_publish_step(publish, ch, step))
+            elif kind == "confirm":
+                results.append(outcome(ch.send_method, spec.ConfirmSelect()))
+            elif kind == "declare":
+                results.append(outcome(ch.send_method, spec.QueueDeclare(queue="q")))
+            elif kind == "declare_ok":
+                data = F.method(ch.channel_id, spec.QueueDeclareOk("q", 0, 0))
+                results.append(("events", len(conn.receive_data(data, 0.0))))
+            elif kind == "close":
+                results.append(outcome(ch.close))
+            elif kind == "frame_max":
+                conn.frame_max = 4096
+            else:
+                results.append(outcome(conn.close))
+        sides.append((results, conn.data_to_send(), ch.next_publish_seq, ch.state, len(ch._queue)))
+    assert sides[0] == sides[1]
 
 
 # -- the switches --------------------------------------------------------------------

@@ -26,8 +26,10 @@ from types import ModuleType
 from typing import Any, TypeVar, cast
 
 __all__ = [
+    "PURE_CHANNEL_PUBLISH",
     "PURE_PROPERTIES_DECODE",
     "PURE_PROPERTIES_ENCODE",
+    "install_channel_publish",
     "install_message_encoders",
     "install_properties",
     "install_table_codecs",
@@ -38,7 +40,7 @@ __all__ = [
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 5
+ABI = 6
 
 
 def _flag(name: str) -> bool:
@@ -114,6 +116,34 @@ def install_message_encoders(encode_message: _M, encode_content: _C) -> tuple[_M
     speedups.set_message_fallbacks(encode_message, encode_content)
     # Same signatures and results (bytes-like bodies and unusual properties go to Python).
     return cast(_M, speedups.encode_message), cast(_C, speedups.encode_content)
+
+
+#: The pure-Python ``core.channel.Channel.publish``, kept for tests.
+PURE_CHANNEL_PUBLISH: Any = None
+
+#: The ``core.channel.Channel`` slots the C ``publish`` reads, in its order.
+CHANNEL_PUBLISH_SLOTS = (
+    "state",
+    "_host",
+    "_publish_cache",
+    "_queue",
+    "_out",
+    "channel_id",
+    "_next_publish_seq",
+)
+
+
+def install_channel_publish(cls: type, channel_open: object, connection_open: object) -> None:
+    """Put the C ``publish`` on ``core.channel.Channel`` (channel.py calls this): its
+    common case (an open channel on an open connection, nothing queued, the method
+    frame cached) without a Python frame; it calls the Python method for the rest."""
+    global PURE_CHANNEL_PUBLISH
+    PURE_CHANNEL_PUBLISH = cls.__dict__["publish"]
+    if speedups is None:
+        return
+    descriptors = tuple(cls.__dict__[name] for name in CHANNEL_PUBLISH_SLOTS)
+    method = speedups.install_publish(cls, descriptors, channel_open, connection_open)
+    type.__setattr__(cls, "publish", method)
 
 
 def install_properties(cls: type) -> None:

@@ -12,6 +12,8 @@
  *     content header and body frames, built in one allocation)
  *   - plain_properties: whether validation.properties has nothing to check (a
  *     publish's fast accept, the RPC shape: a few short strings)
+ *   - core.channel.Channel.publish, for an open channel with nothing queued and a
+ *     publish method frame already in its cache (install_publish)
  *
  * The pure-Python functions stay the reference implementation. This module
  * only handles well-formed input of the common types: on anything unusual
@@ -32,7 +34,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 5
+#define TX_ABI 6
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -694,6 +696,214 @@ static PyObject *tx_set_message_fallbacks(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+
+/* ---------------------------------------------------------------- Channel.publish */
+
+/* core.channel.Channel's slots that publish reads, in this order (install_publish). */
+enum { CH_STATE, CH_HOST, CH_CACHE, CH_QUEUE, CH_OUT, CH_ID, CH_SEQ, CH_SLOTS };
+static Py_ssize_t ch_offsets[CH_SLOTS];
+static PyTypeObject *channel_type = NULL;
+static PyObject *py_channel_publish = NULL;  /* Channel.publish (pure) */
+static PyObject *channel_open = NULL;        /* ChannelState.OPEN */
+static PyObject *connection_open = NULL;     /* ConnectionState.OPEN */
+static PyObject *str_state = NULL, *str_frame_max = NULL;
+
+static inline PyObject *ch_slot(PyObject *self, int i)
+{
+    return *(PyObject **)((char *)self + ch_offsets[i]);  /* borrowed; NULL if unset */
+}
+
+/* Channel.publish(exchange, routing_key, body, properties=None, mandatory=False,
+ * immediate=False) -> int: what the Python method does for its common case, an
+ * OPEN channel on an OPEN connection with nothing queued, whose publish method frame
+ * is already cached, the message encoded by build_message. Everything else (other
+ * states and their errors, keywords, a cache miss, what build_message leaves to
+ * Python) is the Python method's, called with the same arguments, before anything
+ * changed. */
+static PyObject *channel_publish_fallback(PyObject *ch, PyObject *const *args,
+                                          Py_ssize_t nargs, PyObject *kwnames);
+
+static PyObject *tx_channel_publish(PyObject *ch, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    PyObject *out = NULL, *host_state = NULL, *frame_max = NULL, *key = NULL;
+    if (kwnames != NULL || nargs < 3 || nargs > 6 || channel_type == NULL)
+        goto fallback;
+    PyObject *properties = nargs > 3 ? args[3] : Py_None;
+    PyObject *mandatory = nargs > 4 ? args[4] : Py_False;
+    PyObject *immediate = nargs > 5 ? args[5] : Py_False;
+    if (!PyBool_Check(mandatory) || !PyBool_Check(immediate))
+        goto fallback;
+    PyObject *state = ch_slot(ch, CH_STATE), *host = ch_slot(ch, CH_HOST);
+    PyObject *cache = ch_slot(ch, CH_CACHE), *queue = ch_slot(ch, CH_QUEUE);
+    PyObject *outlist = ch_slot(ch, CH_OUT), *channel_id = ch_slot(ch, CH_ID);
+    PyObject *seq = ch_slot(ch, CH_SEQ);
+    if (state != channel_open || !host || !cache || !PyDict_CheckExact(cache) || !queue
+        || !outlist || !PyList_CheckExact(outlist) || !channel_id || !seq
+        || !PyLong_CheckExact(seq))
+        goto fallback;
+    Py_ssize_t queued = PyObject_Length(queue);
+    if (queued != 0) {
+        if (queued < 0)
+            PyErr_Clear();
+        goto fallback;
+    }
+    host_state = PyObject_GetAttr(host, str_state);
+    if (!host_state) {
+        PyErr_Clear();
+        goto fallback;
+    }
+    if (host_state != connection_open)
+        goto fallback;
+    key = PyTuple_Pack(4, args[0], args[1], mandatory, immediate);
+    if (!key)
+        return NULL;
+    PyObject *method = PyDict_GetItemWithError(cache, key);  /* borrowed */
+    if (!method) {
+        if (PyErr_Occurred())
+            PyErr_Clear();
+        goto fallback;
+    }
+    frame_max = PyObject_GetAttr(host, str_frame_max);
+    if (!frame_max) {
+        PyErr_Clear();
+        goto fallback;
+    }
+    int rc = build_message(method, 0, channel_id, args[2], properties, frame_max, &out);
+    if (rc == TX_ERROR)
+        goto error;
+    if (rc == TX_FALLBACK)
+        goto fallback;
+    if (PyList_Append(outlist, out) < 0)
+        goto error;
+    Py_DECREF(out);
+    Py_DECREF(key);
+    Py_DECREF(host_state);
+    Py_DECREF(frame_max);
+    Py_INCREF(seq);
+    long long number = PyLong_AsLongLong(seq);
+    if (number == -1 && PyErr_Occurred()) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    if (number) {  /* confirm mode: the next publish's number */
+        PyObject *next = PyLong_FromLongLong(number + 1);
+        if (!next) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        PyObject **slot = (PyObject **)((char *)ch + ch_offsets[CH_SEQ]);
+        PyObject *old = *slot;
+        *slot = next;
+        Py_XDECREF(old);
+    }
+    return seq;
+error:
+    Py_XDECREF(out);
+    Py_XDECREF(key);
+    Py_XDECREF(host_state);
+    Py_XDECREF(frame_max);
+    return NULL;
+fallback:
+    Py_XDECREF(out);
+    Py_XDECREF(key);
+    Py_XDECREF(host_state);
+    Py_XDECREF(frame_max);
+    return channel_publish_fallback(ch, args, nargs, kwnames);
+}
+
+/* The Python Channel.publish(ch, *args, **kwargs), with the caller's arguments. */
+static PyObject *channel_publish_fallback(PyObject *ch, PyObject *const *args,
+                                          Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (py_channel_publish == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "install_publish has not been called");
+        return NULL;
+    }
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject *stack[16];
+    if (total + 1 <= 16) {
+        stack[0] = ch;
+        for (Py_ssize_t i = 0; i < total; i++)
+            stack[i + 1] = args[i];
+        return PyObject_Vectorcall(py_channel_publish, stack, (size_t)(nargs + 1), kwnames);
+    }
+    /* More arguments than publish takes: Python raises the TypeError. */
+    PyObject *tuple = PyTuple_New(nargs + 1);
+    PyObject *kwargs = kwnames ? PyDict_New() : NULL;
+    PyObject *result = NULL;
+    if (!tuple || (kwnames && !kwargs))
+        goto done;
+    Py_INCREF(ch);
+    PyTuple_SET_ITEM(tuple, 0, ch);
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(tuple, i + 1, args[i]);
+    }
+    for (Py_ssize_t i = nargs; i < total; i++)
+        if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i - nargs), args[i]) < 0)
+            goto done;
+    result = PyObject_Call(py_channel_publish, tuple, kwargs);
+done:
+    Py_XDECREF(tuple);
+    Py_XDECREF(kwargs);
+    return result;
+}
+
+/* install_publish(channel_class, slot_descriptors, channel_open, connection_open) ->
+ * the C publish, a method descriptor of channel_class, for the class to take; the
+ * class's publish (a Python function) is kept for fallbacks. */
+static PyObject *tx_install_publish(PyObject *self, PyObject *args)
+{
+    PyObject *cls, *descrs, *ch_open, *conn_open;
+    if (!PyArg_ParseTuple(args, "O!O!OO", &PyType_Type, &cls, &PyTuple_Type, &descrs, &ch_open,
+                          &conn_open))
+        return NULL;
+    if (PyTuple_GET_SIZE(descrs) != CH_SLOTS) {
+        PyErr_SetString(PyExc_ValueError, "unexpected channel layout");
+        return NULL;
+    }
+    Py_ssize_t offsets[CH_SLOTS];
+    for (int i = 0; i < CH_SLOTS; i++)
+        if (slot_offset(PyTuple_GET_ITEM(descrs, i), &offsets[i]) < 0)
+            return NULL;
+    PyObject *pure = PyObject_GetAttrString(cls, "publish");
+    if (!pure)
+        return NULL;
+    if (!PyFunction_Check(pure)) {
+        Py_DECREF(pure);
+        PyErr_SetString(PyExc_TypeError, "Channel.publish is expected to be a Python function");
+        return NULL;
+    }
+    if (!str_state && !(str_state = PyUnicode_InternFromString("state"))) {
+        Py_DECREF(pure);
+        return NULL;
+    }
+    if (!str_frame_max && !(str_frame_max = PyUnicode_InternFromString("frame_max"))) {
+        Py_DECREF(pure);
+        return NULL;
+    }
+    static PyMethodDef publish_def = {
+        "publish", (PyCFunction)(void (*)(void))tx_channel_publish,
+        METH_FASTCALL | METH_KEYWORDS,
+        "Queue Basic.Publish with its content; return its confirm sequence number "
+        "(C accelerator)."};
+    PyObject *func = PyDescr_NewMethod((PyTypeObject *)cls, &publish_def);
+    if (!func) {
+        Py_DECREF(pure);
+        return NULL;
+    }
+    memcpy(ch_offsets, offsets, sizeof(offsets));
+    Py_INCREF(cls);
+    Py_XSETREF(channel_type, (PyTypeObject *)cls);
+    Py_XSETREF(py_channel_publish, pure);
+    Py_INCREF(ch_open);
+    Py_XSETREF(channel_open, ch_open);
+    Py_INCREF(conn_open);
+    Py_XSETREF(connection_open, conn_open);
+    return func;
+}
+
 /* ---------------------------------------------------------------- install */
 
 static PyMethodDef decode_properties_def = {
@@ -848,6 +1058,8 @@ static PyMethodDef methods[] = {
      "set_message_fallbacks(encode_message, encode_content)"},
     {"install", tx_install, METH_VARARGS,
      "install(properties_class, decode_table, encode_table)"},
+    {"install_publish", tx_install_publish, METH_VARARGS,
+     "install_publish(channel_class, slot_descriptors, channel_open, connection_open)"},
     {"set_table_fallbacks", tx_set_table_fallbacks, METH_VARARGS,
      "set_table_fallbacks(decode_table, encode_table)"},
     {NULL, NULL, 0, NULL}};

@@ -75,3 +75,10 @@ def plain_properties(properties: object, /) -> bool: ...
 def set_message_fallbacks(
     encode_message: Callable[..., bytes], encode_content: Callable[..., bytes], /
 ) -> None: ...
+def install_publish(
+    channel_class: type,
+    slot_descriptors: tuple[Any, ...],
+    channel_open: object,
+    connection_open: object,
+    /,
+) -> Callable[..., int]: ...

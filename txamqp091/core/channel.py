@@ -605,3 +605,7 @@ class Channel:
         self._in_flight = None
         self._close_ok_pending = False
         self._host.release_channel(self.channel_id)
+
+
+# The optional C accelerator (see _accel.py) takes over publish's common case.
+_accel.install_channel_publish(Channel, _OPEN, _CONNECTION_OPEN)

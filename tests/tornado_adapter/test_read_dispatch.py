@@ -9,6 +9,7 @@ queued before the read keeps its place ahead of it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any
 
 import pytest
@@ -283,3 +284,104 @@ async def test_a_read_of_acks_leaves_the_publishes_callbacks_to_the_loop() -> No
     assert await seen == []
     await asyncio.sleep(0)
     assert ran == ["callback"]
+
+
+async def confirming() -> tuple[AMQPProtocol, RecordingTransport, Channel]:
+    protocol, transport, ch, _ = await consuming()
+    selected = ch.confirm_delivery()
+    protocol.data_received(frames.confirm_select_ok(1))
+    await selected
+    await asyncio.sleep(0)
+    transport.writes.clear()
+    return protocol, transport, ch
+
+
+@pytest.mark.asyncio
+async def test_what_the_confirmed_publishes_callbacks_publish_leaves_at_the_end_of_their_turn(
+    wake_path: str,
+) -> None:
+    # A confirm window refilled from the confirms' callbacks: where the runtime runs them
+    # from one Handle, their publishes are written as that Handle ends (no flush Handle,
+    # no turn of its own); the loop's way writes them one turn later. The same bytes.
+    protocol, transport, ch = await confirming()
+    loop = asyncio.get_running_loop()
+    first = [ch.basic_publish("", "q", b"m%d" % i) for i in range(3)]
+    await asyncio.sleep(0)
+    assert [m.routing_key for _, m in published(transport.writes)] == ["q"] * 3  # type: ignore[attr-defined]
+    transport.writes.clear()
+    seen: list[Any] = []
+
+    def refill(_: Any) -> None:
+        ch.basic_publish("", "next", b"n")
+
+    for f in first:
+        f.add_done_callback(refill)
+
+    def read() -> None:
+        protocol.data_received(frames.ack(1, 3, multiple=True))
+        # Queued after the callbacks' Handle: runs in their turn, right after them.
+        loop.call_soon(lambda: seen.append(list(transport.writes)))
+
+    loop.call_soon(read)
+    await asyncio.gather(*first)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert [m.routing_key for _, m in published(transport.writes)] == ["next"] * 3  # type: ignore[attr-defined]
+    if wake_path == "wake-in-read":
+        # Written in the callbacks' own turn, in one write.
+        assert len(seen[0]) == 1
+        assert transport.writes == seen[0]
+    else:
+        assert seen == [[]]  # the loop's way: a flush Handle on the next turn
+
+
+@pytest.mark.asyncio
+async def test_a_confirmed_publishes_callback_that_raises_still_gets_the_others_written() -> None:
+    protocol, transport, ch = await confirming()
+    loop = asyncio.get_running_loop()
+    errors: list[str] = []
+    loop.set_exception_handler(lambda _, ctx: errors.append(str(ctx["exception"])))
+    try:
+        futures = [ch.basic_publish("", "q", b"m") for _ in range(2)]
+        await asyncio.sleep(0)
+        transport.writes.clear()
+
+        def refill_then_raise(_: Any) -> None:
+            ch.basic_publish("", "next", b"n")
+            raise RuntimeError("boom")
+
+        for f in futures:
+            f.add_done_callback(refill_then_raise)
+        loop.call_soon(protocol.data_received, frames.ack(1, 2, multiple=True))
+        await asyncio.gather(*futures)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert errors == ["boom", "boom"]
+        assert [m.routing_key for _, m in published(transport.writes)] == ["next"] * 2  # type: ignore[attr-defined]
+        assert protocol.connection._receiving is False
+    finally:
+        loop.set_exception_handler(None)
+
+
+@pytest.mark.asyncio
+async def test_callbacks_run_inside_a_read_leave_their_writes_to_the_read() -> None:
+    # _run_calls run while a read dispatches (its queued Handles run inline): the read
+    # writes at its end, and its _receiving stays as it was.
+    protocol, transport, ch = await confirming()
+    conn = protocol.connection
+    order: list[str] = []
+
+    def publish(_: Any) -> None:
+        ch.basic_publish("", "next", b"n")
+        order.append("published")
+
+    conn._receiving = True
+    try:
+        protocol._run_calls([(publish, contextvars.copy_context(), None)])
+        assert order == ["published"]
+        assert transport.writes == []
+        assert conn._receiving is True
+    finally:
+        conn._receiving = False
+    conn._flush()
+    assert [m.routing_key for _, m in published(transport.writes)] == ["next"]  # type: ignore[attr-defined]

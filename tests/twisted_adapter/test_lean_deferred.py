@@ -377,7 +377,31 @@ def awaited_by_inline_callbacks(cls: type[Deferred[Any]], trace: Trace) -> None:
     trace.append(state(task))
 
 
+def resumed_then_cancelled_while_waiting_again(cls: type[Deferred[Any]], trace: Trace) -> None:
+    """Cancelling the task after a resumption cancels the Deferred it waits on next
+    (the resumption recorded it as what the task waits on) and throws into it."""
+    first = cls()
+    second = cls()
+
+    async def waiter() -> Any:
+        trace.append(("first", await first))
+        try:
+            await second
+        except CancelledError:
+            trace.append("cancelled inside")
+            raise
+        return "not reached"
+
+    task = ensureDeferred(waiter())
+    task.addErrback(lambda f: trace.append(("task failed", f.type)))
+    first.callback("one")
+    task.cancel()
+    trace.append(state(second))
+    trace.append(state(task))
+
+
 SCENARIOS: list[Scenario] = [
+    resumed_then_cancelled_while_waiting_again,
     awaited_then_other_things,
     awaited_by_inline_callbacks,
     no_callbacks_yet_with_a_value,

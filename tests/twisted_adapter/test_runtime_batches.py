@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 
@@ -104,3 +105,24 @@ def test_try_resolve_settles_a_pending_deferred_once_and_says_so() -> None:
     runtime.dispatch_read(dispatch, [object(), object()])
     assert results == [True, False]
     assert fired[-1] == ("b", "first") and len(fired) == 3
+
+
+def test_in_loop_thread_is_the_reactors_thread_or_any_before_it_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """message.ack() asks this once per message: True in the reactor's I/O thread, or in
+    any thread while none is registered (a Clock-driven program), else False."""
+    import threading
+
+    from twisted.python import threadable
+
+    runtime = DeferredRuntime(Clock())
+    monkeypatch.setattr(threadable, "ioThread", None)
+    assert runtime.in_loop_thread() is True
+    monkeypatch.setattr(threadable, "ioThread", threading.get_ident())
+    assert runtime.in_loop_thread() is True
+    seen: list[bool] = []
+    other = threading.Thread(target=lambda: seen.append(runtime.in_loop_thread()))
+    other.start()
+    other.join()
+    assert seen == [False]

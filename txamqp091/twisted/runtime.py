@@ -236,7 +236,7 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
         # (threading.get_ident is what threadable.getThreadID returns, without its checks:
         # this runs once per ack.)
         io_thread = threadable.ioThread
-        return io_thread is None or bool(io_thread == get_ident())
+        return io_thread is None or io_thread == get_ident()
 
     def call_from_thread(self, fn: Callable[[], None]) -> None:
         self._clock.callFromThread(fn)  # type: ignore[attr-defined]

@@ -251,8 +251,9 @@ def fire_each(deferreds: Iterable[Deferred[Any]], result: Any) -> None:
     for d in deferreds:
         if d.called:
             continue
-        callbacks = d._callbacks
-        if plain and len(callbacks) == 1 and type(d) is LeanDeferred and not d.paused:
+        # Deferred's own internals are only read where LEAN_FIRING found them (plain).
+        if plain and type(d) is LeanDeferred and not d.paused and len(d._callbacks) == 1:
+            callbacks = d._callbacks
             fn: Any
             fn, args, kwargs = callbacks[0][0]
             if not args and not kwargs and fn is not _CONTINUE and fn is not _GOT_RESULT:

@@ -47,6 +47,27 @@ async def test_waiters_are_futures_and_settle_once() -> None:
 
 
 @pytest.mark.asyncio
+async def test_succeeded_none_is_one_done_future_that_nothing_changes() -> None:
+    p = new_protocol()
+    w = p.succeeded(None)
+    assert p.succeeded(None) is w  # a publish outside confirm mode: no Future per publish
+    assert isinstance(w, asyncio.Future) and w.done() and w.get_loop() is p._loop
+    assert w.cancel() is False and not w.cancelled()
+    with pytest.raises(asyncio.InvalidStateError):
+        w.set_result(1)
+    p.resolve(w, 2)
+    p.reject(w, ValueError("late"))
+    seen: list[object] = []
+    w.add_done_callback(seen.append)
+    w.add_done_callback(seen.append)
+    await asyncio.sleep(0)
+    assert seen == [w, w] and w.remove_done_callback(seen.append) == 0
+    assert await w is None and await w is None and w.exception() is None
+    assert p.succeeded(0) is not p.succeeded(0)  # any other value: a future of its own
+    assert await asyncio.gather(w, w) == [None, None]
+
+
+@pytest.mark.asyncio
 async def test_try_resolve_settles_a_pending_future_once_and_says_so() -> None:
     p = new_protocol()
     w, cancelled = p.create_waiter(), p.create_waiter()

@@ -154,6 +154,11 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
         #: its argument, the list of them (which grows while it is the last one queued).
         self._calls_handle: asyncio.Handle | None = None
         self._calls: list[tuple[Callable[..., object], Any, Any]] = []
+        #: The one future succeeded(None) returns (a publish outside confirm mode, every
+        #: RPC half): a done future cannot change (no result, callback or cancel reaches
+        #: it), so one serves them all, without a Future made and freed per publish.
+        self._done_none: asyncio.Future[Any] = self._new_future()
+        self._done_none.set_result(None)
 
     # -- Runtime ---------------------------------------------------------------------------------
 
@@ -342,7 +347,11 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
 
     def succeeded(self, value: Any) -> asyncio.Future[Any]:
         # As Runtime.succeeded, without its create_waiter and resolve calls: a publish
-        # outside confirm mode and a get() of a buffered message return one each.
+        # outside confirm mode and a get() of a buffered message return one each. A
+        # None is the same done future each time (see _done_none): what differs is
+        # identity only (asyncio.wait and as_completed count it once).
+        if value is None:
+            return self._done_none
         future: asyncio.Future[Any] = self._new_future()
         future.set_result(value)
         return future

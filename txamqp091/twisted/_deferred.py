@@ -41,7 +41,7 @@ from __future__ import annotations
 import inspect
 from asyncio import iscoroutine
 from collections.abc import Iterable
-from types import CoroutineType
+from types import CoroutineType, MappingProxyType
 from typing import Any
 
 from twisted.internet import defer
@@ -81,6 +81,12 @@ def _resume_shortcut() -> tuple[Any, Any]:
 #: A coroutine's resumption callback, and the function it calls (see callback()).
 _GOT_RESULT, _RESUME = _resume_shortcut()
 
+#: Twisted's own "no keywords" of a callback pair (an empty, read-only mapping), shared
+#: by the resumption pairs _resume_coroutine appends instead of a new dict per await.
+_NO_KEYWORDS: Any = getattr(defer, "_NONE_KWARGS", None)
+if not isinstance(_NO_KEYWORDS, MappingProxyType) or _NO_KEYWORDS:  # pragma: no cover
+    _NO_KEYWORDS = MappingProxyType({})
+
 #: What ``returnValue()`` raises; ``_inlineCallbacks`` takes it as a return.
 _DEFGEN_RETURN: type[BaseException] = getattr(defer, "_DefGen_Return", None) or type(
     "_NeverRaised", (BaseException,), {}
@@ -109,7 +115,7 @@ def _resume_coroutine(result: Any, args: tuple[Any, ...]) -> None:
         if (kind is LeanDeferred or kind is Deferred) and not result.called:
             # _inlineCallbacks: addBoth(_gotResultInlineCallbacks, waiting, ...), which
             # only appends the pair to a Deferred that has not fired, then waits.
-            call: Any = (_GOT_RESULT, ([False, None], gen, status, context), {})
+            call: Any = (_GOT_RESULT, ([False, None], gen, status, context), _NO_KEYWORDS)
             result._callbacks.append((call, call))
             status.waitingOn = result
             return

@@ -871,3 +871,48 @@ def test_a_waiting_coroutine_is_resumed_by_the_fast_resumption(
     fast.clear()
     awaited_by_inline_callbacks(LeanDeferred, [])
     assert fast == [] and twisted_loop == ["one", "two"]
+
+
+@pytest.mark.parametrize("value", [None, "message"])
+def test_succeeded_makes_without_init_what_the_class_makes(value: Any) -> None:
+    """runtime.succeeded() makes its LeanDeferred without Deferred.__init__ (_BARE_NEW,
+    true on this Twisted): the same attributes, in the same order, as a LeanDeferred()
+    fired with the value, and a list of callbacks of its own."""
+    from twisted.internet.task import Clock
+
+    from txamqp091.message import Message
+    from txamqp091.twisted import runtime as runtime_module
+
+    if value == "message":
+        value = Message(1, "ctag", 1, False, "", "q", None, b"body")  # type: ignore[arg-type]
+    assert runtime_module._BARE_NEW
+    runtime = DeferredRuntime(Clock())
+    ours, again = runtime.succeeded(value), runtime.succeeded(value)
+    theirs: Deferred[Any] = LeanDeferred()
+    theirs.callback(value)
+    assert type(ours) is LeanDeferred
+    assert list(vars(ours).items()) == list(vars(theirs).items())
+    assert ours._callbacks is not again._callbacks
+
+
+def test_a_resumed_coroutine_waits_with_twisteds_no_keywords() -> None:
+    """_resume_coroutine's pair on the next awaited Deferred takes Twisted's shared empty
+    keywords (_NONE_KWARGS), not a new dict per await."""
+    from twisted.internet import defer
+
+    from txamqp091.twisted import _deferred
+
+    first: Deferred[Any] = LeanDeferred()
+    second: Deferred[Any] = LeanDeferred()
+
+    async def waiter() -> Any:
+        await first
+        return await second
+
+    done = ensureDeferred(waiter())
+    first.callback(1)
+    assert _deferred.FAST_RESUMPTION
+    (call, _), *_ = second._callbacks
+    assert call[2] is defer._NONE_KWARGS and not call[2]
+    second.callback(2)
+    assert done.result == 2

@@ -36,6 +36,23 @@ log = Logger(namespace="txamqp091")
 #: allows it (see _deferred.py), else Deferred.
 _Waiter = waiter_class()
 _LEAN = _Waiter is LeanDeferred
+_new = object.__new__
+
+
+def _bare_new_supported() -> bool:
+    """Whether a LeanDeferred made by ``object.__new__`` and given ``_callbacks`` and
+    ``_canceller`` is what ``LeanDeferred()`` makes: Deferred.__init__ sets exactly
+    those two (and, debugging, ``_debugInfo``: checked where it is used), and
+    LeanDeferred has no ``__init__`` or ``__new__`` of its own."""
+    if not _LEAN or "__init__" in vars(LeanDeferred) or LeanDeferred.__new__ is not _new:
+        return False
+    probe = LeanDeferred()
+    state = vars(probe)
+    return set(state) == {"_callbacks", "_canceller"} and state["_callbacks"] == []
+
+
+#: succeeded() makes its LeanDeferred without Deferred.__init__'s Python frame.
+_BARE_NEW = _bare_new_supported()
 
 
 class DeferredRuntime(Runtime[Deferred[Any]]):
@@ -166,14 +183,18 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
 
     def succeeded(self, value: Any) -> Deferred[Any]:
         # Already fired, never held: a buffered message is handed out at once.
-        waiter: Deferred[Any] = _Waiter()
-        if _LEAN and (value is None or type(value) is Message) and not waiter.debug:
-            # What LeanDeferred.callback does for a new Deferred (no callbacks, no
-            # canceller, not debugged): keep the result. Without its call, as every
+        if _BARE_NEW and (value is None or type(value) is Message) and not _Waiter.debug:
+            # A new LeanDeferred (what Deferred.__init__ sets, without its frame: see
+            # _BARE_NEW) and what LeanDeferred.callback does for it (no callbacks, no
+            # canceller, not debugged): keep the result. Without either call, as every
             # basic_publish outside confirm mode returns one of these.
+            waiter: Deferred[Any] = _new(_Waiter)
+            waiter._callbacks = []
+            waiter._canceller = None
             waiter.called = True
             waiter.result = value
             return waiter
+        waiter = _Waiter()
         waiter.callback(value)
         return waiter
 

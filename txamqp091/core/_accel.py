@@ -30,6 +30,7 @@ __all__ = [
     "PURE_PROPERTIES_DECODE",
     "PURE_PROPERTIES_ENCODE",
     "install_channel_publish",
+    "install_client_publish",
     "install_message_encoders",
     "install_properties",
     "install_table_codecs",
@@ -40,7 +41,7 @@ __all__ = [
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 6
+ABI = 7
 
 
 def _flag(name: str) -> bool:
@@ -144,6 +145,39 @@ def install_channel_publish(cls: type, channel_open: object, connection_open: ob
     descriptors = tuple(cls.__dict__[name] for name in CHANNEL_PUBLISH_SLOTS)
     method = speedups.install_publish(cls, descriptors, channel_open, connection_open)
     type.__setattr__(cls, "publish", method)
+
+
+#: The ``client.channel_base.ChannelBase`` slots the C ``client_publish`` reads, in its order.
+CLIENT_PUBLISH_SLOTS = (
+    "_close_error",
+    "_closing",
+    "_max_message_size",
+    "_max_unconfirmed",
+    "_flow_active",
+    "_flow_held",
+    "_unconfirmed",
+    "_conn",
+    "_core",
+    "_runtime",
+    "_new_waiter",
+)
+
+
+def install_client_publish(
+    cls: type, basic_publish: Callable[..., Any]
+) -> Callable[..., Any] | None:
+    """The C ``client_publish(channel, exchange, routing_key, body, properties,
+    mandatory)`` for ``client.channel_base`` to call from ``basic_publish``, or None
+    without the accelerator. It does the publishes ``basic_publish`` accepts without
+    validation and sends at once, reading ``cls``'s slots (``CLIENT_PUBLISH_SLOTS``)
+    and its connection's attributes, and calls ``basic_publish``, the Python method,
+    for anything else."""
+    if speedups is None:
+        return None
+    descriptors = tuple(cls.__dict__[name] for name in CLIENT_PUBLISH_SLOTS)
+    speedups.install_client_publish(cls, descriptors, basic_publish)
+    fn: Callable[..., Any] = speedups.client_publish
+    return fn
 
 
 def install_properties(cls: type) -> None:

@@ -14,6 +14,9 @@
  *     publish's fast accept, the RPC shape: a few short strings)
  *   - core.channel.Channel.publish, for an open channel with nothing queued and a
  *     publish method frame already in its cache (install_publish)
+ *   - client.channel_base.ChannelBase.basic_publish's common case (client_publish):
+ *     the publish a channel accepts without validation, sends at once and answers
+ *     with a waiter (install_client_publish)
  *
  * The pure-Python functions stay the reference implementation. This module
  * only handles well-formed input of the common types: on anything unusual
@@ -34,7 +37,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 6
+#define TX_ABI 7
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -977,6 +980,290 @@ static PyObject *tx_plain_properties(PyObject *self, PyObject *p)
     return PyBool_FromLong(plain);
 }
 
+/* ---------------------------------------------------------------- ChannelBase.basic_publish */
+
+/* The attributes client_publish looks up (on the channel's connection, its core and
+ * the runtime), interned once by install_client_publish. */
+enum {
+    A_HELD, A_WRITE_PAUSED, A_CORE, A_IS_BLOCKED, A_SEND_FIRST, A_RECEIVING, A_FLUSH_SCHEDULED,
+    A_UNFLUSHED, A_FLUSH_THRESHOLD, A_FLUSH, A_PUBLISHED, A_SUCCEEDED, A_FAILED, A_PUBLISH, A_COUNT
+};
+static const char *const attr_names[A_COUNT] = {
+    "_held", "_write_paused", "_core", "is_blocked", "_send_first", "_receiving",
+    "_flush_scheduled", "_unflushed", "flush_threshold", "_flush", "_published", "succeeded",
+    "failed", "publish"};
+/* The references client_publish holds while it runs. */
+enum { R_CONN, R_HELD, R_WRITE_PAUSED, R_CORE, R_IS_BLOCKED, R_RUNTIME, R_UNCONFIRMED,
+       R_NEW_WAITER, R_COUNT };
+static PyObject *attr[A_COUNT];
+static PyObject *py_client_publish = NULL;  /* ChannelBase.basic_publish (pure) */
+
+/* ChannelBase's slots that client_publish reads, in this order (install_client_publish):
+ * one load each instead of an attribute lookup. */
+enum { S_CLOSE_ERROR, S_CLOSING, S_MAX_MESSAGE_SIZE, S_MAX_UNCONFIRMED, S_FLOW_ACTIVE, S_FLOW_HELD,
+       S_UNCONFIRMED, S_CONN, S_CORE, S_RUNTIME, S_NEW_WAITER, S_SLOTS };
+static Py_ssize_t cb_offsets[S_SLOTS];
+static PyTypeObject *client_channel_type = NULL;
+
+static inline PyObject *cb_slot(PyObject *self, int i)
+{
+    return *(PyObject **)((char *)self + cb_offsets[i]);  /* borrowed; NULL if unset */
+}
+
+/* obj.name, or NULL with no exception set when it is missing or raises (the caller
+ * then leaves the publish to Python, which reports what is wrong). */
+static inline PyObject *get_or_clear(PyObject *obj, int name)
+{
+    PyObject *value = PyObject_GetAttr(obj, attr[name]);
+    if (!value)
+        PyErr_Clear();
+    return value;
+}
+
+/* len(obj) == 0 for a sized object: 1 empty, 0 not (or not sized: no error left set). */
+static inline int is_empty(PyObject *obj)
+{
+    Py_ssize_t n = PyObject_Length(obj);
+    if (n < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return n == 0;
+}
+
+/* obj.name(*args) */
+static inline PyObject *call_attr(PyObject *obj, int name, PyObject *const *args, size_t nargs)
+{
+    PyObject *stack[3] = {obj, nargs > 0 ? args[0] : NULL, nargs > 1 ? args[1] : NULL};
+    return PyObject_VectorcallMethod(attr[name], stack, nargs + 1, NULL);
+}
+
+/* client_publish(channel, exchange, routing_key, body, properties, mandatory) -> waiter
+ *
+ * What ChannelBase.basic_publish does for the publishes it accepts without validation
+ * (str exchange and routing key of at most 63 characters, a bytes body within
+ * max_message_size, no properties or plain_properties ones, mandatory False), on an
+ * open channel that holds nothing (flow on, nothing held, room in the confirm window)
+ * of a connection whose publish gate is open: the core publish, the flush decision
+ * (send-first, a flush already due under the threshold, else conn._published) and the
+ * waiter. Everything else calls the Python method with the same arguments before
+ * anything changed, so it stays the reference; what the core publish raises fails the
+ * waiter, as there. */
+static PyObject *tx_client_publish(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "client_publish(channel, exchange, routing_key, body, properties, mandatory)");
+        return NULL;
+    }
+    if (py_client_publish == NULL || client_channel_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "install_client_publish has not been called");
+        return NULL;
+    }
+    PyObject *ch = args[0], *exchange = args[1], *routing_key = args[2], *body = args[3];
+    PyObject *properties = args[4];
+    /* Owned references, released at done/fallback. */
+    PyObject *v[R_COUNT] = {NULL};
+    PyObject *result = NULL, *seq = NULL;
+    if (!PyObject_TypeCheck(ch, client_channel_type) || !PyUnicode_CheckExact(exchange)
+        || !PyUnicode_CheckExact(routing_key) || !PyBytes_CheckExact(body) || args[5] != Py_False
+        || PyUnicode_GET_LENGTH(exchange) > 63 || PyUnicode_GET_LENGTH(routing_key) > 63)
+        goto fallback;
+    if (properties != Py_None) {
+        PyObject *plain = tx_plain_properties(NULL, properties);
+        if (!plain)
+            return NULL;
+        Py_DECREF(plain);  /* Py_True or Py_False, compared by identity */
+        if (plain != Py_True)
+            goto fallback;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(body);
+    /* self: the size bound, the state, what is held. */
+    PyObject *max_size = cb_slot(ch, S_MAX_MESSAGE_SIZE), *window = cb_slot(ch, S_MAX_UNCONFIRMED);
+    PyObject *flow_held = cb_slot(ch, S_FLOW_HELD);
+    if (!max_size || !PyLong_CheckExact(max_size) || !window || !PyLong_CheckExact(window)
+        || !flow_held || !cb_slot(ch, S_UNCONFIRMED) || !cb_slot(ch, S_CONN)
+        || !cb_slot(ch, S_CORE) || !cb_slot(ch, S_RUNTIME) || !cb_slot(ch, S_NEW_WAITER))
+        goto fallback;
+    {
+        int overflow = 0;
+        long long limit = PyLong_AsLongLongAndOverflow(max_size, &overflow);
+        if (overflow < 0 || (!overflow && (long long)size > limit))
+            goto fallback;  /* Python raises the ValueError */
+    }
+    if (cb_slot(ch, S_CLOSE_ERROR) != Py_None || cb_slot(ch, S_CLOSING) != Py_None
+        || cb_slot(ch, S_FLOW_ACTIVE) != Py_True || !is_empty(flow_held))
+        goto fallback;
+    {
+        int overflow = 0;
+        long long limit = PyLong_AsLongLongAndOverflow(window, &overflow);
+        if (overflow)
+            goto fallback;
+        if (limit) {
+            Py_ssize_t pending = PyObject_Length(cb_slot(ch, S_UNCONFIRMED));
+            if (pending < 0) {
+                PyErr_Clear();
+                goto fallback;
+            }
+            if ((long long)pending >= limit)
+                goto fallback;
+        }
+    }
+    /* The connection's publish gate: nothing held, writing not paused, not blocked. */
+    v[R_CONN] = Py_NewRef(cb_slot(ch, S_CONN));
+    if (!(v[R_HELD] = get_or_clear(v[R_CONN], A_HELD)) || !is_empty(v[R_HELD])
+        || !(v[R_WRITE_PAUSED] = get_or_clear(v[R_CONN], A_WRITE_PAUSED))
+        || v[R_WRITE_PAUSED] != Py_False
+        || !(v[R_CORE] = get_or_clear(v[R_CONN], A_CORE))
+        || !(v[R_IS_BLOCKED] = get_or_clear(v[R_CORE], A_IS_BLOCKED))
+        || v[R_IS_BLOCKED] != Py_False)
+        goto fallback;
+    Py_SETREF(v[R_CORE], Py_NewRef(cb_slot(ch, S_CORE)));
+    v[R_RUNTIME] = Py_NewRef(cb_slot(ch, S_RUNTIME));
+    v[R_UNCONFIRMED] = Py_NewRef(cb_slot(ch, S_UNCONFIRMED));
+    v[R_NEW_WAITER] = Py_NewRef(cb_slot(ch, S_NEW_WAITER));
+    /* From here on the publish is this function's: nothing falls back. */
+    {
+        PyObject *core = v[R_CORE];
+        PyObject *pargs[6] = {core, exchange, routing_key, body, properties, Py_False};
+        if (channel_type != NULL && Py_TYPE(core) == channel_type)  /* its C publish */
+            seq = tx_channel_publish(core, pargs + 1, 5, NULL);
+        else
+            seq = PyObject_VectorcallMethod(attr[A_PUBLISH], pargs, 6, NULL);
+    }
+    if (!seq) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            goto done;  /* KeyboardInterrupt and the like go on up, as in Python */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb && value)
+            PyException_SetTraceback(value, tb);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        if (!value)
+            goto done;
+        result = call_attr(v[R_RUNTIME], A_FAILED, &value, 1);
+        Py_DECREF(value);
+        goto done;
+    }
+    /* conn._published(size), inline for its two common cases, as basic_publish has it. */
+    PyObject *conn = v[R_CONN];
+    PyObject *flag = PyObject_GetAttr(conn, attr[A_SEND_FIRST]);
+    int truth = flag ? PyObject_IsTrue(flag) : -1;
+    Py_XDECREF(flag);
+    if (truth < 0)
+        goto done;
+    if (truth) {
+        if (PyObject_SetAttr(conn, attr[A_SEND_FIRST], Py_False) < 0)
+            goto done;
+        PyObject *r = call_attr(conn, A_FLUSH, NULL, 0);
+        if (!r)
+            goto done;
+        Py_DECREF(r);
+    } else {
+        flag = PyObject_GetAttr(conn, attr[A_RECEIVING]);
+        truth = flag ? PyObject_IsTrue(flag) : -1;
+        Py_XDECREF(flag);
+        if (truth == 0) {
+            flag = PyObject_GetAttr(conn, attr[A_FLUSH_SCHEDULED]);
+            truth = flag ? PyObject_IsTrue(flag) : -1;
+            Py_XDECREF(flag);
+        }
+        if (truth < 0)
+            goto done;
+        int published = 1;  /* leave it to conn._published(size) */
+        if (truth) {
+            PyObject *unflushed = PyObject_GetAttr(conn, attr[A_UNFLUSHED]);
+            if (!unflushed)
+                goto done;
+            PyObject *extra = PyLong_FromSsize_t(size + 64);
+            PyObject *sum = extra ? PyNumber_Add(unflushed, extra) : NULL;
+            Py_DECREF(unflushed);
+            Py_XDECREF(extra);
+            if (!sum)
+                goto done;
+            PyObject *threshold = PyObject_GetAttr(conn, attr[A_FLUSH_THRESHOLD]);
+            int under = threshold ? PyObject_RichCompareBool(sum, threshold, Py_LT) : -1;
+            Py_XDECREF(threshold);
+            if (under > 0)
+                under = PyObject_SetAttr(conn, attr[A_UNFLUSHED], sum) < 0 ? -1 : 1;
+            Py_DECREF(sum);
+            if (under < 0)
+                goto done;
+            published = !under;
+        }
+        if (published) {
+            PyObject *n = PyLong_FromSsize_t(size);
+            if (!n)
+                goto done;
+            PyObject *r = call_attr(conn, A_PUBLISHED, &n, 1);
+            Py_DECREF(n);
+            if (!r)
+                goto done;
+            Py_DECREF(r);
+        }
+    }
+    truth = PyObject_IsTrue(seq);
+    if (truth < 0)
+        goto done;
+    if (!truth) {
+        PyObject *none = Py_None;
+        result = call_attr(v[R_RUNTIME], A_SUCCEEDED, &none, 1);
+        goto done;
+    }
+    {
+        PyObject *waiter = PyObject_CallNoArgs(v[R_NEW_WAITER]);
+        if (!waiter)
+            goto done;
+        if (PyObject_SetItem(v[R_UNCONFIRMED], seq, waiter) < 0) {
+            Py_DECREF(waiter);
+            goto done;
+        }
+        result = waiter;
+    }
+done:
+    Py_XDECREF(seq);
+    for (int i = 0; i < R_COUNT; i++)
+        Py_XDECREF(v[i]);
+    return result;
+fallback:
+    for (int i = 0; i < R_COUNT; i++)
+        Py_XDECREF(v[i]);
+    return PyObject_Vectorcall(py_client_publish, args, 6, NULL);
+}
+
+/* install_client_publish(channel_class, slot_descriptors, basic_publish): the class
+ * whose slots client_publish reads (ChannelBase), and its Python basic_publish, which
+ * client_publish leaves everything it does not do itself to. */
+static PyObject *tx_install_client_publish(PyObject *self, PyObject *args)
+{
+    PyObject *cls, *descrs, *fn;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyType_Type, &cls, &PyTuple_Type, &descrs, &fn))
+        return NULL;
+    if (PyTuple_GET_SIZE(descrs) != S_SLOTS) {
+        PyErr_SetString(PyExc_ValueError, "unexpected channel layout");
+        return NULL;
+    }
+    Py_ssize_t offsets[S_SLOTS];
+    for (int i = 0; i < S_SLOTS; i++)
+        if (slot_offset(PyTuple_GET_ITEM(descrs, i), &offsets[i]) < 0)
+            return NULL;
+    if (!PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "install_client_publish expects basic_publish");
+        return NULL;
+    }
+    for (int i = 0; i < A_COUNT; i++)
+        if (!attr[i] && !(attr[i] = PyUnicode_InternFromString(attr_names[i])))
+            return NULL;
+    memcpy(cb_offsets, offsets, sizeof(offsets));
+    Py_INCREF(cls);
+    Py_XSETREF(client_channel_type, (PyTypeObject *)cls);
+    Py_INCREF(fn);
+    Py_XSETREF(py_client_publish, fn);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef encode_properties_def = {
     "encode", (PyCFunction)tx_encode_properties, METH_NOARGS,
     "Property flags followed by the present values (C accelerator)."};
@@ -1060,6 +1347,10 @@ static PyMethodDef methods[] = {
      "install(properties_class, decode_table, encode_table)"},
     {"install_publish", tx_install_publish, METH_VARARGS,
      "install_publish(channel_class, slot_descriptors, channel_open, connection_open)"},
+    {"client_publish", (PyCFunction)(void (*)(void))tx_client_publish, METH_FASTCALL,
+     "client_publish(channel, exchange, routing_key, body, properties, mandatory) -> waiter"},
+    {"install_client_publish", tx_install_client_publish, METH_VARARGS,
+     "install_client_publish(channel_class, slot_descriptors, basic_publish)"},
     {"set_table_fallbacks", tx_set_table_fallbacks, METH_VARARGS,
      "set_table_fallbacks(decode_table, encode_table)"},
     {NULL, NULL, 0, NULL}};

@@ -82,3 +82,15 @@ def install_publish(
     connection_open: object,
     /,
 ) -> Callable[..., int]: ...
+def client_publish(
+    channel: Any,
+    exchange: Any,
+    routing_key: Any,
+    body: Any,
+    properties: Any,
+    mandatory: Any,
+    /,
+) -> Any: ...
+def install_client_publish(
+    channel_class: type, slot_descriptors: tuple[Any, ...], basic_publish: Callable[..., Any], /
+) -> None: ...

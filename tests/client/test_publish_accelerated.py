@@ -1,0 +1,205 @@
+"""The C ``basic_publish`` (``_speedups.client_publish``) against the Python method it
+takes the common case of: the same sequence of publishes and state changes on two
+connections to the fake broker, one through each, gives the same waiters, the same
+bytes written when, the same flush bookkeeping and the same state after."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.client.support import Wire
+from txamqp091.client import channel_base
+from txamqp091.client.channel import ChannelLogic
+from txamqp091.core import _accel, spec
+from txamqp091.params import ConnectionParameters
+from txamqp091.testing import FakeBroker
+
+requires_c = pytest.mark.skipif(_accel.speedups is None, reason="the C accelerator is not built")
+
+
+class OtherProperties(spec.BasicProperties):
+    """Not exactly BasicProperties: validated in full, encoded by Python."""
+
+
+properties = st.one_of(
+    st.none(),
+    st.builds(spec.BasicProperties, correlation_id=st.text(max_size=5)),
+    st.builds(
+        spec.BasicProperties,
+        reply_to=st.sampled_from(["amq.rabbitmq.reply-to", "r" * 70]),
+        correlation_id=st.text(max_size=3),
+        delivery_mode=st.sampled_from([None, 1, 2]),
+    ),
+    st.builds(spec.BasicProperties, priority=st.sampled_from([None, 3])),
+    st.builds(OtherProperties, content_type=st.just("a")),
+    st.just("not properties"),
+)
+
+publishes = st.tuples(
+    st.just("publish"),
+    st.sampled_from(["", "amq.direct", "missing", "x" * 64, 5]),
+    st.sampled_from(["q", "", "r" * 64, "nowhere", None]),
+    st.one_of(
+        st.binary(max_size=40),
+        st.binary(max_size=40).map(bytearray),
+        st.text(max_size=5),
+        st.just(b"b" * 300),
+        st.just(memoryview(b"mv")),
+        st.just(3),
+    ),
+    properties,
+    st.sampled_from([False, True, 0, None]),
+)
+
+steps = st.one_of(
+    publishes,
+    publishes,
+    st.tuples(
+        st.sampled_from(
+            [
+                "confirm",
+                "flush",
+                "flow_off",
+                "flow_on",
+                "block",
+                "unblock",
+                "pause",
+                "resume",
+                "send_first",
+                "receiving",
+                "not_receiving",
+                "threshold",
+                "close",
+            ]
+        )
+    ),
+)
+
+
+def _error(error: BaseException | None) -> Any:
+    return None if error is None else (type(error), str(error))
+
+
+def _value(value: Any) -> Any:
+    """A waiter's value, comparable across the two runs (a close's value is the
+    exception that closed the channel)."""
+    return _error(value) if isinstance(value, BaseException) else value
+
+
+def _run(publish: Any, params: ConnectionParameters, script: list[tuple[Any, ...]]) -> Any:
+    wire = Wire(FakeBroker(), params)
+    wire.result(wire.client._opened)
+    ch: ChannelLogic[Any] = wire.result(wire.client.channel())
+    wire.result(ch.queue_declare("q"))
+    conn = wire.client
+    runtime = wire.runtime
+    waiters: list[Any] = []
+    seen: list[Any] = []
+    for step in script:
+        kind = step[0]
+        if kind == "publish":
+            try:
+                waiters.append(publish(ch, *step[1:]))
+                seen.append("waiter")
+            except Exception as exc:  # the Python method's validation errors
+                seen.append(_error(exc))
+        elif kind == "confirm":
+            waiters.append(ch.confirm_delivery())
+        elif kind == "flush":
+            conn._receiving = False
+            wire.flush()
+        elif kind == "flow_off":
+            ch._on_flow(False)
+        elif kind == "flow_on":
+            ch._on_flow(True)
+        elif kind == "block":
+            conn._core.is_blocked = True
+        elif kind == "unblock":
+            conn._core.is_blocked = False
+            conn._release_held()
+        elif kind == "pause":
+            conn.pause_writing()
+        elif kind == "resume":
+            conn.resume_writing()
+        elif kind == "send_first":
+            conn._send_first = True
+        elif kind == "receiving":
+            conn._receiving = True
+        elif kind == "not_receiving":
+            conn._receiving = False
+        elif kind == "threshold":
+            conn.flush_threshold = 200
+        else:
+            waiters.append(ch.close())
+        seen.append(
+            (
+                bytes(runtime.written),
+                len(runtime.soon),
+                conn._unflushed,
+                conn._flush_scheduled,
+                conn._send_first,
+                [(w.done, _value(w.value), _error(w.error)) for w in waiters],
+                sorted(ch._unconfirmed),
+                len(ch._flow_held),
+                len(conn._held),
+            )
+        )
+    conn._receiving = False
+    wire.flush()
+    seen.append([(w.done, type(w.value), _error(w.error)) for w in waiters])
+    return seen
+
+
+@requires_c
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([0, 2]),
+    st.sampled_from([100, 128 * 1024 * 1024]),
+    st.lists(steps, max_size=14),
+)
+def test_the_c_basic_publish_does_what_the_python_method_does(
+    max_unconfirmed: int, max_message_size: int, script: list[tuple[Any, ...]]
+) -> None:
+    params = ConnectionParameters(
+        max_unconfirmed=max_unconfirmed, max_message_size=max_message_size
+    )
+    accelerated = _run(channel_base.ChannelBase.basic_publish, params, script)
+    pure = _run(channel_base.PURE_BASIC_PUBLISH, params, script)
+    assert accelerated == pure
+
+
+@requires_c
+def test_the_c_basic_publish_is_installed_and_keeps_the_methods_signature() -> None:
+    import inspect
+
+    method = channel_base.ChannelBase.basic_publish
+    assert method is not channel_base.PURE_BASIC_PUBLISH
+    assert inspect.signature(method) == inspect.signature(channel_base.PURE_BASIC_PUBLISH)
+    assert method.__doc__ == channel_base.PURE_BASIC_PUBLISH.__doc__
+
+
+@requires_c
+def test_what_the_core_publish_raises_fails_the_waiter() -> None:
+    """What the core publish raises fails the waiter the C path returns, as the Python
+    method's ``except Exception`` does (the core is not the C-accelerated class here)."""
+    wire = Wire(FakeBroker())
+    wire.result(wire.client._opened)
+    ch: ChannelLogic[Any] = wire.result(wire.client.channel())
+
+    class Boom(Exception):
+        pass
+
+    class Core:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def publish(self, *args: Any) -> int:
+            raise Boom("no")
+
+    ch._core = Core(ch._core)  # type: ignore[assignment]
+    waiter = channel_base.ChannelBase.basic_publish(ch, "", "q", b"x")
+    assert waiter.done and isinstance(waiter.error, Boom)

@@ -46,7 +46,11 @@ def _bare_new_supported() -> bool:
     LeanDeferred has no ``__init__`` or ``__new__`` of its own."""
     if not _LEAN or "__init__" in vars(LeanDeferred) or LeanDeferred.__new__ is not _new:
         return False
-    probe = LeanDeferred()
+    # Looked at on an instance of a subclass made for it: vars() on a LeanDeferred would
+    # make its class's shared attribute keys stop growing, and every LeanDeferred keep
+    # the attributes set after __init__ (called, result...) in a dict of its own
+    # (callgrind: ~750 instructions more per confirmed publish).
+    probe = type("_Probe", (LeanDeferred,), {})()
     state = vars(probe)
     return set(state) == {"_callbacks", "_canceller"} and state["_callbacks"] == []
 

@@ -266,3 +266,30 @@ async def test_reading_paused_and_resumed_still_reads_every_delivery(
         message: Any = await asyncio.wait_for(waiting, 5)
         assert message.delivery_tag == round_ + 1
         assert (registered_reader(protocol) == protocol._read_now) == direct
+
+
+@pytest.mark.asyncio
+async def test_the_reader_is_replaceable_only_while_it_is_the_class_s_own() -> None:
+    """reader_replaceable: yes for asyncio's selector transport as it comes (its
+    _read_ready the class's method, bound to it); no once something is set on the
+    instance in its place, or for another transport's bound method."""
+    from txamqp091.tornado._direct import reader_replaceable
+
+    loop: Any = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    try:
+        transport = loop._make_socket_transport(a, asyncio.Protocol())
+        other = loop._make_socket_transport(c, asyncio.Protocol())
+        await asyncio.sleep(0)
+        assert reader_replaceable(transport)
+        transport._read_ready = other._read_ready
+        assert not reader_replaceable(transport)
+        transport._read_ready = lambda: None
+        assert not reader_replaceable(transport)
+        transport.close()
+        other.close()
+        await asyncio.sleep(0)
+    finally:
+        for s in (a, b, c, d):
+            s.close()

@@ -66,10 +66,18 @@ def reader_replaceable(transport: Any) -> bool:
     """Whether the loop's reader of ``transport`` (its ``_read_ready``, which only calls
     ``_read_ready_cb``) can be replaced: the transport registers it with its own
     ``_add_reader(fd, callback)`` (which skips a paused or closing transport), from
-    ``_read_ready`` looked up when it does so (``resume_reading``)."""
+    ``_read_ready`` looked up when it does so (``resume_reading``).
+
+    The reader must be the class's own method, bound to ``transport`` (nothing set on
+    the instance): asked of the bound method, not with ``vars(transport)``, which
+    would turn the transport's inline attributes into a dict of its own, and every
+    attribute the loop and this adapter read on it per read and write slower
+    (callgrind: 5 attribute loads 726 -> 1861 instructions)."""
+    reader = getattr(transport, "_read_ready", None)
     return (
         type(getattr(transport, "_sock_fd", None)) is int
         and callable(getattr(transport, "_add_reader", None))
-        and callable(getattr(transport, "_read_ready", None))
-        and "_read_ready" not in vars(transport)
+        and callable(reader)
+        and getattr(reader, "__self__", None) is transport
+        and getattr(reader, "__func__", None) is getattr(type(transport), "_read_ready", None)
     )

@@ -203,3 +203,55 @@ def test_what_the_core_publish_raises_fails_the_waiter() -> None:
     ch._core = Core(ch._core)  # type: ignore[assignment]
     waiter = channel_base.ChannelBase.basic_publish(ch, "", "q", b"x")
     assert waiter.done and isinstance(waiter.error, Boom)
+
+
+def test_the_connections_read_per_publish_are_slots_and_instances_keep_a_dict() -> None:
+    """What the C publishes read on the client and core connections are slots (read at
+    fixed offsets), and the adapters' connections keep an instance __dict__ for the
+    rest (ConnectionLogic is one base of theirs among others)."""
+    from txamqp091.client.connection import ConnectionLogic
+    from txamqp091.core.connection import Connection as CoreConnection
+    from txamqp091.tornado import Connection as TornadoConnection
+    from txamqp091.twisted import Connection as TwistedConnection
+
+    for name in _accel.CLIENT_CONNECTION_SLOTS:
+        assert type(ConnectionLogic.__dict__[name]).__name__ == "member_descriptor"
+    for name in _accel.CONNECTION_LAYOUT_SLOTS:
+        assert type(CoreConnection.__dict__[name]).__name__ == "member_descriptor"
+    wire = Wire(FakeBroker())
+    wire.result(wire.client._opened)
+    conns: tuple[Any, ...] = (wire.client, wire.client._core)
+    for conn in conns:
+        conn.something_else = 1
+        assert vars(conn)["something_else"] == 1
+    for cls in (TornadoConnection, TwistedConnection):
+        assert cls.__dictoffset__ != 0 and issubclass(cls, ConnectionLogic)
+
+
+@requires_c
+def test_a_core_connection_of_another_class_is_read_by_name() -> None:
+    """A channel whose connection's core is not a core Connection (no slots to read):
+    the C publish reads ``is_blocked`` by name, and a blocked one holds the publish as
+    the Python method does."""
+    results = []
+    for publish in (channel_base.ChannelBase.basic_publish, channel_base.PURE_BASIC_PUBLISH):
+        wire = Wire(FakeBroker())
+        wire.result(wire.client._opened)
+        ch: ChannelLogic[Any] = wire.result(wire.client.channel())
+        conn = wire.client
+        real = conn._core
+
+        class Core:
+            is_blocked = True
+
+            def __init__(self, real: Any) -> None:
+                self.real = real
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.real, name)
+
+        conn._core = Core(real)  # type: ignore[assignment]
+        waiter = publish(ch, "", "q", b"x")
+        results.append((waiter.done, len(conn._held)))
+        conn._core = real
+    assert results[0] == results[1] == (False, 1)

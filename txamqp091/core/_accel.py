@@ -30,7 +30,9 @@ __all__ = [
     "PURE_PROPERTIES_DECODE",
     "PURE_PROPERTIES_ENCODE",
     "install_channel_publish",
+    "install_client_connection",
     "install_client_publish",
+    "install_connection_layout",
     "install_message_encoders",
     "install_properties",
     "install_table_codecs",
@@ -41,7 +43,7 @@ __all__ = [
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 7
+ABI = 8
 
 
 def _flag(name: str) -> bool:
@@ -178,6 +180,44 @@ def install_client_publish(
     speedups.install_client_publish(cls, descriptors, basic_publish)
     fn: Callable[..., Any] = speedups.client_publish
     return fn
+
+
+#: The ``client.connection.ConnectionLogic`` slots the C ``client_publish`` reads (and
+#: sets: ``_send_first``, ``_unflushed``) on the channel's connection, in its order.
+CLIENT_CONNECTION_SLOTS = (
+    "_held",
+    "_write_paused",
+    "_core",
+    "_send_first",
+    "_receiving",
+    "_flush_scheduled",
+    "_unflushed",
+)
+
+
+def install_client_connection(cls: type) -> None:
+    """Let the C ``client_publish`` read ``cls``'s slots (``CLIENT_CONNECTION_SLOTS``,
+    client/connection.py calls this) at fixed offsets on a connection of that class
+    rather than look them up by name: a lookup from C costs more than the bytecode it
+    replaces. A connection of another class is still read by name."""
+    if speedups is None:
+        return
+    descriptors = tuple(cls.__dict__[name] for name in CLIENT_CONNECTION_SLOTS)
+    speedups.install_client_connection(cls, descriptors)
+
+
+#: The ``core.connection.Connection`` slots the C publishes read, in their order.
+CONNECTION_LAYOUT_SLOTS = ("state", "frame_max", "is_blocked")
+
+
+def install_connection_layout(cls: type) -> None:
+    """Let the C publishes (``Channel.publish``, ``client_publish``) read the core
+    connection's ``state``, ``frame_max`` and ``is_blocked`` at fixed offsets
+    (core/connection.py calls this); a host of another class is read by name."""
+    if speedups is None:
+        return
+    descriptors = tuple(cls.__dict__[name] for name in CONNECTION_LAYOUT_SLOTS)
+    speedups.install_connection_layout(cls, descriptors)
 
 
 def install_properties(cls: type) -> None:

@@ -37,7 +37,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 7
+#define TX_ABI 8
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -716,6 +716,28 @@ static inline PyObject *ch_slot(PyObject *self, int i)
     return *(PyObject **)((char *)self + ch_offsets[i]);  /* borrowed; NULL if unset */
 }
 
+/* core.connection.Connection's slots that the publishes read, in this order
+ * (install_connection_layout): one load each instead of an attribute lookup. Until it
+ * is installed, or for a host of another class, they are looked up by name. */
+enum { CC_STATE, CC_FRAME_MAX, CC_IS_BLOCKED, CC_SLOTS };
+static Py_ssize_t cc_offsets[CC_SLOTS];
+static PyTypeObject *core_connection_type = NULL;
+
+/* conn.<slot i> as a new reference, or NULL with no exception set when it is unset or
+ * the lookup raises (the caller then falls back to Python). */
+static inline PyObject *cc_get(PyObject *conn, int i, PyObject *name)
+{
+    if (core_connection_type != NULL && PyObject_TypeCheck(conn, core_connection_type)) {
+        PyObject *value = *(PyObject **)((char *)conn + cc_offsets[i]);
+        Py_XINCREF(value);
+        return value;
+    }
+    PyObject *value = name ? PyObject_GetAttr(conn, name) : NULL;
+    if (!value)
+        PyErr_Clear();
+    return value;
+}
+
 /* Channel.publish(exchange, routing_key, body, properties=None, mandatory=False,
  * immediate=False) -> int: what the Python method does for its common case, an
  * OPEN channel on an OPEN connection with nothing queued, whose publish method frame
@@ -751,11 +773,9 @@ static PyObject *tx_channel_publish(PyObject *ch, PyObject *const *args, Py_ssiz
             PyErr_Clear();
         goto fallback;
     }
-    host_state = PyObject_GetAttr(host, str_state);
-    if (!host_state) {
-        PyErr_Clear();
+    host_state = cc_get(host, CC_STATE, str_state);
+    if (!host_state)
         goto fallback;
-    }
     if (host_state != connection_open)
         goto fallback;
     key = PyTuple_Pack(4, args[0], args[1], mandatory, immediate);
@@ -767,11 +787,9 @@ static PyObject *tx_channel_publish(PyObject *ch, PyObject *const *args, Py_ssiz
             PyErr_Clear();
         goto fallback;
     }
-    frame_max = PyObject_GetAttr(host, str_frame_max);
-    if (!frame_max) {
-        PyErr_Clear();
+    frame_max = cc_get(host, CC_FRAME_MAX, str_frame_max);
+    if (!frame_max)
         goto fallback;
-    }
     int rc = build_message(method, 0, channel_id, args[2], properties, frame_max, &out);
     if (rc == TX_ERROR)
         goto error;
@@ -1010,6 +1028,46 @@ static inline PyObject *cb_slot(PyObject *self, int i)
     return *(PyObject **)((char *)self + cb_offsets[i]);  /* borrowed; NULL if unset */
 }
 
+/* client.connection.ConnectionLogic's slots that client_publish reads and sets, in this
+ * order (install_client_connection), with the attribute each stands for: a connection
+ * of that class is read at fixed offsets, any other by name. */
+enum { CL_HELD, CL_WRITE_PAUSED, CL_CORE, CL_SEND_FIRST, CL_RECEIVING, CL_FLUSH_SCHEDULED,
+       CL_UNFLUSHED, CL_SLOTS };
+static const int cl_attr[CL_SLOTS] = {A_HELD, A_WRITE_PAUSED, A_CORE, A_SEND_FIRST, A_RECEIVING,
+                                      A_FLUSH_SCHEDULED, A_UNFLUSHED};
+static Py_ssize_t cl_offsets[CL_SLOTS];
+static PyTypeObject *client_connection_type = NULL;
+
+/* conn.<slot i> as a new reference; NULL with no exception set when it is unset or the
+ * lookup raises (the caller leaves the publish to Python) unless keep_error. */
+static inline PyObject *cl_get(PyObject *conn, int fast, int i, int keep_error)
+{
+    if (fast) {
+        PyObject *value = *(PyObject **)((char *)conn + cl_offsets[i]);
+        if (!value && keep_error)
+            PyErr_SetObject(PyExc_AttributeError, attr[cl_attr[i]]);
+        Py_XINCREF(value);
+        return value;
+    }
+    PyObject *value = PyObject_GetAttr(conn, attr[cl_attr[i]]);
+    if (!value && !keep_error)
+        PyErr_Clear();
+    return value;
+}
+
+/* conn.<slot i> = value (a new reference is taken) */
+static inline int cl_set(PyObject *conn, int fast, int i, PyObject *value)
+{
+    if (fast) {
+        PyObject **slot = (PyObject **)((char *)conn + cl_offsets[i]);
+        PyObject *old = *slot;
+        *slot = Py_NewRef(value);
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(conn, attr[cl_attr[i]], value);
+}
+
 /* obj.name, or NULL with no exception set when it is missing or raises (the caller
  * then leaves the publish to Python, which reports what is wrong). */
 static inline PyObject *get_or_clear(PyObject *obj, int name)
@@ -1111,11 +1169,13 @@ static PyObject *tx_client_publish(PyObject *self, PyObject *const *args, Py_ssi
     }
     /* The connection's publish gate: nothing held, writing not paused, not blocked. */
     v[R_CONN] = Py_NewRef(cb_slot(ch, S_CONN));
-    if (!(v[R_HELD] = get_or_clear(v[R_CONN], A_HELD)) || !is_empty(v[R_HELD])
-        || !(v[R_WRITE_PAUSED] = get_or_clear(v[R_CONN], A_WRITE_PAUSED))
+    int fast = client_connection_type != NULL
+               && PyObject_TypeCheck(v[R_CONN], client_connection_type);
+    if (!(v[R_HELD] = cl_get(v[R_CONN], fast, CL_HELD, 0)) || !is_empty(v[R_HELD])
+        || !(v[R_WRITE_PAUSED] = cl_get(v[R_CONN], fast, CL_WRITE_PAUSED, 0))
         || v[R_WRITE_PAUSED] != Py_False
-        || !(v[R_CORE] = get_or_clear(v[R_CONN], A_CORE))
-        || !(v[R_IS_BLOCKED] = get_or_clear(v[R_CORE], A_IS_BLOCKED))
+        || !(v[R_CORE] = cl_get(v[R_CONN], fast, CL_CORE, 0))
+        || !(v[R_IS_BLOCKED] = cc_get(v[R_CORE], CC_IS_BLOCKED, attr[A_IS_BLOCKED]))
         || v[R_IS_BLOCKED] != Py_False)
         goto fallback;
     Py_SETREF(v[R_CORE], Py_NewRef(cb_slot(ch, S_CORE)));
@@ -1149,24 +1209,24 @@ static PyObject *tx_client_publish(PyObject *self, PyObject *const *args, Py_ssi
     }
     /* conn._published(size), inline for its two common cases, as basic_publish has it. */
     PyObject *conn = v[R_CONN];
-    PyObject *flag = PyObject_GetAttr(conn, attr[A_SEND_FIRST]);
+    PyObject *flag = cl_get(conn, fast, CL_SEND_FIRST, 1);
     int truth = flag ? PyObject_IsTrue(flag) : -1;
     Py_XDECREF(flag);
     if (truth < 0)
         goto done;
     if (truth) {
-        if (PyObject_SetAttr(conn, attr[A_SEND_FIRST], Py_False) < 0)
+        if (cl_set(conn, fast, CL_SEND_FIRST, Py_False) < 0)
             goto done;
         PyObject *r = call_attr(conn, A_FLUSH, NULL, 0);
         if (!r)
             goto done;
         Py_DECREF(r);
     } else {
-        flag = PyObject_GetAttr(conn, attr[A_RECEIVING]);
+        flag = cl_get(conn, fast, CL_RECEIVING, 1);
         truth = flag ? PyObject_IsTrue(flag) : -1;
         Py_XDECREF(flag);
         if (truth == 0) {
-            flag = PyObject_GetAttr(conn, attr[A_FLUSH_SCHEDULED]);
+            flag = cl_get(conn, fast, CL_FLUSH_SCHEDULED, 1);
             truth = flag ? PyObject_IsTrue(flag) : -1;
             Py_XDECREF(flag);
         }
@@ -1174,7 +1234,7 @@ static PyObject *tx_client_publish(PyObject *self, PyObject *const *args, Py_ssi
             goto done;
         int published = 1;  /* leave it to conn._published(size) */
         if (truth) {
-            PyObject *unflushed = PyObject_GetAttr(conn, attr[A_UNFLUSHED]);
+            PyObject *unflushed = cl_get(conn, fast, CL_UNFLUSHED, 1);
             if (!unflushed)
                 goto done;
             PyObject *extra = PyLong_FromSsize_t(size + 64);
@@ -1187,7 +1247,7 @@ static PyObject *tx_client_publish(PyObject *self, PyObject *const *args, Py_ssi
             int under = threshold ? PyObject_RichCompareBool(sum, threshold, Py_LT) : -1;
             Py_XDECREF(threshold);
             if (under > 0)
-                under = PyObject_SetAttr(conn, attr[A_UNFLUSHED], sum) < 0 ? -1 : 1;
+                under = cl_set(conn, fast, CL_UNFLUSHED, sum) < 0 ? -1 : 1;
             Py_DECREF(sum);
             if (under < 0)
                 goto done;
@@ -1261,6 +1321,55 @@ static PyObject *tx_install_client_publish(PyObject *self, PyObject *args)
     Py_XSETREF(client_channel_type, (PyTypeObject *)cls);
     Py_INCREF(fn);
     Py_XSETREF(py_client_publish, fn);
+    Py_RETURN_NONE;
+}
+
+/* Read a class's slot descriptors (a tuple of n) into offsets. */
+static int layout_offsets(PyObject *descrs, Py_ssize_t n, Py_ssize_t *offsets)
+{
+    if (PyTuple_GET_SIZE(descrs) != n) {
+        PyErr_SetString(PyExc_ValueError, "unexpected connection layout");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (slot_offset(PyTuple_GET_ITEM(descrs, i), &offsets[i]) < 0)
+            return -1;
+    return 0;
+}
+
+/* install_client_connection(connection_class, slot_descriptors): the class whose slots
+ * client_publish reads and sets on the channel's connection (ConnectionLogic); a
+ * connection of any other class is read by attribute name. */
+static PyObject *tx_install_client_connection(PyObject *self, PyObject *args)
+{
+    PyObject *cls, *descrs;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &cls, &PyTuple_Type, &descrs))
+        return NULL;
+    Py_ssize_t offsets[CL_SLOTS];
+    if (layout_offsets(descrs, CL_SLOTS, offsets) < 0)
+        return NULL;
+    for (int i = 0; i < A_COUNT; i++)
+        if (!attr[i] && !(attr[i] = PyUnicode_InternFromString(attr_names[i])))
+            return NULL;
+    memcpy(cl_offsets, offsets, sizeof(offsets));
+    Py_INCREF(cls);
+    Py_XSETREF(client_connection_type, (PyTypeObject *)cls);
+    Py_RETURN_NONE;
+}
+
+/* install_connection_layout(connection_class, slot_descriptors): the class whose slots
+ * (state, frame_max, is_blocked) the publishes read on the core connection. */
+static PyObject *tx_install_connection_layout(PyObject *self, PyObject *args)
+{
+    PyObject *cls, *descrs;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &cls, &PyTuple_Type, &descrs))
+        return NULL;
+    Py_ssize_t offsets[CC_SLOTS];
+    if (layout_offsets(descrs, CC_SLOTS, offsets) < 0)
+        return NULL;
+    memcpy(cc_offsets, offsets, sizeof(offsets));
+    Py_INCREF(cls);
+    Py_XSETREF(core_connection_type, (PyTypeObject *)cls);
     Py_RETURN_NONE;
 }
 
@@ -1351,6 +1460,10 @@ static PyMethodDef methods[] = {
      "client_publish(channel, exchange, routing_key, body, properties, mandatory) -> waiter"},
     {"install_client_publish", tx_install_client_publish, METH_VARARGS,
      "install_client_publish(channel_class, slot_descriptors, basic_publish)"},
+    {"install_client_connection", tx_install_client_connection, METH_VARARGS,
+     "install_client_connection(connection_class, slot_descriptors)"},
+    {"install_connection_layout", tx_install_connection_layout, METH_VARARGS,
+     "install_connection_layout(connection_class, slot_descriptors)"},
     {"set_table_fallbacks", tx_set_table_fallbacks, METH_VARARGS,
      "set_table_fallbacks(decode_table, encode_table)"},
     {NULL, NULL, 0, NULL}};

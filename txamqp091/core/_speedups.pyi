@@ -94,3 +94,9 @@ def client_publish(
 def install_client_publish(
     channel_class: type, slot_descriptors: tuple[Any, ...], basic_publish: Callable[..., Any], /
 ) -> None: ...
+def install_client_connection(
+    connection_class: type, slot_descriptors: tuple[Any, ...], /
+) -> None: ...
+def install_connection_layout(
+    connection_class: type, slot_descriptors: tuple[Any, ...], /
+) -> None: ...

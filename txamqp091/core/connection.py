@@ -100,6 +100,11 @@ class Connection(ConnectionMethods):
         any of the body is buffered.
     """
 
+    # Slots (the rest of the state lives in the instance __dict__ ConnectionMethods
+    # gives): the C publishes read these per message at fixed offsets
+    # (_accel.CONNECTION_LAYOUT_SLOTS) instead of by attribute lookup.
+    __slots__ = ("frame_max", "is_blocked", "state")
+
     def __init__(
         self,
         *,
@@ -513,3 +518,6 @@ class Connection(ConnectionMethods):
             f"the broker does not speak AMQP 0-9-1; it offered protocol version {version}"
         )
         self._events.append(ConnectionClosed(reply_code=0, reply_text=str(error), error=error))
+
+
+_accel.install_connection_layout(Connection)

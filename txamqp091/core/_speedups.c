@@ -211,6 +211,20 @@ static int slot_offset(PyObject *descr, Py_ssize_t *offset)
     return 0;
 }
 
+/* Read a class's slot descriptors (a tuple of n) into offsets; `what` names the class
+ * in the error ("unexpected channel layout"). */
+static int layout_offsets(PyObject *descrs, Py_ssize_t n, Py_ssize_t *offsets, const char *what)
+{
+    if (PyTuple_GET_SIZE(descrs) != n) {
+        PyErr_Format(PyExc_ValueError, "unexpected %s layout", what);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (slot_offset(PyTuple_GET_ITEM(descrs, i), &offsets[i]) < 0)
+            return -1;
+    return 0;
+}
+
 /* set_delivery_layout(cls, field_descriptors, extra_descriptors, extra_defaults) */
 static PyObject *tx_set_delivery_layout(PyObject *self, PyObject *args)
 {
@@ -880,14 +894,9 @@ static PyObject *tx_install_publish(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O!OO", &PyType_Type, &cls, &PyTuple_Type, &descrs, &ch_open,
                           &conn_open))
         return NULL;
-    if (PyTuple_GET_SIZE(descrs) != CH_SLOTS) {
-        PyErr_SetString(PyExc_ValueError, "unexpected channel layout");
-        return NULL;
-    }
     Py_ssize_t offsets[CH_SLOTS];
-    for (int i = 0; i < CH_SLOTS; i++)
-        if (slot_offset(PyTuple_GET_ITEM(descrs, i), &offsets[i]) < 0)
-            return NULL;
+    if (layout_offsets(descrs, CH_SLOTS, offsets, "channel") < 0)
+        return NULL;
     PyObject *pure = PyObject_GetAttrString(cls, "publish");
     if (!pure)
         return NULL;
@@ -1301,14 +1310,9 @@ static PyObject *tx_install_client_publish(PyObject *self, PyObject *args)
     PyObject *cls, *descrs, *fn;
     if (!PyArg_ParseTuple(args, "O!O!O", &PyType_Type, &cls, &PyTuple_Type, &descrs, &fn))
         return NULL;
-    if (PyTuple_GET_SIZE(descrs) != S_SLOTS) {
-        PyErr_SetString(PyExc_ValueError, "unexpected channel layout");
-        return NULL;
-    }
     Py_ssize_t offsets[S_SLOTS];
-    for (int i = 0; i < S_SLOTS; i++)
-        if (slot_offset(PyTuple_GET_ITEM(descrs, i), &offsets[i]) < 0)
-            return NULL;
+    if (layout_offsets(descrs, S_SLOTS, offsets, "channel") < 0)
+        return NULL;
     if (!PyCallable_Check(fn)) {
         PyErr_SetString(PyExc_TypeError, "install_client_publish expects basic_publish");
         return NULL;
@@ -1324,19 +1328,6 @@ static PyObject *tx_install_client_publish(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* Read a class's slot descriptors (a tuple of n) into offsets. */
-static int layout_offsets(PyObject *descrs, Py_ssize_t n, Py_ssize_t *offsets)
-{
-    if (PyTuple_GET_SIZE(descrs) != n) {
-        PyErr_SetString(PyExc_ValueError, "unexpected connection layout");
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (slot_offset(PyTuple_GET_ITEM(descrs, i), &offsets[i]) < 0)
-            return -1;
-    return 0;
-}
-
 /* install_client_connection(connection_class, slot_descriptors): the class whose slots
  * client_publish reads and sets on the channel's connection (ConnectionLogic); a
  * connection of any other class is read by attribute name. */
@@ -1346,7 +1337,7 @@ static PyObject *tx_install_client_connection(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &cls, &PyTuple_Type, &descrs))
         return NULL;
     Py_ssize_t offsets[CL_SLOTS];
-    if (layout_offsets(descrs, CL_SLOTS, offsets) < 0)
+    if (layout_offsets(descrs, CL_SLOTS, offsets, "connection") < 0)
         return NULL;
     for (int i = 0; i < A_COUNT; i++)
         if (!attr[i] && !(attr[i] = PyUnicode_InternFromString(attr_names[i])))
@@ -1365,7 +1356,7 @@ static PyObject *tx_install_connection_layout(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &cls, &PyTuple_Type, &descrs))
         return NULL;
     Py_ssize_t offsets[CC_SLOTS];
-    if (layout_offsets(descrs, CC_SLOTS, offsets) < 0)
+    if (layout_offsets(descrs, CC_SLOTS, offsets, "connection") < 0)
         return NULL;
     memcpy(cc_offsets, offsets, sizeof(offsets));
     Py_INCREF(cls);

@@ -29,15 +29,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import gc
 import hashlib
-import io
 import os
 import pickle
-import pstats
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,7 +46,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 from _rpc import BODY_64  # noqa: E402
-from rpc_path import TornadoRPC, TwistedRPC  # noqa: E402
+from rpc_path import TornadoRPC, TwistedRPC, print_profile, timed_ns  # noqa: E402
 
 QUEUE = "client-path"
 TAG = "ctag.txamqp091.4242.1"
@@ -151,10 +147,16 @@ def _parse_publishes(kept: list[bytes], want: int) -> None:
 # -- Tornado ------------------------------------------------------------------------------------
 
 
-def _tornado_channel() -> tuple[Any, Any]:
-    h = TornadoRPC()
-    ch = h._reply(h.conn.channel(), h.frames.channel_open_ok(1))
-    return h, ch
+def _open_channel(h: Any) -> tuple[Any, Any]:
+    """The harness ``h`` and channel 1 opened on its connection."""
+    return h, h._reply(h.conn.channel(), h.frames.channel_open_ok(1))
+
+
+async def _consume_loop(get: Callable[[], Any], n: int) -> None:
+    """The benchmark's consume loop."""
+    for _ in range(n):
+        msg = await get()
+        msg.ack()
 
 
 def _tornado_feed(h: Any, reads: list[bytes], done: Any, profile: cProfile.Profile | None) -> int:
@@ -170,16 +172,11 @@ def _tornado_feed(h: Any, reads: list[bytes], done: Any, profile: cProfile.Profi
             receive(data)
             call_soon(feed)
 
-    gc.collect()
-    if profile is not None:
-        profile.enable()
-    t0 = time.perf_counter_ns()
-    call_soon(feed)
-    loop.run_until_complete(done)
-    elapsed = time.perf_counter_ns() - t0
-    if profile is not None:
-        profile.disable()
-    return elapsed
+    def run() -> None:
+        call_soon(feed)
+        loop.run_until_complete(done)
+
+    return timed_ns(profile, run)
 
 
 def tornado_confirm(
@@ -187,7 +184,7 @@ def tornado_confirm(
 ) -> float:
     from tornado_client import future_window
 
-    h, ch = _tornado_channel()
+    h, ch = _open_channel(TornadoRPC())
     h._reply(ch.confirm_delivery(), h.frames.confirm_select_ok(1))
     publish = ch.basic_publish
     h.socket.kept = []
@@ -206,18 +203,11 @@ def tornado_confirm(
 def tornado_consume(
     n: int, a: argparse.Namespace, profile: cProfile.Profile | None = None
 ) -> float:
-    h, ch = _tornado_channel()
+    h, ch = _open_channel(TornadoRPC())
     h._reply(ch.basic_qos(prefetch_count=PREFETCH), h.frames.qos_ok(1))
     consumer = h._reply(ch.basic_consume(QUEUE, consumer_tag=TAG), h.frames.consume_ok(1, TAG))
     h.socket.kept = []
-    get = consumer.get
-
-    async def consume() -> None:  # the benchmark's loop
-        for _ in range(n):
-            msg = await get()
-            msg.ack()
-
-    task = h.loop.create_task(consume())
+    task = h.loop.create_task(_consume_loop(consumer.get, n))
     h.loop.run_until_complete(asyncio.sleep(0))
     elapsed = _tornado_feed(h, _delivery_reads(n, a), task, profile)
     _check_acks(h.socket.kept, n)
@@ -238,27 +228,17 @@ def _parse_acks(kept: list[bytes], want: int) -> None:
 # -- Twisted ------------------------------------------------------------------------------------
 
 
-def _twisted_channel() -> tuple[Any, Any]:
-    h = TwistedRPC()
-    ch = h._reply(h.conn.channel(), h.frames.channel_open_ok(1))
-    return h, ch
-
-
 def _twisted_feed(h: Any, reads: list[bytes], profile: cProfile.Profile | None) -> int:
     """Feed ``reads``, running the reactor's due calls (the scheduled flush) after each."""
     receive = h.receive
     advance = h.clock.advance
-    gc.collect()
-    if profile is not None:
-        profile.enable()
-    t0 = time.perf_counter_ns()
-    for data in reads:
-        receive(data)
-        advance(0)
-    elapsed = time.perf_counter_ns() - t0
-    if profile is not None:
-        profile.disable()
-    return elapsed
+
+    def run() -> None:
+        for data in reads:
+            receive(data)
+            advance(0)
+
+    return timed_ns(profile, run)
 
 
 def twisted_confirm(
@@ -266,7 +246,7 @@ def twisted_confirm(
 ) -> float:
     from twisted_client import _confirm_window
 
-    h, ch = _twisted_channel()
+    h, ch = _open_channel(TwistedRPC())
     h._reply(ch.confirm_delivery(), h.frames.confirm_select_ok(1))
     h.transport.socket.kept = []
     done = _confirm_window(ch.basic_publish, QUEUE, BODY_64, n, WINDOW)
@@ -282,18 +262,11 @@ def twisted_consume(
 ) -> float:
     from twisted.internet.defer import ensureDeferred
 
-    h, ch = _twisted_channel()
+    h, ch = _open_channel(TwistedRPC())
     h._reply(ch.basic_qos(prefetch_count=PREFETCH), h.frames.qos_ok(1))
     consumer = h._reply(ch.basic_consume(QUEUE, consumer_tag=TAG), h.frames.consume_ok(1, TAG))
     h.transport.socket.kept = []
-    get = consumer.get
-
-    async def consume() -> None:  # the benchmark's loop
-        for _ in range(n):
-            msg = await get()
-            msg.ack()
-
-    done = ensureDeferred(consume())
+    done = ensureDeferred(_consume_loop(consumer.get, n))
     elapsed = _twisted_feed(h, _delivery_reads(n, a), profile)
     h._result(done)
     _check_acks(h.transport.socket.kept, n)
@@ -329,10 +302,9 @@ def main(argv: list[str] | None = None) -> int:
             if a.profile:
                 prof = cProfile.Profile()
                 run(a.messages, a, prof)
-                out = io.StringIO()
-                pstats.Stats(prof, stream=out).sort_stats(a.sort).print_stats(a.lines)
-                print(f"{adapter} {scenario}, {core}, {a.messages} messages")
-                print(out.getvalue())
+                print_profile(
+                    prof, a.sort, a.lines, f"{adapter} {scenario}, {core}, {a.messages} messages"
+                )
                 continue
             runs = [run(a.messages, a) for _ in range(a.repeats)]
             print(

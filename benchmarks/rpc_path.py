@@ -291,6 +291,27 @@ async def _yield() -> None:
     await asyncio.sleep(0)
 
 
+def timed_ns(profile: cProfile.Profile | None, run: Callable[[], None]) -> int:
+    """``run()``'s elapsed ns, after a collection and under ``profile`` when given: the
+    timed section of every run here and in ``client_path.py``."""
+    gc.collect()
+    if profile is not None:
+        profile.enable()
+    t0 = time.perf_counter_ns()
+    run()
+    elapsed = time.perf_counter_ns() - t0
+    if profile is not None:
+        profile.disable()
+    return elapsed
+
+
+def print_profile(profile: cProfile.Profile, sort: str, lines: int, title: str) -> None:
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats(sort).print_stats(lines)
+    print(title)
+    print(out.getvalue())
+
+
 def _feed_all(receive: Callable[[bytes], None], reads: list[bytes]) -> None:
     for data in reads:
         receive(data)
@@ -308,17 +329,10 @@ def run_tornado(calls: int, profile: cProfile.Profile | None = None) -> float:
     _check_writes(rpc.socket.kept)
     rpc.socket.kept = None
     todo = reads[2:]
-    gc.collect()
     box: list[int] = []
 
     def timed() -> None:
-        if profile is not None:
-            profile.enable()
-        t0 = time.perf_counter_ns()
-        _feed_all(rpc.receive, todo)
-        box.append(time.perf_counter_ns() - t0)
-        if profile is not None:
-            profile.disable()
+        box.append(timed_ns(profile, lambda: _feed_all(rpc.receive, todo)))
 
     rpc.loop.call_soon(timed)
     rpc.loop.run_until_complete(rpc.client)
@@ -374,15 +388,7 @@ def run_twisted(calls: int, profile: cProfile.Profile | None = None) -> float:
     _check(rpc)
     rpc.transport.socket.kept = None
     todo = reads[2:]
-    gc.collect()
-    if profile is not None:
-        profile.enable()
-    t0 = time.perf_counter_ns()
-    for data in todo:
-        receive(data)
-    elapsed = time.perf_counter_ns() - t0
-    if profile is not None:
-        profile.disable()
+    elapsed = timed_ns(profile, lambda: _feed_all(receive, todo))
     loop = rpc.loop
     if loop is None or not loop.called:
         raise RuntimeError("the client loop did not finish: a reply went missing")
@@ -411,10 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.profile:
             prof = cProfile.Profile()
             run(a.calls, prof)
-            out = io.StringIO()
-            pstats.Stats(prof, stream=out).sort_stats(a.sort).print_stats(a.lines)
-            print(f"{name}, {core}, {a.calls} calls")
-            print(out.getvalue())
+            print_profile(prof, a.sort, a.lines, f"{name}, {core}, {a.calls} calls")
             continue
         runs = [run(a.calls) for _ in range(a.repeats)]
         print(

@@ -294,6 +294,22 @@ class ConnectionLogic(Generic[W]):
         if self._timer is None and not self._ended:
             self._arm_timer()
 
+    def _run_as_read(self, fn: Callable[[Any], object], arg: Any) -> None:
+        """Run ``fn(arg)`` as a read's dispatch runs (see data_received): what it queues
+        (the publishes a confirm callback makes to refill its window) is written once, at
+        its end, instead of by a flush scheduled for the next loop turn. Inside a read it
+        only calls: that read writes at its own end."""
+        if self._receiving:
+            fn(arg)
+            return
+        self._receiving = True
+        try:
+            fn(arg)
+        finally:
+            self._receiving = False
+            if self._outgoing or self._unflushed or self._flush_scheduled:
+                self._flush()
+
     def connection_lost(self, reason: str) -> None:
         """Transport side: the socket is gone; every waiter fails with why."""
         self._dispatch(self._core.connection_lost(reason))

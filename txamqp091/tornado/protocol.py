@@ -153,22 +153,13 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
 
     def _run_calls(self, calls: list[tuple[Callable[..., object], Any, Any]]) -> None:
         """Run the done callbacks of a read's confirmed publishes (see
-        :meth:`FutureRuntime.resolve_all`) as a read's dispatch runs: what they queue (the
-        publishes that refill a confirm window) is written once, at the end, instead of by
-        a flush scheduled for the next loop turn. The same bytes in the same order (the
-        loop's next turn ran that flush before any read it polled), with one Handle and one
-        loop turn (its poll) less per read of acks."""
-        conn = self.connection
-        if conn._receiving:  # run inside a read (dispatch_delivery): it writes at its end
-            FutureRuntime._run_calls(self, calls)
-            return
-        conn._receiving = True
-        try:
-            FutureRuntime._run_calls(self, calls)
-        finally:
-            conn._receiving = False
-            if conn._outgoing or conn._unflushed or conn._flush_scheduled:
-                conn._flush()
+        :meth:`FutureRuntime.resolve_all`) as a read's dispatch runs
+        (``ConnectionLogic._run_as_read``): the publishes that refill a confirm window are
+        written once, at the end, instead of by a flush scheduled for the next loop turn.
+        The same bytes in the same order (the loop's next turn ran that flush before any
+        read it polled), with one Handle and one loop turn (its poll) less per read of
+        acks."""
+        self.connection._run_as_read(super()._run_calls, calls)
 
     # -- write backpressure: the transport's buffer is full ----------------------------------
 

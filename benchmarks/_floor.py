@@ -16,6 +16,14 @@ adapter's event loop does; reads are ``recv(64 KiB)``, below malloc's mmap thres
   ``data_to_send`` encode, the ``Delivery`` events are matched by channel. Still no
   reactor, futures or coroutines: the gap to ``py-floor`` is the core's, the gap
   from here to an adapter's row is the adapter's and its framework's.
+* ``twisted-floor`` and ``asyncio-floor``: ``py-floor``'s frames and scan, driven as an
+  adapter drives its reads and its user code: the framework's poller wakes a
+  ``Protocol``'s ``dataReceived`` / ``data_received``, whose body frame calls the next
+  step of the loop (no Deferred, future or coroutine: the framework's least); sends go
+  to the socket at once, as both adapters' ``write()`` does. No txamqp091
+  code runs in the timed loop, so the gap from here to ``txamqp091-twisted`` /
+  ``txamqp091-tornado`` is txamqp091's, and the gap to ``py-floor`` is the framework's:
+  what any client on that framework pays.
 
 ``twisted_client.py`` and ``tornado_client.py`` run them as workers (``--client
 py-floor``), so they show in both scripts' rpc tables and in ``compare.py``'s, and
@@ -34,12 +42,16 @@ from typing import Any, Protocol
 from _rpc import BODY_64
 
 #: The reference rows, by client name.
-FLOORS = ("py-floor", "core-floor")
+FLOORS = ("py-floor", "core-floor", "twisted-floor", "asyncio-floor")
+#: The floor that runs on each client script's own framework (see :func:`rows`).
+LOOP_FLOOR = {"twisted": "twisted-floor", "asyncio": "asyncio-floor"}
 
 #: Bytes asked of each recv (see the module's docstring).
 READ_SIZE = 65536
 #: AMQP frame type of a content body frame.
 FRAME_BODY = 3
+#: A frame's type, channel and payload size.
+FRAME_HEADER = struct.Struct(">BHI")
 #: Channel numbers, as the C program opens them.
 RESPONDER_CHANNEL = 1
 CLIENT_CHANNEL = 2
@@ -162,6 +174,159 @@ def py_rounds(
     return lat
 
 
+class BodyWaiter:
+    """The loop floors' read side: frames read are scanned as ``py_rounds`` scans them,
+    and the body frame on ``channel`` calls ``fire`` (once) with the rest kept."""
+
+    __slots__ = ("buf", "channel", "fire")
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.channel = 0
+        self.fire: Callable[[], object] | None = None
+
+    def received(self, data: bytes) -> None:
+        unpack = FRAME_HEADER.unpack_from
+        buf = self.buf + data if self.buf else data
+        pos, end = 0, len(buf)
+        while pos + 7 <= end:
+            kind, chan, size = unpack(buf, pos)
+            if pos + 8 + size > end:
+                break
+            pos += 8 + size
+            if kind == FRAME_BODY and chan == self.channel:
+                self.buf = buf[pos:]
+                fire, self.fire = self.fire, None
+                if fire is None:
+                    raise FloorError(f"a body on channel {chan} that nothing waited for")
+                fire()
+                return
+        self.buf = buf[pos:]
+
+
+class Calls:
+    """The loop floors' user code: ``py_rounds``' loop as the callbacks that each body
+    read calls (``BodyWaiter.fire``), with no Deferred, future or coroutine between the
+    read and the next send: the least any client on the framework does per read."""
+
+    def __init__(
+        self, send: Callable[[bytes], object], waiter: BodyWaiter, requests: list[bytes],
+        replies: list[bytes], warmup: int, meter: Meter, done: Callable[[list[float]], object],
+    ) -> None:  # fmt: skip
+        self.send, self.waiter, self.meter, self.done = send, waiter, meter, done
+        self.requests, self.replies, self.warmup = requests, replies, warmup
+        self.lat: list[float] = []
+        self.i = 0
+        self.t0 = 0.0
+
+    def request(self) -> None:
+        i = self.i
+        if i == len(self.requests):
+            self.meter.stop()
+            self.done(self.lat)
+            return
+        if i == self.warmup:
+            self.meter.start()
+        self.t0 = time.perf_counter()
+        self.send(self.requests[i])
+        self.waiter.channel = RESPONDER_CHANNEL
+        self.waiter.fire = self.reply
+
+    def reply(self) -> None:
+        self.send(self.replies[self.i])
+        self.waiter.channel = CLIENT_CHANNEL
+        self.waiter.fire = self.returned
+
+    def returned(self) -> None:
+        self.lat.append(time.perf_counter() - self.t0)
+        self.i += 1
+        self.request()
+
+
+def twisted_rounds(
+    link: Link, requests: list[bytes], replies: list[bytes], warmup: int, meter: Meter
+) -> list[float]:
+    """``twisted-floor``'s run: the link's socket adopted by Twisted's default reactor
+    (a duplicate of it, so the link keeps its own for the queue's deletion after)."""
+    from twisted.internet import protocol, reactor
+
+    waiter = BodyWaiter()
+
+    class Floor(protocol.Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            waiter.received(data)
+
+    floor = Floor()
+    reactor.adoptStreamConnection(  # type: ignore[attr-defined]
+        link.sock.fileno(), socket.AF_INET, protocol.Factory.forProtocol(lambda: floor)
+    )
+    transport: Any = floor.transport
+    sock_send = transport.socket.send
+
+    def send(data: bytes) -> None:
+        # As the adapter's write(): to the socket now, the transport's buffer if it is full.
+        sent = sock_send(data)
+        if sent != len(data):
+            transport.write(data[sent:])
+
+    outcome: list[Any] = []
+
+    def finish(result: object) -> None:
+        # Out of the reactor before it stops: its shutdown would disconnect the
+        # transport with a shutdown(2), which ends the link's connection too.
+        outcome.append(result)
+        transport.stopReading()
+        transport.stopWriting()
+        transport.socket.close()  # the duplicate only
+        if timer.active():
+            timer.cancel()
+        reactor.stop()
+
+    limit = link.timeout * 10 + len(requests) * 0.01
+    timer = reactor.callLater(
+        limit, lambda: finish(FloorError(f"twisted-floor did not finish in {limit:.0f} s"))
+    )
+    reactor.callWhenRunning(Calls(send, waiter, requests, replies, warmup, meter, finish).request)
+    reactor.run()
+    if not outcome or not isinstance(outcome[0], list):
+        raise FloorError(f"twisted-floor failed: {outcome[0] if outcome else 'no result'}")
+    lat: list[float] = outcome[0]
+    return lat
+
+
+def asyncio_rounds(
+    link: Link, requests: list[bytes], replies: list[bytes], warmup: int, meter: Meter
+) -> list[float]:
+    """``asyncio-floor``'s run: a duplicate of the link's socket under a new asyncio
+    event loop (the default policy's, as the Tornado adapter's benchmarks run)."""
+    import asyncio
+
+    waiter = BodyWaiter()
+
+    class Floor(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            waiter.received(data)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        sock = link.sock.dup()
+        transport, _ = await loop.create_connection(Floor, sock=sock)
+        done: asyncio.Future[list[float]] = loop.create_future()
+        try:
+            Calls(
+                transport.write, waiter, requests, replies, warmup, meter, done.set_result
+            ).request()
+            return await asyncio.wait_for(done, link.timeout * 10 + len(requests) * 0.01)
+        finally:
+            transport.abort()  # closes the duplicate only
+
+    return asyncio.run(main())
+
+
+#: The loop floors' runs, by client name.
+LOOP_ROUNDS = {"twisted-floor": twisted_rounds, "asyncio-floor": asyncio_rounds}
+
+
 def core_rounds(
     link: Link, channels: tuple[Any, Any], queue: str, reply_queue: str, n: int, warmup: int,
     meter: Meter,
@@ -239,7 +404,7 @@ def floor_rpc(
         link.call(responder, spec.BasicConsume(queue=queue, consumer_tag="responder", no_ack=True))
         reply_queue = link.call(caller, spec.QueueDeclare(queue="", exclusive=True)).queue
         link.call(caller, spec.BasicConsume(queue=reply_queue, consumer_tag="client", no_ack=True))
-        if client == "py-floor":
+        if client != "core-floor":
             # The frames the core-floor loop sends for call i, encoded by the same core.
             requests, replies = [], []
             for i in range(warmup + n):
@@ -250,7 +415,8 @@ def floor_rpc(
                     "", reply_queue, BODY_64, spec.BasicProperties(correlation_id=str(i))
                 )
                 replies.append(link.conn.data_to_send())
-            lat = py_rounds(link, requests, replies, warmup, meter)
+            rounds = LOOP_ROUNDS.get(client, py_rounds)
+            lat = rounds(link, requests, replies, warmup, meter)
         else:
             lat = core_rounds(link, (responder, caller), queue, reply_queue, n, warmup, meter)
         link.call(responder, spec.QueueDelete(queue=queue))
@@ -274,11 +440,17 @@ def worker(
     return meter.result(a.n, **latency(lat))
 
 
-def rows(scenario: str, clients: list[str], asked: list[str] | None, skip: bool) -> list[str]:
+def rows(
+    scenario: str, clients: list[str], asked: list[str] | None, skip: bool,
+    frameworks: tuple[str, ...] = ("twisted", "asyncio"),
+) -> list[str]:  # fmt: skip
     """A client script's rows for ``scenario``: its ``clients``, then for rpc the floors
-    that ``--client`` names (``asked``), or, when it names none, both unless ``skip``
-    (``--no-floor``): cheap, and the bound to read the clients' p50 against."""
+    that ``--client`` names (``asked``), or, when it names none, unless ``skip``
+    (``--no-floor``), ``py-floor``, ``core-floor`` and the loop floors of
+    ``frameworks`` (a script's own): cheap, and the bounds to read the clients' p50
+    against."""
     if scenario != "rpc":
         return clients
     named = [f for f in FLOORS if asked and f in asked]
-    return clients + (named or ([] if skip else list(FLOORS)))
+    default = [f for f in FLOORS if f not in LOOP_ROUNDS] + [LOOP_FLOOR[f] for f in frameworks]
+    return clients + (named or ([] if skip else default))

@@ -21,10 +21,12 @@ Rows:
   ``benchmarks/_build/`` (see ``_cceiling.py``; needs ``librabbitmq-dev``);
 * ``pika-twisted``, ``txamqp091-twisted``: ``twisted_client.py``'s workers;
 * ``pika-tornado``, ``aio-pika``, ``txamqp091-tornado``: ``tornado_client.py``'s workers;
-* ``py-floor``, ``core-floor`` (rpc only): the reference rows of ``_floor.py``, the C
-  program's round trip in plain Python and on txamqp091's sans-IO core, no event loop;
-  every rpc round runs them (``--no-floor`` leaves them out, ``--rows`` may name one),
-  so that each rpc table shows what the broker, the kernel and Python allow.
+* ``py-floor``, ``core-floor``, ``twisted-floor``, ``asyncio-floor`` (rpc only): the
+  reference rows of ``_floor.py``, the C program's round trip in plain Python, on
+  txamqp091's sans-IO core with no event loop, and in plain Python on each framework's
+  loop with no txamqp091; every rpc round runs them (``--no-floor`` leaves them out,
+  ``--rows`` may name one), so that each rpc table shows what the broker, the kernel,
+  Python and each framework allow.
 
 Scenarios are those of both scripts (64 B bodies, window 1,000, prefetch
 1,000, one ack per message). ``large`` differs between rows: the Python
@@ -73,9 +75,12 @@ ROWS: dict[str, tuple[Any, str]] = {
     "aio-pika": (tornado_client, "aiopika"),
     "txamqp091-twisted": (twisted_client, "txamqp091"),
     "txamqp091-tornado": (tornado_client, "txamqp091"),
-    # rpc only: the reference rows (_floor.py), no event loop, so either script runs them.
+    # rpc only: the reference rows (_floor.py); each brings its own loop, if any, so either
+    # script runs them: each loop floor by the script of its framework.
     "py-floor": (twisted_client, "py-floor"),
     "core-floor": (twisted_client, "core-floor"),
+    "twisted-floor": (twisted_client, "twisted-floor"),
+    "asyncio-floor": (tornado_client, "asyncio-floor"),
 }
 C_SCENARIO = {
     "publish": "publish",
@@ -474,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-floor",
         action="store_true",
-        help="leave out the rpc scenario's reference rows (py-floor, core-floor), which run "
+        help="leave out the rpc scenario's reference rows (py-floor, core-floor, twisted-floor, "
+        "asyncio-floor), which run "
         "in every rpc round unless --rows names one of them",
     )
     add_broker_arguments(p)

@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=3000, help="timed calls per run (default 3000)")
     p.add_argument("--rounds", type=int, default=3, help="runs per row, alternated (default 3)")
     p.add_argument(
-        "--floors", action="store_true", help="also run py-floor and core-floor each round"
+        "--floors", action="store_true", help="also run the floors (_floor.py) each round"
     )
     p.add_argument("--c", action="store_true", help="also run the C program's rpc each round")
     p.add_argument(

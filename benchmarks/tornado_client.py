@@ -898,7 +898,7 @@ def run_worker(a: argparse.Namespace) -> int:
         return await asyncio.wait_for(WORKERS[a.client](a, meter), a.timeout)
 
     try:
-        if a.client in FLOORS:  # no event loop: that is the point of these rows
+        if a.client in FLOORS:  # their own loop, if any (_floor.py): not the adapter's
             result.update(_floor.worker(a, meter, _latency, RPC_WARMUP))
         else:
             result.update(asyncio.run(main()))
@@ -1287,7 +1287,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-floor",
         action="store_true",
-        help="skip the rpc scenario's reference rows (py-floor, core-floor: no event loop)",
+        help="skip the rpc scenario's reference rows (py-floor, core-floor: no event loop; "
+        "asyncio-floor: the loop without txamqp091)",
     )
     p.add_argument("--profile", metavar="DIR", help="cProfile each timed section into DIR/*.prof")
     add_broker_arguments(p)
@@ -1321,7 +1322,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     for rep in range(a.repeats):
         for scenario in scenarios:
-            for client in _floor.rows(scenario, clients, a.client, a.no_floor):
+            for client in _floor.rows(scenario, clients, a.client, a.no_floor, ("asyncio",)):
                 r = run_one(a, scenario, client, rep)
                 runs.append(r)
                 if "error" in r:

@@ -948,7 +948,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-floor",
         action="store_true",
-        help="skip the rpc scenario's reference rows (py-floor, core-floor: no reactor)",
+        help="skip the rpc scenario's reference rows (py-floor, core-floor: no reactor; "
+        "twisted-floor: the reactor without txamqp091)",
     )
     p.add_argument(
         "--rpc-responder",
@@ -984,7 +985,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     for rep in range(a.repeats):
         for scenario in scenarios:
-            for client in _floor.rows(scenario, clients, a.client, a.no_floor):
+            for client in _floor.rows(scenario, clients, a.client, a.no_floor, ("twisted",)):
                 r = run_one(a, scenario, client, rep)
                 runs.append(r)
                 if "error" in r:

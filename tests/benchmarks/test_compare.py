@@ -140,7 +140,7 @@ def test_rounds_run_back_to_back_in_a_rotating_order(
 @pytest.mark.parametrize(
     ("extra", "floors"),
     [
-        ([], ["py-floor", "core-floor"]),  # by default every rpc round has both
+        ([], ["py-floor", "core-floor", "twisted-floor", "asyncio-floor"]),  # by default, all
         (["--no-floor"], []),
         (["--rows", "c-ceiling,txamqp091-tornado,core-floor"], ["core-floor"]),
     ],
@@ -171,7 +171,7 @@ def test_floor_rows_run_in_rpc_rounds_only(
     before_rpc, rpc_table = capsys.readouterr().out.split("\nrpc\n")
     publish_table = before_rpc.split("\npublish\n")[1]
     assert "py-floor" not in publish_table and "core-floor" not in publish_table
-    for floor in ("py-floor", "core-floor"):
+    for floor in ("py-floor", "core-floor", "twisted-floor", "asyncio-floor"):
         in_table = [line for line in rpc_table.splitlines() if line.startswith(f"  {floor} ")]
         assert len(in_table) == (floor in floors)
         if in_table:

@@ -31,7 +31,10 @@ def floor() -> ModuleType:
 def test_rows_add_the_floors_to_rpc_only(floor: ModuleType) -> None:
     clients = ["txamqp091", "pika"]
     assert floor.rows("publish", clients, None, False) == clients
-    assert floor.rows("rpc", clients, None, False) == [*clients, "py-floor", "core-floor"]
+    assert floor.rows("rpc", clients, None, False) == [*clients, *floor.FLOORS]
+    assert floor.rows("rpc", clients, None, False, ("twisted",)) == [
+        *clients, "py-floor", "core-floor", "twisted-floor",
+    ]  # fmt: skip
     assert floor.rows("rpc", clients, None, True) == clients
     assert floor.rows("rpc", clients, ["pika", "core-floor"], False) == [*clients, "core-floor"]
     with pytest.raises(ValueError, match="unknown floor"):
@@ -42,7 +45,7 @@ def test_rows_add_the_floors_to_rpc_only(floor: ModuleType) -> None:
 
 
 @pytest.mark.broker
-@pytest.mark.parametrize("client", ["py-floor", "core-floor"])
+@pytest.mark.parametrize("client", ["py-floor", "core-floor"])  # the loop floors: below
 def test_floor_runs_the_round_trip_and_cleans_up(floor: ModuleType, client: str) -> None:
     host, port = broker_address()
     queue = f"test.floor.{client}.{uuid.uuid4().hex[:8]}"
@@ -57,18 +60,25 @@ def test_floor_runs_the_round_trip_and_cleans_up(floor: ModuleType, client: str)
 
 
 @pytest.mark.broker
-@pytest.mark.parametrize("script", ["twisted_client", "tornado_client"])
-def test_scripts_run_the_floors_as_rows(tmp_path: Path, script: str) -> None:
-    """Both client scripts' rpc rows include the floors, run by the same worker code."""
+@pytest.mark.parametrize(
+    ("script", "loop_floor"),
+    [("twisted_client", "twisted-floor"), ("tornado_client", "asyncio-floor")],
+)
+def test_scripts_run_the_floors_as_rows(tmp_path: Path, script: str, loop_floor: str) -> None:
+    """Both client scripts' rpc rows include the floors, run by the same worker code; each
+    script's own loop floor runs its framework's loop in the worker (a reactor runs once
+    per process, so not in this one) on the floors' connection, which must stay usable
+    after it, since the queue is deleted through it (else the row is an error)."""
     out = tmp_path / "out.json"
     host, port = broker_address()
     args = [sys.executable, str(BENCH / f"{script}.py"), "--only", "rpc"]
-    args += ["--client", "py-floor", "--client", "core-floor", "--scale", "0.02"]
+    args += ["--client", "py-floor", "--client", "core-floor", "--client", loop_floor]
+    args += ["--scale", "0.02"]
     args += ["--timeout", "60", "--host", host, "--port", str(port), "--json", str(out)]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = json.loads(out.read_text())["runs"]
-    assert [r["client"] for r in runs] == ["py-floor", "core-floor"]
+    assert [r["client"] for r in runs] == ["py-floor", "core-floor", loop_floor]
     for r in runs:
         assert "error" not in r
         assert r["n"] == 40 and r["p50_us"] > 0 and r["cpu_us_per_msg"] > 0

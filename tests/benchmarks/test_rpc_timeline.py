@@ -74,7 +74,14 @@ def test_both_adapters_and_floors_against_the_broker(
     args = ["--calls", "40", "--rounds", "1", "--floors", "--json", str(out)]
     assert timeline.main([*args, "--host", host, "--port", str(port), "--timeout", "120"]) == 0
     runs = {r["row"]: r for r in json.loads(out.read_text())["runs"]}
-    assert set(runs) == {"tornado", "twisted", "py-floor", "core-floor"}
+    assert set(runs) == {
+        "tornado",
+        "twisted",
+        "py-floor",
+        "core-floor",
+        "twisted-floor",
+        "asyncio-floor",
+    }
     for name in ("tornado", "twisted"):
         r = runs[name]
         assert r["calls"] == 40 and r["split_calls"] >= 30  # the first has no done->pub

@@ -848,3 +848,167 @@ def test_the_c_encoder_sees_fields_as_attribute_lookup_does(
     monkeypatch.setattr(spec.BasicProperties, "app_id", "from-the-class")
     assert props.encode() == _accel.PURE_PROPERTIES_ENCODE(props)
     assert (props.app_id == "from-the-class") is decoded  # __init__ set it to None
+
+
+# -- construction: BasicProperties(**fields) -------------------------------------------
+
+
+def pure_construct(cls: type, *args: Any, **kwargs: Any) -> Any:
+    """What calling ``cls`` did before the C construction: the Python ``__init__``."""
+    obj = object.__new__(cls)
+    _accel.PURE_PROPERTIES_INIT(obj, *args, **kwargs)
+    return obj
+
+
+def built(make: Callable[[], Any]) -> tuple[str, Any]:
+    """A comparable construction: the instance's ``vars()`` (in order), repr and
+    encoding, or the exception."""
+    try:
+        obj = make()
+    except Exception as exc:
+        return "raised", (type(exc).__name__, str(exc))
+    return "ok", (
+        type(obj).__name__,
+        [(k, typed(v)) for k, v in vars(obj).items()],
+        repr(obj),
+        outcome(obj.encode),
+    )
+
+
+def fresh(name: str) -> str:
+    """``name`` as a string that is not the interned one (a name built at run time)."""
+    return "".join(list(name))
+
+
+_FIELDS = spec.BasicProperties.FIELDS
+_field_values = st.one_of(
+    st.none(),
+    st.text(max_size=12),
+    st.integers(-3, 2**64),
+    st.booleans(),
+    tables,
+    st.builds(object),
+)
+_keywords = st.dictionaries(
+    st.one_of(
+        st.sampled_from(_FIELDS),
+        st.sampled_from(_FIELDS).map(fresh),
+        st.sampled_from(["self", "bogus", "Reply_to", ""]),
+    ),
+    _field_values,
+    max_size=7,
+)
+
+
+@settings(max_examples=400)
+@given(st.lists(_field_values, max_size=2).map(tuple), _keywords)
+def test_construction_matches_the_python_init(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """The class called (C: its vectorcall, or type.__call__: its tp_init) against the
+    Python ``__init__``: the same fields in the same order, repr and bytes, or the same
+    TypeError. Runs without the accelerator too, where all three are Python's."""
+    B = spec.BasicProperties
+    want = built(lambda: pure_construct(B, *args, **kwargs))
+    assert built(lambda: B(*args, **kwargs)) == want
+    assert built(lambda: type.__call__(B, *args, **kwargs)) == want
+    if want[0] == "ok":
+        assert B(*args, **kwargs) == pure_construct(B, *args, **kwargs)
+
+
+@settings(max_examples=100)
+@given(st.dictionaries(st.sampled_from(_FIELDS), st.one_of(st.none(), st.text(max_size=5))))
+def test_subclasses_construct_as_before(kwargs: dict[str, Any]) -> None:
+    """A subclass, with or without its own ``__init__`` (calling ``super().__init__``),
+    runs the Python ``__init__`` as it always did."""
+
+    class Plain(spec.BasicProperties):
+        pass
+
+    class Own(spec.BasicProperties):
+        def __init__(self, extra: int = 0, **fields: Any) -> None:
+            self.extra = extra
+            super().__init__(**fields)
+
+    assert Plain.__init__ is _accel.PURE_PROPERTIES_INIT
+    assert built(lambda: Plain(**kwargs)) == built(lambda: pure_construct(Plain, **kwargs))
+    own = Own(7, **kwargs)
+    assert vars(own) == {"extra": 7, **vars(pure_construct(Own, **kwargs))}
+    assert built(lambda: Plain(1)) == built(lambda: pure_construct(Plain, 1))
+    assert built(lambda: Own(bogus=1)) == (
+        "raised",
+        ("TypeError", "BasicProperties.__init__() got an unexpected keyword argument 'bogus'"),
+    )
+
+
+def python_init_frames(make: Callable[[], Any]) -> int:
+    """How many times ``make()`` enters the Python ``__init__``."""
+    code = _accel.PURE_PROPERTIES_INIT.__code__
+    calls = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event == "call" and frame.f_code is code:
+            calls += 1
+
+    sys.setprofile(profile)
+    try:
+        make()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def test_the_python_init_stays_the_class_s_own() -> None:
+    B = spec.BasicProperties
+    assert B.__dict__["__init__"] is _accel.PURE_PROPERTIES_INIT
+    assert not _accel.install_init(type("Other", (), {}))  # not the installed class: refused
+    props = B(reply_to="q", correlation_id="1")
+    # The C path and the Python one leave the same instance dict: every field, in order.
+    assert list(vars(props)) == list(B.FIELDS)
+    assert vars(props) == vars(pure_construct(B, reply_to="q", correlation_id="1"))
+
+
+@requires_c
+def test_construction_runs_no_python_frame_unless_it_must() -> None:
+    B = spec.BasicProperties
+    assert python_init_frames(lambda: B(reply_to="q", correlation_id="1")) == 0
+    assert python_init_frames(lambda: type.__call__(B, reply_to="q")) == 0
+    assert python_init_frames(lambda: B()) == 0
+    assert python_init_frames(lambda: B(**{fresh("reply_to"): "q"})) == 1  # not interned
+    with pytest.raises(TypeError):
+        python_init_frames(lambda: B("q"))
+    assert python_init_frames(lambda: type("Sub", (B,), {})(reply_to="q")) == 1
+
+
+@requires_c
+def test_assigning_init_or_new_on_the_class_is_honoured() -> None:
+    """Assigning ``__init__`` or ``__new__`` on the class makes CPython reset the slots
+    the C construction checks: the assigned ones run. In a child process: the class is
+    left without its C construction afterwards (until install_init runs again)."""
+    code = """if True:
+        from txamqp091.core import _accel, spec
+        B = spec.BasicProperties
+        seen = []
+        def init(self, **kw):
+            seen.append(kw)
+            _accel.PURE_PROPERTIES_INIT(self, **kw)
+        B.__init__ = init
+        assert B(reply_to="q").reply_to == "q" and seen == [{"reply_to": "q"}]
+        B.__init__ = _accel.PURE_PROPERTIES_INIT
+        assert B(reply_to="r").reply_to == "r" and len(seen) == 1
+        assert _accel.install_init(B)  # put back: C again
+        assert vars(B(reply_to="s")) == vars(B(reply_to="s", **{"".join("type"): None}))
+        made = []
+        def new(cls, **kw):
+            made.append(kw)
+            return 0 if kw.get("type") == "int" else object.__new__(cls)
+        B.__new__ = staticmethod(new)
+        assert B(reply_to="t").reply_to == "t" and made == [{"reply_to": "t"}]
+        assert B(type="int") == 0  # not a B: no __init__ (type_call's rule)
+        print("ok")
+    """
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert run.stdout.strip() == "ok", run.stderr

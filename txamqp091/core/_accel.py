@@ -2,7 +2,7 @@
 
 The accelerator replaces the per-message functions with C versions that give
 the same results: :func:`.codec.decode_table`, :func:`.codec.encode_table`,
-:meth:`.spec.BasicProperties.decode` and ``.encode``, the decoding part of
+:meth:`.spec.BasicProperties.decode` and ``.encode`` (and builds its instances), the decoding part of
 :meth:`.channel.Channel.take_delivery`, and the publish encoders
 :func:`.frames.encode_message` and :func:`.frames.encode_content`. The pure-Python code stays the reference
 implementation; the C code calls it for anything it does not handle itself, so
@@ -29,10 +29,12 @@ __all__ = [
     "PURE_CHANNEL_PUBLISH",
     "PURE_PROPERTIES_DECODE",
     "PURE_PROPERTIES_ENCODE",
+    "PURE_PROPERTIES_INIT",
     "install_channel_publish",
     "install_client_connection",
     "install_client_publish",
     "install_connection_layout",
+    "install_init",
     "install_message_encoders",
     "install_properties",
     "install_table_codecs",
@@ -43,7 +45,7 @@ __all__ = [
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 8
+ABI = 9
 
 
 def _flag(name: str) -> bool:
@@ -84,9 +86,11 @@ plain_properties: Callable[[object], bool] = (
     _never_plain if speedups is None else speedups.plain_properties
 )
 
-#: The pure-Python ``BasicProperties.decode`` / ``.encode``, kept for tests and fallbacks.
+#: The pure-Python ``BasicProperties.decode`` / ``.encode`` / ``__init__``, kept for tests
+#: and fallbacks (``__init__`` stays the class's own: the C construction is a type slot).
 PURE_PROPERTIES_DECODE: Any = None
 PURE_PROPERTIES_ENCODE: Any = None
+PURE_PROPERTIES_INIT: Any = None
 
 TableDecoder = Callable[[Any, int], "tuple[dict[str, Any], int]"]
 TableEncoder = Callable[[Any], bytes]
@@ -221,15 +225,54 @@ def install_connection_layout(cls: type) -> None:
 
 
 def install_properties(cls: type) -> None:
-    """Put the C ``encode``/``decode`` on ``BasicProperties`` (spec.py calls this)."""
-    global PURE_PROPERTIES_DECODE, PURE_PROPERTIES_ENCODE
+    """Put the C ``encode``/``decode`` on ``BasicProperties`` (spec.py calls this), and
+    let C build its instances: ``BasicProperties(reply_to=..., correlation_id=...)``
+    is built per publish, and the Python ``__init__``'s frame and keyword matching
+    cost more than the rest of the call (see :func:`install_init`)."""
+    global PURE_PROPERTIES_DECODE, PURE_PROPERTIES_ENCODE, PURE_PROPERTIES_INIT
     PURE_PROPERTIES_DECODE = cls.__dict__["decode"]
     PURE_PROPERTIES_ENCODE = cls.__dict__["encode"]
+    PURE_PROPERTIES_INIT = cls.__dict__["__init__"]
     if speedups is None:
         return
     if _pure_tables is None:
         raise RuntimeError("codec.py installs the table codecs before spec.py is imported")
     speedups.install(cls, *_pure_tables)
+    install_init(cls)
+
+
+_CO_VARARGS = 0x04  # inspect.CO_VARARGS / CO_VARKEYWORDS, without importing inspect
+_CO_VARKEYWORDS = 0x08
+
+
+def install_init(cls: type) -> bool:
+    """Let the C accelerator build ``cls``'s instances (after :func:`install_properties`
+    installed the codecs on it), and say whether it does.
+
+    Only when ``cls.__init__`` is a Python function taking exactly ``cls.FIELDS`` as
+    keyword-only arguments that default to None, as the generated one does: the C
+    construction sets every field, the given value or None, in ``FIELDS`` order, so that
+    the instance is what that ``__init__`` makes, down to the order of its ``__dict__``
+    and CPython's shared-key layout; a call it does not handle itself (a positional
+    argument, a keyword that is not a field name) goes to the Python ``__init__``, so
+    errors are Python's. The ``__init__`` stays in the class's dict: subclasses, and
+    ``super().__init__`` from theirs, run it as before; assigning ``cls.__init__``
+    makes CPython drop the C construction (call this again once it is put back)."""
+    init = cls.__dict__.get("__init__")
+    code = getattr(init, "__code__", None)
+    fields = tuple(getattr(cls, "FIELDS", ()))
+    if (
+        speedups is None
+        or code is None
+        or code.co_argcount != 1
+        or code.co_posonlyargcount
+        or code.co_kwonlyargcount != len(fields)
+        or code.co_varnames[1 : 1 + len(fields)] != fields
+        or code.co_flags & (_CO_VARARGS | _CO_VARKEYWORDS)
+        or getattr(init, "__kwdefaults__", None) != dict.fromkeys(fields)
+    ):
+        return False
+    return bool(speedups.install_init(cls, fields))
 
 
 #: The delivery fields, in the order the decoder passes them (``Delivery``'s).

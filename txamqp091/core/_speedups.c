@@ -4,6 +4,8 @@
  * What it replaces, when built (see txamqp091/core/_accel.py):
  *   - codec.decode_table / codec.encode_table     (RabbitMQ field tables)
  *   - spec.BasicProperties.decode / .encode        (content header properties)
+ *   - spec.BasicProperties(...): construction with field keywords, as the class's
+ *     tp_init and vectorcall (install_init; the Python __init__ stays in its dict)
  *   - the body of core.channel.Channel.take_delivery (Basic.Deliver + header +
  *     one body frame in one buffer, decoded in one call), and take_read: a read
  *     that is exactly one such delivery, without the parser's frame loop, and
@@ -37,7 +39,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 8
+#define TX_ABI 9
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -1410,6 +1412,44 @@ static PyObject *tx_install(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* install_init(properties_class, fields) -> bool: after install(), build the class's
+ * instances in C (its tp_init and vectorcall: tx_props_init, tx_props_vectorcall) when
+ * `fields` are this module's, in order, its metaclass is type and its __new__ object's;
+ * the class's __init__, a Python function that _accel.py has checked takes exactly those
+ * keywords, stays in its dict and is called for anything unusual. False (nothing
+ * changed) otherwise. Called again after the class's __init__ was reassigned and put
+ * back, it installs again. */
+static PyObject *tx_install_init(PyObject *self, PyObject *args)
+{
+    PyObject *cls, *fields;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &cls, &PyTuple_Type, &fields))
+        return NULL;
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    if (tp != props_type || Py_TYPE(cls) != &PyType_Type
+        || tp->tp_new != PyBaseObject_Type.tp_new || PyTuple_GET_SIZE(fields) != TX_PROP_COUNT)
+        Py_RETURN_FALSE;
+    for (int i = 0; i < TX_PROP_COUNT; i++) {
+        int eq = PyObject_RichCompareBool(PyTuple_GET_ITEM(fields, i), prop_names[i], Py_EQ);
+        if (eq < 0)
+            return NULL;
+        if (!eq)
+            Py_RETURN_FALSE;
+    }
+    PyObject *init = PyDict_GetItemString(tp->tp_dict, "__init__");  /* borrowed */
+    if (!init || !PyFunction_Check(init))
+        Py_RETURN_FALSE;
+    Py_INCREF(init);
+    Py_XSETREF(py_props_init, init);
+    props_object_new = tp->tp_new;
+    /* Not through type.__setattr__: that would put a descriptor in the class's dict.
+     * CPython resets tp_init itself when __init__ is assigned on the class (or a base),
+     * which is what tx_props_vectorcall checks; subclasses get the generic tp_init
+     * (calling the Python __init__) as before, and never a type's tp_vectorcall. */
+    tp->tp_init = tx_props_init;
+    tp->tp_vectorcall = tx_props_vectorcall;
+    Py_RETURN_TRUE;
+}
+
 /* set_table_fallbacks(decode_table, encode_table): before install(), for codec.py. */
 static PyObject *tx_set_table_fallbacks(PyObject *self, PyObject *args)
 {
@@ -1445,6 +1485,8 @@ static PyMethodDef methods[] = {
      "set_message_fallbacks(encode_message, encode_content)"},
     {"install", tx_install, METH_VARARGS,
      "install(properties_class, decode_table, encode_table)"},
+    {"install_init", tx_install_init, METH_VARARGS,
+     "install_init(properties_class, fields) -> bool"},
     {"install_publish", tx_install_publish, METH_VARARGS,
      "install_publish(channel_class, slot_descriptors, channel_open, connection_open)"},
     {"client_publish", (PyCFunction)(void (*)(void))tx_client_publish, METH_FASTCALL,

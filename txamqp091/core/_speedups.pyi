@@ -43,6 +43,7 @@ def install(
     encode_table: Callable[[Any], bytes],
     /,
 ) -> None: ...
+def install_init(properties_class: type, fields: tuple[str, ...], /) -> bool: ...
 def set_table_fallbacks(
     decode_table: Callable[[Any, int], tuple[FieldTable, int]],
     encode_table: Callable[[Any], bytes],

@@ -1,7 +1,8 @@
 /*
  * Content header properties for _speedups.c: BasicProperties.decode and .encode,
  * field by field from the generated TX_PROPS table (_speedups_tables.h); the
- * ``headers`` field goes through the table codec (_speedups_fieldtable.h).
+ * ``headers`` field goes through the table codec (_speedups_fieldtable.h); and
+ * building a BasicProperties from field keywords.
  *
  * Included once, by _speedups.c, after _speedups_fieldtable.h: a part of that one
  * translation unit, split off by concern.
@@ -259,6 +260,164 @@ static PyObject *tx_encode_properties(PyObject *self, PyObject *unused)
     if (rc == TX_FALLBACK)
         return PyObject_CallOneArg(py_props_encode, self);
     return result;
+}
+
+/* ---------------------------------------------------------------- construction */
+
+/* BasicProperties(**fields) without a Python frame: what the pure __init__ does for
+ * keyword arguments that are field names, each at most once. Every field is set, the
+ * given value or None, in FIELDS order, through the type's tp_setattro as the
+ * __init__'s ``self.x = x`` would: the instance is the same, down to its dict's order
+ * and CPython's shared-key layout (attribute reads after it are as fast as before).
+ * Anything else (positional arguments, another name) calls the pure __init__, so the
+ * errors are Python's. */
+
+static PyObject *py_props_init = NULL;  /* BasicProperties.__init__ (pure) */
+static newfunc props_object_new = NULL; /* object.__new__: the class's tp_new when installed */
+
+/* Put `value` at its field's place in vals: 0 when `name` is not a field's interned
+ * name (a name built at run time is not: the caller lets Python handle it) or is
+ * there twice. */
+static inline int props_take(PyObject **vals, PyObject *name, PyObject *value)
+{
+    for (int i = 0; i < TX_PROP_COUNT; i++) {
+        if (name == prop_names[i]) {
+            if (vals[i])
+                return 0;
+            vals[i] = value;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int props_store(PyObject *self, PyObject *const *vals)
+{
+    setattrofunc set = Py_TYPE(self)->tp_setattro;
+    for (int i = 0; i < TX_PROP_COUNT; i++) {
+        PyObject *v = vals[i] ? vals[i] : Py_None;
+        if ((set ? set(self, prop_names[i], v) : PyObject_SetAttr(self, prop_names[i], v)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* What type_call asks of an __init__'s result. */
+static int init_result(PyObject *res)
+{
+    if (!res)
+        return -1;
+    if (res != Py_None) {
+        PyErr_Format(PyExc_TypeError, "__init__() should return None, not '%.200s'",
+                     Py_TYPE(res)->tp_name);
+        Py_DECREF(res);
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+/* The class's tp_init (type_call calls it after object.__new__). */
+static int tx_props_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    if (Py_TYPE(self) == props_type && PyTuple_GET_SIZE(args) == 0
+        && (!kwds || PyDict_CheckExact(kwds))) {
+        PyObject *vals[TX_PROP_COUNT] = {NULL};
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        int ok = 1;
+        while (ok && kwds && PyDict_Next(kwds, &pos, &k, &v))
+            ok = props_take(vals, k, v);
+        if (ok)
+            return props_store(self, vals);
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *all = PyTuple_New(n + 1);
+    if (!all)
+        return -1;
+    Py_INCREF(self);
+    PyTuple_SET_ITEM(all, 0, self);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *a = PyTuple_GET_ITEM(args, i);
+        Py_INCREF(a);
+        PyTuple_SET_ITEM(all, i + 1, a);
+    }
+    PyObject *res = PyObject_Call(py_props_init, all, kwds);
+    Py_DECREF(all);
+    return init_result(res);
+}
+
+/* The pure __init__(self, *args, **kwnames' values), for a call the fast path leaves. */
+static int props_init_python(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    Py_ssize_t n = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject **stack = PyMem_Malloc((size_t)(n + 1) * sizeof(PyObject *));
+    if (!stack) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    stack[0] = self;
+    if (n)
+        memcpy(stack + 1, args, (size_t)n * sizeof(PyObject *));
+    PyObject *res = PyObject_Vectorcall(py_props_init, stack, (size_t)nargs + 1, kwnames);
+    PyMem_Free(stack);
+    return init_result(res);
+}
+
+/* Calling the class, as its metaclass's tp_call does, for a call of a class whose
+ * __init__ or __new__ is no longer the one installed. */
+static PyObject *props_call_generic(PyObject *type, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    PyObject *tuple = PyTuple_New(nargs), *kwargs = NULL, *result = NULL;
+    if (!tuple)
+        return NULL;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(tuple, i, args[i]);
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nkw) {
+        if (!(kwargs = PyDict_New()))
+            goto done;
+        for (Py_ssize_t i = 0; i < nkw; i++)
+            if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0)
+                goto done;
+    }
+    result = Py_TYPE(type)->tp_call(type, tuple, kwargs);
+done:
+    Py_DECREF(tuple);
+    Py_XDECREF(kwargs);
+    return result;
+}
+
+/* The class's vectorcall: BasicProperties(...) without type_call's argument tuple and
+ * keyword dict. Only while the class's tp_init is still this module's and its tp_new
+ * object's: assigning __init__ or __new__ on the class resets those slots (CPython's
+ * update_slot), and the call is then the ordinary one. */
+static PyObject *tx_props_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf,
+                                     PyObject *kwnames)
+{
+    PyTypeObject *tp = (PyTypeObject *)type;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (tp != props_type || tp->tp_init != tx_props_init || tp->tp_new != props_object_new)
+        return props_call_generic(type, args, nargs, kwnames);
+    PyObject *obj = tp->tp_new(tp, empty_tuple, NULL);
+    if (!obj)
+        return NULL;
+    PyObject *vals[TX_PROP_COUNT] = {NULL};
+    int ok = nargs == 0;
+    if (ok && kwnames) {
+        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t j = 0; ok && j < nkw; j++)
+            ok = props_take(vals, PyTuple_GET_ITEM(kwnames, j), args[j]);
+    }
+    if ((ok ? props_store(obj, vals) : props_init_python(obj, args, nargs, kwnames)) < 0) {
+        Py_DECREF(obj);
+        return NULL;
+    }
+    return obj;
 }
 
 #endif /* TXAMQP091_SPEEDUPS_PROPERTIES_H */

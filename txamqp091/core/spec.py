@@ -3217,8 +3217,9 @@ class BasicProperties:
         return self
 
 
-# The optional C accelerator (see _accel.py) takes over BasicProperties.encode and
-# .decode, with the same results; the pure-Python methods above stay the reference.
+# The optional C accelerator (see _accel.py) takes over BasicProperties.encode,
+# .decode and construction with field keywords, with the same results; the
+# pure-Python methods above stay the reference.
 from . import _accel  # noqa: E402
 
 _accel.install_properties(BasicProperties)

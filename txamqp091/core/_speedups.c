@@ -1021,9 +1021,11 @@ static const char *const attr_names[A_COUNT] = {
     "_held", "_write_paused", "_core", "is_blocked", "_send_first", "_receiving",
     "_flush_scheduled", "_unflushed", "flush_threshold", "_flush", "_published", "succeeded",
     "failed", "publish"};
-/* The references client_publish holds while it runs. */
-enum { R_CONN, R_HELD, R_WRITE_PAUSED, R_CORE, R_IS_BLOCKED, R_RUNTIME, R_UNCONFIRMED,
-       R_NEW_WAITER, R_COUNT };
+/* The references client_publish holds while it runs: R_CONN_CORE is the connection's
+ * core (core.connection.Connection, for its is_blocked), R_CHANNEL_CORE the channel's
+ * (core.channel.Channel, which publishes). */
+enum { R_CONN, R_HELD, R_WRITE_PAUSED, R_CONN_CORE, R_IS_BLOCKED, R_CHANNEL_CORE, R_RUNTIME,
+       R_UNCONFIRMED, R_NEW_WAITER, R_COUNT };
 static PyObject *attr[A_COUNT];
 static PyObject *py_client_publish = NULL;  /* ChannelBase.basic_publish (pure) */
 
@@ -1185,17 +1187,17 @@ static PyObject *tx_client_publish(PyObject *self, PyObject *const *args, Py_ssi
     if (!(v[R_HELD] = cl_get(v[R_CONN], fast, CL_HELD, 0)) || !is_empty(v[R_HELD])
         || !(v[R_WRITE_PAUSED] = cl_get(v[R_CONN], fast, CL_WRITE_PAUSED, 0))
         || v[R_WRITE_PAUSED] != Py_False
-        || !(v[R_CORE] = cl_get(v[R_CONN], fast, CL_CORE, 0))
-        || !(v[R_IS_BLOCKED] = cc_get(v[R_CORE], CC_IS_BLOCKED, attr[A_IS_BLOCKED]))
+        || !(v[R_CONN_CORE] = cl_get(v[R_CONN], fast, CL_CORE, 0))
+        || !(v[R_IS_BLOCKED] = cc_get(v[R_CONN_CORE], CC_IS_BLOCKED, attr[A_IS_BLOCKED]))
         || v[R_IS_BLOCKED] != Py_False)
         goto fallback;
-    Py_SETREF(v[R_CORE], Py_NewRef(cb_slot(ch, S_CORE)));
+    v[R_CHANNEL_CORE] = Py_NewRef(cb_slot(ch, S_CORE));
     v[R_RUNTIME] = Py_NewRef(cb_slot(ch, S_RUNTIME));
     v[R_UNCONFIRMED] = Py_NewRef(cb_slot(ch, S_UNCONFIRMED));
     v[R_NEW_WAITER] = Py_NewRef(cb_slot(ch, S_NEW_WAITER));
     /* From here on the publish is this function's: nothing falls back. */
     {
-        PyObject *core = v[R_CORE];
+        PyObject *core = v[R_CHANNEL_CORE];
         PyObject *pargs[6] = {core, exchange, routing_key, body, properties, Py_False};
         if (channel_type != NULL && Py_TYPE(core) == channel_type)  /* its C publish */
             seq = tx_channel_publish(core, pargs + 1, 5, NULL);

@@ -247,6 +247,29 @@ def test_a_subclass_decodes_to_itself() -> None:
     assert type(decoded) is Mine and decoded.content_type == "a/b" and decoded.priority == 3
 
 
+class Shouting(spec.BasicProperties):
+    """A subclass whose ``content_type`` is a property: decoding sets it through it."""
+
+    @property
+    def content_type(self) -> str | None:  # type: ignore[override]
+        return self.__dict__.get("_ct")
+
+    @content_type.setter
+    def content_type(self, value: str | None) -> None:
+        self.__dict__["_ct"] = None if value is None else value.upper()
+
+
+@requires_c
+def test_decoding_sets_fields_as_the_python_decode_does() -> None:
+    wire = spec.BasicProperties(content_type="a/b", correlation_id="1").encode()
+    decoded = Shouting.decode(wire, 0, len(wire))
+    pure = _accel.PURE_PROPERTIES_DECODE.__func__(Shouting, wire, 0, len(wire))
+    assert decoded.content_type == pure.content_type == "A/B"
+    assert vars(decoded) == vars(pure) == {"_ct": "A/B", "correlation_id": "1"}
+    plain = spec.BasicProperties.decode(wire, 0, len(wire))
+    assert list(vars(plain).items()) == list(vars(pure_decode(wire, 0, len(wire))).items())
+
+
 # -- whole deliveries through the parser ------------------------------------------------
 
 

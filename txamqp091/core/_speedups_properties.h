@@ -33,12 +33,12 @@ static int decode_props(PyTypeObject *cls, const unsigned char *b, Py_ssize_t le
         *out = obj;
         return TX_OK;
     }
-    PyObject *dict = PyObject_GenericGetDict(obj, NULL);
-    if (!dict) {
-        PyErr_Clear();
-        Py_DECREF(obj);
-        return TX_FALLBACK;
-    }
+    /* Each field set as the pure decode's ``self.x = ...`` sets it (tp_setattro), so the
+     * instance keeps CPython's shared-key inline values: filling its materialized
+     * __dict__ instead made a split-table dict, whose attributes Python 3.11 reads
+     * several times slower (props.correlation_id: ~360 Ir instead of ~75). A subclass's
+     * descriptors and __setattr__ see the fields as the pure decode sets them. */
+    setattrofunc set = Py_TYPE(obj)->tp_setattro;
     int rc = TX_OK;
     for (int i = 0; i < TX_PROP_COUNT && rc == TX_OK; i++) {
         const struct tx_prop *p = &TX_PROPS[i];
@@ -93,11 +93,10 @@ static int decode_props(PyTypeObject *cls, const unsigned char *b, Py_ssize_t le
             rc = TX_ERROR;
             break;
         }
-        if (PyDict_SetItem(dict, prop_names[i], v) < 0)
+        if ((set ? set(obj, prop_names[i], v) : PyObject_SetAttr(obj, prop_names[i], v)) < 0)
             rc = TX_ERROR;
         Py_DECREF(v);
     }
-    Py_DECREF(dict);
     if (rc == TX_OK && o != end)
         rc = TX_FALLBACK;
     if (rc != TX_OK) {

@@ -29,6 +29,11 @@ class WriteSpool:
     def __init__(self, above: int = SPOOL_ABOVE, piece: int = SPOOL_SLICE) -> None:
         self.above = above
         self.piece = piece
+        #: The rule of :meth:`takes` as one number, kept by the methods that change the
+        #: queue: a write longer than this is spooled now (``above`` while the spool is
+        #: empty, -1 while anything waits in it, so every write then queues behind). The
+        #: adapters' direct-send paths compare against it instead of calling takes().
+        self.spools_above = above
         #: Set while the transport's buffer is full (its pause/resume callbacks).
         self.full = False
         #: A graceful close was asked while bytes were spooled: close once they are out.
@@ -40,10 +45,11 @@ class WriteSpool:
 
     def takes(self, data: bytes) -> bool:
         """Whether ``data`` must be spooled: it is large, or others wait before it."""
-        return bool(self._queue) or len(data) > self.above
+        return len(data) > self.spools_above
 
     def add(self, data: bytes) -> None:
         self._queue.append(memoryview(data))
+        self.spools_above = -1
 
     def pump(self, write: Callable[[memoryview], None]) -> bool:
         """``write`` slices until the spool is empty or ``full``; True when empty."""
@@ -56,8 +62,12 @@ class WriteSpool:
                 queue[0] = head[piece:]
             else:
                 write(queue.popleft())
-        return not queue
+        if queue:
+            return False
+        self.spools_above = self.above
+        return True
 
     def clear(self) -> None:
         self._queue.clear()
+        self.spools_above = self.above
         self.close_pending = False

@@ -67,9 +67,6 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
         self._reading_paused = False
         #: Large writes not yet handed to the transport, and what follows them, in order.
         self._spool = WriteSpool()
-        #: The spool's queue (the same deque for the spool's life): write() asks whether
-        #: it is empty without a call to the spool per write.
-        self._spooled = self._spool._queue
         self.connection = Connection(params, self)
         self.ready: asyncio.Future[Connection] = self.connection._opened
         # Nobody may await ``ready`` (the connect attempt gave up): never log its failure.
@@ -184,8 +181,7 @@ class AMQPProtocol(asyncio.Protocol, FutureRuntime):
             direct is not None
             and len(data) <= DIRECT_WRITE_MAX
             and not direct._buffer
-            and not self._spooled  # spool.takes(data), without its call: nothing spooled,
-            and len(data) <= spool.above  # and not one to spool
+            and len(data) <= spool.spools_above  # not spool.takes(data), without its call
         ):
             # The transport's own write for this case (its buffer empty: send now), less
             # its frame and its checks for what this protocol never does (write_eof,

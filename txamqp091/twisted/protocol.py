@@ -64,9 +64,6 @@ class AMQPProtocol(Protocol, DeferredRuntime):
         self._read_size = READ_SIZE
         #: Large writes not yet handed to the transport, and what follows them, in order.
         self._spool = WriteSpool()
-        #: The spool's queue (the same deque for the spool's life): write() asks whether
-        #: it is empty without a call to the spool per write.
-        self._spooled = self._spool._queue
 
     # -- Protocol ----------------------------------------------------------------------------
 
@@ -163,8 +160,7 @@ class AMQPProtocol(Protocol, DeferredRuntime):
             and not direct.disconnecting
             and not direct._writeDisconnected
             and len(data) <= direct.SEND_LIMIT
-            and not self._spooled  # self._spool.takes(data), without its call:
-            and len(data) <= self._spool.above  # nothing spooled, and not one to spool
+            and len(data) <= self._spool.spools_above  # not self._spool.takes(data)
         ):
             # _write_now's direct send, inline for its common case (a write of at most
             # SEND_LIMIT bytes, nothing spooled or buffered): one Python call less per

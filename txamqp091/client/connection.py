@@ -326,6 +326,9 @@ class ConnectionLogic(Generic[W]):
     # -- flushing and timers -------------------------------------------------------------------------
 
     def _schedule_flush(self) -> None:
+        # The rule: no flush while a read is dispatched (its own flush follows) nor once
+        # one is due. ChannelLogic._ack and _published below test it inline, before a
+        # call that would cost more than the test (one per message).
         if not self._flush_scheduled and not self._receiving:
             self._flush_scheduled = True
             self._runtime.call_soon(self._flush)

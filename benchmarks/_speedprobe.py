@@ -51,7 +51,7 @@ def probe(cpu: int, interval: float, out: Path) -> None:
 
 def read(path: Path) -> list[tuple[float, float]]:
     """A probe file's (epoch, ns) samples; a torn last line is skipped."""
-    samples = []
+    samples: list[tuple[float, float]] = []
     try:
         text = path.read_text()
     except OSError:

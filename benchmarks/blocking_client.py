@@ -317,7 +317,7 @@ def run_one(url: str, scenario: str, client: str, n: int, timeout: float) -> dic
 
 
 def median_of(runs: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(r[key] for r in runs)
+    return float(statistics.median(r[key] for r in runs))
 
 
 def main(argv: list[str] | None = None) -> int:

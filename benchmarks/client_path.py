@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from txamqp091.core import _accel
+from txamqp091.core import _accel, spec
 from txamqp091.core.testing import ServerFrames, parse_client_frames
 
 HERE = str(Path(__file__).resolve().parent)
@@ -128,7 +128,12 @@ def _checked(
 ) -> None:
     """``check(kept, want)``; with a cache, once, and later runs compare the bytes."""
     data = b"".join(kept)
-    if _cached(key, lambda: (check(kept, want), data)[1]) != data:
+
+    def checked() -> bytes:
+        check(kept, want)
+        return data
+
+    if _cached(key, checked) != data:
         raise RuntimeError(f"writes differ from the checked ones ({key})")
 
 
@@ -220,7 +225,13 @@ def _check_acks(kept: list[bytes], want: int) -> None:
 
 
 def _parse_acks(kept: list[bytes], want: int) -> None:
-    tags = [frame[2].delivery_tag for data in kept for frame in parse_client_frames(data)]
+    tags = []
+    for data in kept:
+        for frame in parse_client_frames(data):
+            method = frame[2]
+            if not isinstance(method, spec.BasicAck):
+                raise RuntimeError(f"a write that is not an ack: {frame!r}")
+            tags.append(method.delivery_tag)
     if tags != list(range(1, want + 1)):
         raise RuntimeError(f"acks {tags[:5]}... ({len(tags)}), expected 1..{want}")
 

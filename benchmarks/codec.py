@@ -187,7 +187,7 @@ def deliver_stream(count: int) -> bytes:
     props = tx_props().encode()
     header = server_frame(spec.FRAME_HEADER, CHANNEL, struct.pack(">HHQ", 60, 0, len(BODY)) + props)
     body = server_frame(spec.FRAME_BODY, CHANNEL, BODY)
-    parts = []
+    parts: list[bytes] = []
     for tag in range(1, count + 1):
         deliver = spec.BasicDeliver(
             consumer_tag=CONSUMER_TAG,
@@ -231,7 +231,7 @@ class PikaOutboundStub:
 
 def open_pika_channel() -> tuple[pika.channel.Channel, PikaOutboundStub]:
     stub = PikaOutboundStub()
-    channel = pika.channel.Channel(stub, CHANNEL, None)  # type: ignore[arg-type]
+    channel = pika.channel.Channel(stub, CHANNEL, None)
     channel._state = pika.channel.Channel.OPEN
     return channel, stub
 

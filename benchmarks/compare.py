@@ -129,7 +129,7 @@ def run_c(a: argparse.Namespace, binary: Path, scenario: str) -> dict[str, Any]:
         finally:
             conn.close()
         if scenario == "consume":
-            fill = _cceiling.run(binary, "fill", queue, n, **common)  # type: ignore[arg-type]
+            fill = _cceiling.run(binary, "fill", queue, n, **common)
             if "error" in fill:
                 return fill
         size = 1 << 20 if scenario == "large" else 64
@@ -140,7 +140,7 @@ def run_c(a: argparse.Namespace, binary: Path, scenario: str) -> dict[str, Any]:
             n,
             size=size,
             reply_queue=reply if scenario == "rpc" else None,
-            **common,  # type: ignore[arg-type]
+            **common,
         )
     finally:
         twisted_client.cleanup(ns, queues)

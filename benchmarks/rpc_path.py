@@ -71,7 +71,7 @@ class _Socket:
         self.sent = 0
         self.kept: list[bytes] | None = None
 
-    def send(self, data: bytes) -> int:
+    def send(self, data: bytes | bytearray | memoryview) -> int:
         self.sent += 1
         if self.kept is not None:
             self.kept.append(bytes(data))
@@ -182,7 +182,7 @@ class TwistedRPC(_RPC):
         self.frames = ServerFrames()
         self.protocol = AMQPProtocol(ConnectionParameters(), self.clock)
         self.transport = _Transport()
-        self.protocol.makeConnection(self.transport)  # type: ignore[arg-type]
+        self.protocol.makeConnection(self.transport)  # type: ignore[no-untyped-call]
         # What connectionMade sets up for a real tcp.Connection.
         self.protocol._socket_transport = self.transport
         self.receive: Callable[[bytes], None] = self.protocol.connection.data_received
@@ -228,7 +228,7 @@ class _AsyncioTransport(asyncio.Transport):
         self._closing = False
         self._conn_lost = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         self._sock.send(data)
 
     def is_closing(self) -> bool:
@@ -261,7 +261,7 @@ class TornadoRPC(_RPC):
         self.protocol = TornadoProtocol(ConnectionParameters(), self.loop)
         self.socket = _Socket()
         self.transport = _AsyncioTransport(self.socket)
-        self.protocol.connection_made(self.transport)  # type: ignore[arg-type]
+        self.protocol.connection_made(self.transport)
         # What connection_made sets up for asyncio's own selector transport.
         self.protocol._direct = self.transport
         self.protocol._sock = self.socket  # type: ignore[assignment]

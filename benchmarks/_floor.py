@@ -130,12 +130,32 @@ class Link:
         self.sock.close()
 
 
+def body_end(buf: bytes, channel: int) -> tuple[int, bool]:
+    """Where the whole frames at the start of ``buf`` end: just after the first body
+    frame on ``channel`` (and True), else after the last whole frame (and False)."""
+    unpack = FRAME_HEADER.unpack_from
+    pos, end = 0, len(buf)
+    while pos + 7 <= end:
+        kind, chan, size = unpack(buf, pos)
+        if pos + 8 + size > end:
+            break
+        pos += 8 + size
+        if kind == FRAME_BODY and chan == channel:
+            return pos, True
+    return pos, False
+
+
+def loop_time_limit(link: Link, calls: int) -> float:
+    """Seconds a loop floor's run may take: the link's per-read timeout, ten times over,
+    plus 10 ms a call (a loop floor has no per-read timeout of its own)."""
+    return link.timeout * 10 + calls * 0.01
+
+
 def py_rounds(
     link: Link, requests: list[bytes], replies: list[bytes], warmup: int, meter: Meter
 ) -> list[float]:
     """``py-floor``'s timed loop over pre-encoded frames; every call's latency (warm-up
     included)."""
-    unpack = struct.Struct(">BHI").unpack_from
     recv, send, poll, timeout = link.sock.recv, link.sock.send, link.epoll.poll, link.timeout
     pending = b""
 
@@ -147,15 +167,10 @@ def py_rounds(
             if not poll(timeout):
                 raise FloorError(f"no data from the broker within {timeout} s")
             buf += recv(READ_SIZE)
-            pos, end = 0, len(buf)
-            while pos + 7 <= end:
-                kind, chan, size = unpack(buf, pos)
-                if pos + 8 + size > end:
-                    break
-                pos += 8 + size
-                if kind == FRAME_BODY and chan == channel:
-                    pending = buf[pos:]
-                    return
+            pos, found = body_end(buf, channel)
+            if found:
+                pending = buf[pos:]
+                return
             buf = buf[pos:]
 
     perf = time.perf_counter
@@ -186,22 +201,14 @@ class BodyWaiter:
         self.fire: Callable[[], object] | None = None
 
     def received(self, data: bytes) -> None:
-        unpack = FRAME_HEADER.unpack_from
         buf = self.buf + data if self.buf else data
-        pos, end = 0, len(buf)
-        while pos + 7 <= end:
-            kind, chan, size = unpack(buf, pos)
-            if pos + 8 + size > end:
-                break
-            pos += 8 + size
-            if kind == FRAME_BODY and chan == self.channel:
-                self.buf = buf[pos:]
-                fire, self.fire = self.fire, None
-                if fire is None:
-                    raise FloorError(f"a body on channel {chan} that nothing waited for")
-                fire()
-                return
+        pos, found = body_end(buf, self.channel)
         self.buf = buf[pos:]
+        if found:
+            fire, self.fire = self.fire, None
+            if fire is None:
+                raise FloorError(f"a body on channel {self.channel} that nothing waited for")
+            fire()
 
 
 class Calls:
@@ -282,7 +289,7 @@ def twisted_rounds(
             timer.cancel()
         reactor.stop()
 
-    limit = link.timeout * 10 + len(requests) * 0.01
+    limit = loop_time_limit(link, len(requests))
     timer = reactor.callLater(
         limit, lambda: finish(FloorError(f"twisted-floor did not finish in {limit:.0f} s"))
     )
@@ -316,7 +323,7 @@ def asyncio_rounds(
             Calls(
                 transport.write, waiter, requests, replies, warmup, meter, done.set_result
             ).request()
-            return await asyncio.wait_for(done, link.timeout * 10 + len(requests) * 0.01)
+            return await asyncio.wait_for(done, loop_time_limit(link, len(requests)))
         finally:
             transport.abort()  # closes the duplicate only
 

@@ -1332,40 +1332,41 @@ static PyObject *tx_install_client_publish(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* What both connection installers do with their (connection_class, slot_descriptors):
+ * the class's n slot offsets into `offsets` and the class into `*type`, both left as
+ * they were when the layout is not the expected one. */
+#define MAX_CONNECTION_SLOTS 8
+static PyObject *install_connection_slots(PyObject *args, Py_ssize_t n, Py_ssize_t *offsets,
+                                          PyTypeObject **type)
+{
+    PyObject *cls, *descrs;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &cls, &PyTuple_Type, &descrs))
+        return NULL;
+    Py_ssize_t found[MAX_CONNECTION_SLOTS];
+    if (n > MAX_CONNECTION_SLOTS || layout_offsets(descrs, n, found, "connection") < 0)
+        return NULL;
+    memcpy(offsets, found, (size_t)n * sizeof(Py_ssize_t));
+    Py_INCREF(cls);
+    Py_XSETREF(*type, (PyTypeObject *)cls);
+    Py_RETURN_NONE;
+}
+
 /* install_client_connection(connection_class, slot_descriptors): the class whose slots
  * client_publish reads and sets on the channel's connection (ConnectionLogic); a
  * connection of any other class is read by attribute name. */
 static PyObject *tx_install_client_connection(PyObject *self, PyObject *args)
 {
-    PyObject *cls, *descrs;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &cls, &PyTuple_Type, &descrs))
-        return NULL;
-    Py_ssize_t offsets[CL_SLOTS];
-    if (layout_offsets(descrs, CL_SLOTS, offsets, "connection") < 0)
-        return NULL;
     for (int i = 0; i < A_COUNT; i++)
         if (!attr[i] && !(attr[i] = PyUnicode_InternFromString(attr_names[i])))
             return NULL;
-    memcpy(cl_offsets, offsets, sizeof(offsets));
-    Py_INCREF(cls);
-    Py_XSETREF(client_connection_type, (PyTypeObject *)cls);
-    Py_RETURN_NONE;
+    return install_connection_slots(args, CL_SLOTS, cl_offsets, &client_connection_type);
 }
 
 /* install_connection_layout(connection_class, slot_descriptors): the class whose slots
  * (state, frame_max, is_blocked) the publishes read on the core connection. */
 static PyObject *tx_install_connection_layout(PyObject *self, PyObject *args)
 {
-    PyObject *cls, *descrs;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &cls, &PyTuple_Type, &descrs))
-        return NULL;
-    Py_ssize_t offsets[CC_SLOTS];
-    if (layout_offsets(descrs, CC_SLOTS, offsets, "connection") < 0)
-        return NULL;
-    memcpy(cc_offsets, offsets, sizeof(offsets));
-    Py_INCREF(cls);
-    Py_XSETREF(core_connection_type, (PyTypeObject *)cls);
-    Py_RETURN_NONE;
+    return install_connection_slots(args, CC_SLOTS, cc_offsets, &core_connection_type);
 }
 
 static PyMethodDef encode_properties_def = {

@@ -12,6 +12,16 @@
 
 /* ---------------------------------------------------------------- properties */
 
+/* obj.<field i> = v as the pure code's ``self.x = v`` sets it: through the type's
+ * tp_setattro (so the instance keeps CPython's shared-key inline values, and a
+ * subclass's descriptors and __setattr__ see it), without PyObject_SetAttr's checks of
+ * a name that is this module's interned str. */
+static inline int props_set(PyObject *obj, int i, PyObject *v)
+{
+    setattrofunc set = Py_TYPE(obj)->tp_setattro;
+    return set ? set(obj, prop_names[i], v) : PyObject_SetAttr(obj, prop_names[i], v);
+}
+
 /* Decode properties at b[off:end] into a new BasicProperties (of `cls`). */
 static int decode_props(PyTypeObject *cls, const unsigned char *b, Py_ssize_t len, Py_ssize_t off,
                         Py_ssize_t end, PyObject **out)
@@ -38,7 +48,6 @@ static int decode_props(PyTypeObject *cls, const unsigned char *b, Py_ssize_t le
      * __dict__ instead made a split-table dict, whose attributes Python 3.11 reads
      * several times slower (props.correlation_id: ~360 Ir instead of ~75). A subclass's
      * descriptors and __setattr__ see the fields as the pure decode sets them. */
-    setattrofunc set = Py_TYPE(obj)->tp_setattro;
     int rc = TX_OK;
     for (int i = 0; i < TX_PROP_COUNT && rc == TX_OK; i++) {
         const struct tx_prop *p = &TX_PROPS[i];
@@ -93,7 +102,7 @@ static int decode_props(PyTypeObject *cls, const unsigned char *b, Py_ssize_t le
             rc = TX_ERROR;
             break;
         }
-        if ((set ? set(obj, prop_names[i], v) : PyObject_SetAttr(obj, prop_names[i], v)) < 0)
+        if (props_set(obj, i, v) < 0)
             rc = TX_ERROR;
         Py_DECREF(v);
     }
@@ -292,12 +301,9 @@ static inline int props_take(PyObject **vals, PyObject *name, PyObject *value)
 
 static int props_store(PyObject *self, PyObject *const *vals)
 {
-    setattrofunc set = Py_TYPE(self)->tp_setattro;
-    for (int i = 0; i < TX_PROP_COUNT; i++) {
-        PyObject *v = vals[i] ? vals[i] : Py_None;
-        if ((set ? set(self, prop_names[i], v) : PyObject_SetAttr(self, prop_names[i], v)) < 0)
+    for (int i = 0; i < TX_PROP_COUNT; i++)
+        if (props_set(self, i, vals[i] ? vals[i] : Py_None) < 0)
             return -1;
-    }
     return 0;
 }
 
@@ -330,19 +336,11 @@ static int tx_props_init(PyObject *self, PyObject *args, PyObject *kwds)
         if (ok)
             return props_store(self, vals);
     }
-    Py_ssize_t n = PyTuple_GET_SIZE(args);
-    PyObject *all = PyTuple_New(n + 1);
-    if (!all)
+    PyObject *init = PyMethod_New(py_props_init, self);  /* the pure __init__, bound */
+    if (!init)
         return -1;
-    Py_INCREF(self);
-    PyTuple_SET_ITEM(all, 0, self);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *a = PyTuple_GET_ITEM(args, i);
-        Py_INCREF(a);
-        PyTuple_SET_ITEM(all, i + 1, a);
-    }
-    PyObject *res = PyObject_Call(py_props_init, all, kwds);
-    Py_DECREF(all);
+    PyObject *res = PyObject_Call(init, args, kwds);
+    Py_DECREF(init);
     return init_result(res);
 }
 
@@ -350,17 +348,11 @@ static int tx_props_init(PyObject *self, PyObject *args, PyObject *kwds)
 static int props_init_python(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames)
 {
-    Py_ssize_t n = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
-    PyObject **stack = PyMem_Malloc((size_t)(n + 1) * sizeof(PyObject *));
-    if (!stack) {
-        PyErr_NoMemory();
+    PyObject *init = PyMethod_New(py_props_init, self);
+    if (!init)
         return -1;
-    }
-    stack[0] = self;
-    if (n)
-        memcpy(stack + 1, args, (size_t)n * sizeof(PyObject *));
-    PyObject *res = PyObject_Vectorcall(py_props_init, stack, (size_t)nargs + 1, kwnames);
-    PyMem_Free(stack);
+    PyObject *res = PyObject_Vectorcall(init, args, (size_t)nargs, kwnames);
+    Py_DECREF(init);
     return init_result(res);
 }
 

@@ -73,6 +73,8 @@ steps = st.one_of(
                 "receiving",
                 "not_receiving",
                 "threshold",
+                "huge_threshold",
+                "float_threshold",
                 "close",
             ]
         )
@@ -133,6 +135,10 @@ def _run(publish: Any, params: ConnectionParameters, script: list[tuple[Any, ...
             conn._receiving = False
         elif kind == "threshold":
             conn.flush_threshold = 200
+        elif kind == "huge_threshold":  # beyond C's long long: Python's arithmetic
+            conn.flush_threshold = 2**70
+        elif kind == "float_threshold":  # not an int: Python's comparison
+            conn.flush_threshold = 250.5
         else:
             waiters.append(ch.close())
         seen.append(

@@ -10,6 +10,7 @@ with itself.
 from __future__ import annotations
 
 import contextvars
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -916,3 +917,76 @@ def test_a_resumed_coroutine_waits_with_twisteds_no_keywords() -> None:
     assert call[2] is defer._NONE_KWARGS and not call[2]
     second.callback(2)
     assert done.result == 2
+
+
+def _confirm_channel() -> Any:
+    from tests.twisted_adapter.support import Wire, result_of
+
+    wire = Wire()
+    ch = wire.channel(wire.open())
+    d = ch.confirm_delivery()
+    wire.sent()
+    wire.feed(wire.frames.confirm_select_ok(1))
+    result_of(d)
+    return wire, ch
+
+
+def test_a_confirmed_publishs_waiter_is_what_the_class_makes() -> None:
+    """With the C accelerator, basic_publish makes a confirmed publish's LeanDeferred
+    without Deferred.__init__'s frame (_accel.install_bare_waiter): the same attributes,
+    in the same order, as LeanDeferred(), a list of callbacks of its own, and fired by
+    the broker's ack as any other."""
+    from tests.twisted_adapter.support import result_of
+    from txamqp091.core import _accel
+    from txamqp091.twisted import runtime as runtime_module
+
+    wire, ch = _confirm_channel()
+    assert runtime_module._BARE_NEW
+    made: list[Deferred[Any]] = []
+    real_init = Deferred.__init__
+    try:
+        Deferred.__init__ = lambda self, canceller=None: (  # type: ignore[method-assign]
+            made.append(self) or real_init(self, canceller)
+        )
+        # The class's __init__ is no longer the one installed for: the plain call.
+        patched = ch.basic_publish("", "q", b"0")
+    finally:
+        Deferred.__init__ = real_init  # type: ignore[method-assign]
+    assert made == [patched]
+    inits: list[str] = []
+
+    def profile(frame: Any, event: str, _arg: Any) -> None:
+        if event == "call" and frame.f_code is real_init.__code__:
+            inits.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        ours, again = ch.basic_publish("", "q", b"1"), ch.basic_publish("", "q", b"2")
+    finally:
+        sys.setprofile(None)
+    # The C path does not run Deferred.__init__; the pure basic_publish does.
+    assert inits == ([] if _accel.speedups is not None else ["__init__", "__init__"])
+    theirs: Deferred[Any] = LeanDeferred()
+    assert type(ours) is LeanDeferred
+    assert list(vars(ours).items()) == list(vars(theirs).items())
+    assert ours._callbacks is not again._callbacks
+    seen: list[Any] = []
+    ours.addCallback(seen.append)
+    wire.sent()
+    wire.feed(wire.frames.ack(1, 3, multiple=True))
+    assert seen == [None] and result_of(again) is None and result_of(patched) is None
+
+
+def test_a_confirmed_publishs_waiter_under_deferred_debugging_has_its_creator() -> None:
+    """Deferred debugging on (setDebugging sets Deferred.debug): the waiter is made by
+    Deferred.__init__, which records where it was created, as Twisted does."""
+    from twisted.internet import defer
+
+    _wire, ch = _confirm_channel()
+    defer.setDebugging(True)
+    try:
+        d = ch.basic_publish("", "q", b"x")
+    finally:
+        defer.setDebugging(False)
+    assert type(d) is LeanDeferred
+    assert d._debugInfo is not None and d._debugInfo.creator

@@ -30,6 +30,7 @@ __all__ = [
     "PURE_PROPERTIES_DECODE",
     "PURE_PROPERTIES_ENCODE",
     "PURE_PROPERTIES_INIT",
+    "install_bare_waiter",
     "install_channel_publish",
     "install_client_connection",
     "install_client_publish",
@@ -45,7 +46,7 @@ __all__ = [
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 9
+ABI = 10
 
 
 def _flag(name: str) -> bool:
@@ -184,6 +185,22 @@ def install_client_publish(
     speedups.install_client_publish(cls, descriptors, basic_publish)
     fn: Callable[..., Any] = speedups.client_publish
     return fn
+
+
+def install_bare_waiter(cls: type, init: Callable[..., Any]) -> bool:
+    """Let the C ``client_publish`` build ``cls``'s instances, the waiter of every
+    confirmed publish, without ``init``'s Python frame (``twisted.runtime`` calls this
+    for LeanDeferred, with ``Deferred.__init__``), and say whether it does.
+
+    The caller has checked that ``init`` sets ``_callbacks`` (an empty list) and
+    ``_canceller`` (None) and nothing else while Deferred debugging is off; C does the
+    same, in that order, and calls ``cls()`` instead whenever the class's ``__init__``
+    is no longer ``init``, its ``__new__`` not ``object.__new__``, or its ``debug``
+    flag not False."""
+    if speedups is None:
+        return False
+    speedups.install_bare_waiter(cls, init)
+    return True
 
 
 #: The ``client.connection.ConnectionLogic`` slots the C ``client_publish`` reads (and

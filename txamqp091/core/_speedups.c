@@ -39,7 +39,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 9
+#define TX_ABI 10
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -1109,6 +1109,61 @@ static inline PyObject *call_attr(PyObject *obj, int name, PyObject *const *args
     return PyObject_VectorcallMethod(attr[name], stack, nargs + 1, NULL);
 }
 
+/* The waiter class whose instances new_waiter builds without a Python frame (Twisted's
+ * LeanDeferred: install_bare_waiter), the __init__ it stands in for (Deferred's), and
+ * the names that __init__ sets. A confirmed publish makes one per message; the Python
+ * __init__'s frame costs more than the rest of making it. */
+static PyTypeObject *bare_waiter_type = NULL;
+static PyObject *bare_waiter_init = NULL;
+static PyObject *str_init = NULL, *str_debug = NULL, *str_callbacks = NULL,
+                *str_canceller = NULL;
+
+/* factory(): for the installed class, what its __init__ does when Deferred debugging is
+ * off (an empty callback list, no canceller: set in that order, so the instance keeps
+ * its class's shared attribute keys), checked on every call: the class's __init__ and
+ * __new__ are still the ones installed for, and its debug flag is False (setDebugging
+ * sets it on Deferred). Anything else is the plain call. */
+static PyObject *new_waiter(PyObject *factory)
+{
+    PyTypeObject *tp = bare_waiter_type;
+    if (tp == NULL || factory != (PyObject *)tp || tp->tp_new != PyBaseObject_Type.tp_new
+        || _PyType_Lookup(tp, str_init) != bare_waiter_init
+        || _PyType_Lookup(tp, str_debug) != Py_False)
+        return PyObject_CallNoArgs(factory);
+    PyObject *waiter = tp->tp_new(tp, empty_tuple, NULL);
+    if (!waiter)
+        return NULL;
+    PyObject *callbacks = PyList_New(0);
+    if (!callbacks || PyObject_SetAttr(waiter, str_callbacks, callbacks) < 0
+        || PyObject_SetAttr(waiter, str_canceller, Py_None) < 0) {
+        Py_XDECREF(callbacks);
+        Py_DECREF(waiter);
+        return NULL;
+    }
+    Py_DECREF(callbacks);
+    return waiter;
+}
+
+/* install_bare_waiter(waiter_class, init): let client_publish build waiter_class's
+ * instances as init does with debugging off (the Python side checked that init sets
+ * only _callbacks and _canceller, see _accel.install_bare_waiter). */
+static PyObject *tx_install_bare_waiter(PyObject *self, PyObject *args)
+{
+    PyObject *cls, *init;
+    if (!PyArg_ParseTuple(args, "O!O", &PyType_Type, &cls, &init))
+        return NULL;
+    if ((!str_init && !(str_init = PyUnicode_InternFromString("__init__")))
+        || (!str_debug && !(str_debug = PyUnicode_InternFromString("debug")))
+        || (!str_callbacks && !(str_callbacks = PyUnicode_InternFromString("_callbacks")))
+        || (!str_canceller && !(str_canceller = PyUnicode_InternFromString("_canceller"))))
+        return NULL;
+    Py_INCREF(init);
+    Py_XSETREF(bare_waiter_init, init);
+    Py_INCREF(cls);
+    Py_XSETREF(bare_waiter_type, (PyTypeObject *)cls);
+    Py_RETURN_NONE;
+}
+
 /* client_publish(channel, exchange, routing_key, body, properties, mandatory) -> waiter
  *
  * What ChannelBase.basic_publish does for the publishes it accepts without validation
@@ -1250,18 +1305,35 @@ static PyObject *tx_client_publish(PyObject *self, PyObject *const *args, Py_ssi
             PyObject *unflushed = cl_get(conn, fast, CL_UNFLUSHED, 1);
             if (!unflushed)
                 goto done;
-            PyObject *extra = PyLong_FromSsize_t(size + 64);
-            PyObject *sum = extra ? PyNumber_Add(unflushed, extra) : NULL;
-            Py_DECREF(unflushed);
-            Py_XDECREF(extra);
-            if (!sum)
-                goto done;
             PyObject *threshold = PyObject_GetAttr(conn, attr[A_FLUSH_THRESHOLD]);
-            int under = threshold ? PyObject_RichCompareBool(sum, threshold, Py_LT) : -1;
-            Py_XDECREF(threshold);
+            if (!threshold) {
+                Py_DECREF(unflushed);
+                goto done;
+            }
+            int under = -1;
+            PyObject *sum = NULL;
+            /* Two small ints (the common case) in C; anything else as Python adds. */
+            int over_u = 1, over_t = 1;
+            long long u = PyLong_CheckExact(unflushed)
+                              ? PyLong_AsLongLongAndOverflow(unflushed, &over_u) : 0;
+            long long t = PyLong_CheckExact(threshold)
+                              ? PyLong_AsLongLongAndOverflow(threshold, &over_t) : 0;
+            if (!over_u && !over_t && u >= 0 && u < ((long long)1 << 60)) {
+                long long total = u + (long long)size + 64;
+                under = total < t;
+                if (under && !(sum = PyLong_FromLongLong(total)))
+                    under = -1;
+            } else if (!PyErr_Occurred()) {
+                PyObject *extra = PyLong_FromSsize_t(size + 64);
+                sum = extra ? PyNumber_Add(unflushed, extra) : NULL;
+                Py_XDECREF(extra);
+                under = sum ? PyObject_RichCompareBool(sum, threshold, Py_LT) : -1;
+            }
+            Py_DECREF(unflushed);
+            Py_DECREF(threshold);
             if (under > 0)
                 under = cl_set(conn, fast, CL_UNFLUSHED, sum) < 0 ? -1 : 1;
-            Py_DECREF(sum);
+            Py_XDECREF(sum);
             if (under < 0)
                 goto done;
             published = !under;
@@ -1286,7 +1358,7 @@ static PyObject *tx_client_publish(PyObject *self, PyObject *const *args, Py_ssi
         goto done;
     }
     {
-        PyObject *waiter = PyObject_CallNoArgs(v[R_NEW_WAITER]);
+        PyObject *waiter = new_waiter(v[R_NEW_WAITER]);
         if (!waiter)
             goto done;
         if (PyObject_SetItem(v[R_UNCONFIRMED], seq, waiter) < 0) {
@@ -1496,6 +1568,8 @@ static PyMethodDef methods[] = {
      "client_publish(channel, exchange, routing_key, body, properties, mandatory) -> waiter"},
     {"install_client_publish", tx_install_client_publish, METH_VARARGS,
      "install_client_publish(channel_class, slot_descriptors, basic_publish)"},
+    {"install_bare_waiter", tx_install_bare_waiter, METH_VARARGS,
+     "install_bare_waiter(waiter_class, init)"},
     {"install_client_connection", tx_install_client_connection, METH_VARARGS,
      "install_client_connection(connection_class, slot_descriptors)"},
     {"install_connection_layout", tx_install_connection_layout, METH_VARARGS,

@@ -17,6 +17,7 @@ from twisted.python import threadable
 from twisted.python.failure import Failure
 
 from ..client.runtime import Runtime, TimerHandle, for_delivery
+from ..core._accel import install_bare_waiter
 from ..message import Message
 from ._deferred import (
     _GOT_RESULT,
@@ -55,8 +56,11 @@ def _bare_new_supported() -> bool:
     return set(state) == {"_callbacks", "_canceller"} and state["_callbacks"] == []
 
 
-#: succeeded() makes its LeanDeferred without Deferred.__init__'s Python frame.
+#: succeeded() makes its LeanDeferred without Deferred.__init__'s Python frame, and so
+#: does the C basic_publish for the waiter of each confirmed publish.
 _BARE_NEW = _bare_new_supported()
+if _BARE_NEW:
+    install_bare_waiter(_Waiter, Deferred.__init__)
 
 
 class DeferredRuntime(Runtime[Deferred[Any]]):

@@ -552,6 +552,45 @@ def test_channel_publish_does_what_the_python_method_does(steps: list[tuple[Any,
     assert sides[0] == sides[1]
 
 
+@requires_c
+def test_the_c_publish_remembers_a_head_per_channel() -> None:
+    """The C publish remembers the last method head it found in a channel's cache for the
+    same exchange and routing key objects: two channels publishing to the same names in
+    turn (each turn ending and the next starting with the same publish), with a cleared
+    cache, mandatory and an equal but other string between, queue what the Python
+    method queues, each frame on its own channel."""
+    exchange, routing_key = "ex", "rk" * 3
+    turn = [(exchange, False), (exchange, False), (exchange, True), ("", False), (exchange, False)]
+    sides = []
+    for publish in (channel_module.Channel.publish, _accel.PURE_CHANNEL_PUBLISH):
+        conn = open_connection()
+        channels = [conn.open_channel(), conn.open_channel()]
+        for ch in channels:
+            conn.receive_data(F.channel_open_ok(ch.channel_id), 0.0)
+        conn.data_to_send()
+        for i in range(6):
+            ch = channels[i % 2]
+            if i == 4:
+                ch._publish_cache.clear()
+            for j, (name, mandatory) in enumerate(turn):
+                name = name or "".join(["e", "x"])  # equal to exchange, another object
+                publish(ch, name, routing_key, b"%d.%d" % (i, j), None, mandatory)
+        sides.append(conn.data_to_send())
+    assert sides[0] == sides[1]
+    expected = b"".join(
+        frames.encode_content(
+            1 + i % 2,
+            frames.encode_publish_method(exchange, routing_key, mandatory, False),
+            b"%d.%d" % (i, j),
+            None,
+            131072,
+        )
+        for i in range(6)
+        for j, (_, mandatory) in enumerate(turn)
+    )
+    assert sides[0] == expected
+
+
 # -- the switches --------------------------------------------------------------------
 
 

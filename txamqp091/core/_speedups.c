@@ -764,6 +764,42 @@ static inline PyObject *cc_get(PyObject *conn, int i, PyObject *name)
 static PyObject *channel_publish_fallback(PyObject *ch, PyObject *const *args,
                                           Py_ssize_t nargs, PyObject *kwnames);
 
+/* The last publish's method frame head, found in a channel's cache (its _publish_cache
+ * dict, keyed by (exchange, routing_key, mandatory, immediate)) and the exact objects it
+ * was found for: a publisher sends to the same exchange and routing key, as the same
+ * string objects, again and again, and comparing five pointers costs less than
+ * building the key tuple and looking it up (~600 instructions a publish). Only what
+ * the channel's cache held is remembered, so the Python method has validated it; the
+ * cache dict itself is part of the key (a head is per channel: it holds the channel
+ * id), and its reference keeps it and the strings alive, so no other object can come
+ * to have the same address while remembered. Clearing the cache leaves the head right
+ * for that channel. */
+static struct {
+    PyObject *cache, *exchange, *routing_key, *mandatory, *immediate, *method;
+} last_publish;
+
+static void remember_publish(PyObject *cache, PyObject *exchange, PyObject *routing_key,
+                             PyObject *mandatory, PyObject *immediate, PyObject *method)
+{
+    Py_INCREF(cache);
+    Py_INCREF(exchange);
+    Py_INCREF(routing_key);
+    Py_INCREF(mandatory);
+    Py_INCREF(immediate);
+    Py_INCREF(method);
+    /* Set all before releasing any: a release may run a destructor (and Python code). */
+    PyObject *old[6] = {last_publish.cache, last_publish.exchange, last_publish.routing_key,
+                        last_publish.mandatory, last_publish.immediate, last_publish.method};
+    last_publish.cache = cache;
+    last_publish.exchange = exchange;
+    last_publish.routing_key = routing_key;
+    last_publish.mandatory = mandatory;
+    last_publish.immediate = immediate;
+    last_publish.method = method;
+    for (int i = 0; i < 6; i++)
+        Py_XDECREF(old[i]);
+}
+
 static PyObject *tx_channel_publish(PyObject *ch, PyObject *const *args, Py_ssize_t nargs,
                                     PyObject *kwnames)
 {
@@ -794,19 +830,32 @@ static PyObject *tx_channel_publish(PyObject *ch, PyObject *const *args, Py_ssiz
         goto fallback;
     if (host_state != connection_open)
         goto fallback;
-    key = PyTuple_Pack(4, args[0], args[1], mandatory, immediate);
-    if (!key)
-        return NULL;
-    PyObject *method = PyDict_GetItemWithError(cache, key);  /* borrowed */
-    if (!method) {
-        if (PyErr_Occurred())
-            PyErr_Clear();
-        goto fallback;
+    PyObject *method;
+    if (cache == last_publish.cache && args[0] == last_publish.exchange
+        && args[1] == last_publish.routing_key && mandatory == last_publish.mandatory
+        && immediate == last_publish.immediate) {
+        method = Py_NewRef(last_publish.method);
+    } else {
+        key = PyTuple_Pack(4, args[0], args[1], mandatory, immediate);
+        if (!key)
+            return NULL;
+        method = PyDict_GetItemWithError(cache, key);  /* borrowed */
+        if (!method) {
+            if (PyErr_Occurred())
+                PyErr_Clear();
+            goto fallback;
+        }
+        Py_INCREF(method);
+        if (PyUnicode_CheckExact(args[0]) && PyUnicode_CheckExact(args[1]))
+            remember_publish(cache, args[0], args[1], mandatory, immediate, method);
     }
     frame_max = cc_get(host, CC_FRAME_MAX, str_frame_max);
-    if (!frame_max)
+    if (!frame_max) {
+        Py_DECREF(method);
         goto fallback;
+    }
     int rc = build_message(method, 0, channel_id, args[2], properties, frame_max, &out);
+    Py_DECREF(method);
     if (rc == TX_ERROR)
         goto error;
     if (rc == TX_FALLBACK)
@@ -814,7 +863,7 @@ static PyObject *tx_channel_publish(PyObject *ch, PyObject *const *args, Py_ssiz
     if (PyList_Append(outlist, out) < 0)
         goto error;
     Py_DECREF(out);
-    Py_DECREF(key);
+    Py_XDECREF(key);  /* NULL when the last publish's head was taken */
     Py_DECREF(host_state);
     Py_DECREF(frame_max);
     Py_INCREF(seq);

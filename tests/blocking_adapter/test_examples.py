@@ -60,6 +60,14 @@ def pika_copies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child, before exec: SIGINT at its default, so that Python turns it into
+    KeyboardInterrupt as in a terminal. A test run started in the background by a
+    non-interactive shell (a CI runner, ``cmd &``) has SIGINT ignored, which every child
+    inherits: the tutorial would never see the Ctrl+C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Program:
     """A tutorial program in a subprocess, its stdout read line by line."""
 
@@ -71,6 +79,7 @@ class Program:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            preexec_fn=_ctrl_c_as_in_a_terminal,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()

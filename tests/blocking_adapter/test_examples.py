@@ -26,6 +26,7 @@ import pytest
 
 from tests.blocking_adapter.support import AMQP_URL
 from tests.integration.faults import rabbitmqctl
+from tests.tutorials.programs import ctrl_c_as_in_a_terminal
 from txamqp091 import blocking
 
 pytestmark = pytest.mark.broker
@@ -60,14 +61,6 @@ def pika_copies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-def _ctrl_c_as_in_a_terminal() -> None:
-    """In the child, before exec: SIGINT at its default, so that Python turns it into
-    KeyboardInterrupt as in a terminal. A test run started in the background by a
-    non-interactive shell (a CI runner, ``cmd &``) has SIGINT ignored, which every child
-    inherits: the tutorial would never see the Ctrl+C this test sends."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 class Program:
     """A tutorial program in a subprocess, its stdout read line by line."""
 
@@ -79,7 +72,7 @@ class Program:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
-            preexec_fn=_ctrl_c_as_in_a_terminal,
+            preexec_fn=ctrl_c_as_in_a_terminal,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()

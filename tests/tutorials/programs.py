@@ -24,6 +24,14 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """A ``preexec_fn``: in the child, before exec, SIGINT at its default, so that Python
+    turns it into KeyboardInterrupt as in a terminal. A test run started in the
+    background by a non-interactive shell (a CI runner, ``cmd &``) has SIGINT ignored,
+    which every child inherits: the program would never see the Ctrl+C a test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Program:
     """A running example: its output lines arrive on a queue, read with ``expect``."""
 
@@ -38,6 +46,7 @@ class Program:
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            preexec_fn=ctrl_c_as_in_a_terminal,
             text=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -65,7 +65,13 @@ class Program:
     """A tutorial program in a subprocess, its stdout read line by line."""
 
     def __init__(self, path: Path, args: tuple[str, ...], url: str) -> None:
-        env = {**os.environ, "AMQP_URL": url, "PYTHONUNBUFFERED": "1", "SECONDS_PER_DOT": "0.05"}
+        env = {
+            **os.environ,
+            "AMQP_URL": url,
+            "PYTHONUNBUFFERED": "1",
+            "SECONDS_PER_DOT": "0.05",
+            "PYTHONFAULTHANDLER": "1",  # SIGABRT prints every thread's stack (finish())
+        }
         self.process = subprocess.Popen(
             [sys.executable, str(path), *args],
             stdout=subprocess.PIPE,
@@ -102,8 +108,22 @@ class Program:
         return self.process.stderr.read() if self.process.stderr else ""
 
     def finish(self, timeout: float = 30.0) -> list[str]:
-        """Wait for the program to end by itself; its output."""
-        self.process.wait(timeout)
+        """Wait for the program to end by itself; its output. One that does not end is
+        a hang: fail with every thread's stack (faulthandler, on SIGABRT), which says
+        where it waits."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            raise AssertionError(
+                f"{self.process.args[1]} did not end within {timeout} s; "
+                f"output {self.lines}; stderr:\n{self.stderr()}"
+            ) from None
         self._reader.join(timeout)
         while True:
             line = self._queue.get()

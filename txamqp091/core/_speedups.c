@@ -1061,21 +1061,32 @@ static PyObject *tx_plain_properties(PyObject *self, PyObject *p)
 /* ---------------------------------------------------------------- ChannelBase.basic_publish */
 
 /* The attributes client_publish looks up (on the channel's connection, its core and
- * the runtime), interned once by install_client_publish. */
+ * the runtime) and those new_waiter reads and sets, interned once by intern_attrs(). */
 enum {
     A_HELD, A_WRITE_PAUSED, A_CORE, A_IS_BLOCKED, A_SEND_FIRST, A_RECEIVING, A_FLUSH_SCHEDULED,
-    A_UNFLUSHED, A_FLUSH_THRESHOLD, A_FLUSH, A_PUBLISHED, A_SUCCEEDED, A_FAILED, A_PUBLISH, A_COUNT
+    A_UNFLUSHED, A_FLUSH_THRESHOLD, A_FLUSH, A_PUBLISHED, A_SUCCEEDED, A_FAILED, A_PUBLISH,
+    A_INIT, A_DEBUG, A_CALLBACKS, A_CANCELLER, A_COUNT
 };
 static const char *const attr_names[A_COUNT] = {
     "_held", "_write_paused", "_core", "is_blocked", "_send_first", "_receiving",
     "_flush_scheduled", "_unflushed", "flush_threshold", "_flush", "_published", "succeeded",
-    "failed", "publish"};
+    "failed", "publish", "__init__", "debug", "_callbacks", "_canceller"};
 /* The references client_publish holds while it runs: R_CONN_CORE is the connection's
  * core (core.connection.Connection, for its is_blocked), R_CHANNEL_CORE the channel's
  * (core.channel.Channel, which publishes). */
 enum { R_CONN, R_HELD, R_WRITE_PAUSED, R_CONN_CORE, R_IS_BLOCKED, R_CHANNEL_CORE, R_RUNTIME,
        R_UNCONFIRMED, R_NEW_WAITER, R_COUNT };
 static PyObject *attr[A_COUNT];
+
+/* attr[], for every installer that needs it (whichever runs first): 0, or -1 raised. */
+static int intern_attrs(void)
+{
+    for (int i = 0; i < A_COUNT; i++)
+        if (!attr[i] && !(attr[i] = PyUnicode_InternFromString(attr_names[i])))
+            return -1;
+    return 0;
+}
+
 static PyObject *py_client_publish = NULL;  /* ChannelBase.basic_publish (pure) */
 
 /* ChannelBase's slots that client_publish reads, in this order (install_client_publish):
@@ -1164,8 +1175,6 @@ static inline PyObject *call_attr(PyObject *obj, int name, PyObject *const *args
  * __init__'s frame costs more than the rest of making it. */
 static PyTypeObject *bare_waiter_type = NULL;
 static PyObject *bare_waiter_init = NULL;
-static PyObject *str_init = NULL, *str_debug = NULL, *str_callbacks = NULL,
-                *str_canceller = NULL;
 
 /* factory(): for the installed class, what its __init__ does when Deferred debugging is
  * off (an empty callback list, no canceller: set in that order, so the instance keeps
@@ -1176,15 +1185,15 @@ static PyObject *new_waiter(PyObject *factory)
 {
     PyTypeObject *tp = bare_waiter_type;
     if (tp == NULL || factory != (PyObject *)tp || tp->tp_new != PyBaseObject_Type.tp_new
-        || _PyType_Lookup(tp, str_init) != bare_waiter_init
-        || _PyType_Lookup(tp, str_debug) != Py_False)
+        || _PyType_Lookup(tp, attr[A_INIT]) != bare_waiter_init
+        || _PyType_Lookup(tp, attr[A_DEBUG]) != Py_False)
         return PyObject_CallNoArgs(factory);
     PyObject *waiter = tp->tp_new(tp, empty_tuple, NULL);
     if (!waiter)
         return NULL;
     PyObject *callbacks = PyList_New(0);
-    if (!callbacks || PyObject_SetAttr(waiter, str_callbacks, callbacks) < 0
-        || PyObject_SetAttr(waiter, str_canceller, Py_None) < 0) {
+    if (!callbacks || PyObject_SetAttr(waiter, attr[A_CALLBACKS], callbacks) < 0
+        || PyObject_SetAttr(waiter, attr[A_CANCELLER], Py_None) < 0) {
         Py_XDECREF(callbacks);
         Py_DECREF(waiter);
         return NULL;
@@ -1201,10 +1210,7 @@ static PyObject *tx_install_bare_waiter(PyObject *self, PyObject *args)
     PyObject *cls, *init;
     if (!PyArg_ParseTuple(args, "O!O", &PyType_Type, &cls, &init))
         return NULL;
-    if ((!str_init && !(str_init = PyUnicode_InternFromString("__init__")))
-        || (!str_debug && !(str_debug = PyUnicode_InternFromString("debug")))
-        || (!str_callbacks && !(str_callbacks = PyUnicode_InternFromString("_callbacks")))
-        || (!str_canceller && !(str_canceller = PyUnicode_InternFromString("_canceller"))))
+    if (intern_attrs() < 0)
         return NULL;
     Py_INCREF(init);
     Py_XSETREF(bare_waiter_init, init);
@@ -1361,6 +1367,7 @@ static PyObject *tx_client_publish(PyObject *self, PyObject *const *args, Py_ssi
             }
             int under = -1;
             PyObject *sum = NULL;
+            Py_ssize_t extra = size + 64;  /* conn._published's estimate of the frames */
             /* Two small ints (the common case) in C; anything else as Python adds. */
             int over_u = 1, over_t = 1;
             long long u = PyLong_CheckExact(unflushed)
@@ -1368,14 +1375,14 @@ static PyObject *tx_client_publish(PyObject *self, PyObject *const *args, Py_ssi
             long long t = PyLong_CheckExact(threshold)
                               ? PyLong_AsLongLongAndOverflow(threshold, &over_t) : 0;
             if (!over_u && !over_t && u >= 0 && u < ((long long)1 << 60)) {
-                long long total = u + (long long)size + 64;
+                long long total = u + (long long)extra;
                 under = total < t;
                 if (under && !(sum = PyLong_FromLongLong(total)))
                     under = -1;
             } else if (!PyErr_Occurred()) {
-                PyObject *extra = PyLong_FromSsize_t(size + 64);
-                sum = extra ? PyNumber_Add(unflushed, extra) : NULL;
-                Py_XDECREF(extra);
+                PyObject *added = PyLong_FromSsize_t(extra);
+                sum = added ? PyNumber_Add(unflushed, added) : NULL;
+                Py_XDECREF(added);
                 under = sum ? PyObject_RichCompareBool(sum, threshold, Py_LT) : -1;
             }
             Py_DECREF(unflushed);
@@ -1442,9 +1449,8 @@ static PyObject *tx_install_client_publish(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "install_client_publish expects basic_publish");
         return NULL;
     }
-    for (int i = 0; i < A_COUNT; i++)
-        if (!attr[i] && !(attr[i] = PyUnicode_InternFromString(attr_names[i])))
-            return NULL;
+    if (intern_attrs() < 0)
+        return NULL;
     memcpy(cb_offsets, offsets, sizeof(offsets));
     Py_INCREF(cls);
     Py_XSETREF(client_channel_type, (PyTypeObject *)cls);
@@ -1477,9 +1483,8 @@ static PyObject *install_connection_slots(PyObject *args, Py_ssize_t n, Py_ssize
  * connection of any other class is read by attribute name. */
 static PyObject *tx_install_client_connection(PyObject *self, PyObject *args)
 {
-    for (int i = 0; i < A_COUNT; i++)
-        if (!attr[i] && !(attr[i] = PyUnicode_InternFromString(attr_names[i])))
-            return NULL;
+    if (intern_attrs() < 0)
+        return NULL;
     return install_connection_slots(args, CL_SLOTS, cl_offsets, &client_connection_type);
 }
 

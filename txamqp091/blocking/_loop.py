@@ -27,10 +27,10 @@ import select
 import selectors
 import threading
 import time
-from _thread import allocate_lock, get_ident
+from _thread import RLock, allocate_lock, get_ident
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, cast
 
 from .exceptions import CallTimeout
 
@@ -71,6 +71,36 @@ def wake_later(wake: Callable[[Any], Any], arg: Any) -> None:
 
 def _release(lock: Any) -> None:
     lock.release()
+
+
+class OwnedLock(Protocol):
+    """The loop lock: an ``_thread.RLock``, for its ``_is_owned()`` (see :func:`hold`)."""
+
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def _is_owned(self) -> bool: ...
+
+
+def hold(lock: OwnedLock) -> BaseException | None:
+    """Hold ``lock`` again in a caller that let it go to poll, whatever a signal handler
+    raises meanwhile; what it raised (a KeyboardInterrupt) is returned, to be raised
+    once the lock is held and the loop's state restored.
+
+    A blocking ``acquire()`` is interrupted by signals, and a handler's exception can
+    also surface just after it returned, lock taken. Only the owner test tells the two
+    apart; a plain lock (which has no owner) would let the caller's ``finally`` release
+    the loop thread's hold, and both threads would then run the loop at once.
+    """
+    interrupted: BaseException | None = None
+    while True:
+        try:
+            if lock._is_owned():
+                return interrupted
+            lock.acquire()
+        except BaseException as exc:  # raised by our caller once the lock is held
+            interrupted = exc
 
 
 def _notify(fd: int) -> None:
@@ -221,7 +251,7 @@ class _UnlockedPoll:
 
     __slots__ = ("_epoll", "_lock")
 
-    def __init__(self, epoll: Any, lock: Any) -> None:
+    def __init__(self, epoll: Any, lock: OwnedLock) -> None:
         self._epoll = epoll
         self._lock = lock
 
@@ -255,7 +285,7 @@ class PrivateLoop(asyncio.SelectorEventLoop):
     _scheduled: list[Any]
 
     def __init__(self) -> None:
-        self.lock = allocate_lock()
+        self.lock = cast(OwnedLock, RLock())
         selector = selectors.DefaultSelector()
         inner = getattr(selector, "_selector", None)
         # Only where the selector's epoll object is where CPython keeps it (and the
@@ -328,7 +358,14 @@ class LoopThread:
         # True is still taken by the drain that is running.
         if not self._scheduled:
             self._scheduled = True
-            self.loop.call_soon_threadsafe(self._drain)
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except BaseException:
+                # Interrupted (Ctrl+C) before the drain was surely scheduled: the
+                # flag left set would keep this and every later operation queued
+                # for good. A drain scheduled twice finds an empty queue.
+                self._scheduled = False
+                raise
 
     def _drain(self) -> None:
         self._scheduled = False
@@ -392,10 +429,13 @@ class LoopThread:
         not waited for: the queue is as fast then, as the loop is awake anyway.
         """
         loop = self.loop
-        if self._ops or not loop.direct or not loop.lock.acquire(False):
+        if self._ops or not loop.direct:
             return False
+        lock = loop.lock
         try:
-            if self._ops:
+            # A Ctrl+C may surface right after acquire() took the lock: hence the
+            # owner test in ``finally``, not a release that assumes either way.
+            if not lock.acquire(False) or self._ops:
                 return False
             timer = loop.next_timer()
             try:
@@ -410,7 +450,8 @@ class LoopThread:
             loop.wake_if_needed(timer)
             return True
         finally:
-            loop.lock.release()
+            if lock._is_owned():
+                lock.release()
 
     def _read_reply(self, waiter: Waiter, transport: Any, limit: float) -> None:
         """Wait for ``waiter``'s reply by reading ``transport``'s socket in this thread.
@@ -452,7 +493,7 @@ class LoopThread:
                     # then writes to our pipe. Slices only as a safety net.
                     ready = poller.poll(max(0.0, min(remaining, POLL_SLICE)) * 1000)
                 finally:
-                    lock.acquire()
+                    lock.acquire()  # if a Ctrl+C interrupts it: see the outer finally
                 if ready:
                     for ready_fd, _ in ready:
                         if ready_fd == rfd:
@@ -464,9 +505,12 @@ class LoopThread:
         except (KeyError, OSError):
             return  # the transport is gone from the selector
         finally:
+            # Held again even when an interrupt came between release() and the
+            # inner try; then input is watched by the loop again, after what came
+            # was read (else the loop thread would wake for bytes already taken,
+            # or, interrupted, never read this connection again).
+            interrupted = hold(lock)
             waiter.notify = -1
-            # Input watched by the loop again, after what came was read (else the
-            # loop thread would wake for bytes already taken).
             try:
                 events = selector.get_key(fd).events
                 mask = select.EPOLLIN if events & selectors.EVENT_READ else 0
@@ -475,6 +519,8 @@ class LoopThread:
                 epoll.modify(fd, mask)
             except (KeyError, OSError):
                 pass
+            if interrupted is not None:
+                raise interrupted
 
     def wait(
         self, waiter: Waiter, timeout: float | None, what: str, left: float | None = None

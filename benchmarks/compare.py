@@ -15,6 +15,10 @@ between two latency modes from one round to the next, and a pair taken inside
 one round sees the same mode on both sides, so the paired ratio is the steadier
 of the two. ``--json`` holds every round (its order and per-row ratios).
 
+Last, each of issue 13's targets the run measured (rates >= 90% of C, rpc p50 <=
+1.2x C, CPU per message <= 1/3 of pika's), judged on both readings: met, MISSED,
+or split when the two disagree (see README.rst).
+
 Rows:
 
 * ``c-ceiling``: rabbitmq-c, ``../shared/bench/c-ceiling/amqp_bench.c``, built into
@@ -326,6 +330,110 @@ def table(
     return "\n".join(lines)
 
 
+#: Issue 13's targets, per adapter row: the rate scenarios' share of C's rate (at least),
+#: rpc's p50 over C's (at most), and the CPU per message of the same framework's pika
+#: row over ours (at least). The verdict is given both as the ratio of the medians and
+#: as the paired median (same-round ratios): on a noisy machine they can disagree.
+ADAPTER_ROWS = {"txamqp091-twisted": "pika-twisted", "txamqp091-tornado": "pika-tornado"}
+RATE_SCENARIOS = ("publish", "confirm", "consume")
+MIN_RATE_OF_C = 0.90
+MAX_RPC_P50_OF_C = 1.2
+MIN_CPU_LESS_THAN_PIKA = 3.0
+
+
+def _same_round_cpu_ratios(
+    round_list: list[dict[str, Any]], scenario: str, row: str, pika: str
+) -> list[float]:
+    out = []
+    for rd in round_list:
+        if rd["scenario"] != scenario:
+            continue
+        ours, theirs = rd["rows"].get(row, {}), rd["rows"].get(pika, {})
+        if ours.get("cpu_us_per_msg") and theirs.get("cpu_us_per_msg"):
+            out.append(theirs["cpu_us_per_msg"] / ours["cpu_us_per_msg"])
+    return out
+
+
+def verdicts(
+    summary: dict[str, dict[str, dict[str, Any]]], round_list: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each target this run measured: both readings of it and whether each meets it."""
+    out: list[dict[str, Any]] = []
+
+    def add(scenario: str, row: str, target: str, medians: Any, paired: Any, ok: Any) -> None:
+        if medians is None and paired is None:
+            return
+        out.append(
+            {
+                "scenario": scenario,
+                "row": row,
+                "target": target,
+                "medians": medians,
+                "paired": paired,
+                "met_medians": None if medians is None else ok(medians),
+                "met_paired": None if paired is None else ok(paired),
+            }
+        )
+
+    for scenario, by_row in summary.items():
+        c = by_row.get("c-ceiling", {})
+        for row, pika in ADAPTER_ROWS.items():
+            m = by_row.get(row)
+            if not m or not m.get("runs"):
+                continue
+            paired_ratio = m.get("paired", {}).get("ratio_to_c_median")
+            if scenario in RATE_SCENARIOS:
+                ratio = (
+                    m["msgs_per_s"] / c["msgs_per_s"]
+                    if c.get("msgs_per_s") and m.get("msgs_per_s")
+                    else None
+                )
+                add(scenario, row, f"rate >= {MIN_RATE_OF_C:.0%} of C", ratio, paired_ratio,
+                    lambda v: v >= MIN_RATE_OF_C)  # fmt: skip
+                theirs = by_row.get(pika, {})
+                less = (
+                    theirs["cpu_us_per_msg"] / m["cpu_us_per_msg"]
+                    if theirs.get("cpu_us_per_msg") and m.get("cpu_us_per_msg")
+                    else None
+                )
+                same_round = _same_round_cpu_ratios(round_list, scenario, row, pika)
+                add(scenario, row, f"CPU/msg <= 1/{MIN_CPU_LESS_THAN_PIKA:.0f} of {pika}", less,
+                    statistics.median(same_round) if same_round else None,
+                    lambda v: v >= MIN_CPU_LESS_THAN_PIKA)  # fmt: skip
+            elif scenario == "rpc":
+                ratio = m["p50_us"] / c["p50_us"] if c.get("p50_us") and m.get("p50_us") else None
+                add(scenario, row, f"p50 <= {MAX_RPC_P50_OF_C}x C", ratio, paired_ratio,
+                    lambda v: v <= MAX_RPC_P50_OF_C)  # fmt: skip
+    return out
+
+
+def verdict_text(found: list[dict[str, Any]]) -> str:
+    """The targets as a table: each reading, then met / MISSED / split (one reading each)."""
+    if not found:
+        return ""
+    lines = [
+        "\ntargets (issue 13): ratio of medians, paired median; "
+        "'CPU' cells say how many times less CPU per message than pika's"
+    ]
+    for v in found:
+        cells = []
+        for key in ("medians", "paired"):
+            value = v[key]
+            if value is None:
+                cells.append("-")
+            elif v["target"].startswith("rate"):
+                cells.append(f"{value * 100:.1f}%")  # 89.96% is not 90%
+            else:
+                cells.append(f"{value:.2f}x")
+        met = [m for m in (v["met_medians"], v["met_paired"]) if m is not None]
+        word = "met" if all(met) else "MISSED" if not any(met) else "split"
+        lines.append(
+            f"  {v['scenario']:<8} {v['row']:<19} {v['target']:<30} "
+            f"{cells[0]:>7} {cells[1]:>7}  {word}"
+        )
+    return "\n".join(lines)
+
+
 class SpeedProbes:
     """One ``_speedprobe.py`` process per core this process may use, for ``--speed-probe``."""
 
@@ -538,6 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         for row, m in by_row.items():
             m["paired"] = paired(round_list, row, s)
     print(table(summary, rows, scenarios))
+    found = verdicts(summary, round_list)
+    print(verdict_text(found))
     clean: dict[str, dict[str, Any]] = {}
     if samples is not None:
         text, clean = speed_report(runs, rows, scenarios, a.slow_limit)
@@ -561,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
                     "loadavg_start": load_start,
                     "loadavg_end": os.getloadavg(),
                     "summary": summary,
+                    "targets": found,
                     "rounds": round_list,
                     "clean_paired": clean,
                     "runs": runs,

@@ -42,6 +42,35 @@ def test_rpc_path_main_reports(capsys: object) -> None:
     assert harness.main(["--calls", "20", "--profile", "--lines", "5", "--adapter", "both"]) == 0
 
 
+def test_rpc_path_cold_times_only_the_reads_after_each_eviction(
+    capsys: Any, monkeypatch: Any
+) -> None:
+    harness = _harness()
+    evictor = harness.Evictor(64)
+    copies: list[int] = []
+    received: list[bytes] = []
+    real = harness.time.perf_counter_ns
+
+    class Counting(bytearray):
+        def __setitem__(self, key: Any, value: Any) -> None:
+            copies.append(len(received))  # the copy comes before its read
+            super().__setitem__(key, value)
+
+    evictor.target = Counting(len(evictor.source))
+    clock = iter(range(0, 1000, 5))
+    monkeypatch.setattr(harness.time, "perf_counter_ns", lambda: next(clock))
+    spent = evictor.timed_feed(received.append, [b"a", b"b", b"c"])
+    monkeypatch.setattr(harness.time, "perf_counter_ns", real)
+    assert received == [b"a", b"b", b"c"] and copies == [0, 1, 2]
+    assert spent == 3 * 5  # the reads only: one tick of the fake clock each
+    assert harness.run_twisted(30, None, harness.Evictor(64)) > 0
+    assert harness.run_tornado(30, None, harness.Evictor(64)) > 0
+    args = ["--calls", "20", "--repeats", "1", "--adapter", "both", "--evict-kib", "64"]
+    assert harness.main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("64 KiB evicted before each read") == 2
+
+
 def test_a_read_of_one_delivery_is_routed_by_dispatch_delivery_not_dispatch_read() -> None:
     """ConnectionLogic hands a lone delivery to its channel through the runtime's
     dispatch_delivery (on Twisted the C operator.call where Python has it: no frame of

@@ -189,6 +189,13 @@ def figure_key(scenario: str) -> str:
     return FIGURE.get(scenario, "msgs_per_s")
 
 
+def ratio_of(over: dict[str, Any], under: dict[str, Any], key: str) -> float | None:
+    """``over[key] / under[key]`` (two rows' medians, or runs), None when either is
+    missing or zero."""
+    a, b = over.get(key), under.get(key)
+    return a / b if a and b else None
+
+
 def rounds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every (repeat, scenario) round: its row order and, per row, the figure, the CPU
     per message and both as ratios to the C ceiling's run of the same round (absent
@@ -307,19 +314,15 @@ def table(
                 lines.append(f"  {row:<19} {'failed: ' + str(err)[:70]}")
                 continue
             cpu = m.get("cpu_us_per_msg")
-            cpu_ratio = cpu / c["cpu_us_per_msg"] if cpu and c.get("cpu_us_per_msg") else None
+            cpu_ratio = ratio_of(m, c, "cpu_us_per_msg")
+            ratio = ratio_of(m, c, figure_key(scenario))
             if scenario == "rpc":
-                ratio = m["p50_us"] / c["p50_us"] if c.get("p50_us") and "p50_us" in m else None
                 first, second = fmt(m.get("p50_us"), "8.0f"), fmt(m.get("p99_us"), "8.0f")
                 ratio_s = fmt(ratio, "7.2f") + "x" if ratio else "-"
             elif scenario == "large":
-                ratio = (
-                    m["mb_per_s"] / c["mb_per_s"] if c.get("mb_per_s") and "mb_per_s" in m else None
-                )
                 first, second = fmt(m.get("mb_per_s"), "8.0f"), fmt(m.get("msgs_per_s"), "8.0f")
                 ratio_s = fmt(ratio * 100 if ratio else None, "7.0f") + "%"
             else:
-                ratio = m["msgs_per_s"] / c["msgs_per_s"] if c.get("msgs_per_s") else None
                 first, second = fmt(m.get("msgs_per_s"), "8.0f"), ""
                 ratio_s = fmt(ratio * 100 if ratio else None, "7.0f") + "%"
             lines.append(
@@ -348,9 +351,9 @@ def _same_round_cpu_ratios(
     for rd in round_list:
         if rd["scenario"] != scenario:
             continue
-        ours, theirs = rd["rows"].get(row, {}), rd["rows"].get(pika, {})
-        if ours.get("cpu_us_per_msg") and theirs.get("cpu_us_per_msg"):
-            out.append(theirs["cpu_us_per_msg"] / ours["cpu_us_per_msg"])
+        less = ratio_of(rd["rows"].get(pika, {}), rd["rows"].get(row, {}), "cpu_us_per_msg")
+        if less is not None:
+            out.append(less)
     return out
 
 
@@ -382,26 +385,16 @@ def verdicts(
             if not m or not m.get("runs"):
                 continue
             paired_ratio = m.get("paired", {}).get("ratio_to_c_median")
+            ratio = ratio_of(m, c, figure_key(scenario))
             if scenario in RATE_SCENARIOS:
-                ratio = (
-                    m["msgs_per_s"] / c["msgs_per_s"]
-                    if c.get("msgs_per_s") and m.get("msgs_per_s")
-                    else None
-                )
                 add(scenario, row, f"rate >= {MIN_RATE_OF_C:.0%} of C", ratio, paired_ratio,
                     lambda v: v >= MIN_RATE_OF_C)  # fmt: skip
-                theirs = by_row.get(pika, {})
-                less = (
-                    theirs["cpu_us_per_msg"] / m["cpu_us_per_msg"]
-                    if theirs.get("cpu_us_per_msg") and m.get("cpu_us_per_msg")
-                    else None
-                )
+                less = ratio_of(by_row.get(pika, {}), m, "cpu_us_per_msg")
                 same_round = _same_round_cpu_ratios(round_list, scenario, row, pika)
                 add(scenario, row, f"CPU/msg <= 1/{MIN_CPU_LESS_THAN_PIKA:.0f} of {pika}", less,
                     statistics.median(same_round) if same_round else None,
                     lambda v: v >= MIN_CPU_LESS_THAN_PIKA)  # fmt: skip
             elif scenario == "rpc":
-                ratio = m["p50_us"] / c["p50_us"] if c.get("p50_us") and m.get("p50_us") else None
                 add(scenario, row, f"p50 <= {MAX_RPC_P50_OF_C}x C", ratio, paired_ratio,
                     lambda v: v <= MAX_RPC_P50_OF_C)  # fmt: skip
     return out

@@ -58,6 +58,7 @@ if not _flag("TXAMQP091_NO_EXTENSIONS") and sys.implementation.name == "cpython"
                 "txamqp091/core/_speedups_tables.h",
                 "txamqp091/core/_speedups_fieldtable.h",
                 "txamqp091/core/_speedups_properties.h",
+                "txamqp091/core/_speedups_await.h",
             ],
             optional=not _flag("TXAMQP091_REQUIRE_EXTENSIONS"),
         )

@@ -35,6 +35,7 @@ __all__ = [
     "install_client_connection",
     "install_client_publish",
     "install_connection_layout",
+    "install_deferred_await",
     "install_init",
     "install_message_encoders",
     "install_properties",
@@ -46,7 +47,7 @@ __all__ = [
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 10
+ABI = 11
 
 
 def _flag(name: str) -> bool:
@@ -200,6 +201,18 @@ def install_bare_waiter(cls: type, init: Callable[..., Any]) -> bool:
     if speedups is None:
         return False
     speedups.install_bare_waiter(cls, init)
+    return True
+
+
+def install_deferred_await(cls: type, deferred_await: Callable[..., Any], failure: type) -> bool:
+    """Give ``cls`` (LeanDeferred: ``twisted._deferred`` calls this) a C ``__await__``
+    that does what ``deferred_await`` (Twisted's ``Deferred.__await__``, a generator)
+    does, without its Python frame on each ``await`` and each resumption, and say
+    whether it did. A ``failure`` result is left to ``deferred_await`` itself."""
+    if speedups is None:
+        return False
+    method = speedups.install_deferred_await(cls, deferred_await, failure)
+    type.__setattr__(cls, "__await__", method)
     return True
 
 

@@ -39,7 +39,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 10
+#define TX_ABI 11
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -1592,6 +1592,8 @@ static PyObject *tx_set_table_fallbacks(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+#include "_speedups_await.h"
+
 static PyMethodDef methods[] = {
     {"decode_table", (PyCFunction)(void (*)(void))tx_decode_table, METH_FASTCALL,
      "decode_table(buf, offset) -> (dict, offset)"},
@@ -1628,6 +1630,8 @@ static PyMethodDef methods[] = {
      "install_client_connection(connection_class, slot_descriptors)"},
     {"install_connection_layout", tx_install_connection_layout, METH_VARARGS,
      "install_connection_layout(connection_class, slot_descriptors)"},
+    {"install_deferred_await", tx_install_deferred_await, METH_VARARGS,
+     "install_deferred_await(deferred_class, deferred_await, failure_class) -> __await__"},
     {"set_table_fallbacks", tx_set_table_fallbacks, METH_VARARGS,
      "set_table_fallbacks(decode_table, encode_table)"},
     {NULL, NULL, 0, NULL}};

@@ -48,7 +48,9 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-__all__ = ["FAST_RESUMPTION", "LEAN_FIRING", "LeanDeferred", "fire_each", "waiter_class"]
+from ..core._accel import install_deferred_await
+
+__all__ = ["C_AWAIT", "FAST_RESUMPTION", "LEAN_FIRING", "LeanDeferred", "fire_each", "waiter_class"]
 
 _CONTINUE: object = getattr(defer, "_CONTINUE", None)
 _DEFERRED_TYPES: list[type] = getattr(defer, "_DEFERRED_SUBCLASSES", [])
@@ -291,6 +293,12 @@ def fire_each(deferreds: Iterable[Deferred[Any]], result: Any) -> None:
                 continue
         d.callback(result)
 
+
+#: Whether ``await`` on a LeanDeferred runs the C accelerator's iterator (see
+#: _speedups_await.h) instead of Twisted's ``__await__`` generator.
+C_AWAIT = LEAN_FIRING and install_deferred_await(
+    LeanDeferred, Deferred.__dict__["__await__"], Failure
+)
 
 if not LEAN_FIRING:  # pragma: no cover - a Twisted older than 25.5 (CI's oldest-versions step)
     # The class stays importable and correct where its internals are missing: it is a

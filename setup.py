@@ -59,6 +59,7 @@ if not _flag("TXAMQP091_NO_EXTENSIONS") and sys.implementation.name == "cpython"
                 "txamqp091/core/_speedups_fieldtable.h",
                 "txamqp091/core/_speedups_properties.h",
                 "txamqp091/core/_speedups_await.h",
+                "txamqp091/core/_speedups_resume.h",
             ],
             optional=not _flag("TXAMQP091_REQUIRE_EXTENSIONS"),
         )

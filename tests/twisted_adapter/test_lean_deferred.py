@@ -659,11 +659,96 @@ def resumed_and_adding_to_its_getter(
     trace.append(mstate(d))
 
 
+def resumed_then_other_things(make: Callable[[], Deferred[Any]], fire: Fire, trace: Trace) -> None:
+    """After its resumption the coroutine's next step is each thing the resumption
+    hands on to Twisted's loop (try_resolve's _resume_yielded): a fired Deferred, an
+    unfired plain one, another Deferred subclass, a plain value and a coroutine yielded
+    to the driver; then the next getter."""
+    d = make()
+    plain: Deferred[Any] = Deferred()
+    other = _OtherDeferred()
+
+    async def inner() -> str:
+        return "inner value"
+
+    async def waiter() -> str:
+        trace.append(("first", (await d).delivery_tag))
+        trace.append(("fired", await succeed("at once")))
+        trace.append(("plain", await plain))
+        trace.append(("other", (await other).delivery_tag))
+        trace.append(("value", await _Yields(5)))
+        trace.append(("coroutine", await _Yields(inner())))
+        second = make()
+        box.append(second)
+        trace.append(("second", (await second).delivery_tag))
+        return "done"
+
+    box: list[Deferred[Any]] = []
+    task = ensureDeferred(waiter())
+    task.addCallback(record(trace, "task"))
+    fire(d, _message(1))
+    trace.append(mstate(task))
+    plain.callback("two")
+    trace.append(mstate(task))
+    fire(other, _message(3))
+    trace.append(mstate(task))
+    fire(box[0], _message(4))
+    trace.append(mstate(box[0]))
+    trace.append(mstate(task))
+
+
+def resumed_after_its_task_fired(
+    make: Callable[[], Deferred[Any]], fire: Fire, trace: Trace
+) -> None:
+    """The coroutine's Deferred was fired by hand meanwhile: when the coroutine returns,
+    firing it again raises AlreadyCalledError past the resumption, and the getter keeps
+    that Failure (try_resolve's ``except``, _resolve_raised)."""
+    d = make()
+
+    async def waiter() -> str:
+        await d
+        return "returned"
+
+    task = ensureDeferred(waiter())
+    task.callback("by hand")
+    fire(d, _message(1))
+    trace.append(mstate(d))
+    trace.append(mstate(task))
+    d.addErrback(lambda f: trace.append(("getter failed", f.type)))
+    trace.append(mstate(d))
+
+
+def resumed_then_cancelled(make: Callable[[], Deferred[Any]], fire: Fire, trace: Trace) -> None:
+    """Resumed, the coroutine waits on its next getter; cancelling its task cancels
+    that getter (the resumption told the task what it waits on: ``waitingOn``)."""
+    box: list[Deferred[Any]] = []
+
+    async def waiter() -> str:
+        for _ in range(2):
+            box.append(make())
+            try:
+                trace.append(("got", (await box[-1]).delivery_tag))
+            except CancelledError:
+                trace.append("cancelled")
+                raise
+        return "unreached"
+
+    task = ensureDeferred(waiter())
+    task.addErrback(lambda f: trace.append(("task failed", f.type)))
+    fire(box[0], _message(1))
+    task.cancel()
+    trace.append(mstate(box[1]))
+    trace.append(mstate(task))
+
+
 RESUMED: list[Callable[[Callable[[], Deferred[Any]], Fire, Trace], None]] = [
+    resumed_then_cancelled,
     resumed_once,
     resumed_in_a_loop,
     resumed_then_raising,
     resumed_and_adding_to_its_getter,
+    resumed_then_other_things,
+    resumed_after_its_task_fired,
 ]
 
 
@@ -671,16 +756,21 @@ def _callback(d: Deferred[Any], value: Any) -> None:
     d.callback(value)
 
 
+@pytest.mark.parametrize("resolver", ["runtime", "python"])
 @pytest.mark.parametrize("scenario", RESUMED, ids=lambda s: s.__name__)
 def test_try_resolve_resumes_a_waiting_coroutine_as_callback_would(
     scenario: Callable[[Callable[[], Deferred[Any]], Fire, Trace], None],
     monkeypatch: pytest.MonkeyPatch,
     resumption: str,
+    resolver: str,
 ) -> None:
     """try_resolve outside a read resumes a coroutine waiting on a getter without
     LeanDeferred.callback; what the coroutine, the getter and the task show must be
-    what Twisted's own Deferred.callback gives."""
+    what Twisted's own Deferred.callback gives. ``runtime`` is the runtime's
+    try_resolve (the C accelerator's where it is built), ``python`` the Python one."""
     from twisted.internet.task import Clock
+
+    from txamqp091.twisted.runtime import PURE_TRY_RESOLVE
 
     plain: Trace = []
     scenario(Deferred, _callback, plain)
@@ -695,11 +785,17 @@ def test_try_resolve_resumes_a_waiting_coroutine_as_callback_would(
     monkeypatch.setattr(LeanDeferred, "callback", counting)
     ours: Trace = []
     resolved: list[bool] = []
-    scenario(
-        runtime.create_waiter,
-        lambda d, value: resolved.append(runtime.try_resolve(d, value)),
-        ours,
+    try_resolve = (
+        runtime.try_resolve if resolver == "runtime" else PURE_TRY_RESOLVE.__get__(runtime)
     )
+
+    def fire(d: Deferred[Any], value: Any) -> None:
+        if type(d) is LeanDeferred:
+            resolved.append(try_resolve(d, value))
+        else:  # another kind of Deferred the coroutine waits on
+            d.callback(value)
+
+    scenario(runtime.create_waiter, fire, ours)
     assert ours == plain
     assert resolved and all(resolved)
     assert called == []  # the shortcut, not callback(), resumed the coroutine
@@ -721,7 +817,11 @@ def test_try_resolve_keeps_what_resuming_raised_as_callback_would(
     traces: list[Trace] = []
     for module, fire in (
         (_deferred, _callback),
-        (runtime_module, lambda d, v: DeferredRuntime(Clock()).try_resolve(d, v)),
+        # The Python try_resolve: the C one calls neither function patched here.
+        (
+            runtime_module,
+            lambda d, v: runtime_module.PURE_TRY_RESOLVE(DeferredRuntime(Clock()), d, v),
+        ),
     ):
         monkeypatch.setattr(module, "_RESUME", broken)
         monkeypatch.setattr(module, "_resume_coroutine", broken)
@@ -867,8 +967,13 @@ def test_a_waiting_coroutine_is_resumed_by_the_fast_resumption(
     awaited_in_a_loop(LeanDeferred, trace)
     assert fast == ["one", None] and twisted_loop == []  # the errback: Twisted's loop
     runtime = DeferredRuntime(Clock())
-    resumed_in_a_loop(runtime.create_waiter, runtime.try_resolve, [])
+    resumed_in_a_loop(runtime.create_waiter, runtime_module.PURE_TRY_RESOLVE.__get__(runtime), [])
     assert len(fast) == 5  # and the three of the loop above
+    fast.clear()
+    # The C try_resolve (where it is built) resumes the coroutine itself: neither.
+    resumed_in_a_loop(runtime.create_waiter, runtime.try_resolve, [])
+    if DeferredRuntime.try_resolve is not runtime_module.PURE_TRY_RESOLVE:
+        assert fast == [] and twisted_loop == []
     fast.clear()
     awaited_by_inline_callbacks(LeanDeferred, [])
     assert fast == [] and twisted_loop == ["one", "two"]

@@ -40,6 +40,7 @@ __all__ = [
     "install_message_encoders",
     "install_properties",
     "install_table_codecs",
+    "install_try_resolve",
     "plain_properties",
     "register_delivery_class",
     "speedups",
@@ -213,6 +214,19 @@ def install_deferred_await(cls: type, deferred_await: Callable[..., Any], failur
         return False
     method = speedups.install_deferred_await(cls, deferred_await, failure)
     type.__setattr__(cls, "__await__", method)
+    return True
+
+
+def install_try_resolve(cls: type, try_resolve: Callable[..., Any], *context: Any) -> bool:
+    """Give ``cls`` (DeferredRuntime: ``twisted.runtime`` calls this) a C ``try_resolve``
+    for a getter's message to a coroutine waiting on the getter, which calls the
+    Python ``try_resolve`` for everything else, and say whether it did. ``context``
+    is what the C one needs of Twisted and of the runtime module, in the order
+    ``_speedups_resume.h`` lists."""
+    if speedups is None:
+        return False
+    method = speedups.install_try_resolve(cls, try_resolve, *context)
+    type.__setattr__(cls, "try_resolve", method)
     return True
 
 

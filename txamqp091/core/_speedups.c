@@ -1593,6 +1593,7 @@ static PyObject *tx_set_table_fallbacks(PyObject *self, PyObject *args)
 }
 
 #include "_speedups_await.h"
+#include "_speedups_resume.h"
 
 static PyMethodDef methods[] = {
     {"decode_table", (PyCFunction)(void (*)(void))tx_decode_table, METH_FASTCALL,
@@ -1632,6 +1633,10 @@ static PyMethodDef methods[] = {
      "install_connection_layout(connection_class, slot_descriptors)"},
     {"install_deferred_await", tx_install_deferred_await, METH_VARARGS,
      "install_deferred_await(deferred_class, deferred_await, failure_class) -> __await__"},
+    {"install_try_resolve", tx_install_try_resolve, METH_VARARGS,
+     "install_try_resolve(runtime_class, try_resolve, waiter_class, deferred_class, "
+     "message_class, got_result, no_keywords, runtime_globals, resume_yielded, "
+     "coroutine_raised, resolve_raised) -> try_resolve"},
     {"set_table_fallbacks", tx_set_table_fallbacks, METH_VARARGS,
      "set_table_fallbacks(decode_table, encode_table)"},
     {NULL, NULL, 0, NULL}};

@@ -99,6 +99,20 @@ def install_bare_waiter(waiter_class: type, init: Callable[..., Any], /) -> None
 def install_deferred_await(
     deferred_class: type, deferred_await: Callable[..., Any], failure_class: type, /
 ) -> Any: ...
+def install_try_resolve(
+    runtime_class: type,
+    try_resolve: Callable[..., Any],
+    waiter_class: type,
+    deferred_class: type,
+    message_class: type,
+    got_result: Any,
+    no_keywords: Any,
+    runtime_globals: dict[str, Any],
+    resume_yielded: Callable[..., Any],
+    coroutine_raised: Callable[..., Any],
+    resolve_raised: Callable[..., Any],
+    /,
+) -> Any: ...
 def install_client_connection(
     connection_class: type, slot_descriptors: tuple[Any, ...], /
 ) -> None: ...

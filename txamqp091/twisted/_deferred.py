@@ -39,6 +39,7 @@ case.
 from __future__ import annotations
 
 import inspect
+import sys
 from asyncio import iscoroutine
 from collections.abc import Iterable
 from types import CoroutineType, MappingProxyType
@@ -107,10 +108,8 @@ def _resume_coroutine(result: Any, args: tuple[Any, ...]) -> None:
         result = context.run(gen.send, result)
     except StopIteration as e:
         value = e.value
-    except _DEFGEN_RETURN as e:  # returnValue() (deprecated) in a coroutine
-        value = e.value  # type: ignore[attr-defined]
-    except BaseException:
-        status.deferred.errback()
+    except BaseException:  # returnValue() (deprecated) too: a return, see there
+        _coroutine_raised(status)
         return
     else:
         kind = type(result)
@@ -121,20 +120,39 @@ def _resume_coroutine(result: Any, args: tuple[Any, ...]) -> None:
             result._callbacks.append((call, call))
             status.waitingOn = result
             return
-        if kind in _DEFERRED_TYPES or iscoroutine(result) or inspect.isgenerator(result):
-            if kind not in _DEFERRED_TYPES:
-                result = Deferred.fromCoroutine(result)
-            waiting: list[Any] = [True, None]
-            result.addBoth(_GOT_RESULT, waiting, gen, status, context)
-            if waiting[0]:
-                waiting[0] = False
-                status.waitingOn = result
-                return
-            result = waiting[1]
-        # What _inlineCallbacks' loop does next: send it the result (or throw it in).
-        _RESUME(result, gen, status, context)
+        _resume_yielded(result, gen, status, context)
         return
     status.deferred.callback(value)
+
+
+def _resume_yielded(result: Any, gen: Any, status: Any, context: Any) -> None:
+    """What :func:`_resume_coroutine` does with what the coroutine yielded when it is
+    not a Deferred or LeanDeferred that has not fired (the C try_resolve calls it too):
+    wait on it, or send its result on, as ``_inlineCallbacks`` would."""
+    kind = type(result)
+    if kind in _DEFERRED_TYPES or iscoroutine(result) or inspect.isgenerator(result):
+        if kind not in _DEFERRED_TYPES:
+            result = Deferred.fromCoroutine(result)
+        waiting: list[Any] = [True, None]
+        result.addBoth(_GOT_RESULT, waiting, gen, status, context)
+        if waiting[0]:
+            waiting[0] = False
+            status.waitingOn = result
+            return
+        result = waiting[1]
+    # What _inlineCallbacks' loop does next: send it the result (or throw it in).
+    _RESUME(result, gen, status, context)
+
+
+def _coroutine_raised(status: Any) -> None:
+    """What :func:`_resume_coroutine` does when the coroutine raised, the exception
+    being handled (the C try_resolve calls it inside its ``except``): a
+    ``returnValue()`` is a return, anything else fails the coroutine's Deferred."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, _DEFGEN_RETURN):
+        status.deferred.callback(exc.value)  # type: ignore[attr-defined]
+    else:
+        status.deferred.errback()
 
 
 def _fast_resumption_supported() -> bool:

@@ -17,19 +17,22 @@ from twisted.python import threadable
 from twisted.python.failure import Failure
 
 from ..client.runtime import Runtime, TimerHandle, for_delivery
-from ..core._accel import install_bare_waiter
+from ..core._accel import install_bare_waiter, install_try_resolve
 from ..message import Message
 from ._deferred import (
     _GOT_RESULT,
+    _NO_KEYWORDS,
     _RESUME,
     FAST_RESUMPTION,
     LeanDeferred,
+    _coroutine_raised,
     _resume_coroutine,
+    _resume_yielded,
     fire_each,
     waiter_class,
 )
 
-__all__ = ["DeferredRuntime"]
+__all__ = ["PURE_TRY_RESOLVE", "DeferredRuntime"]
 
 log = Logger(namespace="txamqp091")
 
@@ -173,8 +176,7 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
                                 _RESUME(value, args[1], args[2], args[3])
                         except BaseException:
                             waiter._runningCallbacks = False
-                            waiter.result = Failure()  # type: ignore[no-untyped-call]
-                            waiter._runCallbacks()
+                            _resolve_raised(waiter)
                             return True
                         waiter._runningCallbacks = False
                         waiter.result = None
@@ -301,3 +303,31 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
 
     def log(self, level: str, message: str, **fields: Any) -> None:
         getattr(log, level, log.info)(message, **fields)
+
+
+def _resolve_raised(waiter: Deferred[Any]) -> None:
+    """try_resolve's ``except BaseException:`` (the C one calls it there too): what
+    resuming the coroutine raised past its Deferreds is the waiter's result, a Failure,
+    and the callbacks added meanwhile see it."""
+    waiter.result = Failure()  # type: ignore[no-untyped-call]
+    waiter._runCallbacks()
+
+
+#: The Python try_resolve: the reference, and what the C one calls for every case but
+#: a getter's message for a coroutine waiting on it (see _speedups_resume.h).
+PURE_TRY_RESOLVE = DeferredRuntime.try_resolve
+
+if _LEAN and FAST_RESUMPTION:
+    install_try_resolve(
+        DeferredRuntime,
+        PURE_TRY_RESOLVE,
+        LeanDeferred,
+        Deferred,
+        Message,
+        _GOT_RESULT,
+        _NO_KEYWORDS,
+        globals(),
+        _resume_yielded,
+        _coroutine_raised,
+        _resolve_raised,
+    )

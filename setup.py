@@ -60,6 +60,7 @@ if not _flag("TXAMQP091_NO_EXTENSIONS") and sys.implementation.name == "cpython"
                 "txamqp091/core/_speedups_properties.h",
                 "txamqp091/core/_speedups_await.h",
                 "txamqp091/core/_speedups_resume.h",
+                "txamqp091/core/_speedups_flush.h",
             ],
             optional=not _flag("TXAMQP091_REQUIRE_EXTENSIONS"),
         )

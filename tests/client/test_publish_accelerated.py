@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from tests.client.support import Wire
 from txamqp091.client import channel_base
 from txamqp091.client.channel import ChannelLogic
+from txamqp091.client.connection import PURE_FLUSH, ConnectionLogic
 from txamqp091.core import _accel, spec
+from txamqp091.core.frames import HEARTBEAT_FRAME
 from txamqp091.params import ConnectionParameters
 from txamqp091.testing import FakeBroker
 
@@ -75,6 +77,10 @@ steps = st.one_of(
                 "threshold",
                 "huge_threshold",
                 "float_threshold",
+                "heartbeat_frame",
+                "other_frame",
+                "flush_now",
+                "end",
                 "close",
             ]
         )
@@ -139,6 +145,14 @@ def _run(publish: Any, params: ConnectionParameters, script: list[tuple[Any, ...
             conn.flush_threshold = 2**70
         elif kind == "float_threshold":  # not an int: Python's comparison
             conn.flush_threshold = 250.5
+        elif kind == "heartbeat_frame":  # alone in a write, it is not traffic
+            conn._core._out.append(HEARTBEAT_FRAME)
+        elif kind == "other_frame":
+            conn._core._out.append(b"\x01frame")
+        elif kind == "flush_now":
+            conn._flush()
+        elif kind == "end":  # what the connection writes after it ended is dropped
+            conn._ended = True
         else:
             waiters.append(ch.close())
         seen.append(
@@ -152,6 +166,8 @@ def _run(publish: Any, params: ConnectionParameters, script: list[tuple[Any, ...
                 sorted(ch._unconfirmed),
                 len(ch._flow_held),
                 len(conn._held),
+                len(conn._core._out),
+                None if conn._core._heartbeat is None else conn._core._heartbeat._sent,
             )
         )
     conn._receiving = False
@@ -176,6 +192,48 @@ def test_the_c_basic_publish_does_what_the_python_method_does(
     accelerated = _run(channel_base.ChannelBase.basic_publish, params, script)
     pure = _run(channel_base.PURE_BASIC_PUBLISH, params, script)
     assert accelerated == pure
+
+
+@requires_c
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([0, 30]),
+    st.sampled_from([0, 2]),
+    st.lists(steps, max_size=14),
+)
+def test_the_c_flush_does_what_the_python_flush_does(
+    heartbeat: int, max_unconfirmed: int, script: list[tuple[Any, ...]]
+) -> None:
+    """ConnectionLogic._flush (C: every write, the send-first publish's included)
+    against the Python one, over the same scripts, with and without heartbeats."""
+    params = ConnectionParameters(heartbeat=heartbeat, max_unconfirmed=max_unconfirmed)
+    accelerated = _run(channel_base.ChannelBase.basic_publish, params, script)
+    c_flush = ConnectionLogic.__dict__["_flush"]
+    assert c_flush is not PURE_FLUSH
+    type.__setattr__(ConnectionLogic, "_flush", PURE_FLUSH)
+    try:
+        pure = _run(channel_base.ChannelBase.basic_publish, params, script)
+    finally:
+        type.__setattr__(ConnectionLogic, "_flush", c_flush)
+    assert accelerated == pure
+
+
+@requires_c
+def test_a_core_with_a_data_to_send_of_its_own_is_asked_by_the_c_flush() -> None:
+    wire = Wire(FakeBroker())
+    wire.result(wire.client._opened)
+    conn = wire.client
+    asked: list[bool] = []
+
+    class Core(type(conn._core)):  # type: ignore[misc]
+        def data_to_send(self) -> bytes:
+            asked.append(True)
+            return b"own"
+
+    conn._core.__class__ = Core
+    before = len(wire.runtime.written)
+    conn._flush()
+    assert asked == [True] and bytes(wire.runtime.written[before:]) == b"own"
 
 
 @requires_c

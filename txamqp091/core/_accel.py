@@ -36,6 +36,7 @@ __all__ = [
     "install_client_publish",
     "install_connection_layout",
     "install_deferred_await",
+    "install_flush",
     "install_init",
     "install_message_encoders",
     "install_properties",
@@ -227,6 +228,18 @@ def install_try_resolve(cls: type, try_resolve: Callable[..., Any], *context: An
         return False
     method = speedups.install_try_resolve(cls, try_resolve, *context)
     type.__setattr__(cls, "try_resolve", method)
+    return True
+
+
+def install_flush(cls: type, core: type, data_to_send: Callable[..., Any], frame: bytes) -> bool:
+    """Give ``cls`` (ConnectionLogic: client/connection.py calls this) a C ``_flush``
+    that does what its Python one does, and ``data_to_send`` (``core``'s) inline for a
+    core of that class (``frame`` is the heartbeat frame, which alone is not traffic);
+    say whether it did."""
+    if speedups is None:
+        return False
+    method = speedups.install_flush(cls, core, data_to_send, frame)
+    type.__setattr__(cls, "_flush", method)
     return True
 
 

@@ -1594,6 +1594,7 @@ static PyObject *tx_set_table_fallbacks(PyObject *self, PyObject *args)
 
 #include "_speedups_await.h"
 #include "_speedups_resume.h"
+#include "_speedups_flush.h"
 
 static PyMethodDef methods[] = {
     {"decode_table", (PyCFunction)(void (*)(void))tx_decode_table, METH_FASTCALL,
@@ -1637,6 +1638,8 @@ static PyMethodDef methods[] = {
      "install_try_resolve(runtime_class, try_resolve, waiter_class, deferred_class, "
      "message_class, got_result, no_keywords, runtime_globals, resume_yielded, "
      "coroutine_raised, resolve_raised) -> try_resolve"},
+    {"install_flush", tx_install_flush, METH_VARARGS,
+     "install_flush(connection_class, core_class, data_to_send, heartbeat_frame) -> _flush"},
     {"set_table_fallbacks", tx_set_table_fallbacks, METH_VARARGS,
      "set_table_fallbacks(decode_table, encode_table)"},
     {NULL, NULL, 0, NULL}};

@@ -113,6 +113,13 @@ def install_try_resolve(
     resolve_raised: Callable[..., Any],
     /,
 ) -> Any: ...
+def install_flush(
+    connection_class: type,
+    core_class: type,
+    data_to_send: Callable[..., Any],
+    heartbeat_frame: bytes,
+    /,
+) -> Any: ...
 def install_client_connection(
     connection_class: type, slot_descriptors: tuple[Any, ...], /
 ) -> None: ...

@@ -170,6 +170,33 @@ def test_a_callback_consumer_gets_each_message_and_its_errors_are_contained(
     assert sorted(m.message.body for m in wire.server.channels[1].unacked.values()) == [b"bad"]
 
 
+def test_waiting_gets_take_deliveries_in_order_skipping_a_cancelled_one(
+    wire: Wire, ch: ChannelLogic[Any]
+) -> None:
+    wire.result(ch.queue_declare("q"))
+    consumer = wire.result(ch.basic_consume("q"))
+    first, second, third = consumer.get(), consumer.get(), consumer.get()
+    second.cancel()
+    for body in (b"1", b"2", b"3"):
+        wire.broker.publish("", "q", body)
+    wire.flush()
+    assert [wire.result(w).body for w in (first, third)] == [b"1", b"2"]
+    assert [m.body for m in consumer._buffer] == [b"3"]  # no getter left: buffered
+    assert wire.result(consumer.get()).body == b"3"
+
+
+def test_a_callback_consumer_takes_its_deliveries_before_a_waiting_get(
+    wire: Wire, ch: ChannelLogic[Any]
+) -> None:
+    seen: list[bytes] = []
+    wire.result(ch.queue_declare("q"))
+    consumer = wire.result(ch.basic_consume("q", on_message_callback=lambda m: seen.append(m.body)))
+    waiting = consumer.get()
+    wire.broker.publish("", "q", b"x")
+    wire.flush()
+    assert seen == [b"x"] and not waiting.done and not consumer._buffer
+
+
 def test_qos_limits_what_is_delivered_unacked(wire: Wire, ch: ChannelLogic[Any]) -> None:
     wire.result(ch.queue_declare("q"))
     wire.result(ch.basic_qos(prefetch_count=2))

@@ -727,9 +727,9 @@ def test_plain_properties_without_the_accelerator_is_never_plain() -> None:
 # -- a read that is one whole delivery (take_read) ------------------------------------
 
 #: What the connection has seen before the read: nothing more than an open channel 1,
-#: a Deliver whose content has not come yet, a close it asked for, a small
-#: max_message_size, channel 1 never opened.
-READ_SETUPS = ["open", "expect-header", "closing", "small-max", "unopened"]
+#: a Deliver whose content has not come yet, a Deliver and its header whose body has
+#: not come yet, a close it asked for, a small max_message_size, channel 1 never opened.
+READ_SETUPS = ["open", "expect-header", "expect-body", "closing", "small-max", "unopened"]
 
 
 def one_read(setup: str, data: bytes, use_c: bool) -> tuple[list[Any], bytes, str]:
@@ -739,8 +739,10 @@ def one_read(setup: str, data: bytes, use_c: bool) -> tuple[list[Any], bytes, st
         if setup != "unopened":
             conn.open_channel()
             conn.receive_data(F.channel_open_ok(1), 0.0)
-        if setup == "expect-header":
+        if setup in ("expect-header", "expect-body"):
             conn.receive_data(F.method(1, spec.BasicDeliver(consumer_tag="c", delivery_tag=1)), 0.0)
+        if setup == "expect-body":
+            conn.receive_data(F.header(1, 5), 0.0)
         if setup == "closing":
             conn.close()
         conn.data_to_send()

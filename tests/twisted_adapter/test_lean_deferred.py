@@ -492,9 +492,25 @@ def test_the_lean_path_runs_a_lone_callback_without_the_general_loop(
 def test_the_runtimes_waiters_are_lean_deferreds() -> None:
     from twisted.internet.task import Clock
 
+    from txamqp091.twisted import runtime as runtime_module
+
     runtime = DeferredRuntime(Clock())
     assert waiter_class() is LeanDeferred
-    assert runtime.waiter_factory() is LeanDeferred
+    # LeanDeferred itself, or the C accelerator's function that makes one without
+    # Deferred.__init__'s frame (a getter's waiter): the same instance either way.
+    factory = runtime.waiter_factory()
+    assert factory is LeanDeferred or factory is runtime_module._NEW_WAITER
+    for debug in (False, True):
+        LeanDeferred.debug = debug  # what setDebugging() sets, on Deferred
+        try:
+            made, reference = factory(), LeanDeferred()
+        finally:
+            del LeanDeferred.debug
+        assert type(made) is LeanDeferred
+        # The same attributes, set in the same order (shared attribute keys).
+        assert list(vars(made)) == list(vars(reference))
+        assert (made._callbacks, made._canceller) == ([], None)
+        assert (getattr(made, "_debugInfo", None) is not None) == debug
     assert type(runtime.create_waiter()) is LeanDeferred
     assert type(runtime.create_waiter(lambda: None)) is LeanDeferred
     assert type(runtime.succeeded(1)) is LeanDeferred
@@ -516,23 +532,34 @@ def test_under_deferred_debugging_the_general_loop_runs(monkeypatch: pytest.Monk
     assert d._debugInfo is not None and d._debugInfo.invoker  # where it was fired from
 
 
+@pytest.mark.parametrize("implementation", ["runtime", "python"])
 @pytest.mark.parametrize("debug", [False, True])
 @pytest.mark.parametrize("value", [None, "message", 1])
-def test_succeeded_is_a_fired_deferred_like_succeed(debug: bool, value: Any) -> None:
+def test_succeeded_is_a_fired_deferred_like_succeed(
+    debug: bool, value: Any, implementation: str
+) -> None:
     """runtime.succeeded() keeps the result without calling callback() for None and a
     Message (basic_publish, a buffered get()); the Deferred it hands out must be the
-    one twisted's succeed() makes, callbacks added later included."""
+    one twisted's succeed() makes, callbacks added later included. ``runtime`` is the
+    runtime's (the C accelerator's where it is built), ``python`` the Python one."""
     from twisted.internet import defer
     from twisted.internet.task import Clock
 
     from txamqp091.message import Message
+    from txamqp091.twisted import runtime as runtime_module
 
     if value == "message":
         value = Message(1, "ctag", 1, False, "", "q", None, b"body")  # type: ignore[arg-type]
     runtime = DeferredRuntime(Clock())
+    succeeded = runtime.succeeded if implementation == "runtime" else runtime_module._succeeded
     defer.setDebugging(debug)
     try:
-        ours: Deferred[Any] = runtime.succeeded(value)
+        ours: Deferred[Any] = succeeded(value)
+        # The attributes, in the order LeanDeferred() and its callback() set them: the
+        # instances keep their class's shared attribute keys.
+        reference = LeanDeferred()
+        reference.callback(value)
+        assert list(vars(ours)) == list(vars(reference))
         theirs: Deferred[Any] = succeed(value)
         traces: list[Trace] = []
         for d in (ours, theirs):

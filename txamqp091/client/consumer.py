@@ -102,6 +102,7 @@ class ConsumerLogic(Generic[W]):
     # -- fed by the channel -----------------------------------------------------------
 
     def _deliver(self, message: Message) -> None:
+        # ChannelLogic._on_delivery repeats the waiting get() below inline: keep alike.
         callback = self.on_message_callback
         if callback is not None:
             self._runtime.run_user_callback(callback, message, delivery_tag=message.delivery_tag)

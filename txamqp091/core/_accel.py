@@ -30,6 +30,8 @@ __all__ = [
     "PURE_PROPERTIES_DECODE",
     "PURE_PROPERTIES_ENCODE",
     "PURE_PROPERTIES_INIT",
+    "bare_waiter_factory",
+    "install_bare_succeeded",
     "install_bare_waiter",
     "install_channel_publish",
     "install_client_connection",
@@ -241,6 +243,29 @@ def install_flush(cls: type, core: type, data_to_send: Callable[..., Any], frame
     method = speedups.install_flush(cls, core, data_to_send, frame)
     type.__setattr__(cls, "_flush", method)
     return True
+
+
+def bare_waiter_factory() -> Callable[[], Any] | None:
+    """The C function that makes the class given to :func:`install_bare_waiter` as that
+    function says (a getter's waiter, without ``__init__``'s frame), or None."""
+    if speedups is None:
+        return None
+    factory: Callable[[], Any] = speedups.new_bare_waiter
+    return factory
+
+
+def install_bare_succeeded(
+    value_class: type, fallback: Callable[[Any], Any]
+) -> Callable[[Any], Any] | None:
+    """The C function ``succeeded(value)``: a waiter of the :func:`install_bare_waiter`
+    class already fired with ``value``, made without a Python frame for None or a
+    ``value_class`` instance while that class allows it, else ``fallback(value)``; or
+    None without the accelerator."""
+    if speedups is None:
+        return None
+    speedups.install_bare_succeeded(value_class, fallback)
+    succeeded: Callable[[Any], Any] = speedups.bare_succeeded
+    return succeeded
 
 
 #: The ``client.connection.ConnectionLogic`` slots the C ``client_publish`` reads (and

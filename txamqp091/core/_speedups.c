@@ -1065,12 +1065,12 @@ static PyObject *tx_plain_properties(PyObject *self, PyObject *p)
 enum {
     A_HELD, A_WRITE_PAUSED, A_CORE, A_IS_BLOCKED, A_SEND_FIRST, A_RECEIVING, A_FLUSH_SCHEDULED,
     A_UNFLUSHED, A_FLUSH_THRESHOLD, A_FLUSH, A_PUBLISHED, A_SUCCEEDED, A_FAILED, A_PUBLISH,
-    A_INIT, A_DEBUG, A_CALLBACKS, A_CANCELLER, A_COUNT
+    A_INIT, A_DEBUG, A_CALLBACKS, A_CANCELLER, A_CALLED, A_RESULT, A_COUNT
 };
 static const char *const attr_names[A_COUNT] = {
     "_held", "_write_paused", "_core", "is_blocked", "_send_first", "_receiving",
     "_flush_scheduled", "_unflushed", "flush_threshold", "_flush", "_published", "succeeded",
-    "failed", "publish", "__init__", "debug", "_callbacks", "_canceller"};
+    "failed", "publish", "__init__", "debug", "_callbacks", "_canceller", "called", "result"};
 /* The references client_publish holds while it runs: R_CONN_CORE is the connection's
  * core (core.connection.Connection, for its is_blocked), R_CHANNEL_CORE the channel's
  * (core.channel.Channel, which publishes). */
@@ -1176,18 +1176,19 @@ static inline PyObject *call_attr(PyObject *obj, int name, PyObject *const *args
 static PyTypeObject *bare_waiter_type = NULL;
 static PyObject *bare_waiter_init = NULL;
 
-/* factory(): for the installed class, what its __init__ does when Deferred debugging is
- * off (an empty callback list, no canceller: set in that order, so the instance keeps
- * its class's shared attribute keys), checked on every call: the class's __init__ and
- * __new__ are still the ones installed for, and its debug flag is False (setDebugging
- * sets it on Deferred). Anything else is the plain call. */
-static PyObject *new_waiter(PyObject *factory)
+/* A new instance of the installed class as its __init__ makes it when Deferred
+ * debugging is off (an empty callback list, no canceller: set in that order, so the
+ * instance keeps its class's shared attribute keys), checked on every call: the
+ * class's __init__ and __new__ are still the ones installed for, and its debug flag
+ * is False (setDebugging sets it on Deferred). NULL with no error set when that does
+ * not hold (the caller calls the class), with an error set when making it failed. */
+static PyObject *bare_new(void)
 {
     PyTypeObject *tp = bare_waiter_type;
-    if (tp == NULL || factory != (PyObject *)tp || tp->tp_new != PyBaseObject_Type.tp_new
+    if (tp == NULL || tp->tp_new != PyBaseObject_Type.tp_new
         || _PyType_Lookup(tp, attr[A_INIT]) != bare_waiter_init
         || _PyType_Lookup(tp, attr[A_DEBUG]) != Py_False)
-        return PyObject_CallNoArgs(factory);
+        return NULL;
     PyObject *waiter = tp->tp_new(tp, empty_tuple, NULL);
     if (!waiter)
         return NULL;
@@ -1200,6 +1201,79 @@ static PyObject *new_waiter(PyObject *factory)
     }
     Py_DECREF(callbacks);
     return waiter;
+}
+
+static PyObject *tx_new_bare_waiter(PyObject *self, PyObject *unused);
+
+/* factory(): bare_new() for the installed class (or new_bare_waiter, which stands for
+ * it), else the plain call. */
+static PyObject *new_waiter(PyObject *factory)
+{
+    PyTypeObject *tp = bare_waiter_type;
+    if (tp != NULL && PyCFunction_Check(factory)
+        && PyCFunction_GET_FUNCTION(factory) == (PyCFunction)tx_new_bare_waiter)
+        factory = (PyObject *)tp;
+    if (factory == (PyObject *)tp) {
+        PyObject *waiter = bare_new();
+        if (waiter || PyErr_Occurred())
+            return waiter;
+    }
+    return PyObject_CallNoArgs(factory);
+}
+
+/* new_bare_waiter(): the installed class's new instance (a getter's waiter: the
+ * runtime's waiter_factory) without its __init__'s frame. */
+static PyObject *tx_new_bare_waiter(PyObject *self, PyObject *unused)
+{
+    if (bare_waiter_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "install_bare_waiter has not been called");
+        return NULL;
+    }
+    return new_waiter((PyObject *)bare_waiter_type);
+}
+
+static PyTypeObject *bare_value_type = NULL;  /* Message: a buffered get()'s value */
+static PyObject *succeeded_fallback = NULL;   /* twisted.runtime._succeeded (Python) */
+
+/* bare_succeeded(value): an already fired waiter of the installed class, for None (a
+ * publish outside confirm mode) or a message (a buffered get()), as the Python
+ * _succeeded makes it without its frame or __init__'s (and in its order: the shared
+ * attribute keys); anything else is the Python function's. */
+static PyObject *tx_bare_succeeded(PyObject *self, PyObject *value)
+{
+    if (succeeded_fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "install_bare_succeeded has not been called");
+        return NULL;
+    }
+    if (value == Py_None || Py_TYPE(value) == bare_value_type) {
+        PyObject *waiter = bare_new();
+        if (waiter) {
+            if (PyObject_SetAttr(waiter, attr[A_CALLED], Py_True) < 0
+                || PyObject_SetAttr(waiter, attr[A_RESULT], value) < 0) {
+                Py_DECREF(waiter);
+                return NULL;
+            }
+            return waiter;
+        }
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    return PyObject_CallOneArg(succeeded_fallback, value);
+}
+
+/* install_bare_succeeded(value_class, fallback) */
+static PyObject *tx_install_bare_succeeded(PyObject *self, PyObject *args)
+{
+    PyObject *cls, *fallback;
+    if (!PyArg_ParseTuple(args, "O!O", &PyType_Type, &cls, &fallback))
+        return NULL;
+    if (intern_attrs() < 0)
+        return NULL;
+    Py_INCREF(cls);
+    Py_XSETREF(bare_value_type, (PyTypeObject *)cls);
+    Py_INCREF(fallback);
+    Py_XSETREF(succeeded_fallback, fallback);
+    Py_RETURN_NONE;
 }
 
 /* install_bare_waiter(waiter_class, init): let client_publish build waiter_class's
@@ -1628,6 +1702,12 @@ static PyMethodDef methods[] = {
      "install_client_publish(channel_class, slot_descriptors, basic_publish)"},
     {"install_bare_waiter", tx_install_bare_waiter, METH_VARARGS,
      "install_bare_waiter(waiter_class, init)"},
+    {"new_bare_waiter", tx_new_bare_waiter, METH_NOARGS,
+     "new_bare_waiter() -> a new waiter of the installed class"},
+    {"install_bare_succeeded", tx_install_bare_succeeded, METH_VARARGS,
+     "install_bare_succeeded(value_class, fallback)"},
+    {"bare_succeeded", tx_bare_succeeded, METH_O,
+     "bare_succeeded(value) -> a waiter of the installed class, fired with value"},
     {"install_client_connection", tx_install_client_connection, METH_VARARGS,
      "install_client_connection(connection_class, slot_descriptors)"},
     {"install_connection_layout", tx_install_connection_layout, METH_VARARGS,

@@ -259,7 +259,7 @@ class Channel:
         """Whether a delivery decoded whole (method, header and body at once) may be
         handed to this channel: it is open and not in the middle of another message's
         content. The one rule for :meth:`take_delivery` and the connection's one-read
-        C path."""
+        C path (Connection.receive_data repeats it inline: keep them alike)."""
         return self.state is _OPEN and not self._expect_header and not self._body_remaining
 
     def take_delivery(self, buf: Buffer, start: int, end: int) -> tuple[Event, int] | None:

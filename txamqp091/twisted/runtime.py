@@ -17,7 +17,12 @@ from twisted.python import threadable
 from twisted.python.failure import Failure
 
 from ..client.runtime import Runtime, TimerHandle, for_delivery
-from ..core._accel import install_bare_waiter, install_try_resolve
+from ..core._accel import (
+    bare_waiter_factory,
+    install_bare_succeeded,
+    install_bare_waiter,
+    install_try_resolve,
+)
 from ..message import Message
 from ._deferred import (
     _GOT_RESULT,
@@ -64,6 +69,29 @@ def _bare_new_supported() -> bool:
 _BARE_NEW = _bare_new_supported()
 if _BARE_NEW:
     install_bare_waiter(_Waiter, Deferred.__init__)
+
+
+def _succeeded(value: Any) -> Deferred[Any]:
+    """A waiter already fired with ``value`` (DeferredRuntime.succeeded)."""
+    if _BARE_NEW and (value is None or type(value) is Message) and not _Waiter.debug:
+        # A new LeanDeferred (what Deferred.__init__ sets, without its frame: see
+        # _BARE_NEW) and what LeanDeferred.callback does for it (no callbacks, no
+        # canceller, not debugged): keep the result. Without either call, as every
+        # basic_publish outside confirm mode returns one of these.
+        waiter: Deferred[Any] = _new(_Waiter)
+        waiter._callbacks = []
+        waiter._canceller = None
+        waiter.called = True
+        waiter.result = value
+        return waiter
+    waiter = _Waiter()
+    waiter.callback(value)
+    return waiter
+
+
+#: A getter's waiter (waiter_factory): made by C without Deferred.__init__'s frame
+#: where it can (see _BARE_NEW), else the class.
+_NEW_WAITER: Callable[[], Deferred[Any]] = (_BARE_NEW and bare_waiter_factory()) or _Waiter
 
 
 class DeferredRuntime(Runtime[Deferred[Any]]):
@@ -143,7 +171,7 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
             held[id(waiters)] = (waiters, None, value)
 
     def waiter_factory(self) -> Callable[[], Deferred[Any]]:
-        return _Waiter
+        return _NEW_WAITER
 
     def is_done(self, waiter: Deferred[Any]) -> bool:
         held = self._held
@@ -191,22 +219,9 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
         held[key] = (waiter, True, value)
         return True
 
-    def succeeded(self, value: Any) -> Deferred[Any]:
-        # Already fired, never held: a buffered message is handed out at once.
-        if _BARE_NEW and (value is None or type(value) is Message) and not _Waiter.debug:
-            # A new LeanDeferred (what Deferred.__init__ sets, without its frame: see
-            # _BARE_NEW) and what LeanDeferred.callback does for it (no callbacks, no
-            # canceller, not debugged): keep the result. Without either call, as every
-            # basic_publish outside confirm mode returns one of these.
-            waiter: Deferred[Any] = _new(_Waiter)
-            waiter._callbacks = []
-            waiter._canceller = None
-            waiter.called = True
-            waiter.result = value
-            return waiter
-        waiter = _Waiter()
-        waiter.callback(value)
-        return waiter
+    #: Already fired, never held: a buffered message is handed out at once. (The C
+    #: accelerator's bare_succeeded where it is built: see the end of this module.)
+    succeeded = staticmethod(_succeeded)
 
     def failed(self, error: BaseException) -> Deferred[Any]:
         waiter: Deferred[Any] = _Waiter()
@@ -331,3 +346,8 @@ if _LEAN and FAST_RESUMPTION:
         _coroutine_raised,
         _resolve_raised,
     )
+
+if _BARE_NEW:
+    _c_succeeded = install_bare_succeeded(Message, _succeeded)
+    if _c_succeeded is not None:
+        type.__setattr__(DeferredRuntime, "succeeded", staticmethod(_c_succeeded))

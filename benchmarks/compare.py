@@ -86,6 +86,15 @@ ROWS: dict[str, tuple[Any, str]] = {
     "twisted-floor": (twisted_client, "twisted-floor"),
     "asyncio-floor": (tornado_client, "asyncio-floor"),
 }
+#: The suffix of a row run by another checkout's workers (--baseline): "ROW@baseline".
+BASELINE = "@baseline"
+
+
+def base_row(row: str) -> str:
+    """The row of ROWS that ``row`` is, or is the --baseline run of."""
+    return row.removesuffix(BASELINE)
+
+
 C_SCENARIO = {
     "publish": "publish",
     "confirm": "publish_confirm",
@@ -150,8 +159,18 @@ def run_c(a: argparse.Namespace, binary: Path, scenario: str) -> dict[str, Any]:
         twisted_client.cleanup(ns, queues)
 
 
+def baseline_namespace(a: argparse.Namespace) -> argparse.Namespace:
+    """namespace(a) for a ROW@baseline row: the workers of the --baseline checkout, run
+    by its own .venv's interpreter in its own tree."""
+    ns = namespace(a)
+    root = Path(a.baseline).resolve()
+    ns.worker_root = str(root)
+    ns.worker_python = str(root / ".venv" / "bin" / "python")
+    return ns
+
+
 def run_row(a: argparse.Namespace, binary: Path | None, row: str, scenario: str, rep: int) -> Any:
-    module, client = ROWS[row]
+    module, client = ROWS[base_row(row)]
     load = os.getloadavg()[0]
     started = time.monotonic()
     epoch = time.time()
@@ -170,7 +189,8 @@ def run_row(a: argparse.Namespace, binary: Path | None, row: str, scenario: str,
             result = run_c(a, binary, scenario)
             result["idle_pct_before"] = idle
         else:
-            result = module.run_one(namespace(a), scenario, client, rep)
+            ns = baseline_namespace(a) if row.endswith(BASELINE) else namespace(a)
+            result = module.run_one(ns, scenario, client, rep)
     except Exception as exc:  # reported in the table, the other rows still run
         result = {"error": f"{type(exc).__name__}: {exc}"}
     result.update(row=row, scenario=scenario, repeat=rep, loadavg_1m=load)
@@ -269,6 +289,58 @@ def medians(runs: list[dict[str, Any]], row: str, scenario: str) -> dict[str, An
     return out
 
 
+def against_baseline(round_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per scenario and txamqp091 row that ran with its --baseline twin: the median and
+    range of the same-round ratios this / baseline of the scenario's figure ("ratio")
+    and of the CPU per message ("cpu"); rpc p50 and CPU: below 1 is better, rates:
+    above 1."""
+    found: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for rd in round_list:
+        for row, entry in rd["rows"].items():
+            twin = rd["rows"].get(row + BASELINE)
+            if row.endswith(BASELINE) or twin is None:
+                continue
+            ratios = found.setdefault((rd["scenario"], row), {"ratio": [], "cpu": []})
+            for name, key in (("ratio", rd["figure"]), ("cpu", "cpu_us_per_msg")):
+                value = ratio_of(entry, twin, key)
+                if value is not None:
+                    ratios[name].append(value)
+    out = []
+    for (scenario, row), ratios in found.items():
+        item: dict[str, Any] = {"scenario": scenario, "row": row, "figure": figure_key(scenario)}
+        for name, values in ratios.items():
+            if values:
+                item[name] = {
+                    "median": statistics.median(values),
+                    "min": min(values),
+                    "max": max(values),
+                    "rounds": len(values),
+                }
+        out.append(item)
+    return out
+
+
+def baseline_text(found: list[dict[str, Any]], baseline: str) -> str:
+    if not found:
+        return ""
+    lines = [
+        f"\nagainst the baseline ({baseline}): median (range) over the rounds of this / "
+        "baseline in the same round"
+    ]
+    for item in found:
+        cells = []
+        for name in ("ratio", "cpu"):
+            v = item.get(name)
+            cells.append(
+                "-" if v is None else f"{v['median']:.3f}x ({v['min']:.2f}-{v['max']:.2f})"
+            )
+        label = "p50" if item["figure"] == "p50_us" else item["figure"]
+        lines.append(
+            f"  {item['scenario']:<8} {item['row']:<19} {label} {cells[0]:<22} CPU/msg {cells[1]}"
+        )
+    return "\n".join(lines)
+
+
 def fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -292,17 +364,18 @@ def table(
     summary: dict[str, dict[str, dict[str, Any]]], rows: list[str], scenarios: list[str]
 ) -> str:
     lines = []
+    w = max([19] + [len(row) for row in rows])  # ROW@baseline rows are longer
     for scenario in scenarios:
         c = summary[scenario].get("c-ceiling", {})
         lines.append(f"\n{scenario}")
         if scenario == "rpc":
             head = (
-                f"  {'client':<19} {'p50 µs':>8} {'p99 µs':>8} {'CPU µs/call':>12} {'p50 / C':>8}"
+                f"  {'client':<{w}} {'p50 µs':>8} {'p99 µs':>8} {'CPU µs/call':>12} {'p50 / C':>8}"
             )
         elif scenario == "large":
-            head = f"  {'client':<19} {'MB/s':>8} {'msg/s':>8} {'CPU µs/msg':>12} {'of C':>8}"
+            head = f"  {'client':<{w}} {'MB/s':>8} {'msg/s':>8} {'CPU µs/msg':>12} {'of C':>8}"
         else:
-            head = f"  {'client':<19} {'msg/s':>8} {'':>8} {'CPU µs/msg':>12} {'of C':>8}"
+            head = f"  {'client':<{w}} {'msg/s':>8} {'':>8} {'CPU µs/msg':>12} {'of C':>8}"
         head += f" {'CPU vs C':>9} {'runs':>5} {'paired':>8} {'paired range':>13}"
         lines.append(head + (f" {'p50 - C µs':>10}" if scenario == "rpc" else ""))
         for row in rows:
@@ -311,7 +384,7 @@ def table(
             m = summary[scenario][row]
             if not m.get("runs"):
                 err = (m or {}).get("errors", ["not run"])[0]
-                lines.append(f"  {row:<19} {'failed: ' + str(err)[:70]}")
+                lines.append(f"  {row:<{w}} {'failed: ' + str(err)[:70]}")
                 continue
             cpu = m.get("cpu_us_per_msg")
             cpu_ratio = ratio_of(m, c, "cpu_us_per_msg")
@@ -326,7 +399,7 @@ def table(
                 first, second = fmt(m.get("msgs_per_s"), "8.0f"), ""
                 ratio_s = fmt(ratio * 100 if ratio else None, "7.0f") + "%"
             lines.append(
-                f"  {row:<19} {first:>8} {second:>8} {fmt(cpu, '12.2f')} {ratio_s:>8} "
+                f"  {row:<{w}} {first:>8} {second:>8} {fmt(cpu, '12.2f')} {ratio_s:>8} "
                 f"{fmt(cpu_ratio, '8.1f') + 'x' if cpu_ratio else '-':>9} {m['runs']:>5}"
                 + paired_cells(scenario, row, m.get("paired", {}))
             )
@@ -584,6 +657,12 @@ def main(argv: list[str] | None = None) -> int:
         "asyncio-floor), which run "
         "in every rpc round unless --rows names one of them",
     )
+    p.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="another checkout (with its own .venv, bench extras installed) whose "
+        "txamqp091 rows run as ROW@baseline next to this one's, in the same rounds",
+    )
     add_broker_arguments(p)
     a = p.parse_args(argv)
     scenarios = a.only.split(",") if a.only else list(SCENARIOS)
@@ -594,6 +673,15 @@ def main(argv: list[str] | None = None) -> int:
     for name in rows:
         if name not in ROWS:
             p.error(f"unknown row {name}")
+    if a.baseline:
+        if not (Path(a.baseline) / ".venv" / "bin" / "python").exists():
+            p.error(f"--baseline {a.baseline}: no .venv/bin/python there")
+        # Each txamqp091 row, then its baseline twin.
+        rows = [
+            twin
+            for row in rows
+            for twin in ((row, row + BASELINE) if row.startswith("txamqp091") else (row,))
+        ]
     binary, why = _cceiling.build() if "c-ceiling" in rows else (None, "not asked")
     print(f"C ceiling: {binary or 'unavailable'} ({why})", flush=True)
     core, core_wrong = core_state()
@@ -641,6 +729,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(summary, rows, scenarios))
     found = verdicts(summary, round_list)
     print(verdict_text(found))
+    compared = against_baseline(round_list) if a.baseline else []
+    if compared:
+        print(baseline_text(compared, a.baseline))
     clean: dict[str, dict[str, Any]] = {}
     if samples is not None:
         text, clean = speed_report(runs, rows, scenarios, a.slow_limit)
@@ -665,6 +756,7 @@ def main(argv: list[str] | None = None) -> int:
                     "loadavg_end": os.getloadavg(),
                     "summary": summary,
                     "targets": found,
+                    "against_baseline": compared,
                     "rounds": round_list,
                     "clean_paired": clean,
                     "runs": runs,

@@ -998,22 +998,23 @@ def wait_for_idle(threshold: float, max_wait: float) -> float | None:
             return idle
 
 
-def source_state() -> dict[str, Any]:
-    """Which txamqp091 code was measured: git HEAD, dirty flag, digest of the package sources."""
+def source_state(root: Path = ROOT) -> dict[str, Any]:
+    """Which txamqp091 code was measured: git HEAD, dirty flag, digest of the package
+    sources, of the checkout at ``root`` (this one, or compare.py's --baseline)."""
     import hashlib
 
     digest = hashlib.sha1()
-    for path in sorted((ROOT / "txamqp091").rglob("*.py")):
-        digest.update(str(path.relative_to(ROOT)).encode())
+    for path in sorted((root / "txamqp091").rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     state: dict[str, Any] = {"source_sha1": digest.hexdigest()[:12]}
     try:
         state["git_head"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", "txamqp091"],
-            cwd=ROOT,
+            cwd=root,
             capture_output=True,
             text=True,
         ).stdout.strip()
@@ -1039,9 +1040,12 @@ def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict
         return result
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         out = tmp.name
+    # The worker of this checkout, or of another one (compare.py --baseline: its own
+    # interpreter and tree, the same script name).
+    root = Path(getattr(a, "worker_root", None) or ROOT)
     cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
+        getattr(a, "worker_python", None) or sys.executable,
+        str(root / "benchmarks" / Path(__file__).name),
         "--worker", scenario,
         "--client", client,
         "--queue", queue,
@@ -1062,7 +1066,7 @@ def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict
     load_before = os.getloadavg()[0]
     try:
         proc = subprocess.run(
-            cmd, cwd=ROOT, timeout=a.timeout + 30, capture_output=True, text=True, check=False
+            cmd, cwd=root, timeout=a.timeout + 30, capture_output=True, text=True, check=False
         )
         try:
             result = json.loads(Path(out).read_text())
@@ -1085,7 +1089,7 @@ def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict
         idle_pct_before=idle_before,
     )  # fmt: skip
     if client == "txamqp091":
-        result["source_sha1"] = source_state()["source_sha1"]
+        result["source_sha1"] = source_state(root)["source_sha1"]
     return result
 
 

@@ -365,3 +365,95 @@ def test_no_targets_without_the_rows_they_compare(compare: ModuleType) -> None:
     summary, round_list = _summary(compare, runs)
     assert compare.verdicts(summary, round_list) == []
     assert compare.verdict_text([]) == ""
+
+
+def test_baseline_rows_run_next_to_their_twins_and_are_compared_per_round(
+    compare: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """--baseline DIR: each txamqp091 row gets a ROW@baseline twin in every round, run
+    by DIR's workers (its interpreter and tree); the twins are compared round by round."""
+    base = tmp_path / "base"
+    (base / ".venv" / "bin").mkdir(parents=True)
+    (base / ".venv" / "bin" / "python").write_text("")
+    seen: list[tuple[str, Any, Any]] = []
+
+    class Worker:
+        @staticmethod
+        def run_one(ns: Any, scenario: str, client: str, rep: int) -> dict[str, Any]:
+            seen.append(
+                (client, getattr(ns, "worker_root", None), getattr(ns, "worker_python", None))
+            )
+            p50 = {0: 100.0, 1: 200.0}[rep]  # the machine's mode moves both alike
+            return {"p50_us": p50, "msgs_per_s": 1e6 / p50, "cpu_us_per_msg": 50.0}
+
+    class Baseline(Worker):
+        @staticmethod
+        def run_one(ns: Any, scenario: str, client: str, rep: int) -> dict[str, Any]:
+            result = Worker.run_one(ns, scenario, client, rep)
+            result.update(p50_us=result["p50_us"] * 1.25, cpu_us_per_msg=62.5)
+            return result
+
+    def module_for(row: str) -> Any:
+        return Baseline if row.endswith("@baseline") else Worker
+
+    real_run_row = compare.run_row
+
+    def run_row(a: Any, binary: Any, row: str, scenario: str, rep: int) -> Any:
+        monkeypatch.setitem(compare.ROWS, compare.base_row(row), (module_for(row), "txamqp091"))
+        return real_run_row(a, binary, row, scenario, rep)
+
+    monkeypatch.setattr(compare, "run_row", run_row)
+    monkeypatch.setattr(compare._cceiling, "build", lambda: (None, "fake"))
+    out = tmp_path / "c.json"
+    args = ["--only", "rpc", "--rows", "txamqp091-twisted", "--repeats", "2", "--no-floor"]
+    assert compare.main([*args, "--baseline", str(base), "--json", str(out)]) == 0
+    # Every round ran both, the twin by the baseline's interpreter in its tree.
+    roots = [s[1] for s in seen]
+    assert sorted(map(str, roots)) == sorted([str(base.resolve())] * 2 + ["None"] * 2)
+    assert {s[2] for s in seen if s[1]} == {str(base.resolve() / ".venv" / "bin" / "python")}
+    data = json.loads(out.read_text())
+    (item,) = data["against_baseline"]
+    assert (item["scenario"], item["row"], item["figure"]) == ("rpc", "txamqp091-twisted", "p50_us")
+    # Same-round ratios: 100/125 and 200/250, although p50 doubled between the rounds.
+    assert item["ratio"] == {"median": 0.8, "min": 0.8, "max": 0.8, "rounds": 2}
+    assert item["cpu"]["median"] == pytest.approx(0.8)
+    text = capsys.readouterr().out
+    assert "against the baseline" in text and "txamqp091-twisted@baseline" in text
+
+
+def test_baseline_needs_a_checkout_with_its_venv(compare: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        compare.main(["--only", "rpc", "--baseline", str(tmp_path)])
+
+
+def test_the_workers_run_from_the_given_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_one(ns) with ns.worker_root / ns.worker_python: that tree's script of the same
+    name, by that interpreter, in that directory (both client scripts)."""
+    for name in ("twisted_client", "tornado_client"):
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        saved = list(sys.path)
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path[:] = saved
+        ran: list[Any] = []
+
+        def fake_run(cmd: list[str], cwd: Any = None, ran: list[Any] = ran, **kw: Any) -> Any:
+            ran.append((cmd[0], cmd[1], str(cwd)))
+            return argparse.Namespace(returncode=1, stderr="stop here")
+
+        monkeypatch.setattr(module.subprocess, "run", fake_run)
+        monkeypatch.setattr(module, "cleanup", lambda *a: None)
+        monkeypatch.setattr(module, "source_state", lambda root=None: {"source_sha1": "x"})
+        ns = argparse.Namespace(
+            scale=0.01, timeout=1.0, batch=1, rpc_responder="channel", host="127.0.0.1",
+            port=5672, user="guest", password="guest", profile=None, wait_idle=0,
+            wait_idle_max=0, verbose=False, worker_root=str(tmp_path), worker_python="/py",
+        )  # fmt: skip
+        result = module.run_one(ns, "rpc", "txamqp091", 0)
+        assert "error" in result
+        assert ran == [("/py", str(tmp_path / "benchmarks" / f"{name}.py"), str(tmp_path))]

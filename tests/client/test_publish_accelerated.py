@@ -237,6 +237,18 @@ def test_a_core_with_a_data_to_send_of_its_own_is_asked_by_the_c_flush() -> None
 
 
 @requires_c
+def test_a_data_to_send_set_on_the_core_instance_is_asked_by_the_c_flush() -> None:
+    wire = Wire(FakeBroker())
+    wire.result(wire.client._opened)
+    conn = wire.client
+    conn._core._out.append(b"queued")
+    conn._core.data_to_send = lambda: b"own"  # type: ignore[method-assign]
+    before = len(wire.runtime.written)
+    conn._flush()
+    assert bytes(wire.runtime.written[before:]) == b"own"
+
+
+@requires_c
 def test_the_c_basic_publish_is_installed_and_keeps_the_methods_signature() -> None:
     import inspect
 

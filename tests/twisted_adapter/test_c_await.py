@@ -131,8 +131,9 @@ def test_the_iterator_yields_the_deferred_until_it_fires_then_returns_its_result
     with pytest.raises(StopIteration) as stopped:
         advance()
     assert stopped.value.value == (3, 4)
-    with pytest.raises(StopIteration):  # still fired: returns again, as Twisted's loop
+    with pytest.raises(StopIteration) as stopped:  # finished, as Twisted's generator
         advance()
+    assert stopped.value.value is None
 
 
 @pytest.mark.skipif(not C_AWAIT, reason="no C accelerator")

@@ -828,6 +828,111 @@ def test_try_resolve_resumes_a_waiting_coroutine_as_callback_would(
     assert called == []  # the shortcut, not callback(), resumed the coroutine
 
 
+def _resolvers() -> dict[str, Callable[[DeferredRuntime], Any]]:
+    from txamqp091.twisted.runtime import PURE_TRY_RESOLVE
+
+    return {
+        "runtime": lambda runtime: runtime.try_resolve,
+        "python": lambda runtime: PURE_TRY_RESOLVE.__get__(runtime),
+    }
+
+
+@pytest.mark.parametrize("resolver", ["runtime", "python"])
+def test_try_resolve_leaves_the_callers_handled_exception_alone(resolver: str) -> None:
+    """A coroutine started while an exception was handled resolves another coroutine's
+    getter, which then raises: afterwards the first one handles nothing (the resumed
+    coroutine's exception is not left as its caller's handled one, nor the outer one)."""
+    import sys
+
+    from twisted.internet.task import Clock
+
+    runtime = DeferredRuntime(Clock())
+    try_resolve = _resolvers()[resolver](runtime)
+    getter = runtime.create_waiter()
+
+    async def raising() -> None:
+        await getter
+        raise KeyError("resumed, then failed")
+
+    failed: list[Any] = []
+    ensureDeferred(raising()).addErrback(lambda f: failed.append(f.type))
+    later: Deferred[None] = Deferred()
+
+    async def resolving() -> Any:
+        try_resolve(getter, _message(1))
+        await later
+        return sys.exc_info()[1]
+
+    seen: list[Any] = []
+    try:
+        raise ValueError("handled while the coroutine starts")
+    except ValueError:
+        ensureDeferred(resolving()).addCallback(seen.append)
+    later.callback(None)
+    assert failed == [KeyError] and seen == [None]
+
+
+@pytest.mark.parametrize("resolver", ["runtime", "python"])
+def test_try_resolve_keeps_its_failure_when_setting_an_attribute_runs_python(
+    resolver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The getter's bookkeeping after the resumption raised runs Python code here (a
+    __setattr__): the exception is not pending meanwhile, and the getter keeps it."""
+    from twisted.internet.defer import AlreadyCalledError
+    from twisted.internet.task import Clock
+
+    def setattr_hook(self: Any, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    monkeypatch.setattr(LeanDeferred, "__setattr__", setattr_hook)
+    runtime = DeferredRuntime(Clock())
+    getter = runtime.create_waiter()
+
+    async def waiter() -> str:
+        await getter
+        return "returned"
+
+    task = ensureDeferred(waiter())
+    task.callback("by hand")  # the coroutine's return raises AlreadyCalledError
+    assert _resolvers()[resolver](runtime)(getter, _message(1)) is True
+    assert mstate(getter)[2] == ("Failure", AlreadyCalledError)
+    getter.addErrback(lambda f: None)
+
+
+@pytest.mark.parametrize("resolver", ["runtime", "python"])
+@pytest.mark.parametrize("kind", ["list subclass", "deque"])
+def test_try_resolve_appends_to_the_next_getters_callbacks_as_python_does(
+    resolver: str, kind: str
+) -> None:
+    """The coroutine's next Deferred has a ``_callbacks`` that is not a plain list: its
+    own ``append`` takes the resumption pair."""
+    import collections
+
+    from twisted.internet.task import Clock
+
+    appended: list[Any] = []
+
+    class Callbacks(list[Any]):
+        def append(self, item: Any) -> None:
+            appended.append(item)
+            super().append(item)
+
+    runtime = DeferredRuntime(Clock())
+    getter, following = runtime.create_waiter(), runtime.create_waiter()
+    following._callbacks = Callbacks() if kind == "list subclass" else collections.deque()
+
+    async def waiter() -> Any:
+        await getter
+        return (await following).delivery_tag
+
+    results: list[Any] = []
+    ensureDeferred(waiter()).addBoth(results.append)
+    assert _resolvers()[resolver](runtime)(getter, _message(1)) is True
+    assert mstate(getter)[2] is None  # no Failure kept
+    assert len(following._callbacks) == 1
+    assert len(appended) == (1 if kind == "list subclass" else 0)
+
+
 def test_try_resolve_keeps_what_resuming_raised_as_callback_would(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

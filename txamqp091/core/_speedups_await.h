@@ -31,9 +31,9 @@ static PySendResult await_step(DeferredAwait *it, PyObject **out)
 {
     PyObject *d = it->deferred;
     *out = NULL;
-    if (d == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "await on a cleared DeferredAwait");
-        return PYGEN_ERROR;
+    if (d == NULL) {  /* returned or raised already: exhausted, as a finished generator */
+        *out = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
     }
     PyObject *flag = PyObject_GetAttr(d, str_called);
     if (!flag)
@@ -75,10 +75,19 @@ static PySendResult await_step(DeferredAwait *it, PyObject **out)
     return status;
 }
 
+/* await_step, the iterator finished (its Deferred let go) once it returned or raised */
+static PySendResult await_advance(DeferredAwait *it, PyObject **out)
+{
+    PySendResult status = await_step(it, out);
+    if (status != PYGEN_NEXT)
+        Py_CLEAR(it->deferred);
+    return status;
+}
+
 static PySendResult await_am_send(PyObject *self, PyObject *arg, PyObject **out)
 {
     (void)arg;  /* what the coroutine is sent is the Deferred's result: read it there */
-    return await_step((DeferredAwait *)self, out);
+    return await_advance((DeferredAwait *)self, out);
 }
 
 /* StopIteration(value) set as the current exception: what a generator's return is to
@@ -100,7 +109,7 @@ static PyObject *await_result(PySendResult status, PyObject *value)
 static PyObject *await_iternext(PyObject *self)
 {
     PyObject *value;
-    PySendResult status = await_step((DeferredAwait *)self, &value);
+    PySendResult status = await_advance((DeferredAwait *)self, &value);
     return await_result(status, value);
 }
 

@@ -12,8 +12,8 @@
  *         a write that is not a lone heartbeat frame counts as traffic (_heartbeat._sent)
  *     if data and not conn._ended: conn._runtime.write(data)
  *
- * A core of another class, or one whose data_to_send is not the installed one, is
- * asked by its data_to_send(). The Python _flush (client.connection.PURE_FLUSH) stays
+ * A core of another class, or one whose data_to_send is not the installed one (a
+ * subclass's, one set on the instance), is asked by its data_to_send(). The Python _flush (client.connection.PURE_FLUSH) stays
  * the reference: tests/client/test_publish_accelerated.py runs both. */
 
 static PyObject *pure_data_to_send = NULL;   /* core Connection.data_to_send (Python) */
@@ -26,19 +26,29 @@ static const char *const f_names[F_COUNT] = {"_out", "_heartbeat", "_sent", "_en
                                              "write", "join", "data_to_send"};
 static PyObject *f_attr[F_COUNT];
 
-/* core.data_to_send() as a new reference (NULL: raised) */
+/* core.data_to_send() as a new reference (NULL: raised): inline when it is the
+ * installed method, bound to this core (not another class's, nor one set on the
+ * instance); else called. */
 static PyObject *core_data_to_send(PyObject *core)
 {
-    if (Py_TYPE(core) != flush_core_type
-        || _PyType_Lookup(Py_TYPE(core), f_attr[F_DATA_TO_SEND]) != pure_data_to_send)
-        return PyObject_CallMethodNoArgs(core, f_attr[F_DATA_TO_SEND]);
-    PyObject *out = PyObject_GetAttr(core, f_attr[F_OUT]);
-    if (!out)
+    PyObject *method = PyObject_GetAttr(core, f_attr[F_DATA_TO_SEND]);
+    if (!method)
         return NULL;
-    if (!PyList_CheckExact(out)) {
-        Py_DECREF(out);
-        return PyObject_CallMethodNoArgs(core, f_attr[F_DATA_TO_SEND]);
+    if (Py_TYPE(core) != flush_core_type || !PyMethod_Check(method)
+        || PyMethod_GET_FUNCTION(method) != pure_data_to_send
+        || PyMethod_GET_SELF(method) != core) {
+        PyObject *data = PyObject_CallNoArgs(method);
+        Py_DECREF(method);
+        return data;
     }
+    PyObject *out = PyObject_GetAttr(core, f_attr[F_OUT]);
+    if (!out || !PyList_CheckExact(out)) {
+        Py_XDECREF(out);
+        PyObject *data = out ? PyObject_CallNoArgs(method) : NULL;
+        Py_DECREF(method);
+        return data;
+    }
+    Py_DECREF(method);
     Py_ssize_t n = PyList_GET_SIZE(out);
     if (n == 0) {
         Py_DECREF(out);

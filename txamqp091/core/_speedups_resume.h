@@ -10,12 +10,12 @@
  *     waiter fired with the message (callbacks cleared, no canceller, running)
  *     with context: outcome = coroutine.send(message)
  *     returned v           -> status.deferred.callback(v)
- *     raised               -> _coroutine_raised(status)       (the exception handled)
+ *     raised               -> _coroutine_raised(status, exc)
  *     yielded an unfired Deferred or LeanDeferred
  *                          -> its resumption pair appended, status.waitingOn = it
  *     yielded anything else-> _resume_yielded(it, coroutine, status, context)
  *     then: not running, result None, callbacks added meanwhile run
- *     (anything above raised: _resolve_raised(waiter), the exception handled)
+ *     (anything above raised: _resolve_raised(waiter, exc))
  *
  * Every other case (held waiters, another waiter or value type, a paused or debugged
  * Deferred, more callbacks, a generator under inlineCallbacks, FAST_RESUMPTION off in
@@ -32,10 +32,10 @@ static PyObject *runtime_globals = NULL;     /* twisted/runtime.py's globals */
 static PyObject *resume_yielded = NULL, *coroutine_raised = NULL, *resolve_raised = NULL;
 
 enum { T_CALLED, T_PAUSED, T_DEBUG, T_CALLBACKS, T_CANCELLER, T_RESULT, T_RUNNING, T_RUN_CALLBACKS,
-       T_HELD, T_DEFERRED, T_CALLBACK, T_WAITING_ON, T_FAST, T_COUNT };
+       T_HELD, T_DEFERRED, T_CALLBACK, T_WAITING_ON, T_FAST, T_APPEND, T_COUNT };
 static const char *const t_names[T_COUNT] = {
     "called", "paused", "debug", "_callbacks", "_canceller", "result", "_runningCallbacks",
-    "_runCallbacks", "_held", "deferred", "callback", "waitingOn", "FAST_RESUMPTION"};
+    "_runCallbacks", "_held", "deferred", "callback", "waitingOn", "FAST_RESUMPTION", "append"};
 static PyObject *t_attr[T_COUNT];
 
 /* obj.<name> is False (1), something else (0), or raised (-1). */
@@ -49,21 +49,29 @@ static inline int attr_is_false(PyObject *obj, int name)
     return truth < 0 ? -1 : !truth;
 }
 
-/* fn(arg) with the exception now set moved to the handled one (sys.exc_info(), which
- * Failure() reads), as an ``except BaseException:`` block would call it; the handled
- * exception is put back afterwards. Returns fn's result. */
-static PyObject *call_handling(PyObject *fn, PyObject *arg)
+/* The exception now set, taken (normalized, with its traceback): a new reference, or
+ * NULL if none is set. Python code may run after this, as in an ``except`` block. */
+static PyObject *take_raised(void)
 {
-    PyObject *type, *value, *tb, *old_type, *old_value, *old_tb;
+    PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
     if (tb && value)
         PyException_SetTraceback(value, tb);
-    PyErr_GetExcInfo(&old_type, &old_value, &old_tb);
-    PyErr_SetExcInfo(type, value, tb);
-    PyObject *result = PyObject_CallOneArg(fn, arg);
-    PyErr_SetExcInfo(old_type, old_value, old_tb);
-    return result;
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+/* fn(arg, exc) for the exception now set, taken: what the Python code's ``except
+ * BaseException as exc:`` block calls (the helpers take the exception itself, so that
+ * no handled-exception state of the caller's frame is touched). */
+static PyObject *call_with_raised(PyObject *fn, PyObject *arg, PyObject *exc)
+{
+    if (!exc)
+        exc = Py_None;
+    PyObject *stack[2] = {arg, exc};
+    return PyObject_Vectorcall(fn, stack, 2, NULL);
 }
 
 /* The coroutine's outcome, as _resume_coroutine takes it: 0, or -1 with an error set
@@ -80,7 +88,9 @@ static int resumed(PySendResult status, PyObject *outcome, PyObject *args)
         }
         Py_DECREF(outcome);
     } else if (status == PYGEN_ERROR) {
-        r = call_handling(coroutine_raised, cstatus);
+        PyObject *exc = take_raised();
+        r = call_with_raised(coroutine_raised, cstatus, exc);
+        Py_XDECREF(exc);
     } else {
         PyTypeObject *kind = Py_TYPE(outcome);
         int unfired = 0;
@@ -96,18 +106,25 @@ static int resumed(PySendResult status, PyObject *outcome, PyObject *args)
              * status, context) does to a Deferred that has not fired, then waits. */
             PyObject *callbacks = PyObject_GetAttr(outcome, t_attr[T_CALLBACKS]);
             PyObject *waiting = NULL, *cargs = NULL, *call = NULL, *pair = NULL;
-            if (callbacks && PyList_Check(callbacks)
-                && (waiting = PyList_New(2))) {
+            if (callbacks && (waiting = PyList_New(2))) {
                 PyList_SET_ITEM(waiting, 0, Py_NewRef(Py_False));
                 PyList_SET_ITEM(waiting, 1, Py_NewRef(Py_None));
                 if ((cargs = PyTuple_Pack(4, waiting, gen, cstatus, PyTuple_GET_ITEM(args, 3)))
                     && (call = PyTuple_Pack(3, got_result, cargs, no_keywords))
-                    && (pair = PyTuple_Pack(2, call, call))
-                    && PyList_Append(callbacks, pair) == 0
-                    && PyObject_SetAttr(cstatus, t_attr[T_WAITING_ON], outcome) == 0)
-                    r = Py_NewRef(Py_None);
-            } else if (callbacks) {
-                PyErr_SetString(PyExc_TypeError, "Deferred._callbacks is not a list");
+                    && (pair = PyTuple_Pack(2, call, call))) {
+                    /* _callbacks.append(pair): a list's own, else its append method */
+                    int appended = -1;
+                    if (PyList_CheckExact(callbacks)) {
+                        appended = PyList_Append(callbacks, pair);
+                    } else {
+                        PyObject *a = PyObject_CallMethodOneArg(callbacks, t_attr[T_APPEND], pair);
+                        appended = a ? 0 : -1;
+                        Py_XDECREF(a);
+                    }
+                    if (appended == 0
+                        && PyObject_SetAttr(cstatus, t_attr[T_WAITING_ON], outcome) == 0)
+                        r = Py_NewRef(Py_None);
+                }
             }
             Py_XDECREF(callbacks);
             Py_XDECREF(waiting);
@@ -179,8 +196,9 @@ static PyObject *tx_try_resolve(PyObject *self, PyObject *const *args, Py_ssize_
     PyObject *held = PyObject_GetAttr(self, t_attr[T_HELD]);
     if (!held)
         return NULL;
+    int holding = held != Py_None;
     Py_DECREF(held);
-    if (held != Py_None)
+    if (holding)
         return pure_resolve(self, waiter, value);
     int plain;
     if ((plain = attr_is_false(waiter, T_CALLED)) <= 0
@@ -217,10 +235,16 @@ static PyObject *tx_try_resolve(PyObject *self, PyObject *const *args, Py_ssize_
             }
         }
         if (resumed(status, outcome, rargs) < 0) {
-            /* try_resolve's ``except BaseException:``: the waiter keeps the Failure. */
-            if (PyObject_SetAttr(waiter, t_attr[T_RUNNING], Py_False) < 0)
+            /* try_resolve's ``except BaseException as exc:``: the exception taken
+             * first (no Python code runs with one pending), then the waiter keeps
+             * its Failure. */
+            PyObject *exc = take_raised();
+            if (PyObject_SetAttr(waiter, t_attr[T_RUNNING], Py_False) < 0) {
+                Py_XDECREF(exc);
                 goto error;
-            PyObject *r = call_handling(resolve_raised, waiter);
+            }
+            PyObject *r = call_with_raised(resolve_raised, waiter, exc);
+            Py_XDECREF(exc);
             if (!r)
                 goto error;
             Py_DECREF(r);

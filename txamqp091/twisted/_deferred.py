@@ -39,7 +39,6 @@ case.
 from __future__ import annotations
 
 import inspect
-import sys
 from asyncio import iscoroutine
 from collections.abc import Iterable
 from types import CoroutineType, MappingProxyType
@@ -51,7 +50,15 @@ from twisted.python.failure import Failure
 
 from ..core._accel import install_deferred_await
 
-__all__ = ["C_AWAIT", "FAST_RESUMPTION", "LEAN_FIRING", "LeanDeferred", "fire_each", "waiter_class"]
+__all__ = [
+    "C_AWAIT",
+    "FAST_RESUMPTION",
+    "LEAN_FIRING",
+    "LeanDeferred",
+    "failure_of",
+    "fire_each",
+    "waiter_class",
+]
 
 _CONTINUE: object = getattr(defer, "_CONTINUE", None)
 _DEFERRED_TYPES: list[type] = getattr(defer, "_DEFERRED_SUBCLASSES", [])
@@ -108,8 +115,8 @@ def _resume_coroutine(result: Any, args: tuple[Any, ...]) -> None:
         result = context.run(gen.send, result)
     except StopIteration as e:
         value = e.value
-    except BaseException:  # returnValue() (deprecated) too: a return, see there
-        _coroutine_raised(status)
+    except BaseException as exc:  # returnValue() (deprecated) too: a return, see there
+        _coroutine_raised(status, exc)
         return
     else:
         kind = type(result)
@@ -144,15 +151,20 @@ def _resume_yielded(result: Any, gen: Any, status: Any, context: Any) -> None:
     _RESUME(result, gen, status, context)
 
 
-def _coroutine_raised(status: Any) -> None:
-    """What :func:`_resume_coroutine` does when the coroutine raised, the exception
-    being handled (the C try_resolve calls it inside its ``except``): a
-    ``returnValue()`` is a return, anything else fails the coroutine's Deferred."""
-    exc = sys.exc_info()[1]
+def _coroutine_raised(status: Any, exc: BaseException) -> None:
+    """What :func:`_resume_coroutine` does when the coroutine raised ``exc`` (the C
+    try_resolve calls it too): a ``returnValue()`` is a return, anything else fails the
+    coroutine's Deferred. The exception is given, not read from ``sys.exc_info()``, so
+    that the C caller need not make it the handled one of whatever frame runs."""
     if isinstance(exc, _DEFGEN_RETURN):
         status.deferred.callback(exc.value)  # type: ignore[attr-defined]
     else:
-        status.deferred.errback()
+        status.deferred.errback(failure_of(exc))
+
+
+def failure_of(exc: BaseException) -> Failure:
+    """The Failure ``Failure()`` makes inside ``except`` for ``exc``."""
+    return Failure(exc, type(exc), exc.__traceback__)  # type: ignore[no-untyped-call]
 
 
 def _fast_resumption_supported() -> bool:

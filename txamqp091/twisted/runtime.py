@@ -33,6 +33,7 @@ from ._deferred import (
     _coroutine_raised,
     _resume_coroutine,
     _resume_yielded,
+    failure_of,
     fire_each,
     waiter_class,
 )
@@ -202,9 +203,9 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
                                 _resume_coroutine(value, args)
                             else:
                                 _RESUME(value, args[1], args[2], args[3])
-                        except BaseException:
+                        except BaseException as exc:
                             waiter._runningCallbacks = False
-                            _resolve_raised(waiter)
+                            _resolve_raised(waiter, exc)
                             return True
                         waiter._runningCallbacks = False
                         waiter.result = None
@@ -320,11 +321,11 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
         getattr(log, level, log.info)(message, **fields)
 
 
-def _resolve_raised(waiter: Deferred[Any]) -> None:
-    """try_resolve's ``except BaseException:`` (the C one calls it there too): what
-    resuming the coroutine raised past its Deferreds is the waiter's result, a Failure,
-    and the callbacks added meanwhile see it."""
-    waiter.result = Failure()  # type: ignore[no-untyped-call]
+def _resolve_raised(waiter: Deferred[Any], exc: BaseException) -> None:
+    """try_resolve's ``except BaseException as exc:`` (the C one calls it there too):
+    what resuming the coroutine raised past its Deferreds is the waiter's result, a
+    Failure, and the callbacks added meanwhile see it."""
+    waiter.result = failure_of(exc)
     waiter._runCallbacks()
 
 

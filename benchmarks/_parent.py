@@ -3,6 +3,9 @@ the other clients: they run without the ``bench`` extra when only txamqp091 is a
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -38,3 +41,38 @@ def add_broker_arguments(parser: Any) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("AMQP_PORT", "5672")))
     parser.add_argument("--user", default=os.environ.get("AMQP_USER", "guest"))
     parser.add_argument("--password", default=os.environ.get("AMQP_PASSWORD", "guest"))
+
+
+def source_state(root: Path) -> dict[str, Any]:
+    """Which txamqp091 code was measured: git HEAD, dirty flag, digest of the package
+    sources, of the checkout at ``root`` (this one, or compare.py's --baseline)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for path in sorted((root / "txamqp091").rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    state: dict[str, Any] = {"source_sha1": digest.hexdigest()[:12]}
+    try:
+        state["git_head"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "txamqp091"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        state["git_dirty"] = bool(dirty)
+    except OSError:
+        pass
+    return state
+
+
+def worker(a: Any, root: Path, script: str) -> tuple[list[str], Path]:
+    """The start of a worker's command line (interpreter, script) and the tree it runs
+    in: this checkout's ``root``, or the one compare.py's --baseline names
+    (``a.worker_root``, run by ``a.worker_python``, the same script name there)."""
+    tree = Path(getattr(a, "worker_root", None) or root)
+    python = getattr(a, "worker_python", None) or sys.executable
+    return [python, str(tree / "benchmarks" / script)], tree

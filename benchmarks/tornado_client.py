@@ -97,7 +97,7 @@ if str(HERE) not in sys.path:
 
 import _diag  # noqa: E402
 import _floor  # noqa: E402
-from _parent import add_broker_arguments, installed, setup_client  # noqa: E402
+from _parent import add_broker_arguments, installed, setup_client, source_state, worker  # noqa: E402
 from _rpc import BODY_64, call_in_turn  # noqa: E402
 
 CLIENTS = ("txamqp091", "pika", "aiopika")
@@ -998,32 +998,6 @@ def wait_for_idle(threshold: float, max_wait: float) -> float | None:
             return idle
 
 
-def source_state(root: Path = ROOT) -> dict[str, Any]:
-    """Which txamqp091 code was measured: git HEAD, dirty flag, digest of the package
-    sources, of the checkout at ``root`` (this one, or compare.py's --baseline)."""
-    import hashlib
-
-    digest = hashlib.sha1()
-    for path in sorted((root / "txamqp091").rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
-    state: dict[str, Any] = {"source_sha1": digest.hexdigest()[:12]}
-    try:
-        state["git_head"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "txamqp091"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        state["git_dirty"] = bool(dirty)
-    except OSError:
-        pass
-    return state
-
-
 def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict[str, Any]:
     n = scaled(scenario, a.scale)
     queue = f"bench.tornado.{scenario}.{client}.{uuid.uuid4().hex[:8]}"
@@ -1040,12 +1014,9 @@ def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict
         return result
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         out = tmp.name
-    # The worker of this checkout, or of another one (compare.py --baseline: its own
-    # interpreter and tree, the same script name).
-    root = Path(getattr(a, "worker_root", None) or ROOT)
+    head, root = worker(a, ROOT, Path(__file__).name)
     cmd = [
-        getattr(a, "worker_python", None) or sys.executable,
-        str(root / "benchmarks" / Path(__file__).name),
+        *head,
         "--worker", scenario,
         "--client", client,
         "--queue", queue,
@@ -1366,7 +1337,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch": a.batch,
             "rpc_responder": a.rpc_responder,
             "cpus": os.cpu_count(),
-            **source_state(),
+            **source_state(ROOT),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         Path(a.json).write_text(

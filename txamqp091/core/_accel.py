@@ -208,16 +208,21 @@ def install_bare_waiter(cls: type, init: Callable[..., Any]) -> bool:
     return True
 
 
+def _install_method(cls: type, name: str, installer: str, *args: Any) -> bool:
+    """``cls.name = speedups.<installer>(cls, *args)`` (a C method descriptor for
+    ``cls``), and whether it did: nothing without the accelerator."""
+    if speedups is None:
+        return False
+    type.__setattr__(cls, name, getattr(speedups, installer)(cls, *args))
+    return True
+
+
 def install_deferred_await(cls: type, deferred_await: Callable[..., Any], failure: type) -> bool:
     """Give ``cls`` (LeanDeferred: ``twisted._deferred`` calls this) a C ``__await__``
     that does what ``deferred_await`` (Twisted's ``Deferred.__await__``, a generator)
     does, without its Python frame on each ``await`` and each resumption, and say
     whether it did. A ``failure`` result is left to ``deferred_await`` itself."""
-    if speedups is None:
-        return False
-    method = speedups.install_deferred_await(cls, deferred_await, failure)
-    type.__setattr__(cls, "__await__", method)
-    return True
+    return _install_method(cls, "__await__", "install_deferred_await", deferred_await, failure)
 
 
 def install_try_resolve(cls: type, try_resolve: Callable[..., Any], *context: Any) -> bool:
@@ -226,11 +231,7 @@ def install_try_resolve(cls: type, try_resolve: Callable[..., Any], *context: An
     Python ``try_resolve`` for everything else, and say whether it did. ``context``
     is what the C one needs of Twisted and of the runtime module, in the order
     ``_speedups_resume.h`` lists."""
-    if speedups is None:
-        return False
-    method = speedups.install_try_resolve(cls, try_resolve, *context)
-    type.__setattr__(cls, "try_resolve", method)
-    return True
+    return _install_method(cls, "try_resolve", "install_try_resolve", try_resolve, *context)
 
 
 def install_flush(cls: type, core: type, data_to_send: Callable[..., Any], frame: bytes) -> bool:
@@ -238,11 +239,7 @@ def install_flush(cls: type, core: type, data_to_send: Callable[..., Any], frame
     that does what its Python one does, and ``data_to_send`` (``core``'s) inline for a
     core of that class (``frame`` is the heartbeat frame, which alone is not traffic);
     say whether it did."""
-    if speedups is None:
-        return False
-    method = speedups.install_flush(cls, core, data_to_send, frame)
-    type.__setattr__(cls, "_flush", method)
-    return True
+    return _install_method(cls, "_flush", "install_flush", core, data_to_send, frame)
 
 
 def bare_waiter_factory() -> Callable[[], Any] | None:

@@ -1060,17 +1060,24 @@ static PyObject *tx_plain_properties(PyObject *self, PyObject *p)
 
 /* ---------------------------------------------------------------- ChannelBase.basic_publish */
 
-/* The attributes client_publish looks up (on the channel's connection, its core and
- * the runtime) and those new_waiter reads and sets, interned once by intern_attrs(). */
+/* The attribute names the C code looks up by name: client_publish (on the channel's
+ * connection, its core and the runtime), the waiters (Deferred's own), and the
+ * included await, try_resolve and flush; interned once by intern_attrs(). A_HELD is
+ * both the connection's held publishes and the runtime's held waiters. */
 enum {
     A_HELD, A_WRITE_PAUSED, A_CORE, A_IS_BLOCKED, A_SEND_FIRST, A_RECEIVING, A_FLUSH_SCHEDULED,
     A_UNFLUSHED, A_FLUSH_THRESHOLD, A_FLUSH, A_PUBLISHED, A_SUCCEEDED, A_FAILED, A_PUBLISH,
-    A_INIT, A_DEBUG, A_CALLBACKS, A_CANCELLER, A_CALLED, A_RESULT, A_COUNT
+    A_INIT, A_DEBUG, A_CALLBACKS, A_CANCELLER, A_CALLED, A_RESULT, A_PAUSED, A_RUNNING,
+    A_RUN_CALLBACKS, A_DEFERRED, A_CALLBACK, A_WAITING_ON, A_FAST_RESUMPTION, A_APPEND, A_OUT,
+    A_HEARTBEAT, A_SENT, A_ENDED, A_RUNTIME, A_WRITE, A_JOIN, A_DATA_TO_SEND, A_COUNT
 };
 static const char *const attr_names[A_COUNT] = {
     "_held", "_write_paused", "_core", "is_blocked", "_send_first", "_receiving",
     "_flush_scheduled", "_unflushed", "flush_threshold", "_flush", "_published", "succeeded",
-    "failed", "publish", "__init__", "debug", "_callbacks", "_canceller", "called", "result"};
+    "failed", "publish", "__init__", "debug", "_callbacks", "_canceller", "called", "result",
+    "paused", "_runningCallbacks", "_runCallbacks", "deferred", "callback", "waitingOn",
+    "FAST_RESUMPTION", "append", "_out", "_heartbeat", "_sent", "_ended", "_runtime", "write",
+    "join", "data_to_send"};
 /* The references client_publish holds while it runs: R_CONN_CORE is the connection's
  * core (core.connection.Connection, for its is_blocked), R_CHANNEL_CORE the channel's
  * (core.channel.Channel, which publishes). */
@@ -1167,6 +1174,39 @@ static inline PyObject *call_attr(PyObject *obj, int name, PyObject *const *args
 {
     PyObject *stack[3] = {obj, nargs > 0 ? args[0] : NULL, nargs > 1 ? args[1] : NULL};
     return PyObject_VectorcallMethod(attr[name], stack, nargs + 1, NULL);
+}
+
+/* obj.<name> is False (1), something else (0), or raised (-1). */
+static inline int attr_is_false(PyObject *obj, int name)
+{
+    PyObject *value = PyObject_GetAttr(obj, attr[name]);
+    if (!value)
+        return -1;
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth < 0 ? -1 : !truth;
+}
+
+/* The exception now set, taken (normalized, with its traceback): a new reference, or
+ * NULL if none is set. Python code may run after this, as in an ``except`` block. */
+static PyObject *take_raised(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb && value)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+/* *slot = value, a reference kept (an installer's: what it was given replaces what an
+ * earlier install kept) */
+static void keep_ref(PyObject **slot, PyObject *value)
+{
+    Py_INCREF(value);
+    Py_XSETREF(*slot, value);
 }
 
 /* The waiter class whose instances new_waiter builds without a Python frame (Twisted's
@@ -1269,10 +1309,8 @@ static PyObject *tx_install_bare_succeeded(PyObject *self, PyObject *args)
         return NULL;
     if (intern_attrs() < 0)
         return NULL;
-    Py_INCREF(cls);
-    Py_XSETREF(bare_value_type, (PyTypeObject *)cls);
-    Py_INCREF(fallback);
-    Py_XSETREF(succeeded_fallback, fallback);
+    keep_ref((PyObject **)&bare_value_type, cls);
+    keep_ref(&succeeded_fallback, fallback);
     Py_RETURN_NONE;
 }
 
@@ -1286,10 +1324,8 @@ static PyObject *tx_install_bare_waiter(PyObject *self, PyObject *args)
         return NULL;
     if (intern_attrs() < 0)
         return NULL;
-    Py_INCREF(init);
-    Py_XSETREF(bare_waiter_init, init);
-    Py_INCREF(cls);
-    Py_XSETREF(bare_waiter_type, (PyTypeObject *)cls);
+    keep_ref(&bare_waiter_init, init);
+    keep_ref((PyObject **)&bare_waiter_type, cls);
     Py_RETURN_NONE;
 }
 
@@ -1391,13 +1427,7 @@ static PyObject *tx_client_publish(PyObject *self, PyObject *const *args, Py_ssi
     if (!seq) {
         if (!PyErr_ExceptionMatches(PyExc_Exception))
             goto done;  /* KeyboardInterrupt and the like go on up, as in Python */
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb && value)
-            PyException_SetTraceback(value, tb);
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
+        PyObject *value = take_raised();
         if (!value)
             goto done;
         result = call_attr(v[R_RUNTIME], A_FAILED, &value, 1);

@@ -23,7 +23,6 @@ typedef struct {
 
 static PyObject *await_fallback = NULL;  /* Deferred.__await__ (Twisted's, pure) */
 static PyObject *failure_type = NULL;    /* twisted.python.failure.Failure */
-static PyObject *str_called = NULL, *str_paused = NULL, *str_result = NULL;
 
 /* One step: PYGEN_NEXT with *out = the Deferred (not fired yet), PYGEN_RETURN with
  * *out = its result, or PYGEN_ERROR with an exception set. */
@@ -35,27 +34,17 @@ static PySendResult await_step(DeferredAwait *it, PyObject **out)
         *out = Py_NewRef(Py_None);
         return PYGEN_RETURN;
     }
-    PyObject *flag = PyObject_GetAttr(d, str_called);
-    if (!flag)
+    /* not d.called or d.paused: nothing to give yet */
+    int waiting = attr_is_false(d, A_CALLED);
+    if (waiting == 0 && (waiting = attr_is_false(d, A_PAUSED)) >= 0)
+        waiting = !waiting;
+    if (waiting < 0)
         return PYGEN_ERROR;
-    int called = PyObject_IsTrue(flag);
-    Py_DECREF(flag);
-    if (called < 0)
-        return PYGEN_ERROR;
-    if (called) {
-        if (!(flag = PyObject_GetAttr(d, str_paused)))
-            return PYGEN_ERROR;
-        int paused = PyObject_IsTrue(flag);
-        Py_DECREF(flag);
-        if (paused < 0)
-            return PYGEN_ERROR;
-        called = !paused;
-    }
-    if (!called) {
+    if (waiting) {
         *out = Py_NewRef(d);
         return PYGEN_NEXT;
     }
-    PyObject *result = PyObject_GetAttr(d, str_result);
+    PyObject *result = PyObject_GetAttr(d, attr[A_RESULT]);
     if (!result)
         return PYGEN_ERROR;
     int failed = PyObject_IsInstance(result, failure_type);
@@ -182,11 +171,7 @@ static PyObject *tx_install_deferred_await(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "install_deferred_await expects Deferred.__await__");
         return NULL;
     }
-    if (PyType_Ready(&DeferredAwaitType) < 0)
-        return NULL;
-    if ((!str_called && !(str_called = PyUnicode_InternFromString("called")))
-        || (!str_paused && !(str_paused = PyUnicode_InternFromString("paused")))
-        || (!str_result && !(str_result = PyUnicode_InternFromString("result"))))
+    if (PyType_Ready(&DeferredAwaitType) < 0 || intern_attrs() < 0)
         return NULL;
     static PyMethodDef await_def = {
         "__await__", (PyCFunction)deferred_await, METH_NOARGS,
@@ -195,9 +180,7 @@ static PyObject *tx_install_deferred_await(PyObject *self, PyObject *args)
     PyObject *descr = PyDescr_NewMethod((PyTypeObject *)cls, &await_def);
     if (!descr)
         return NULL;
-    Py_INCREF(fallback);
-    Py_XSETREF(await_fallback, fallback);
-    Py_INCREF(failure);
-    Py_XSETREF(failure_type, failure);
+    keep_ref(&await_fallback, fallback);
+    keep_ref(&failure_type, failure);
     return descr;
 }

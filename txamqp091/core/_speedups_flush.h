@@ -21,17 +21,12 @@ static PyTypeObject *flush_core_type = NULL; /* core.connection.Connection */
 static PyObject *heartbeat_frame = NULL;     /* frames.HEARTBEAT_FRAME */
 static PyObject *zero = NULL, *empty_bytes = NULL;
 
-enum { F_OUT, F_HEARTBEAT, F_SENT, F_ENDED, F_RUNTIME, F_WRITE, F_JOIN, F_DATA_TO_SEND, F_COUNT };
-static const char *const f_names[F_COUNT] = {"_out", "_heartbeat", "_sent", "_ended", "_runtime",
-                                             "write", "join", "data_to_send"};
-static PyObject *f_attr[F_COUNT];
-
 /* core.data_to_send() as a new reference (NULL: raised): inline when it is the
  * installed method, bound to this core (not another class's, nor one set on the
  * instance); else called. */
 static PyObject *core_data_to_send(PyObject *core)
 {
-    PyObject *method = PyObject_GetAttr(core, f_attr[F_DATA_TO_SEND]);
+    PyObject *method = PyObject_GetAttr(core, attr[A_DATA_TO_SEND]);
     if (!method)
         return NULL;
     if (Py_TYPE(core) != flush_core_type || !PyMethod_Check(method)
@@ -41,7 +36,7 @@ static PyObject *core_data_to_send(PyObject *core)
         Py_DECREF(method);
         return data;
     }
-    PyObject *out = PyObject_GetAttr(core, f_attr[F_OUT]);
+    PyObject *out = PyObject_GetAttr(core, attr[A_OUT]);
     if (!out || !PyList_CheckExact(out)) {
         Py_XDECREF(out);
         PyObject *data = out ? PyObject_CallNoArgs(method) : NULL;
@@ -55,14 +50,14 @@ static PyObject *core_data_to_send(PyObject *core)
         return Py_NewRef(empty_bytes);
     }
     PyObject *data = n == 1 ? Py_NewRef(PyList_GET_ITEM(out, 0))
-                            : PyObject_CallMethodOneArg(empty_bytes, f_attr[F_JOIN], out);
+                            : PyObject_CallMethodOneArg(empty_bytes, attr[A_JOIN], out);
     if (!data || PyList_SetSlice(out, 0, PyList_GET_SIZE(out), NULL) < 0) {
         Py_XDECREF(data);
         Py_DECREF(out);
         return NULL;
     }
     Py_DECREF(out);
-    PyObject *heartbeat = PyObject_GetAttr(core, f_attr[F_HEARTBEAT]);
+    PyObject *heartbeat = PyObject_GetAttr(core, attr[A_HEARTBEAT]);
     if (!heartbeat) {
         Py_DECREF(data);
         return NULL;
@@ -70,7 +65,7 @@ static PyObject *core_data_to_send(PyObject *core)
     int traffic = 0;
     if (heartbeat != Py_None) {
         traffic = PyObject_RichCompareBool(data, heartbeat_frame, Py_NE);
-        if (traffic > 0 && PyObject_SetAttr(heartbeat, f_attr[F_SENT], Py_True) < 0)
+        if (traffic > 0 && PyObject_SetAttr(heartbeat, attr[A_SENT], Py_True) < 0)
             traffic = -1;
     }
     Py_DECREF(heartbeat);
@@ -97,14 +92,14 @@ static PyObject *tx_connection_flush(PyObject *conn, PyObject *unused)
         return NULL;
     int write = PyObject_IsTrue(data);
     if (write > 0) {
-        PyObject *ended = PyObject_GetAttr(conn, f_attr[F_ENDED]);
+        PyObject *ended = PyObject_GetAttr(conn, attr[A_ENDED]);
         write = ended ? PyObject_IsTrue(ended) : -1;
         Py_XDECREF(ended);
         write = write < 0 ? -1 : !write;
     }
     if (write > 0) {
-        PyObject *runtime = PyObject_GetAttr(conn, f_attr[F_RUNTIME]);
-        PyObject *r = runtime ? PyObject_CallMethodOneArg(runtime, f_attr[F_WRITE], data) : NULL;
+        PyObject *runtime = PyObject_GetAttr(conn, attr[A_RUNTIME]);
+        PyObject *r = runtime ? PyObject_CallMethodOneArg(runtime, attr[A_WRITE], data) : NULL;
         Py_XDECREF(runtime);
         Py_XDECREF(r);
         write = r ? 1 : -1;
@@ -125,9 +120,6 @@ static PyObject *tx_install_flush(PyObject *self, PyObject *args)
         return NULL;
     if (intern_attrs() < 0)
         return NULL;
-    for (int i = 0; i < F_COUNT; i++)
-        if (!f_attr[i] && !(f_attr[i] = PyUnicode_InternFromString(f_names[i])))
-            return NULL;
     if ((!zero && !(zero = PyLong_FromLong(0)))
         || (!empty_bytes && !(empty_bytes = PyBytes_FromStringAndSize(NULL, 0))))
         return NULL;
@@ -138,11 +130,8 @@ static PyObject *tx_install_flush(PyObject *self, PyObject *args)
     PyObject *descr = PyDescr_NewMethod((PyTypeObject *)cls, &flush_def);
     if (!descr)
         return NULL;
-    Py_INCREF(core_cls);
-    Py_XSETREF(flush_core_type, (PyTypeObject *)core_cls);
-    Py_INCREF(data_to_send);
-    Py_XSETREF(pure_data_to_send, data_to_send);
-    Py_INCREF(frame);
-    Py_XSETREF(heartbeat_frame, frame);
+    keep_ref((PyObject **)&flush_core_type, core_cls);
+    keep_ref(&pure_data_to_send, data_to_send);
+    keep_ref(&heartbeat_frame, frame);
     return descr;
 }

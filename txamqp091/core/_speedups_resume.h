@@ -20,7 +20,7 @@
  * Every other case (held waiters, another waiter or value type, a paused or debugged
  * Deferred, more callbacks, a generator under inlineCallbacks, FAST_RESUMPTION off in
  * twisted/_deferred... as the runtime module reads it) calls the Python try_resolve,
- * which stays the reference: tests/twisted_adapter/test_c_resume.py runs both. */
+ * which stays the reference: tests/twisted_adapter/test_lean_deferred.py runs both. */
 
 static PyObject *pure_try_resolve = NULL;    /* DeferredRuntime.try_resolve (Python) */
 static PyTypeObject *lean_type = NULL;       /* LeanDeferred */
@@ -31,41 +31,10 @@ static PyObject *no_keywords = NULL;         /* Twisted's empty mappingproxy */
 static PyObject *runtime_globals = NULL;     /* twisted/runtime.py's globals */
 static PyObject *resume_yielded = NULL, *coroutine_raised = NULL, *resolve_raised = NULL;
 
-enum { T_CALLED, T_PAUSED, T_DEBUG, T_CALLBACKS, T_CANCELLER, T_RESULT, T_RUNNING, T_RUN_CALLBACKS,
-       T_HELD, T_DEFERRED, T_CALLBACK, T_WAITING_ON, T_FAST, T_APPEND, T_COUNT };
-static const char *const t_names[T_COUNT] = {
-    "called", "paused", "debug", "_callbacks", "_canceller", "result", "_runningCallbacks",
-    "_runCallbacks", "_held", "deferred", "callback", "waitingOn", "FAST_RESUMPTION", "append"};
-static PyObject *t_attr[T_COUNT];
-
-/* obj.<name> is False (1), something else (0), or raised (-1). */
-static inline int attr_is_false(PyObject *obj, int name)
-{
-    PyObject *value = PyObject_GetAttr(obj, t_attr[name]);
-    if (!value)
-        return -1;
-    int truth = PyObject_IsTrue(value);
-    Py_DECREF(value);
-    return truth < 0 ? -1 : !truth;
-}
-
-/* The exception now set, taken (normalized, with its traceback): a new reference, or
- * NULL if none is set. Python code may run after this, as in an ``except`` block. */
-static PyObject *take_raised(void)
-{
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb && value)
-        PyException_SetTraceback(value, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-}
-
-/* fn(arg, exc) for the exception now set, taken: what the Python code's ``except
- * BaseException as exc:`` block calls (the helpers take the exception itself, so that
- * no handled-exception state of the caller's frame is touched). */
+/* fn(arg, exc) for an exception taken by take_raised (None if there was none): what
+ * the Python code's ``except BaseException as exc:`` block calls (the helpers take the
+ * exception itself, so that no handled-exception state of the caller's frame is
+ * touched). */
 static PyObject *call_with_raised(PyObject *fn, PyObject *arg, PyObject *exc)
 {
     if (!exc)
@@ -81,9 +50,9 @@ static int resumed(PySendResult status, PyObject *outcome, PyObject *args)
     PyObject *gen = PyTuple_GET_ITEM(args, 1), *cstatus = PyTuple_GET_ITEM(args, 2);
     PyObject *r = NULL;
     if (status == PYGEN_RETURN) {
-        PyObject *d = PyObject_GetAttr(cstatus, t_attr[T_DEFERRED]);
+        PyObject *d = PyObject_GetAttr(cstatus, attr[A_DEFERRED]);
         if (d) {
-            r = PyObject_CallMethodOneArg(d, t_attr[T_CALLBACK], outcome);
+            r = PyObject_CallMethodOneArg(d, attr[A_CALLBACK], outcome);
             Py_DECREF(d);
         }
         Py_DECREF(outcome);
@@ -95,7 +64,7 @@ static int resumed(PySendResult status, PyObject *outcome, PyObject *args)
         PyTypeObject *kind = Py_TYPE(outcome);
         int unfired = 0;
         if (kind == lean_type || kind == deferred_type) {
-            unfired = attr_is_false(outcome, T_CALLED);
+            unfired = attr_is_false(outcome, A_CALLED);
             if (unfired < 0) {
                 Py_DECREF(outcome);
                 return -1;
@@ -104,7 +73,7 @@ static int resumed(PySendResult status, PyObject *outcome, PyObject *args)
         if (unfired) {
             /* What _inlineCallbacks' addBoth(_gotResultInlineCallbacks, waiting, gen,
              * status, context) does to a Deferred that has not fired, then waits. */
-            PyObject *callbacks = PyObject_GetAttr(outcome, t_attr[T_CALLBACKS]);
+            PyObject *callbacks = PyObject_GetAttr(outcome, attr[A_CALLBACKS]);
             PyObject *waiting = NULL, *cargs = NULL, *call = NULL, *pair = NULL;
             if (callbacks && (waiting = PyList_New(2))) {
                 PyList_SET_ITEM(waiting, 0, Py_NewRef(Py_False));
@@ -117,12 +86,12 @@ static int resumed(PySendResult status, PyObject *outcome, PyObject *args)
                     if (PyList_CheckExact(callbacks)) {
                         appended = PyList_Append(callbacks, pair);
                     } else {
-                        PyObject *a = PyObject_CallMethodOneArg(callbacks, t_attr[T_APPEND], pair);
+                        PyObject *a = PyObject_CallMethodOneArg(callbacks, attr[A_APPEND], pair);
                         appended = a ? 0 : -1;
                         Py_XDECREF(a);
                     }
                     if (appended == 0
-                        && PyObject_SetAttr(cstatus, t_attr[T_WAITING_ON], outcome) == 0)
+                        && PyObject_SetAttr(cstatus, attr[A_WAITING_ON], outcome) == 0)
                         r = Py_NewRef(Py_None);
                 }
             }
@@ -187,13 +156,13 @@ static PyObject *tx_try_resolve(PyObject *self, PyObject *const *args, Py_ssize_
     PyObject *waiter = args[0], *value = args[1];
     if (Py_TYPE(waiter) != lean_type || Py_TYPE(value) != message_type)
         return pure_resolve(self, waiter, value);
-    PyObject *fast = PyDict_GetItemWithError(runtime_globals, t_attr[T_FAST]);
+    PyObject *fast = PyDict_GetItemWithError(runtime_globals, attr[A_FAST_RESUMPTION]);
     if (fast != Py_True) {
         if (PyErr_Occurred())
             return NULL;
         return pure_resolve(self, waiter, value);
     }
-    PyObject *held = PyObject_GetAttr(self, t_attr[T_HELD]);
+    PyObject *held = PyObject_GetAttr(self, attr[A_HELD]);
     if (!held)
         return NULL;
     int holding = held != Py_None;
@@ -201,14 +170,14 @@ static PyObject *tx_try_resolve(PyObject *self, PyObject *const *args, Py_ssize_
     if (holding)
         return pure_resolve(self, waiter, value);
     int plain;
-    if ((plain = attr_is_false(waiter, T_CALLED)) <= 0
-        || (plain = attr_is_false(waiter, T_PAUSED)) <= 0
-        || (plain = attr_is_false(waiter, T_DEBUG)) <= 0) {
+    if ((plain = attr_is_false(waiter, A_CALLED)) <= 0
+        || (plain = attr_is_false(waiter, A_PAUSED)) <= 0
+        || (plain = attr_is_false(waiter, A_DEBUG)) <= 0) {
         if (plain < 0)
             return NULL;
         return pure_resolve(self, waiter, value);
     }
-    PyObject *callbacks = PyObject_GetAttr(waiter, t_attr[T_CALLBACKS]);
+    PyObject *callbacks = PyObject_GetAttr(waiter, attr[A_CALLBACKS]);
     if (!callbacks)
         return NULL;
     PyObject *rargs = lone_resumption(callbacks);
@@ -220,9 +189,9 @@ static PyObject *tx_try_resolve(PyObject *self, PyObject *const *args, Py_ssize_
     /* LeanDeferred.callback's start for a lone pair. */
     if (PyList_SetSlice(callbacks, 0, PyList_GET_SIZE(callbacks), NULL) < 0
         || PyObject_SetAttr(waiter, attr[A_CANCELLER], Py_None) < 0
-        || PyObject_SetAttr(waiter, t_attr[T_CALLED], Py_True) < 0
-        || PyObject_SetAttr(waiter, t_attr[T_RESULT], value) < 0
-        || PyObject_SetAttr(waiter, t_attr[T_RUNNING], Py_True) < 0)
+        || PyObject_SetAttr(waiter, attr[A_CALLED], Py_True) < 0
+        || PyObject_SetAttr(waiter, attr[A_RESULT], value) < 0
+        || PyObject_SetAttr(waiter, attr[A_RUNNING], Py_True) < 0)
         goto error;
     {
         PyObject *context = PyTuple_GET_ITEM(rargs, 3), *outcome = NULL;
@@ -236,13 +205,9 @@ static PyObject *tx_try_resolve(PyObject *self, PyObject *const *args, Py_ssize_
         }
         if (resumed(status, outcome, rargs) < 0) {
             /* try_resolve's ``except BaseException as exc:``: the exception taken
-             * first (no Python code runs with one pending), then the waiter keeps
-             * its Failure. */
+             * first (no Python code runs with one pending), then the waiter is no
+             * longer running and keeps its Failure (_resolve_raised). */
             PyObject *exc = take_raised();
-            if (PyObject_SetAttr(waiter, t_attr[T_RUNNING], Py_False) < 0) {
-                Py_XDECREF(exc);
-                goto error;
-            }
             PyObject *r = call_with_raised(resolve_raised, waiter, exc);
             Py_XDECREF(exc);
             if (!r)
@@ -251,11 +216,11 @@ static PyObject *tx_try_resolve(PyObject *self, PyObject *const *args, Py_ssize_
             goto done;
         }
     }
-    if (PyObject_SetAttr(waiter, t_attr[T_RUNNING], Py_False) < 0
-        || PyObject_SetAttr(waiter, t_attr[T_RESULT], Py_None) < 0)
+    if (PyObject_SetAttr(waiter, attr[A_RUNNING], Py_False) < 0
+        || PyObject_SetAttr(waiter, attr[A_RESULT], Py_None) < 0)
         goto error;
     if (PyList_GET_SIZE(callbacks)) {  /* added while the coroutine ran */
-        PyObject *r = PyObject_CallMethodNoArgs(waiter, t_attr[T_RUN_CALLBACKS]);
+        PyObject *r = PyObject_CallMethodNoArgs(waiter, attr[A_RUN_CALLBACKS]);
         if (!r)
             goto error;
         Py_DECREF(r);
@@ -284,9 +249,6 @@ static PyObject *tx_install_try_resolve(PyObject *self, PyObject *args)
         return NULL;
     if (intern_attrs() < 0)
         return NULL;
-    for (int i = 0; i < T_COUNT; i++)
-        if (!t_attr[i] && !(t_attr[i] = PyUnicode_InternFromString(t_names[i])))
-            return NULL;
     static PyMethodDef try_resolve_def = {
         "try_resolve", (PyCFunction)(void (*)(void))tx_try_resolve, METH_FASTCALL,
         "Resolve the waiter unless it is done; say whether it was resolved (C accelerator "
@@ -298,9 +260,7 @@ static PyObject *tx_install_try_resolve(PyObject *self, PyObject *args)
     PyObject **slots[] = {&pure_try_resolve, (PyObject **)&lean_type, (PyObject **)&deferred_type,
                           (PyObject **)&message_type, &got_result, &no_keywords, &runtime_globals,
                           &resume_yielded, &coroutine_raised, &resolve_raised};
-    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
-        Py_INCREF(keep[i]);
-        Py_XSETREF(*slots[i], keep[i]);
-    }
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+        keep_ref(slots[i], keep[i]);
     return descr;
 }

@@ -204,7 +204,6 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
                             else:
                                 _RESUME(value, args[1], args[2], args[3])
                         except BaseException as exc:
-                            waiter._runningCallbacks = False
                             _resolve_raised(waiter, exc)
                             return True
                         waiter._runningCallbacks = False
@@ -323,8 +322,9 @@ class DeferredRuntime(Runtime[Deferred[Any]]):
 
 def _resolve_raised(waiter: Deferred[Any], exc: BaseException) -> None:
     """try_resolve's ``except BaseException as exc:`` (the C one calls it there too):
-    what resuming the coroutine raised past its Deferreds is the waiter's result, a
-    Failure, and the callbacks added meanwhile see it."""
+    the waiter's callbacks no longer run, what resuming the coroutine raised past its
+    Deferreds is its result, a Failure, and the callbacks added meanwhile see it."""
+    waiter._runningCallbacks = False
     waiter.result = failure_of(exc)
     waiter._runCallbacks()
 

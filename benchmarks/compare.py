@@ -320,6 +320,81 @@ def against_baseline(round_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+#: Each adapter row's framework floor (_floor.py): the same round trip on the same loop
+#: with no txamqp091 code, what any client on that framework pays.
+ADAPTER_FLOOR = {"txamqp091-twisted": "twisted-floor", "txamqp091-tornado": "asyncio-floor"}
+
+
+def against_floor(round_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per rpc adapter row (and its --baseline twin) that ran in a round with its
+    framework's floor: the median and range over those rounds of its p50 / the floor's
+    ("ratio"), its p50 - the floor's in µs ("diff") and its CPU per call / the floor's
+    ("cpu"); with the floor's own p50 / C ("floor_to_c"). The issue's rpc target is a
+    ratio to C, which the floor alone may not meet on a slow or busy machine: this is
+    the part of the round trip that txamqp091's code adds."""
+    found: dict[str, dict[str, list[float]]] = {}
+    for rd in round_list:
+        if rd["scenario"] != "rpc":
+            continue
+        for row, entry in rd["rows"].items():
+            floor = rd["rows"].get(ADAPTER_FLOOR.get(base_row(row), ""))
+            if floor is None or "error" in entry or "error" in floor:
+                continue
+            values = found.setdefault(row, {"ratio": [], "diff": [], "cpu": [], "floor_to_c": []})
+            for name, value in (
+                ("ratio", ratio_of(entry, floor, "p50_us")),
+                ("cpu", ratio_of(entry, floor, "cpu_us_per_msg")),
+                ("floor_to_c", floor.get("ratio_to_c")),
+            ):
+                if value is not None:
+                    values[name].append(value)
+            if entry.get("p50_us") is not None and floor.get("p50_us") is not None:
+                values["diff"].append(entry["p50_us"] - floor["p50_us"])
+    out = []
+    for row, values in found.items():
+        item: dict[str, Any] = {"row": row, "floor": ADAPTER_FLOOR[base_row(row)]}
+        for name, got in values.items():
+            if got:
+                item[name] = {
+                    "median": statistics.median(got),
+                    "min": min(got),
+                    "max": max(got),
+                    "rounds": len(got),
+                }
+        out.append(item)
+    return out
+
+
+def floor_text(found: list[dict[str, Any]]) -> str:
+    if not found:
+        return ""
+    lines = [
+        "\nrpc against the framework floors: median (range) over the rounds of the row / its "
+        "floor in the same round"
+    ]
+    for item in found:
+        cells = {}
+        for name, spec in (
+            ("ratio", ".3f"),
+            ("diff", ".0f"),
+            ("cpu", ".3f"),
+            ("floor_to_c", ".2f"),
+        ):
+            v = item.get(name)
+            unit = " µs" if name == "diff" else "x"
+            cells[name] = (
+                "-"
+                if v is None
+                else f"{v['median']:{spec}}{unit} ({v['min']:{spec}}-{v['max']:{spec}})"
+            )
+        lines.append(
+            f"  {item['row']:<19} / {item['floor']:<14} p50 {cells['ratio']:<22} "
+            f"p50 - floor {cells['diff']:<18} CPU/call {cells['cpu']:<22} "
+            f"floor p50 / C {cells['floor_to_c']}"
+        )
+    return "\n".join(lines)
+
+
 def baseline_text(found: list[dict[str, Any]], baseline: str) -> str:
     if not found:
         return ""
@@ -729,6 +804,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(summary, rows, scenarios))
     found = verdicts(summary, round_list)
     print(verdict_text(found))
+    floors = against_floor(round_list)
+    if floors:
+        print(floor_text(floors))
     compared = against_baseline(round_list) if a.baseline else []
     if compared:
         print(baseline_text(compared, a.baseline))
@@ -757,6 +835,7 @@ def main(argv: list[str] | None = None) -> int:
                     "summary": summary,
                     "targets": found,
                     "against_baseline": compared,
+                    "against_floor": floors,
                     "rounds": round_list,
                     "clean_paired": clean,
                     "runs": runs,

@@ -192,6 +192,47 @@ def test_rpc_pairs_also_the_difference_to_c(compare: ModuleType) -> None:
     assert text.splitlines()[-1].split()[-1] == "60"
 
 
+def test_rpc_adapters_are_paired_with_their_framework_floor(compare: ModuleType) -> None:
+    """Each adapter row (and its --baseline twin) against its own loop's floor in the
+    same round; a round without that floor, or where either failed, is left out."""
+    runs = [
+        _run("c-ceiling", 0, 100.0, 10.0),
+        _run("twisted-floor", 0, 120.0, 20.0),
+        _run("txamqp091-twisted", 0, 132.0, 30.0),
+        _run("txamqp091-twisted@baseline", 0, 144.0, 40.0),
+        _run("asyncio-floor", 0, 110.0, 20.0),
+        _run("txamqp091-tornado", 0, 121.0, 25.0),
+        _run("c-ceiling", 1, 200.0, 10.0),  # a slow round: everything moved alike
+        _run("twisted-floor", 1, 250.0, 20.0),
+        _run("txamqp091-twisted", 1, 300.0, 40.0),
+        _run("txamqp091-twisted@baseline", 1, 275.0, 40.0),
+        {**_run("asyncio-floor", 1, 1.0, 1.0), "error": "worker died"},
+        _run("txamqp091-tornado", 1, 500.0, 25.0),
+        _run("txamqp091-tornado", 2, 500.0, 25.0),  # no floor in this round
+        _run("c-ceiling", 0, 100.0, 10.0, scenario="consume"),
+        _run("txamqp091-twisted", 0, 100.0, 10.0, scenario="consume"),
+    ]
+    found = {item["row"]: item for item in compare.against_floor(compare.rounds(runs))}
+    assert set(found) == {"txamqp091-twisted", "txamqp091-twisted@baseline", "txamqp091-tornado"}
+    twisted = found["txamqp091-twisted"]
+    assert twisted["floor"] == "twisted-floor"
+    assert twisted["ratio"]["median"] == pytest.approx((1.1 + 1.2) / 2)
+    assert (twisted["ratio"]["min"], twisted["ratio"]["max"]) == pytest.approx((1.1, 1.2))
+    assert twisted["diff"]["median"] == pytest.approx((12.0 + 50.0) / 2)
+    assert twisted["cpu"]["median"] == pytest.approx(1.75)
+    assert twisted["floor_to_c"]["median"] == pytest.approx((1.2 + 1.25) / 2)
+    baseline = found["txamqp091-twisted@baseline"]
+    assert baseline["floor"] == "twisted-floor" and baseline["ratio"]["rounds"] == 2
+    assert baseline["ratio"]["median"] == pytest.approx((1.2 + 1.1) / 2)
+    tornado = found["txamqp091-tornado"]
+    assert tornado["ratio"]["rounds"] == 1 and tornado["ratio"]["median"] == pytest.approx(1.1)
+    assert tornado["diff"]["median"] == pytest.approx(11.0)
+    text = compare.floor_text(list(found.values()))
+    assert "rpc against the framework floors" in text
+    assert "txamqp091-tornado   / asyncio-floor  p50 1.100x (1.100-1.100)" in text
+    assert compare.floor_text([]) == ""
+
+
 def _speed_run(row: str, rep: int, p50: float, window: tuple[float, float]) -> dict[str, Any]:
     return {**_run(row, rep, p50, 50.0), "epoch_start": window[0], "epoch_stop": window[1]}
 

@@ -807,6 +807,27 @@ def test_take_read_takes_exactly_one_whole_delivery() -> None:
     assert C.take_read(F.method(1, spec.BasicAck(delivery_tag=1)), 4096, 1 << 27, Delivery) is None
 
 
+@requires_c
+def test_take_read_refuses_a_backlog_without_decoding_its_first_delivery() -> None:
+    """A read of several deliveries (a consumer's backlog) is the frame loop's, which
+    decodes each once: take_read tells it from the frame sizes, before building any."""
+    built: list[int] = []
+
+    class Counted(Delivery):  # not registered: take_read calls it for each delivery
+        def __init__(self, *args: Any) -> None:
+            built.append(1)
+            Delivery.__init__(self, *args)
+
+    one = F.deliver(1, "c", 7, b"body", spec.BasicProperties(correlation_id="1"))
+    empty = F.deliver(1, "c", 8, b"")
+    for backlog in (one + one, one + empty, empty + one, empty + empty, one + F.heartbeat()):
+        assert C.take_read(backlog, 4096, 1 << 27, Counted) is None
+    assert built == []
+    assert C.take_read(one, 4096, 1 << 27, Counted)[1].delivery_tag == 7
+    assert C.take_read(empty, 4096, 1 << 27, Counted)[1].delivery_tag == 8
+    assert built == [1, 1]
+
+
 # -- deliveries built by the decoder (register_delivery_class) -------------------------
 
 

@@ -341,6 +341,17 @@ static PyObject *tx_take_read(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (channel_id == 0 || size < 4 || size + 8 > frame_max || end >= len || b[end] != 0xCE
         || rd16(b + 7) != 60 || rd16(b + 9) != 60)
         Py_RETURN_NONE;
+    /* The frames' sizes must add up to the read (a content header, then at most one
+     * body frame) before anything is decoded: a read of a consumer's backlog starts
+     * with a whole delivery too, which would be decoded here only to be dropped and
+     * decoded again by the frame loop. */
+    Py_ssize_t next = end + 1;
+    if (len - next < 8 || b[next] != 2)
+        Py_RETURN_NONE;
+    next += 8 + (Py_ssize_t)rd32(b + next + 3);
+    if (next != len
+        && (next > len - 8 || b[next] != 3 || next + 8 + (Py_ssize_t)rd32(b + next + 3) != len))
+        Py_RETURN_NONE;
     Py_ssize_t limit = frame_max;
     if (max_size < PY_SSIZE_T_MAX - 8 && max_size + 8 < limit)
         limit = max_size + 8;

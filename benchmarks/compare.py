@@ -289,6 +289,16 @@ def medians(runs: list[dict[str, Any]], row: str, scenario: str) -> dict[str, An
     return out
 
 
+def spread(values: list[float]) -> dict[str, Any]:
+    """The median, range and count of per-round values (one row's ratios to a reference)."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "rounds": len(values),
+    }
+
+
 def against_baseline(round_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per scenario and txamqp091 row that ran with its --baseline twin: the median and
     range of the same-round ratios this / baseline of the scenario's figure ("ratio")
@@ -310,12 +320,7 @@ def against_baseline(round_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
         item: dict[str, Any] = {"scenario": scenario, "row": row, "figure": figure_key(scenario)}
         for name, values in ratios.items():
             if values:
-                item[name] = {
-                    "median": statistics.median(values),
-                    "min": min(values),
-                    "max": max(values),
-                    "rounds": len(values),
-                }
+                item[name] = spread(values)
         out.append(item)
     return out
 
@@ -355,12 +360,7 @@ def against_floor(round_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
         item: dict[str, Any] = {"row": row, "floor": ADAPTER_FLOOR[base_row(row)]}
         for name, got in values.items():
             if got:
-                item[name] = {
-                    "median": statistics.median(got),
-                    "min": min(got),
-                    "max": max(got),
-                    "rounds": len(got),
-                }
+                item[name] = spread(got)
         out.append(item)
     return out
 

@@ -299,6 +299,13 @@ def spread(values: list[float]) -> dict[str, Any]:
     }
 
 
+def spread_cell(v: dict[str, Any] | None, median: str, bounds: str, unit: str = "x") -> str:
+    """A :func:`spread` as a report cell, "median (min-max)", or "-" when it is missing."""
+    if v is None:
+        return "-"
+    return f"{v['median']:{median}}{unit} ({v['min']:{bounds}}-{v['max']:{bounds}})"
+
+
 def against_baseline(round_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per scenario and txamqp091 row that ran with its --baseline twin: the median and
     range of the same-round ratios this / baseline of the scenario's figure ("ratio")
@@ -346,15 +353,15 @@ def against_floor(round_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if floor is None or "error" in entry or "error" in floor:
                 continue
             values = found.setdefault(row, {"ratio": [], "diff": [], "cpu": [], "floor_to_c": []})
+            p50, floor_p50 = entry.get("p50_us"), floor.get("p50_us")
             for name, value in (
                 ("ratio", ratio_of(entry, floor, "p50_us")),
+                ("diff", None if p50 is None or floor_p50 is None else p50 - floor_p50),
                 ("cpu", ratio_of(entry, floor, "cpu_us_per_msg")),
                 ("floor_to_c", floor.get("ratio_to_c")),
             ):
                 if value is not None:
                     values[name].append(value)
-            if entry.get("p50_us") is not None and floor.get("p50_us") is not None:
-                values["diff"].append(entry["p50_us"] - floor["p50_us"])
     out = []
     for row, values in found.items():
         item: dict[str, Any] = {"row": row, "floor": ADAPTER_FLOOR[base_row(row)]}
@@ -380,13 +387,8 @@ def floor_text(found: list[dict[str, Any]]) -> str:
             ("cpu", ".3f"),
             ("floor_to_c", ".2f"),
         ):
-            v = item.get(name)
             unit = " µs" if name == "diff" else "x"
-            cells[name] = (
-                "-"
-                if v is None
-                else f"{v['median']:{spec}}{unit} ({v['min']:{spec}}-{v['max']:{spec}})"
-            )
+            cells[name] = spread_cell(item.get(name), spec, spec, unit)
         lines.append(
             f"  {item['row']:<19} / {item['floor']:<14} p50 {cells['ratio']:<22} "
             f"p50 - floor {cells['diff']:<18} CPU/call {cells['cpu']:<22} "
@@ -405,10 +407,7 @@ def baseline_text(found: list[dict[str, Any]], baseline: str) -> str:
     for item in found:
         cells = []
         for name in ("ratio", "cpu"):
-            v = item.get(name)
-            cells.append(
-                "-" if v is None else f"{v['median']:.3f}x ({v['min']:.2f}-{v['max']:.2f})"
-            )
+            cells.append(spread_cell(item.get(name), ".3f", ".2f"))
         label = "p50" if item["figure"] == "p50_us" else item["figure"]
         lines.append(
             f"  {item['scenario']:<8} {item['row']:<19} {label} {cells[0]:<22} CPU/msg {cells[1]}"

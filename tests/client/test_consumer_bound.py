@@ -199,6 +199,25 @@ def test_the_connection_wide_bound_still_holds_many_consumers(driver: Any) -> No
     assert not driver.paused
 
 
+def test_what_get_takes_leaves_the_connection_wide_count(driver: Any) -> None:
+    # Delivery and get() each move the connection's count on their fast path (reading
+    # on, under both bounds): a count that only grew would stop the reading by the
+    # second round here, though nothing stays buffered.
+    driver.conn.max_buffered, driver.conn.resume_buffered = 12, 6
+    consumer = consume(driver, "steady")
+    for round_ in range(4):
+        fill(driver, "steady", 10, start=10 * round_)
+        assert len(consumer._buffer) == 10 and not driver.paused
+        assert take(driver, consumer, 10) == [
+            b"%d" % n for n in range(10 * round_, 10 * round_ + 10)
+        ]
+        assert not driver.paused
+    fill(driver, "steady", 12, start=40)
+    assert driver.paused  # the bound itself still holds
+    take(driver, consumer, 12)
+    assert not driver.paused
+
+
 def test_a_cancelled_consumer_over_its_bound_lets_the_others_read(driver: Any) -> None:
     other = consume(driver, "other")
     full = consume(driver, "full", bound=3)

@@ -28,7 +28,7 @@ from ..exceptions import (
 from ..message import Message, ReturnedMessage
 from .api import ChannelAPI, documented_by
 from .channel_base import ConnectionHooks
-from .consumer import ConsumerLogic, message_callback, new_consumer_tag
+from .consumer import BufferCount, ConsumerLogic, message_callback, new_consumer_tag
 from .declaring import DeclaringChannel
 from .runtime import W
 from .streams import check_stream_consume
@@ -50,6 +50,9 @@ class ChannelLogic(DeclaringChannel[W]):
         #: ConsumerOwner): the connection's own count, this channel's for ever, so a
         #: buffered delivery and its get() each cost no forwarding call.
         self._buffered_changed: Callable[..., None] = conn._buffered_changed
+        #: The same count, read and written inline by the consumers' get() and by
+        #: _on_delivery (their fast paths).
+        self._fixed_buffer_count: BufferCount | None = conn
 
     # -- consuming ---------------------------------------------------------------------------
 
@@ -350,6 +353,22 @@ class ChannelLogic(DeclaringChannel[W]):
                 while getters:
                     if try_resolve(getters.popleft(), message):
                         return
+            else:
+                # Consumer._deliver's buffering under both bounds, with the fast path of
+                # the connection's count (ConnectionLogic._buffered_changed), inline: a
+                # consumer loop's backlog, most deliveries, without those two calls. The
+                # consumer's count is this channel's connection's (see __init__).
+                buffer = consumer._buffer
+                conn = self._conn
+                buffered = conn._buffered + 1
+                if (
+                    len(buffer) + 1 < consumer.max_buffered
+                    and buffered < conn.max_buffered
+                    and not conn._reading_paused
+                ):
+                    buffer.append(message)
+                    conn._buffered = buffered
+                    return
         consumer._deliver(message)
 
     def _on_returned(self, event: Returned) -> None:

@@ -56,6 +56,11 @@ class ConnectionHooks(Protocol[W]):
     _receiving: bool
     _flush_scheduled: bool
     _unflushed: int
+    # Read and written by ChannelLogic._on_delivery's inline buffering (the fast path of
+    # _buffered_changed).
+    max_buffered: int
+    _buffered: int
+    _reading_paused: bool
 
     @property
     def _held(self) -> Sized: ...

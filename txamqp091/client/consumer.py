@@ -15,10 +15,22 @@ from .api import ConsumerAPI, documented_by
 from .runtime import Runtime, TimerHandle, W
 
 
+class BufferCount(Protocol):
+    """The count of buffered deliveries a connection keeps (``ConnectionLogic``): what
+    a consumer's ``get()`` reads and writes on its fast path."""
+
+    max_buffered: int
+    _buffered: int
+    _reading_paused: bool
+
+
 class ConsumerOwner(Protocol[W]):
     """What a consumer needs of its channel (a plain or a surviving one)."""
 
     _runtime: Runtime[W]
+    #: The connection whose count ``_buffered_changed`` keeps, when that is one for good
+    #: (a plain channel's); None when it moves (a surviving channel's current one).
+    _fixed_buffer_count: BufferCount | None
 
     def _buffered_changed(
         self, delta: int, consumer: object = None, consumer_full: bool = False
@@ -27,7 +39,13 @@ class ConsumerOwner(Protocol[W]):
     def _cancel_consumer(self, consumer: Any) -> W: ...
 
 
-__all__ = ["ConsumerLogic", "message_callback", "new_consumer_tag", "threaded_callback"]
+__all__ = [
+    "BufferCount",
+    "ConsumerLogic",
+    "message_callback",
+    "new_consumer_tag",
+    "threaded_callback",
+]
 
 _Self = TypeVar("_Self", bound="ConsumerLogic[Any]")
 
@@ -73,6 +91,8 @@ class ConsumerLogic(Generic[W]):
     ) -> None:
         self._channel = channel
         self._runtime = channel._runtime
+        #: The count get()'s fast path takes a message off (see ConsumerOwner).
+        self._buffer_count = channel._fixed_buffer_count
         #: Makes what ``create_waiter()`` makes, without its Python frame (each ``get()``
         #: that waits: every RPC reply).
         self._new_waiter = self._runtime.waiter_factory()
@@ -171,7 +191,16 @@ class ConsumerLogic(Generic[W]):
             message = self._buffer.popleft()
             if self._full:
                 self._took(1)
-            else:  # what _took(1) does then, without its call (every buffered message)
+            else:
+                # What _took(1) does then, without its call (every buffered message), and
+                # on a plain channel the fast path of the connection's _buffered_changed,
+                # without that call either: reading on, under the bound.
+                count = self._buffer_count
+                if count is not None and not count._reading_paused:
+                    buffered = count._buffered - 1
+                    if buffered < count.max_buffered:
+                        count._buffered = buffered
+                        return runtime.succeeded(message)
                 self._channel._buffered_changed(-1)
             return runtime.succeeded(message)
         if self.ended is not None:

@@ -49,7 +49,7 @@ from ..exceptions import (
 from ..message import Message, ReturnedMessage
 from .api import ChannelAPI, documented_by
 from .channel import ChannelLogic
-from .consumer import message_callback, new_consumer_tag
+from .consumer import BufferCount, message_callback, new_consumer_tag
 from .parking import NOTHING, Operation, ParkingLot
 from .recorded import Arguments, TopologyOperations, arguments_of
 from .recovering_consumer import Reconsume, SurvivingConsumer
@@ -84,6 +84,9 @@ class SurvivingChannel(TopologyOperations[W]):
     """The channel API of :class:`~.channel.ChannelLogic`, surviving reconnects."""
 
     consumer_class: type[SurvivingConsumer[Any]] = SurvivingConsumer
+    #: Its consumers' buffered deliveries count on whichever connection is current (see
+    #: _buffered_changed): no fixed count for their get() to touch inline.
+    _fixed_buffer_count: BufferCount | None = None
     #: Broker channel closes in a row, while replaying, before the channel gives up.
     max_reopens = 5
     #: Off by default: a consumer the broker cancels (its queue deleted, a quorum queue's

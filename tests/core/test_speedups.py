@@ -591,6 +591,69 @@ def test_the_c_publish_remembers_a_head_per_channel() -> None:
     assert sides[0] == expected
 
 
+ack_steps = st.one_of(
+    st.tuples(
+        st.just("ack"),
+        st.one_of(
+            st.integers(min_value=0, max_value=2**64 - 1),
+            st.sampled_from([-1, 2**64, 2**70, 1.0, "7", None, True]),
+        ),
+        st.sampled_from([None, False, True, 0, 1, 2, "yes"]),
+    ),
+    st.tuples(st.sampled_from(["declare", "declare_ok", "close", "close_connection"])),
+)
+
+
+@requires_c
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ack_steps, max_size=10))
+def test_channel_send_ack_does_what_the_python_method_does(steps: list[tuple[Any, ...]]) -> None:
+    """The C Channel.send_ack against the Python method, on two connections fed the same
+    steps (a request in flight, the channel or the connection closing, tags out of range
+    or of other types, a multiple that is not a bool): the same results or exceptions,
+    the same bytes queued, the same state after."""
+    sides = []
+    for send_ack in (channel_module.Channel.send_ack, _accel.PURE_CHANNEL_SEND_ACK):
+        conn = open_connection()
+        ch = conn.open_channel()
+        conn.receive_data(F.channel_open_ok(ch.channel_id), 0.0)
+        conn.data_to_send()
+        results = []
+        for step in steps:
+            kind = step[0]
+            if kind == "ack":
+                _, tag, multiple = step
+                if multiple is None:
+                    results.append(outcome(send_ack, ch, tag))
+                else:
+                    results.append(outcome(send_ack, ch, tag, multiple))
+            elif kind == "declare":
+                results.append(outcome(ch.send_method, spec.QueueDeclare(queue="q")))
+            elif kind == "declare_ok":
+                data = F.method(ch.channel_id, spec.QueueDeclareOk("q", 0, 0))
+                results.append(("events", len(conn.receive_data(data, 0.0))))
+            elif kind == "close":
+                results.append(outcome(ch.close))
+            else:
+                results.append(outcome(conn.close))
+        sides.append((results, conn.data_to_send(), ch.state, len(ch._queue)))
+    assert sides[0] == sides[1]
+
+
+@requires_c
+def test_the_c_send_ack_writes_the_acks_frame() -> None:
+    conn = open_connection()
+    ch = conn.open_channel()
+    conn.receive_data(F.channel_open_ok(ch.channel_id), 0.0)
+    conn.data_to_send()
+    assert channel_module.Channel.send_ack is not _accel.PURE_CHANNEL_SEND_ACK
+    assert ch.send_ack(2**64 - 1, True) and ch.send_ack(5)
+    expected = frames.encode_method_frame(
+        ch.channel_id, spec.BasicAck(delivery_tag=2**64 - 1, multiple=True)
+    ) + frames.encode_method_frame(ch.channel_id, spec.BasicAck(delivery_tag=5, multiple=False))
+    assert conn.data_to_send() == expected
+
+
 # -- the switches --------------------------------------------------------------------
 
 

@@ -3,8 +3,9 @@
 The accelerator replaces the per-message functions with C versions that give
 the same results: :func:`.codec.decode_table`, :func:`.codec.encode_table`,
 :meth:`.spec.BasicProperties.decode` and ``.encode`` (and builds its instances), the decoding part of
-:meth:`.channel.Channel.take_delivery`, and the publish encoders
-:func:`.frames.encode_message` and :func:`.frames.encode_content`. The pure-Python code stays the reference
+:meth:`.channel.Channel.take_delivery`, the publish encoders
+:func:`.frames.encode_message` and :func:`.frames.encode_content`, and the common
+cases of :meth:`.channel.Channel.publish` and ``.send_ack``. The pure-Python code stays the reference
 implementation; the C code calls it for anything it does not handle itself, so
 errors are always Python's.
 
@@ -27,6 +28,7 @@ from typing import Any, TypeVar, cast
 
 __all__ = [
     "PURE_CHANNEL_PUBLISH",
+    "PURE_CHANNEL_SEND_ACK",
     "PURE_PROPERTIES_DECODE",
     "PURE_PROPERTIES_ENCODE",
     "PURE_PROPERTIES_INIT",
@@ -131,8 +133,9 @@ def install_message_encoders(encode_message: _M, encode_content: _C) -> tuple[_M
     return cast(_M, speedups.encode_message), cast(_C, speedups.encode_content)
 
 
-#: The pure-Python ``core.channel.Channel.publish``, kept for tests.
+#: The pure-Python ``core.channel.Channel.publish`` and ``.send_ack``, kept for tests.
 PURE_CHANNEL_PUBLISH: Any = None
+PURE_CHANNEL_SEND_ACK: Any = None
 
 #: The ``core.channel.Channel`` slots the C ``publish`` reads, in its order.
 CHANNEL_PUBLISH_SLOTS = (
@@ -157,6 +160,18 @@ def install_channel_publish(cls: type, channel_open: object, connection_open: ob
     descriptors = tuple(cls.__dict__[name] for name in CHANNEL_PUBLISH_SLOTS)
     method = speedups.install_publish(cls, descriptors, channel_open, connection_open)
     type.__setattr__(cls, "publish", method)
+
+
+def install_channel_send_ack(cls: type) -> None:
+    """Put the C ``send_ack`` on ``core.channel.Channel`` (after
+    :func:`install_channel_publish`, whose slots it reads): a consumer's every ack
+    without the Python method's frame and its ``struct`` call; anything unusual (a tag
+    out of range, a ``multiple`` that is not a bool) goes to the Python method."""
+    global PURE_CHANNEL_SEND_ACK
+    PURE_CHANNEL_SEND_ACK = cls.__dict__["send_ack"]
+    if speedups is None:
+        return
+    type.__setattr__(cls, "send_ack", speedups.install_send_ack(cls))
 
 
 #: The ``client.channel_base.ChannelBase`` slots the C ``client_publish`` reads, in its order.

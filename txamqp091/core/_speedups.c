@@ -16,6 +16,8 @@
  *     publish's fast accept, the RPC shape: a few short strings)
  *   - core.channel.Channel.publish, for an open channel with nothing queued and a
  *     publish method frame already in its cache (install_publish)
+ *   - core.channel.Channel.send_ack, a consumer's every ack, on the same slots
+ *     (install_send_ack)
  *   - client.channel_base.ChannelBase.basic_publish's common case (client_publish):
  *     the publish a channel accepts without validation, sends at once and answers
  *     with a waiter (install_client_publish)
@@ -996,6 +998,128 @@ static PyObject *tx_install_publish(PyObject *self, PyObject *args)
     return func;
 }
 
+/* ---------------------------------------------------------------- Channel.send_ack */
+
+static PyObject *py_channel_send_ack = NULL;  /* Channel.send_ack (pure) */
+
+/* Channel.send_ack(delivery_tag, multiple=False) -> bool: a consumer's every ack. The
+ * Python method's checks (an OPEN channel on an OPEN connection, nothing queued) on the
+ * slots publish reads, and the 21-byte Basic.Ack frame written here, not packed by a
+ * struct call: the pure method's frame and its pack call cost more than the rest of an
+ * ack. A tag that is not an int of 0..2**64-1, a multiple that is not a bool, keywords
+ * or an unusual channel id go to the Python method, whose errors are the reference. */
+static PyObject *tx_channel_send_ack(PyObject *ch, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames)
+{
+    if (kwnames != NULL || nargs < 1 || nargs > 2 || channel_type == NULL)
+        goto fallback;
+    PyObject *tag = args[0], *multiple = nargs > 1 ? args[1] : Py_False;
+    if (!PyLong_CheckExact(tag) || !PyBool_Check(multiple))
+        goto fallback;
+    unsigned long long delivery_tag = PyLong_AsUnsignedLongLong(tag);
+    if (delivery_tag == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();  /* negative or too big: struct's error, from the Python method */
+        goto fallback;
+    }
+    PyObject *state = ch_slot(ch, CH_STATE), *host = ch_slot(ch, CH_HOST);
+    PyObject *queue = ch_slot(ch, CH_QUEUE), *outlist = ch_slot(ch, CH_OUT);
+    PyObject *channel_id = ch_slot(ch, CH_ID);
+    if (!host || !queue || !outlist || !PyList_CheckExact(outlist) || !channel_id
+        || !PyLong_CheckExact(channel_id))
+        goto fallback;
+    if (state != channel_open)
+        Py_RETURN_FALSE;
+    Py_ssize_t queued = PyObject_Length(queue);
+    if (queued != 0) {
+        if (queued < 0)
+            PyErr_Clear();
+        goto fallback;  /* something waits ahead of the ack: the Python method says so */
+    }
+    PyObject *host_state = cc_get(host, CC_STATE, str_state);
+    if (!host_state)
+        goto fallback;
+    Py_DECREF(host_state);  /* compared by identity only; the host holds it */
+    if (host_state != connection_open)
+        Py_RETURN_FALSE;
+    long cid = PyLong_AsLong(channel_id);
+    if (cid < 0 || cid > 0xFFFF) {
+        PyErr_Clear();
+        goto fallback;
+    }
+    PyObject *frame = PyBytes_FromStringAndSize(NULL, 21);
+    if (!frame)
+        return NULL;
+    unsigned char *b = (unsigned char *)PyBytes_AS_STRING(frame);
+    /* type 1 (method), channel, size 13, class 60 (basic), method 80 (ack), the tag,
+     * the multiple bit, frame end */
+    b[0] = 1;
+    b[1] = (unsigned char)(cid >> 8);
+    b[2] = (unsigned char)cid;
+    b[3] = b[4] = b[5] = 0;
+    b[6] = 13;
+    b[7] = 0;
+    b[8] = 60;
+    b[9] = 0;
+    b[10] = 80;
+    for (int i = 0; i < 8; i++)
+        b[11 + i] = (unsigned char)(delivery_tag >> (56 - 8 * i));
+    b[19] = multiple == Py_True;
+    b[20] = 0xCE;
+    int appended = PyList_Append(outlist, frame);
+    Py_DECREF(frame);
+    if (appended < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+fallback:
+    if (py_channel_send_ack == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "install_send_ack has not been called");
+        return NULL;
+    }
+    {
+        Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+        PyObject *stack[8];
+        if (total + 1 > 8) {
+            PyErr_SetString(PyExc_TypeError, "send_ack(delivery_tag, multiple=False)");
+            return NULL;
+        }
+        stack[0] = ch;
+        for (Py_ssize_t i = 0; i < total; i++)
+            stack[i + 1] = args[i];
+        return PyObject_Vectorcall(py_channel_send_ack, stack, (size_t)(nargs + 1), kwnames);
+    }
+}
+
+/* install_send_ack(channel_class) -> the C send_ack, a method descriptor of
+ * channel_class (after install_publish, whose slots it reads), for the class to take;
+ * the class's send_ack (a Python function) is kept for fallbacks. */
+static PyObject *tx_install_send_ack(PyObject *self, PyObject *cls)
+{
+    if (!PyType_Check(cls) || (PyTypeObject *)cls != channel_type) {
+        PyErr_SetString(PyExc_TypeError, "install_send_ack: install_publish's channel class");
+        return NULL;
+    }
+    PyObject *pure = PyObject_GetAttrString(cls, "send_ack");
+    if (!pure)
+        return NULL;
+    if (!PyFunction_Check(pure)) {
+        Py_DECREF(pure);
+        PyErr_SetString(PyExc_TypeError, "Channel.send_ack is expected to be a Python function");
+        return NULL;
+    }
+    static PyMethodDef send_ack_def = {
+        "send_ack", (PyCFunction)(void (*)(void))tx_channel_send_ack,
+        METH_FASTCALL | METH_KEYWORDS,
+        "Basic.Ack straight into the output; False when the channel cannot send it now "
+        "(C accelerator)."};
+    PyObject *func = PyDescr_NewMethod((PyTypeObject *)cls, &send_ack_def);
+    if (!func) {
+        Py_DECREF(pure);
+        return NULL;
+    }
+    Py_XSETREF(py_channel_send_ack, pure);
+    return func;
+}
+
 /* ---------------------------------------------------------------- install */
 
 static PyMethodDef decode_properties_def = {
@@ -1737,6 +1861,8 @@ static PyMethodDef methods[] = {
      "install_init(properties_class, fields) -> bool"},
     {"install_publish", tx_install_publish, METH_VARARGS,
      "install_publish(channel_class, slot_descriptors, channel_open, connection_open)"},
+    {"install_send_ack", tx_install_send_ack, METH_O,
+     "install_send_ack(channel_class) -> the C send_ack for channel_class"},
     {"client_publish", (PyCFunction)(void (*)(void))tx_client_publish, METH_FASTCALL,
      "client_publish(channel, exchange, routing_key, body, properties, mandatory) -> waiter"},
     {"install_client_publish", tx_install_client_publish, METH_VARARGS,

@@ -609,3 +609,4 @@ class Channel:
 
 # The optional C accelerator (see _accel.py) takes over publish's common case.
 _accel.install_channel_publish(Channel, _OPEN, _CONNECTION_OPEN)
+_accel.install_channel_send_ack(Channel)

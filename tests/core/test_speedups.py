@@ -396,6 +396,42 @@ def test_runs_of_deliveries_decode_alike_on_both_paths(
 
 
 @requires_c
+def test_the_decoder_reuses_a_repeated_name_and_decodes_a_changed_one() -> None:
+    """The C decoder keeps the last consumer tag, exchange and routing key it decoded and
+    hands the same str out again for the same octets: names that change at the same
+    length, non-ASCII ones, and a delivery whose name is not UTF-8 (the frame loop's
+    error) between equal ones decode as the pure path decodes them."""
+    names = [
+        ("c1", "ex", "rk"),
+        ("c1", "ex", "rk"),
+        ("c2", "ey", "rl"),
+        ("c2", "ey", "rl"),
+        ("é", "", "ü"),
+        ("c1", "ex", "rk"),
+    ]
+    stream = b"".join(
+        F.deliver(1, ctag, n, b"body", spec.BasicProperties(), exchange, rkey, frame_max=4096)
+        for n, (ctag, exchange, rkey) in enumerate(names, 1)
+    )
+    with whole_delivery_decoders(True):
+        conn = open_connection(server_frame_max=4096)
+        conn.open_channel()
+        conn.receive_data(F.channel_open_ok(1), 0.0)
+        c_events = conn.receive_data(stream, 0.0)
+    got = [(e.consumer_tag, e.exchange, e.routing_key) for e in c_events]  # type: ignore[attr-defined]
+    assert got == names
+    assert c_events[0].consumer_tag is c_events[1].consumer_tag  # type: ignore[attr-defined]
+    assert c_events[2].routing_key is c_events[3].routing_key  # type: ignore[attr-defined]
+    for chunk in (1 << 20, 7):
+        assert events_of(stream, chunk, True) == events_of(stream, chunk, False)
+    bad = F.deliver(1, "c1", 9, b"x", spec.BasicProperties(), "ex", "rk", frame_max=4096)
+    bad = bad.replace(b"\x02c1", b"\x02\xff\xfe", 1)  # a consumer tag that is not UTF-8
+    assert bad != F.deliver(1, "c1", 9, b"x", spec.BasicProperties(), "ex", "rk", frame_max=4096)
+    data = stream + bad + stream
+    assert events_of(data, 1 << 20, True) == events_of(data, 1 << 20, False)
+
+
+@requires_c
 def test_take_deliveries_takes_the_run_of_whole_deliveries_on_its_channel() -> None:
     def one(channel_id: int, tag: int, body: bytes = b"xy") -> bytes:
         return F.deliver(channel_id, "c", tag, body, spec.BasicProperties(), "ex", "rk")

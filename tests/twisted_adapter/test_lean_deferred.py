@@ -1025,6 +1025,29 @@ def test_fire_each_runs_a_lone_plain_pair_itself(monkeypatch: pytest.MonkeyPatch
     assert general == [] and loops == []
 
 
+def test_under_deferred_debugging_fire_each_leaves_each_to_callback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deferred debugging is read once per batch, on the class (where setDebugging sets
+    it): on, each Deferred is fired by callback(), which records where from."""
+    from twisted.internet import defer
+
+    from txamqp091.twisted._deferred import fire_each
+
+    loops = general_loops(monkeypatch)
+    defer.setDebugging(True)
+    try:
+        batch = [LeanDeferred(), LeanDeferred()]
+        seen: list[Any] = []
+        for d in batch:
+            d.addCallbacks(seen.append, seen.append)
+        fire_each(batch, None)
+    finally:
+        defer.setDebugging(False)
+    assert seen == [None, None] and loops == batch
+    assert all(d._debugInfo is not None and d._debugInfo.invoker for d in batch)
+
+
 def test_fire_each_fires_a_mixed_batch_in_order_as_callback_would() -> None:
     """A batch as an ack settles it: each kind of Deferred, fired once, in order."""
     from txamqp091.twisted._deferred import fire_each

@@ -283,8 +283,13 @@ def fire_each(deferreds: Iterable[Deferred[Any]], result: Any) -> None:
     Deferred, more pairs, arguments, a coroutine or chained Deferred waiting, paused,
     debugged, a Failure or Deferred result) is ``callback()`` itself.
     """
-    plain = LEAN_FIRING and (
-        result is None or not (isinstance(result, Failure) or type(result) in _DEFERRED_TYPES)
+    # Deferred debugging is Twisted's switch on the class (``setDebugging`` sets
+    # ``Deferred.debug``; nothing sets it on an instance), read once, not per Deferred:
+    # on, every Deferred goes through ``callback()``, which records its invoker.
+    plain = (
+        LEAN_FIRING
+        and not LeanDeferred.debug
+        and (result is None or not (isinstance(result, Failure) or type(result) in _DEFERRED_TYPES))
     )
     for d in deferreds:
         if d.called:
@@ -295,9 +300,6 @@ def fire_each(deferreds: Iterable[Deferred[Any]], result: Any) -> None:
             fn: Any
             fn, args, kwargs = callbacks[0][0]
             if not args and not kwargs and fn is not _CONTINUE and fn is not _GOT_RESULT:
-                if d.debug:  # pragma: no cover - Deferred debugging: Twisted's loop
-                    d.callback(result)
-                    continue
                 # LeanDeferred.callback for a lone plain pair (see there).
                 callbacks.clear()
                 d._canceller = None
@@ -318,8 +320,8 @@ def fire_each(deferreds: Iterable[Deferred[Any]], result: Any) -> None:
                     d._runCallbacks()
                 elif callbacks:
                     d._runCallbacks()
-                elif d._debugInfo is not None:
-                    d._debugInfo.failResult = None
+                # (callback() would clear its _debugInfo's failResult here: only a
+                # firing sets it, and this Deferred had none, so there is none to clear.)
                 continue
         d.callback(result)
 

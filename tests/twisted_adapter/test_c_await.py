@@ -20,6 +20,9 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.python.failure import Failure
 
 from txamqp091.core import _accel
+from txamqp091.core.spec import BasicProperties
+from txamqp091.message import Message, ReturnedMessage
+from txamqp091.twisted import runtime as _runtime  # noqa: F401 - installs the delivery class
 from txamqp091.twisted._deferred import C_AWAIT, LEAN_FIRING, LeanDeferred
 
 pytestmark = pytest.mark.skipif(not LEAN_FIRING, reason="Twisted < 25.5: LeanDeferred is Deferred")
@@ -76,6 +79,12 @@ def paused_then_unpaused(d: Deferred[Any]) -> Callable[[], None]:
 
 CASES: dict[str, Callable[[Deferred[Any]], Any]] = {
     "fired with None": fire(None),
+    # The results the C iterator tells from a Failure without isinstance (a delivery of
+    # the installed class), and a subclass of it, which it asks isinstance about.
+    "fired with a delivery": fire(Message(1, "c", 1, False, "", "rk", BasicProperties(), b"x")),
+    "fired with a returned message": fire(
+        ReturnedMessage(1, "", 0, False, "ex", "rk", BasicProperties(), b"x")
+    ),
     "fired with a tuple": fire((1, 2)),
     "fired with an empty tuple": fire(()),
     "fired with an exception instance": fire(ValueError("a value, not raised")),

@@ -22,6 +22,8 @@ typedef struct {
 } DeferredAwait;
 
 static PyObject *await_fallback = NULL;  /* Deferred.__await__ (Twisted's, pure) */
+/* txamqp091.message.Message, once install_try_resolve (_speedups_resume.h) set it */
+static PyTypeObject *message_type = NULL;
 static PyObject *failure_type = NULL;    /* twisted.python.failure.Failure */
 
 /* One step: PYGEN_NEXT with *out = the Deferred (not fired yet), PYGEN_RETURN with
@@ -35,19 +37,25 @@ static PySendResult await_step(DeferredAwait *it, PyObject **out)
         return PYGEN_RETURN;
     }
     /* not d.called or d.paused: nothing to give yet */
-    int waiting = attr_is_false(d, A_CALLED);
-    if (waiting == 0 && (waiting = attr_is_false(d, A_PAUSED)) >= 0)
-        waiting = !waiting;
-    if (waiting < 0)
+    int not_called = attr_is_false(d, A_CALLED);
+    if (not_called < 0)
         return PYGEN_ERROR;
-    if (waiting) {
+    int not_paused = not_called ? 1 : attr_is_false(d, A_PAUSED);
+    if (not_paused < 0)
+        return PYGEN_ERROR;
+    if (not_called || !not_paused) {
         *out = Py_NewRef(d);
         return PYGEN_NEXT;
     }
     PyObject *result = PyObject_GetAttr(d, attr[A_RESULT]);
     if (!result)
         return PYGEN_ERROR;
-    int failed = PyObject_IsInstance(result, failure_type);
+    /* isinstance(result, Failure), answered at once for the results a consumer's and
+     * an RPC's every await gets: a delivery of the installed class (its own, which
+     * has no __class__ of another) or None. */
+    int failed = result == Py_None || (message_type != NULL && Py_IS_TYPE(result, message_type))
+                     ? 0
+                     : PyObject_IsInstance(result, failure_type);
     if (failed == 0) {
         *out = result;
         return PYGEN_RETURN;

@@ -25,7 +25,8 @@
 static PyObject *pure_try_resolve = NULL;    /* DeferredRuntime.try_resolve (Python) */
 static PyTypeObject *lean_type = NULL;       /* LeanDeferred */
 static PyTypeObject *deferred_type = NULL;   /* Deferred */
-static PyTypeObject *message_type = NULL;    /* txamqp091.message.Message */
+/* message_type (txamqp091.message.Message) is defined in _speedups_await.h, which
+ * reads it too; install_try_resolve sets it. */
 static PyObject *got_result = NULL;          /* defer._gotResultInlineCallbacks */
 static PyObject *no_keywords = NULL;         /* Twisted's empty mappingproxy */
 static PyObject *runtime_globals = NULL;     /* twisted/runtime.py's globals */

@@ -292,6 +292,10 @@ static PyObject *new_delivery(PyObject *cls, PyObject *const *values)
 static PyObject *take_delivery_at(PyObject *bufobj, Py_ssize_t start, Py_ssize_t end,
                                    long channel_id, Py_ssize_t frame_max, PyObject *cls,
                                    PyObject *channel_obj);
+static int decode_delivery(PyObject *bufobj, const unsigned char *b, Py_ssize_t limit,
+                           Py_ssize_t start, Py_ssize_t end, long channel_id,
+                           Py_ssize_t frame_max, PyObject *cls, PyObject *channel_obj,
+                           PyObject **message_out, Py_ssize_t *next);
 
 static PyObject *tx_take_delivery(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -404,24 +408,27 @@ static PyObject *tx_take_deliveries(PyObject *self, PyObject *const *args, Py_ss
     if (PyErr_Occurred())
         return NULL;
     PyObject *events = args[6];
-    PyObject *taken = take_delivery_at(args[0], start, end, channel_id, frame_max, args[5], args[3]);
-    if (!taken || taken == Py_None)
-        return taken;
     bufref r;
-    if (get_buffer(args[0], &r) < 0) {
-        Py_DECREF(taken);
+    if (get_buffer(args[0], &r) < 0)
         return NULL;
+    const unsigned char *b = r.view.buf;
+    Py_ssize_t len = r.view.len;
+    PyObject *message = NULL;
+    Py_ssize_t pos = 0;
+    int status = decode_delivery(args[0], b, len, start, end, channel_id, frame_max, args[5],
+                                 args[3], &message, &pos);
+    if (status != TX_OK) {
+        release_buffer(&r);
+        if (status == TX_ERROR)
+            return NULL;
+        Py_RETURN_NONE;
     }
-    Py_ssize_t pos;
     for (;;) {
-        int appended = PyList_Append(events, PyTuple_GET_ITEM(taken, 0));
-        pos = PyLong_AsSsize_t(PyTuple_GET_ITEM(taken, 1));
-        Py_DECREF(taken);
-        if (appended < 0 || (pos == -1 && PyErr_Occurred()))
+        int appended = PyList_Append(events, message);
+        Py_DECREF(message);
+        if (appended < 0)
             goto error;
         /* The next frame: a whole Basic.Deliver method frame on this channel? */
-        const unsigned char *b = r.view.buf;
-        Py_ssize_t len = r.view.len;
         if (len - pos < 12 || b[pos] != 1 || (long)rd16(b + pos + 1) != channel_id)
             break;
         Py_ssize_t size = (Py_ssize_t)rd32(b + pos + 3);
@@ -429,14 +436,14 @@ static PyObject *tx_take_deliveries(PyObject *self, PyObject *const *args, Py_ss
         if (size < 4 || size + 8 > frame_max || frame_end >= len || b[frame_end] != 0xCE
             || rd16(b + pos + 7) != 60 || rd16(b + pos + 9) != 60)
             break;
-        taken = take_delivery_at(args[0], pos + 11, frame_end, channel_id, frame_max, args[5],
-                                 args[3]);
-        if (!taken)
+        Py_ssize_t after = 0;
+        status = decode_delivery(args[0], b, len, pos + 11, frame_end, channel_id, frame_max,
+                                 args[5], args[3], &message, &after);
+        if (status == TX_ERROR)
             goto error;
-        if (taken == Py_None) {
-            Py_DECREF(taken);
+        if (status == TX_FALLBACK)
             break;
-        }
+        pos = after;
     }
     release_buffer(&r);
     return PyLong_FromSsize_t(pos);
@@ -472,17 +479,21 @@ static PyObject *memo_shortstr(shortstr_memo *memo, const unsigned char *p, Py_s
     return s;
 }
 
-static PyObject *take_delivery_at(PyObject *bufobj, Py_ssize_t start, Py_ssize_t end,
-                                   long channel_id, Py_ssize_t frame_max, PyObject *cls,
-                                   PyObject *channel_obj)
+/* The delivery whose Basic.Deliver arguments are b[start:end], b being the limit
+ * octets of bufobj (held by the caller; the Python properties decoder reads bufobj),
+ * with its content header and body frame after them: TX_OK with *message (a new
+ * reference) and *next (the offset after its last frame), TX_FALLBACK when it is not
+ * whole or not what this decodes, TX_ERROR with an exception set. take_deliveries
+ * calls it for each delivery of a run on the buffer it holds, without the
+ * (message, offset) tuple and the buffer export of take_delivery_at. */
+static int decode_delivery(PyObject *bufobj, const unsigned char *b, Py_ssize_t limit,
+                           Py_ssize_t start, Py_ssize_t end, long channel_id,
+                           Py_ssize_t frame_max, PyObject *cls, PyObject *channel_obj,
+                           PyObject **message_out, Py_ssize_t *next)
 {
-    bufref r;
-    if (get_buffer(bufobj, &r) < 0)
-        return NULL;
-    const unsigned char *b = r.view.buf;
-    Py_ssize_t limit = r.view.len;
     PyObject *ctag = NULL, *exchange = NULL, *rkey = NULL, *body = NULL, *props = NULL;
-    PyObject *message = NULL, *result = NULL;
+    PyObject *message = NULL;
+    int status = TX_ERROR;
 
     if (start < 0 || end > limit || start >= end)
         goto none;
@@ -540,59 +551,74 @@ static PyObject *take_delivery_at(PyObject *bufobj, Py_ssize_t start, Py_ssize_t
             goto none;
         body = PyBytes_FromStringAndSize((const char *)b + pos + 7, bsize);
         if (!body)
-            goto error;
+            goto done;
         pos = body_end + 1;
     } else {
         body = PyBytes_FromStringAndSize(NULL, 0);
         if (!body)
-            goto error;
+            goto done;
     }
     int rc = decode_props(props_type, b, limit, props_start, header_end, &props);
     if (rc == TX_ERROR)
-        goto error;
+        goto done;
     if (rc == TX_FALLBACK) {
         /* Python's decoder raises the DecodeError (or decodes what we do not). */
         props = props_fallback((PyObject *)props_type, bufobj, props_start, header_end);
         if (!props)
-            goto error;
+            goto done;
     }
-    release_buffer(&r);
     {
         PyObject *dtag = PyLong_FromUnsignedLongLong((unsigned long long)delivery_tag);
         if (!dtag)
-            goto error;
+            goto done;
         PyObject *margs[8] = {channel_obj, ctag, dtag, redelivered ? Py_True : Py_False,
                               exchange, rkey, props, body};
         message = new_delivery(cls, margs);
         Py_DECREF(dtag);
     }
     if (!message)
-        goto error;
-    {
-        PyObject *p = PyLong_FromSsize_t(pos);
-        if (!p)
-            goto error;
-        result = PyTuple_Pack(2, message, p);
-        Py_DECREF(p);
-    }
+        goto done;
+    *message_out = message;
+    message = NULL;
+    *next = pos;
+    status = TX_OK;
     goto done;
 
 bad_utf8:
     PyErr_Clear();
 none:
-    result = Py_None;
-    Py_INCREF(result);
-    goto done;
-error:
-    result = NULL;
+    status = TX_FALLBACK;
 done:
-    release_buffer(&r);
     Py_XDECREF(ctag);
     Py_XDECREF(exchange);
     Py_XDECREF(rkey);
     Py_XDECREF(body);
     Py_XDECREF(props);
     Py_XDECREF(message);
+    return status;
+}
+
+/* take_delivery's work on bufobj: (message, offset after it), None, or NULL raised. */
+static PyObject *take_delivery_at(PyObject *bufobj, Py_ssize_t start, Py_ssize_t end,
+                                   long channel_id, Py_ssize_t frame_max, PyObject *cls,
+                                   PyObject *channel_obj)
+{
+    bufref r;
+    if (get_buffer(bufobj, &r) < 0)
+        return NULL;
+    PyObject *message = NULL;
+    Py_ssize_t pos = 0;
+    int status = decode_delivery(bufobj, r.view.buf, r.view.len, start, end, channel_id,
+                                 frame_max, cls, channel_obj, &message, &pos);
+    release_buffer(&r);
+    if (status == TX_ERROR)
+        return NULL;
+    if (status == TX_FALLBACK)
+        Py_RETURN_NONE;
+    PyObject *p = PyLong_FromSsize_t(pos);
+    PyObject *result = p ? PyTuple_Pack(2, message, p) : NULL;
+    Py_XDECREF(p);
+    Py_DECREF(message);
     return result;
 }
 

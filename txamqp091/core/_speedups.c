@@ -364,20 +364,23 @@ static PyObject *tx_take_read(PyObject *self, PyObject *const *args, Py_ssize_t 
     PyObject *cid = PyLong_FromLong(channel_id);
     if (!cid)
         return NULL;
-    PyObject *taken = take_delivery_at(args[0], 11, end, channel_id, limit, args[3], cid);
-    if (!taken || taken == Py_None) {
-        Py_DECREF(cid);
-        return taken;
-    }
-    PyObject *result = NULL;
-    Py_ssize_t pos = PyLong_AsSsize_t(PyTuple_GET_ITEM(taken, 1));
-    if (pos == len)
-        result = PyTuple_Pack(2, cid, PyTuple_GET_ITEM(taken, 0));
-    else if (!PyErr_Occurred()) {
+    /* decoded straight from the bytes object (immutable: no buffer export needed) */
+    PyObject *message = NULL, *result = NULL;
+    Py_ssize_t pos = 0;
+    int status = decode_delivery(args[0], b, len, 11, end, channel_id, limit, args[3], cid,
+                                 &message, &pos);
+    if (status == TX_OK) {
+        if (pos == len) {
+            result = PyTuple_Pack(2, cid, message);
+        } else {
+            result = Py_None;
+            Py_INCREF(result);
+        }
+        Py_DECREF(message);
+    } else if (status == TX_FALLBACK) {
         result = Py_None;
         Py_INCREF(result);
     }
-    Py_DECREF(taken);
     Py_DECREF(cid);
     return result;
 }

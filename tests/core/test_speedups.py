@@ -553,6 +553,28 @@ def _publish_step(publish: Callable[..., Any], ch: Any, step: tuple[Any, ...]) -
     return outcome(publish, ch, exchange, routing_key, body, props, mandatory, immediate)
 
 
+def open_core_channel() -> tuple[Any, Any]:
+    """A core connection with one open channel, nothing left to send."""
+    conn = open_connection()
+    ch = conn.open_channel()
+    conn.receive_data(F.channel_open_ok(ch.channel_id), 0.0)
+    conn.data_to_send()
+    return conn, ch
+
+
+def channel_step(conn: Any, ch: Any, kind: str) -> Any:
+    """The steps the C-against-Python method tests share: a request put in flight, its
+    reply, the channel's close, and (anything else) the connection's."""
+    if kind == "declare":
+        return outcome(ch.send_method, spec.QueueDeclare(queue="q"))
+    if kind == "declare_ok":
+        data = F.method(ch.channel_id, spec.QueueDeclareOk("q", 0, 0))
+        return ("events", len(conn.receive_data(data, 0.0)))
+    if kind == "close":
+        return outcome(ch.close)
+    return outcome(conn.close)
+
+
 @requires_c
 @settings(max_examples=300, deadline=None)
 @given(st.lists(publish_steps, max_size=12))
@@ -562,10 +584,7 @@ def test_channel_publish_does_what_the_python_method_does(steps: list[tuple[Any,
     the same results or exceptions, the same bytes queued, the same state after."""
     sides = []
     for publish in (channel_module.Channel.publish, _accel.PURE_CHANNEL_PUBLISH):
-        conn = open_connection()
-        ch = conn.open_channel()
-        conn.receive_data(F.channel_open_ok(ch.channel_id), 0.0)
-        conn.data_to_send()
+        conn, ch = open_core_channel()
         results = []
         for step in steps:
             kind = step[0]
@@ -573,17 +592,10 @@ def test_channel_publish_does_what_the_python_method_does(steps: list[tuple[Any,
                 results.append(_publish_step(publish, ch, step))
             elif kind == "confirm":
                 results.append(outcome(ch.send_method, spec.ConfirmSelect()))
-            elif kind == "declare":
-                results.append(outcome(ch.send_method, spec.QueueDeclare(queue="q")))
-            elif kind == "declare_ok":
-                data = F.method(ch.channel_id, spec.QueueDeclareOk("q", 0, 0))
-                results.append(("events", len(conn.receive_data(data, 0.0))))
-            elif kind == "close":
-                results.append(outcome(ch.close))
             elif kind == "frame_max":
                 conn.frame_max = 4096
             else:
-                results.append(outcome(conn.close))
+                results.append(channel_step(conn, ch, kind))
         sides.append((results, conn.data_to_send(), ch.next_publish_seq, ch.state, len(ch._queue)))
     assert sides[0] == sides[1]
 
@@ -650,10 +662,7 @@ def test_channel_send_ack_does_what_the_python_method_does(steps: list[tuple[Any
     the same bytes queued, the same state after."""
     sides = []
     for send_ack in (channel_module.Channel.send_ack, _accel.PURE_CHANNEL_SEND_ACK):
-        conn = open_connection()
-        ch = conn.open_channel()
-        conn.receive_data(F.channel_open_ok(ch.channel_id), 0.0)
-        conn.data_to_send()
+        conn, ch = open_core_channel()
         results = []
         for step in steps:
             kind = step[0]
@@ -663,25 +672,15 @@ def test_channel_send_ack_does_what_the_python_method_does(steps: list[tuple[Any
                     results.append(outcome(send_ack, ch, tag))
                 else:
                     results.append(outcome(send_ack, ch, tag, multiple))
-            elif kind == "declare":
-                results.append(outcome(ch.send_method, spec.QueueDeclare(queue="q")))
-            elif kind == "declare_ok":
-                data = F.method(ch.channel_id, spec.QueueDeclareOk("q", 0, 0))
-                results.append(("events", len(conn.receive_data(data, 0.0))))
-            elif kind == "close":
-                results.append(outcome(ch.close))
             else:
-                results.append(outcome(conn.close))
+                results.append(channel_step(conn, ch, kind))
         sides.append((results, conn.data_to_send(), ch.state, len(ch._queue)))
     assert sides[0] == sides[1]
 
 
 @requires_c
 def test_the_c_send_ack_writes_the_acks_frame() -> None:
-    conn = open_connection()
-    ch = conn.open_channel()
-    conn.receive_data(F.channel_open_ok(ch.channel_id), 0.0)
-    conn.data_to_send()
+    conn, ch = open_core_channel()
     assert channel_module.Channel.send_ack is not _accel.PURE_CHANNEL_SEND_ACK
     assert ch.send_ack(2**64 - 1, True) and ch.send_ack(5)
     expected = frames.encode_method_frame(

@@ -50,9 +50,12 @@ class ChannelLogic(DeclaringChannel[W]):
         #: ConsumerOwner): the connection's own count, this channel's for ever, so a
         #: buffered delivery and its get() each cost no forwarding call.
         self._buffered_changed: Callable[..., None] = conn._buffered_changed
-        #: The same count, read and written inline by the consumers' get() and by
-        #: _on_delivery (their fast paths).
-        self._fixed_buffer_count: BufferCount | None = conn
+
+    @property
+    def _fixed_buffer_count(self) -> BufferCount:
+        """The same count, this channel's connection: read and written inline by its
+        consumers' get() (each consumer reads this once) and by _on_delivery."""
+        return self._conn
 
     # -- consuming ---------------------------------------------------------------------------
 

@@ -28,9 +28,11 @@ class ConsumerOwner(Protocol[W]):
     """What a consumer needs of its channel (a plain or a surviving one)."""
 
     _runtime: Runtime[W]
-    #: The connection whose count ``_buffered_changed`` keeps, when that is one for good
-    #: (a plain channel's); None when it moves (a surviving channel's current one).
-    _fixed_buffer_count: BufferCount | None
+
+    @property
+    def _fixed_buffer_count(self) -> BufferCount | None:
+        """The connection whose count ``_buffered_changed`` keeps, when that is one for
+        good (a plain channel's); None when it moves (a surviving channel's current one)."""
 
     def _buffered_changed(
         self, delta: int, consumer: object = None, consumer_full: bool = False

@@ -487,8 +487,8 @@ static PyObject *memo_shortstr(shortstr_memo *memo, const unsigned char *p, Py_s
  * with its content header and body frame after them: TX_OK with *message (a new
  * reference) and *next (the offset after its last frame), TX_FALLBACK when it is not
  * whole or not what this decodes, TX_ERROR with an exception set. take_deliveries
- * calls it for each delivery of a run on the buffer it holds, without the
- * (message, offset) tuple and the buffer export of take_delivery_at. */
+ * (each delivery of a run, on the buffer it holds) and take_read (its bytes) call it
+ * without the (message, offset) tuple and the buffer export of take_delivery_at. */
 static int decode_delivery(PyObject *bufobj, const unsigned char *b, Py_ssize_t limit,
                            Py_ssize_t start, Py_ssize_t end, long channel_id,
                            Py_ssize_t frame_max, PyObject *cls, PyObject *channel_obj,
@@ -830,8 +830,8 @@ static inline PyObject *cc_get(PyObject *conn, int i, PyObject *name)
  * states and their errors, keywords, a cache miss, what build_message leaves to
  * Python) is the Python method's, called with the same arguments, before anything
  * changed. */
-static PyObject *channel_publish_fallback(PyObject *ch, PyObject *const *args,
-                                          Py_ssize_t nargs, PyObject *kwnames);
+static PyObject *call_python_method(PyObject *fn, const char *installer, PyObject *ch,
+                                    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 
 /* The last publish's method frame head, found in a channel's cache (its _publish_cache
  * dict, keyed by (exchange, routing_key, mandatory, immediate)) and the exact objects it
@@ -964,15 +964,17 @@ fallback:
     Py_XDECREF(key);
     Py_XDECREF(host_state);
     Py_XDECREF(frame_max);
-    return channel_publish_fallback(ch, args, nargs, kwnames);
+    return call_python_method(py_channel_publish, "install_publish", ch, args, nargs, kwnames);
 }
 
-/* The Python Channel.publish(ch, *args, **kwargs), with the caller's arguments. */
-static PyObject *channel_publish_fallback(PyObject *ch, PyObject *const *args,
-                                          Py_ssize_t nargs, PyObject *kwnames)
+/* fn(ch, *args, **kwargs) with the caller's vectorcall arguments: the Python method a
+ * C method stands in for (fn, kept by `installer`), called for what the C code leaves
+ * to it, so that its results and errors are the reference. */
+static PyObject *call_python_method(PyObject *fn, const char *installer, PyObject *ch,
+                                    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (py_channel_publish == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "install_publish has not been called");
+    if (fn == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "%s has not been called", installer);
         return NULL;
     }
     Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
@@ -981,9 +983,9 @@ static PyObject *channel_publish_fallback(PyObject *ch, PyObject *const *args,
         stack[0] = ch;
         for (Py_ssize_t i = 0; i < total; i++)
             stack[i + 1] = args[i];
-        return PyObject_Vectorcall(py_channel_publish, stack, (size_t)(nargs + 1), kwnames);
+        return PyObject_Vectorcall(fn, stack, (size_t)(nargs + 1), kwnames);
     }
-    /* More arguments than publish takes: Python raises the TypeError. */
+    /* More arguments than the method takes: Python raises the TypeError. */
     PyObject *tuple = PyTuple_New(nargs + 1);
     PyObject *kwargs = kwnames ? PyDict_New() : NULL;
     PyObject *result = NULL;
@@ -998,7 +1000,7 @@ static PyObject *channel_publish_fallback(PyObject *ch, PyObject *const *args,
     for (Py_ssize_t i = nargs; i < total; i++)
         if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i - nargs), args[i]) < 0)
             goto done;
-    result = PyObject_Call(py_channel_publish, tuple, kwargs);
+    result = PyObject_Call(fn, tuple, kwargs);
 done:
     Py_XDECREF(tuple);
     Py_XDECREF(kwargs);
@@ -1094,8 +1096,9 @@ static PyObject *tx_channel_send_ack(PyObject *ch, PyObject *const *args, Py_ssi
     PyObject *host_state = cc_get(host, CC_STATE, str_state);
     if (!host_state)
         goto fallback;
-    Py_DECREF(host_state);  /* compared by identity only; the host holds it */
-    if (host_state != connection_open)
+    int host_open = host_state == connection_open;
+    Py_DECREF(host_state);
+    if (!host_open)
         Py_RETURN_FALSE;
     long cid = PyLong_AsLong(channel_id);
     if (cid < 0 || cid > 0xFFFF) {
@@ -1127,22 +1130,7 @@ static PyObject *tx_channel_send_ack(PyObject *ch, PyObject *const *args, Py_ssi
         return NULL;
     Py_RETURN_TRUE;
 fallback:
-    if (py_channel_send_ack == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "install_send_ack has not been called");
-        return NULL;
-    }
-    {
-        Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
-        PyObject *stack[8];
-        if (total + 1 > 8) {
-            PyErr_SetString(PyExc_TypeError, "send_ack(delivery_tag, multiple=False)");
-            return NULL;
-        }
-        stack[0] = ch;
-        for (Py_ssize_t i = 0; i < total; i++)
-            stack[i + 1] = args[i];
-        return PyObject_Vectorcall(py_channel_send_ack, stack, (size_t)(nargs + 1), kwnames);
-    }
+    return call_python_method(py_channel_send_ack, "install_send_ack", ch, args, nargs, kwnames);
 }
 
 /* install_send_ack(channel_class) -> the C send_ack, a method descriptor of

@@ -29,9 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import hashlib
-import os
-import pickle
 import statistics
 import sys
 from collections.abc import Callable
@@ -47,25 +44,12 @@ if HERE not in sys.path:
 
 from _rpc import BODY_64  # noqa: E402
 from rpc_path import TornadoRPC, TwistedRPC, print_profile, timed_ns  # noqa: E402
+from rpc_path import cached_input as _cached  # noqa: E402
 
 QUEUE = "client-path"
 TAG = "ctag.txamqp091.4242.1"
 WINDOW = 1000
 PREFETCH = 1000
-
-
-def _cached(key: str, make: Callable[[], Any]) -> Any:
-    """``make()``, kept in ``$CLIENT_PATH_CACHE`` (a folder) when that is set: a run under
-    callgrind then counts the client's instructions, not the encoding of its input."""
-    folder = os.environ.get("CLIENT_PATH_CACHE")
-    if not folder:
-        return make()
-    path = Path(folder) / (hashlib.sha1(key.encode()).hexdigest() + ".pickle")
-    if path.exists():
-        return pickle.loads(path.read_bytes())
-    value = make()
-    path.write_bytes(pickle.dumps(value))
-    return value
 
 
 def ack_reads(n: int, per_read: int, cover: int) -> list[bytes]:

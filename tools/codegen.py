@@ -441,7 +441,9 @@ def gen_properties(out: Emitter, spec: dict[str, Any]) -> None:
     out("``timestamp`` is seconds since the epoch.", 1)
     out()
     out("Absent fields fall back to the class attributes (None) rather than slots, so", 1)
-    out("decoding a received header stores only the fields the message carries.", 1)
+    out("an instance stores only the fields it carries, decoded or constructed: a", 1)
+    out("message's properties are one or two fields of fourteen, and each field stored", 1)
+    out("costs its construction a store and its encoding a lookup.", 1)
     out('"""', 1)
     out()
     out(f"FIELDS: ClassVar[tuple[str, ...]] = {tuple(n for n, _ in props)!r}", 1)
@@ -456,7 +458,8 @@ def gen_properties(out: Emitter, spec: dict[str, Any]) -> None:
         out(f"{n}: {PY_TYPE[t]} | None = None,", 2)
     out(") -> None:", 1)
     for name, _ in props:
-        out(f"self.{name} = {name}", 2)
+        out(f"if {name} is not None:", 2)
+        out(f"self.{name} = {name}", 3)
     out()
     out("def __repr__(self) -> str:", 1)
     out(

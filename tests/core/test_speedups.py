@@ -1021,16 +1021,50 @@ def test_the_c_encoder_sees_fields_as_attribute_lookup_does(
     decoded: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The C encoder reads an exact BasicProperties' instance dict, and the class's own
-    None for a field the instance does not set (a decoded header): a class attribute
-    that is not None (changed by someone) must still be what it encodes."""
+    None for a field the instance does not set (constructed or decoded, an instance
+    stores only the fields it carries): a class attribute that is not None (changed by
+    someone) must still be what it encodes, and once restored, no longer."""
     props = spec.BasicProperties(correlation_id="1", reply_to="r")
     if decoded:
         wire = props.encode()
         props = spec.BasicProperties.decode(wire, 0, len(wire))
     assert props.encode() == _accel.PURE_PROPERTIES_ENCODE(props)
-    monkeypatch.setattr(spec.BasicProperties, "app_id", "from-the-class")
-    assert props.encode() == _accel.PURE_PROPERTIES_ENCODE(props)
-    assert (props.app_id == "from-the-class") is decoded  # __init__ set it to None
+    before = props.encode()
+    with monkeypatch.context() as patched:
+        patched.setattr(spec.BasicProperties, "app_id", "from-the-class")
+        assert props.app_id == "from-the-class"
+        assert props.encode() == _accel.PURE_PROPERTIES_ENCODE(props) != before
+    assert props.encode() == _accel.PURE_PROPERTIES_ENCODE(props) == before
+
+
+@requires_c
+def test_the_c_encoder_reads_every_way_a_field_is_stored() -> None:
+    """The encoder's one pass over the instance dict (the fields it holds, by their
+    interned names) against the attribute lookups of the pure encode, for a dict that
+    pass cannot read alone: an attribute that is not a field, a field stored under a
+    name built at run time, a field set back to None, one deleted."""
+    P = spec.BasicProperties
+
+    def same(props: spec.BasicProperties) -> None:
+        assert outcome(props.encode) == outcome(_accel.PURE_PROPERTIES_ENCODE, props)
+
+    props = P(correlation_id="1", reply_to="r", delivery_mode=2)
+    same(props)
+    props.something_else = "not a field"  # type: ignore[attr-defined]
+    same(props)
+    props = P(correlation_id="1")
+    stored = vars(props)
+    stored[1] = "a key that is not a name"  # the dict is no longer split: keys as given
+    stored[fresh("app_id")] = "by its value"
+    assert [k for k in stored if k == "app_id"][0] is not sys.intern("app_id")
+    assert props.app_id == "by its value"
+    same(props)
+    props = P(correlation_id="1", headers={"a": 1}, timestamp=5)
+    props.headers = None
+    del props.timestamp
+    assert props.encode() == P(correlation_id="1").encode()
+    same(props)
+    same(P())
 
 
 # -- construction: BasicProperties(**fields) -------------------------------------------
@@ -1146,10 +1180,12 @@ def test_the_python_init_stays_the_class_s_own() -> None:
     B = spec.BasicProperties
     assert B.__dict__["__init__"] is _accel.PURE_PROPERTIES_INIT
     assert not _accel.install_init(type("Other", (), {}))  # not the installed class: refused
-    props = B(reply_to="q", correlation_id="1")
-    # The C path and the Python one leave the same instance dict: every field, in order.
-    assert list(vars(props)) == list(B.FIELDS)
-    assert vars(props) == vars(pure_construct(B, reply_to="q", correlation_id="1"))
+    props = B(reply_to="q", correlation_id="1", app_id=None)
+    # The C path and the Python one leave the same instance dict: the fields given a
+    # value other than None, in FIELDS order.
+    assert list(vars(props)) == ["correlation_id", "reply_to"]
+    assert vars(props) == vars(pure_construct(B, reply_to="q", correlation_id="1", app_id=None))
+    assert props.app_id is None and props.headers is None
 
 
 @requires_c

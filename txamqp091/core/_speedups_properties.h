@@ -147,6 +147,130 @@ static PyObject *tx_decode_properties(PyObject *cls, PyObject *const *args, Py_s
     return obj;
 }
 
+/* One field's value appended to w and its flag set in *flags; None is absent. */
+static int encode_prop(wbuf *w, const struct tx_prop *p, PyObject *v, unsigned int *flags)
+{
+    if (v == Py_None)
+        return TX_OK;
+    *flags |= p->flag;
+    int rc = TX_OK;
+    switch (p->kind) {
+    case TX_SHORTSTR:
+        rc = put_shortstr(w, v);
+        break;
+    case TX_OCTET: {
+        if (!PyLong_Check(v) || (Py_TYPE(v) != &PyLong_Type && Py_TYPE(v) != &PyBool_Type)) {
+            rc = TX_FALLBACK;
+            break;
+        }
+        long x = PyLong_AsLong(v);
+        if (x == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            rc = TX_FALLBACK;
+            break;
+        }
+        if (x < 0 || x > 255) {
+            rc = TX_FALLBACK;
+            break;
+        }
+        if (wb_byte(w, (unsigned char)x) < 0)
+            rc = TX_ERROR;
+        break;
+    }
+    case TX_LONGLONG: {
+        if (Py_TYPE(v) != &PyLong_Type) {
+            rc = TX_FALLBACK;
+            break;
+        }
+        unsigned long long x = PyLong_AsUnsignedLongLong(v);
+        if (x == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            rc = TX_FALLBACK;
+            break;
+        }
+        char b[8];
+        put64(b, (uint64_t)x);
+        if (wb_put(w, b, 8) < 0)
+            rc = TX_ERROR;
+        break;
+    }
+    case TX_TABLE: {
+        Py_ssize_t at = w->len;
+        int trc = encode_table_into(w, v, 0);
+        if (trc == TX_FALLBACK) {
+            /* Python's encode_table answers (or raises) for this one value. */
+            w->len = at;
+            PyObject *enc = PyObject_CallOneArg(py_encode_table, v);
+            if (!enc) {
+                trc = TX_ERROR;
+            } else {
+                char *s;
+                Py_ssize_t n;
+                if (PyBytes_AsStringAndSize(enc, &s, &n) < 0 || wb_put(w, s, n) < 0)
+                    trc = TX_ERROR;
+                else
+                    trc = TX_OK;
+                Py_DECREF(enc);
+            }
+        }
+        rc = trc;
+        break;
+    }
+    default:
+        rc = TX_FALLBACK;
+    }
+    return rc;
+}
+
+/* The class's version tag when every field's class attribute was last seen to be None
+ * (0: not seen). A type's tag changes whenever anything in its dict does. */
+static unsigned int props_none_tag = 0;
+
+/* Whether BasicProperties' own field attributes are all still None: what an absent
+ * field reads as. Checked field by field once per version of the class. */
+static int props_class_fields_none(void)
+{
+    PyTypeObject *tp = props_type;
+    if (props_none_tag && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)
+        && tp->tp_version_tag == props_none_tag)
+        return 1;
+    for (int i = 0; i < TX_PROP_COUNT; i++) {
+        PyObject *v = PyDict_GetItemWithError(tp->tp_dict, prop_names[i]);
+        if (v != Py_None) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    (void)_PyType_Lookup(tp, prop_names[0]); /* gives the class a tag if it has none */
+    props_none_tag = (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) ? tp->tp_version_tag : 0;
+    return 1;
+}
+
+/* The fields an exact BasicProperties holds, from its instance dict in one pass (an
+ * instance stores only the fields it carries): vals[i] a new reference or NULL (None).
+ * 0 when that pass cannot tell: a key that is not a field's interned name (an attribute
+ * of the user's, a name built at run time), a class field that is no longer None. */
+static int props_present(PyObject *dict, PyObject **vals)
+{
+    if (!props_class_fields_none())
+        return 0;
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(dict, &pos, &k, &v)) {
+        int i = 0;
+        while (i < TX_PROP_COUNT && k != prop_names[i])
+            i++;
+        if (i == TX_PROP_COUNT || vals[i]) {
+            for (int j = 0; j < TX_PROP_COUNT; j++)
+                Py_CLEAR(vals[j]);
+            return 0;
+        }
+        Py_INCREF(v);
+        vals[i] = v;
+    }
+    return 1;
+}
+
 /* BasicProperties.encode(self), installed as a method. */
 static PyObject *tx_encode_properties(PyObject *self, PyObject *unused)
 {
@@ -158,15 +282,29 @@ static PyObject *tx_encode_properties(PyObject *self, PyObject *unused)
     /* Exactly BasicProperties: its fields are plain class attributes (None) that the
      * instance dict overrides, so a field found in the dict is the attribute, at the
      * cost of a dict lookup instead of an attribute lookup; one not there is looked
-     * up as an attribute (a decoded header stores only the fields it carries). */
+     * up as an attribute. Most often the dict holds fields only: one pass over it
+     * (props_present) finds them all, without a lookup per field. */
     PyObject *dict = NULL;
+    PyObject *present[TX_PROP_COUNT] = {NULL};
+    int have_present = 0;
     if (Py_TYPE(self) == props_type) {
         dict = PyObject_GenericGetDict(self, NULL);
         if (!dict)
             PyErr_Clear();
+        else
+            have_present = props_present(dict, present);
     }
     for (int i = 0; i < TX_PROP_COUNT && rc == TX_OK; i++) {
         const struct tx_prop *p = &TX_PROPS[i];
+        if (have_present) {
+            PyObject *v = present[i];
+            present[i] = NULL;
+            if (!v)
+                continue;
+            rc = encode_prop(&w, p, v, &flags);
+            Py_DECREF(v);
+            continue;
+        }
         PyObject *v = dict ? PyDict_GetItemWithError(dict, prop_names[i]) : NULL;
         if (!v && dict && !PyErr_Occurred()) {
             /* Not set on the instance: the class attribute, which for a plain None in
@@ -185,78 +323,11 @@ static PyObject *tx_encode_properties(PyObject *self, PyObject *unused)
             rc = TX_ERROR;
             break;
         }
-        if (v == Py_None) {
-            Py_DECREF(v);
-            continue;
-        }
-        flags |= p->flag;
-        switch (p->kind) {
-        case TX_SHORTSTR:
-            rc = put_shortstr(&w, v);
-            break;
-        case TX_OCTET: {
-            if (!PyLong_Check(v) || (Py_TYPE(v) != &PyLong_Type && Py_TYPE(v) != &PyBool_Type)) {
-                rc = TX_FALLBACK;
-                break;
-            }
-            long x = PyLong_AsLong(v);
-            if (x == -1 && PyErr_Occurred()) {
-                PyErr_Clear();
-                rc = TX_FALLBACK;
-                break;
-            }
-            if (x < 0 || x > 255) {
-                rc = TX_FALLBACK;
-                break;
-            }
-            if (wb_byte(&w, (unsigned char)x) < 0)
-                rc = TX_ERROR;
-            break;
-        }
-        case TX_LONGLONG: {
-            if (Py_TYPE(v) != &PyLong_Type) {
-                rc = TX_FALLBACK;
-                break;
-            }
-            unsigned long long x = PyLong_AsUnsignedLongLong(v);
-            if (x == (unsigned long long)-1 && PyErr_Occurred()) {
-                PyErr_Clear();
-                rc = TX_FALLBACK;
-                break;
-            }
-            char b[8];
-            put64(b, (uint64_t)x);
-            if (wb_put(&w, b, 8) < 0)
-                rc = TX_ERROR;
-            break;
-        }
-        case TX_TABLE: {
-            Py_ssize_t at = w.len;
-            int trc = encode_table_into(&w, v, 0);
-            if (trc == TX_FALLBACK) {
-                /* Python's encode_table answers (or raises) for this one value. */
-                w.len = at;
-                PyObject *enc = PyObject_CallOneArg(py_encode_table, v);
-                if (!enc) {
-                    trc = TX_ERROR;
-                } else {
-                    char *s;
-                    Py_ssize_t n;
-                    if (PyBytes_AsStringAndSize(enc, &s, &n) < 0 || wb_put(&w, s, n) < 0)
-                        trc = TX_ERROR;
-                    else
-                        trc = TX_OK;
-                    Py_DECREF(enc);
-                }
-            }
-            rc = trc;
-            break;
-        }
-        default:
-            rc = TX_FALLBACK;
-        }
+        rc = encode_prop(&w, p, v, &flags);
         Py_DECREF(v);
     }
+    for (int i = 0; i < TX_PROP_COUNT; i++)
+        Py_XDECREF(present[i]);
     Py_XDECREF(dict);
     PyObject *result = NULL;
     if (rc == TX_OK) {
@@ -273,8 +344,8 @@ static PyObject *tx_encode_properties(PyObject *self, PyObject *unused)
 /* ---------------------------------------------------------------- construction */
 
 /* BasicProperties(**fields) without a Python frame: what the pure __init__ does for
- * keyword arguments that are field names, each at most once. Every field is set, the
- * given value or None, in FIELDS order, through the type's tp_setattro as the
+ * keyword arguments that are field names, each at most once. Each field given a value
+ * other than None is set, in FIELDS order, through the type's tp_setattro as the
  * __init__'s ``self.x = x`` would: the instance is the same, down to its dict's order
  * and CPython's shared-key layout (attribute reads after it are as fast as before).
  * Anything else (positional arguments, another name) calls the pure __init__, so the
@@ -302,7 +373,7 @@ static inline int props_take(PyObject **vals, PyObject *name, PyObject *value)
 static int props_store(PyObject *self, PyObject *const *vals)
 {
     for (int i = 0; i < TX_PROP_COUNT; i++)
-        if (props_set(self, i, vals[i] ? vals[i] : Py_None) < 0)
+        if (vals[i] && vals[i] != Py_None && props_set(self, i, vals[i]) < 0)
             return -1;
     return 0;
 }

@@ -2989,7 +2989,9 @@ class BasicProperties:
     ``timestamp`` is seconds since the epoch.
 
     Absent fields fall back to the class attributes (None) rather than slots, so
-    decoding a received header stores only the fields the message carries.
+    an instance stores only the fields it carries, decoded or constructed: a
+    message's properties are one or two fields of fourteen, and each field stored
+    costs its construction a store and its encoding a lookup.
     """
 
     FIELDS: ClassVar[tuple[str, ...]] = ('content_type', 'content_encoding', 'headers', 'delivery_mode', 'priority', 'correlation_id', 'reply_to', 'expiration', 'message_id', 'timestamp', 'type', 'user_id', 'app_id', 'cluster_id')
@@ -3027,20 +3029,34 @@ class BasicProperties:
         app_id: str | None = None,
         cluster_id: str | None = None,
     ) -> None:
-        self.content_type = content_type
-        self.content_encoding = content_encoding
-        self.headers = headers
-        self.delivery_mode = delivery_mode
-        self.priority = priority
-        self.correlation_id = correlation_id
-        self.reply_to = reply_to
-        self.expiration = expiration
-        self.message_id = message_id
-        self.timestamp = timestamp
-        self.type = type
-        self.user_id = user_id
-        self.app_id = app_id
-        self.cluster_id = cluster_id
+        if content_type is not None:
+            self.content_type = content_type
+        if content_encoding is not None:
+            self.content_encoding = content_encoding
+        if headers is not None:
+            self.headers = headers
+        if delivery_mode is not None:
+            self.delivery_mode = delivery_mode
+        if priority is not None:
+            self.priority = priority
+        if correlation_id is not None:
+            self.correlation_id = correlation_id
+        if reply_to is not None:
+            self.reply_to = reply_to
+        if expiration is not None:
+            self.expiration = expiration
+        if message_id is not None:
+            self.message_id = message_id
+        if timestamp is not None:
+            self.timestamp = timestamp
+        if type is not None:
+            self.type = type
+        if user_id is not None:
+            self.user_id = user_id
+        if app_id is not None:
+            self.app_id = app_id
+        if cluster_id is not None:
+            self.cluster_id = cluster_id
 
     def __repr__(self) -> str:
         args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS if getattr(self, f) is not None)

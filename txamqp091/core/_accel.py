@@ -53,7 +53,7 @@ __all__ = [
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 11
+ABI = 12
 
 
 def _flag(name: str) -> bool:
@@ -207,19 +207,27 @@ def install_client_publish(
     return fn
 
 
-def install_bare_waiter(cls: type, init: Callable[..., Any]) -> bool:
+def install_bare_waiter(
+    cls: type, init: Callable[..., Any], base_init: Callable[..., Any], slots: tuple[str, ...]
+) -> bool:
     """Let the C ``client_publish`` build ``cls``'s instances, the waiter of every
-    confirmed publish, without ``init``'s Python frame (``twisted.runtime`` calls this
-    for LeanDeferred, with ``Deferred.__init__``), and say whether it does.
+    confirmed publish, without the Python frames of ``init`` and of the ``base_init`` it
+    calls (``twisted.runtime`` calls this for LeanDeferred, with its own ``__init__``
+    and ``Deferred.__init__``), and say whether it does; and let the C
+    waiter code (``try_resolve``, ``await``, this construction) read and write
+    ``slots`` (``_callbacks``, ``_canceller``, ``called``, ``paused``,
+    ``_runningCallbacks``, ``result``, in that order) at fixed offsets on an instance of
+    exactly ``cls``.
 
-    The caller has checked that ``init`` sets ``_callbacks`` (an empty list) and
-    ``_canceller`` (None) and nothing else while Deferred debugging is off; C does the
-    same, in that order, and calls ``cls()`` instead whenever the class's ``__init__``
-    is no longer ``init``, its ``__new__`` not ``object.__new__``, or its ``debug``
-    flag not False."""
+    The caller has checked that ``init`` sets the first five (an empty list, None,
+    False, 0, False) and nothing else while Deferred debugging is off; C does the
+    same, and calls ``cls()`` instead whenever the class's ``__init__`` is no longer
+    ``init`` or its base's no longer ``base_init``, its ``__new__`` not
+    ``object.__new__``, or its ``debug`` flag not False."""
     if speedups is None:
         return False
-    speedups.install_bare_waiter(cls, init)
+    descriptors = tuple(cls.__dict__[name] for name in slots)
+    speedups.install_bare_waiter(cls, init, base_init, descriptors)
     return True
 
 

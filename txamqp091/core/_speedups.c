@@ -41,7 +41,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 11
+#define TX_ABI 12
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -1389,31 +1389,87 @@ static void keep_ref(PyObject **slot, PyObject *value)
 }
 
 /* The waiter class whose instances new_waiter builds without a Python frame (Twisted's
- * LeanDeferred: install_bare_waiter), the __init__ it stands in for (Deferred's), and
- * the names that __init__ sets. A confirmed publish makes one per message; the Python
- * __init__'s frame costs more than the rest of making it. */
+ * LeanDeferred: install_bare_waiter), the __init__ it stands in for (LeanDeferred's),
+ * and the base class's __init__ that one calls (Deferred's). A confirmed publish makes
+ * one per message; the Python frames cost more than the rest of making it. */
 static PyTypeObject *bare_waiter_type = NULL;
 static PyObject *bare_waiter_init = NULL;
+static PyObject *bare_base_init = NULL;
+
+/* LeanDeferred's slots (twisted._deferred.LEAN_SLOTS, in this order), installed with
+ * the class by install_bare_waiter: on an instance of exactly that class they are read
+ * and written at fixed offsets; on any other waiter (a Deferred, a subclass) by name. */
+enum { W_CALLBACKS, W_CANCELLER, W_CALLED, W_PAUSED, W_RUNNING, W_RESULT, W_SLOTS };
+static const int w_attr[W_SLOTS] = {A_CALLBACKS, A_CANCELLER, A_CALLED, A_PAUSED, A_RUNNING,
+                                    A_RESULT};
+static Py_ssize_t w_offsets[W_SLOTS];
+static PyTypeObject *w_type = NULL; /* LeanDeferred, once its offsets are known */
+
+/* d.<slot i> as a new reference, or NULL with the AttributeError (unset) or what the
+ * lookup raised. */
+static inline PyObject *w_get(PyObject *d, int i)
+{
+    if (Py_TYPE(d) == w_type) {
+        PyObject *value = *(PyObject **)((char *)d + w_offsets[i]);
+        if (!value) {
+            PyErr_SetObject(PyExc_AttributeError, attr[w_attr[i]]);
+            return NULL;
+        }
+        return Py_NewRef(value);
+    }
+    return PyObject_GetAttr(d, attr[w_attr[i]]);
+}
+
+/* d.<slot i> = value (a new reference is taken): 0, or -1 raised. */
+static inline int w_set(PyObject *d, int i, PyObject *value)
+{
+    if (Py_TYPE(d) == w_type) {
+        PyObject **slot = (PyObject **)((char *)d + w_offsets[i]);
+        PyObject *old = *slot;
+        *slot = Py_NewRef(value);
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(d, attr[w_attr[i]], value);
+}
+
+/* d.<slot i> is false (1), true (0), or raised (-1); False and 0, the values C and
+ * Twisted store, answered without a truth call. */
+static inline int w_is_false(PyObject *d, int i)
+{
+    PyObject *value = w_get(d, i);
+    if (!value)
+        return -1;
+    int truth = value == Py_False ? 0 : value == Py_True ? 1 : PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth < 0 ? -1 : !truth;
+}
+
+static PyObject *small_zero = NULL; /* int 0: a new waiter's ``paused`` */
 
 /* A new instance of the installed class as its __init__ makes it when Deferred
- * debugging is off (an empty callback list, no canceller: set in that order, so the
- * instance keeps its class's shared attribute keys), checked on every call: the
- * class's __init__ and __new__ are still the ones installed for, and its debug flag
- * is False (setDebugging sets it on Deferred). NULL with no error set when that does
- * not hold (the caller calls the class), with an error set when making it failed. */
+ * debugging is off (its slots: an empty callback list, no canceller, not called, not
+ * paused, not running), checked on every call: the class's __init__, its base's and
+ * its __new__ are still the ones installed for, and its debug flag is False
+ * (setDebugging sets it on Deferred). NULL with no error set when that does not hold
+ * (the caller calls the class), with an error set when making it failed. */
 static PyObject *bare_new(void)
 {
     PyTypeObject *tp = bare_waiter_type;
     if (tp == NULL || tp->tp_new != PyBaseObject_Type.tp_new
         || _PyType_Lookup(tp, attr[A_INIT]) != bare_waiter_init
+        || tp->tp_base == NULL || _PyType_Lookup(tp->tp_base, attr[A_INIT]) != bare_base_init
         || _PyType_Lookup(tp, attr[A_DEBUG]) != Py_False)
         return NULL;
     PyObject *waiter = tp->tp_new(tp, empty_tuple, NULL);
     if (!waiter)
         return NULL;
+    /* What LeanDeferred.__init__ sets (its slots, see install_bare_waiter). */
     PyObject *callbacks = PyList_New(0);
-    if (!callbacks || PyObject_SetAttr(waiter, attr[A_CALLBACKS], callbacks) < 0
-        || PyObject_SetAttr(waiter, attr[A_CANCELLER], Py_None) < 0) {
+    if (!callbacks || w_set(waiter, W_CALLED, Py_False) < 0
+        || w_set(waiter, W_PAUSED, small_zero) < 0 || w_set(waiter, W_RUNNING, Py_False) < 0
+        || w_set(waiter, W_CALLBACKS, callbacks) < 0
+        || w_set(waiter, W_CANCELLER, Py_None) < 0) {
         Py_XDECREF(callbacks);
         Py_DECREF(waiter);
         return NULL;
@@ -1467,8 +1523,7 @@ static PyObject *tx_bare_succeeded(PyObject *self, PyObject *value)
     if (value == Py_None || Py_TYPE(value) == bare_value_type) {
         PyObject *waiter = bare_new();
         if (waiter) {
-            if (PyObject_SetAttr(waiter, attr[A_CALLED], Py_True) < 0
-                || PyObject_SetAttr(waiter, attr[A_RESULT], value) < 0) {
+            if (w_set(waiter, W_CALLED, Py_True) < 0 || w_set(waiter, W_RESULT, value) < 0) {
                 Py_DECREF(waiter);
                 return NULL;
             }
@@ -1493,18 +1548,29 @@ static PyObject *tx_install_bare_succeeded(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* install_bare_waiter(waiter_class, init): let client_publish build waiter_class's
- * instances as init does with debugging off (the Python side checked that init sets
- * only _callbacks and _canceller, see _accel.install_bare_waiter). */
+/* install_bare_waiter(waiter_class, init, base_init, slot_descriptors): let
+ * client_publish build waiter_class's instances as init (which calls its base class's
+ * base_init) does with debugging off (the Python side checked what they set, see
+ * _accel.install_bare_waiter), and the waiter code reach its slots (W_CALLBACKS...
+ * W_RESULT, in that order) at fixed offsets. */
 static PyObject *tx_install_bare_waiter(PyObject *self, PyObject *args)
 {
-    PyObject *cls, *init;
-    if (!PyArg_ParseTuple(args, "O!O", &PyType_Type, &cls, &init))
+    PyObject *cls, *init, *base_init, *descrs;
+    if (!PyArg_ParseTuple(args, "O!OOO!", &PyType_Type, &cls, &init, &base_init, &PyTuple_Type,
+                          &descrs))
         return NULL;
     if (intern_attrs() < 0)
         return NULL;
+    if (!small_zero && !(small_zero = PyLong_FromLong(0)))
+        return NULL;
+    Py_ssize_t found[W_SLOTS];
+    if (layout_offsets(descrs, W_SLOTS, found, "waiter") < 0)
+        return NULL;
+    memcpy(w_offsets, found, sizeof(found));
     keep_ref(&bare_waiter_init, init);
+    keep_ref(&bare_base_init, base_init);
     keep_ref((PyObject **)&bare_waiter_type, cls);
+    keep_ref((PyObject **)&w_type, cls);
     Py_RETURN_NONE;
 }
 
@@ -1912,7 +1978,7 @@ static PyMethodDef methods[] = {
     {"install_client_publish", tx_install_client_publish, METH_VARARGS,
      "install_client_publish(channel_class, slot_descriptors, basic_publish)"},
     {"install_bare_waiter", tx_install_bare_waiter, METH_VARARGS,
-     "install_bare_waiter(waiter_class, init)"},
+     "install_bare_waiter(waiter_class, init, base_init, slot_descriptors)"},
     {"new_bare_waiter", tx_new_bare_waiter, METH_NOARGS,
      "new_bare_waiter() -> a new waiter of the installed class"},
     {"install_bare_succeeded", tx_install_bare_succeeded, METH_VARARGS,

@@ -37,17 +37,17 @@ static PySendResult await_step(DeferredAwait *it, PyObject **out)
         return PYGEN_RETURN;
     }
     /* not d.called or d.paused: nothing to give yet */
-    int not_called = attr_is_false(d, A_CALLED);
+    int not_called = w_is_false(d, W_CALLED);
     if (not_called < 0)
         return PYGEN_ERROR;
-    int not_paused = not_called ? 1 : attr_is_false(d, A_PAUSED);
+    int not_paused = not_called ? 1 : w_is_false(d, W_PAUSED);
     if (not_paused < 0)
         return PYGEN_ERROR;
     if (not_called || !not_paused) {
         *out = Py_NewRef(d);
         return PYGEN_NEXT;
     }
-    PyObject *result = PyObject_GetAttr(d, attr[A_RESULT]);
+    PyObject *result = w_get(d, W_RESULT);
     if (!result)
         return PYGEN_ERROR;
     /* isinstance(result, Failure), answered at once for the results a consumer's and

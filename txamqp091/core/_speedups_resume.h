@@ -65,7 +65,7 @@ static int resumed(PySendResult status, PyObject *outcome, PyObject *args)
         PyTypeObject *kind = Py_TYPE(outcome);
         int unfired = 0;
         if (kind == lean_type || kind == deferred_type) {
-            unfired = attr_is_false(outcome, A_CALLED);
+            unfired = w_is_false(outcome, W_CALLED);
             if (unfired < 0) {
                 Py_DECREF(outcome);
                 return -1;
@@ -74,7 +74,7 @@ static int resumed(PySendResult status, PyObject *outcome, PyObject *args)
         if (unfired) {
             /* What _inlineCallbacks' addBoth(_gotResultInlineCallbacks, waiting, gen,
              * status, context) does to a Deferred that has not fired, then waits. */
-            PyObject *callbacks = PyObject_GetAttr(outcome, attr[A_CALLBACKS]);
+            PyObject *callbacks = w_get(outcome, W_CALLBACKS);
             PyObject *waiting = NULL, *cargs = NULL, *call = NULL, *pair = NULL;
             if (callbacks && (waiting = PyList_New(2))) {
                 PyList_SET_ITEM(waiting, 0, Py_NewRef(Py_False));
@@ -171,14 +171,14 @@ static PyObject *tx_try_resolve(PyObject *self, PyObject *const *args, Py_ssize_
     if (holding)
         return pure_resolve(self, waiter, value);
     int plain;
-    if ((plain = attr_is_false(waiter, A_CALLED)) <= 0
-        || (plain = attr_is_false(waiter, A_PAUSED)) <= 0
+    if ((plain = w_is_false(waiter, W_CALLED)) <= 0
+        || (plain = w_is_false(waiter, W_PAUSED)) <= 0
         || (plain = attr_is_false(waiter, A_DEBUG)) <= 0) {
         if (plain < 0)
             return NULL;
         return pure_resolve(self, waiter, value);
     }
-    PyObject *callbacks = PyObject_GetAttr(waiter, attr[A_CALLBACKS]);
+    PyObject *callbacks = w_get(waiter, W_CALLBACKS);
     if (!callbacks)
         return NULL;
     PyObject *rargs = lone_resumption(callbacks);
@@ -189,10 +189,8 @@ static PyObject *tx_try_resolve(PyObject *self, PyObject *const *args, Py_ssize_
     Py_INCREF(rargs);  /* the callbacks' pair goes with the clear below */
     /* LeanDeferred.callback's start for a lone pair. */
     if (PyList_SetSlice(callbacks, 0, PyList_GET_SIZE(callbacks), NULL) < 0
-        || PyObject_SetAttr(waiter, attr[A_CANCELLER], Py_None) < 0
-        || PyObject_SetAttr(waiter, attr[A_CALLED], Py_True) < 0
-        || PyObject_SetAttr(waiter, attr[A_RESULT], value) < 0
-        || PyObject_SetAttr(waiter, attr[A_RUNNING], Py_True) < 0)
+        || w_set(waiter, W_CANCELLER, Py_None) < 0 || w_set(waiter, W_CALLED, Py_True) < 0
+        || w_set(waiter, W_RESULT, value) < 0 || w_set(waiter, W_RUNNING, Py_True) < 0)
         goto error;
     {
         PyObject *context = PyTuple_GET_ITEM(rargs, 3), *outcome = NULL;
@@ -217,8 +215,7 @@ static PyObject *tx_try_resolve(PyObject *self, PyObject *const *args, Py_ssize_
             goto done;
         }
     }
-    if (PyObject_SetAttr(waiter, attr[A_RUNNING], Py_False) < 0
-        || PyObject_SetAttr(waiter, attr[A_RESULT], Py_None) < 0)
+    if (w_set(waiter, W_RUNNING, Py_False) < 0 || w_set(waiter, W_RESULT, Py_None) < 0)
         goto error;
     if (PyList_GET_SIZE(callbacks)) {  /* added while the coroutine ran */
         PyObject *r = PyObject_CallMethodNoArgs(waiter, attr[A_RUN_CALLBACKS]);

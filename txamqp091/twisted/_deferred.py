@@ -54,6 +54,7 @@ __all__ = [
     "C_AWAIT",
     "FAST_RESUMPTION",
     "LEAN_FIRING",
+    "LEAN_SLOTS",
     "LeanDeferred",
     "failure_of",
     "fire_each",
@@ -207,9 +208,26 @@ def _lean_firing_supported() -> bool:
 LEAN_FIRING = _lean_firing_supported()
 
 
+#: The attributes a LeanDeferred keeps in slots instead of its instance dict: those the
+#: C accelerator reads and writes on every waiter (a getter's resumption, ``await``, a
+#: publish's waiter), which it then reaches at fixed offsets instead of by an
+#: attribute lookup (~190 instructions each, a dozen per RPC half). Deferred's class
+#: defaults for three of them (``called``, ``paused``, ``_runningCallbacks``) are
+#: shadowed by the slots: ``__init__`` sets them, as the C construction does.
+LEAN_SLOTS = ("_callbacks", "_canceller", "called", "paused", "_runningCallbacks", "result")
+
+
 class LeanDeferred(Deferred[Any]):
     """A ``Deferred`` whose ``callback()`` runs a lone plain callback pair directly, and
     only keeps the result when there is none yet."""
+
+    __slots__ = LEAN_SLOTS
+
+    def __init__(self, canceller: Any = None) -> None:
+        self.called = False
+        self.paused = 0
+        self._runningCallbacks = False
+        Deferred.__init__(self, canceller)
 
     def callback(self, result: Any) -> None:
         callbacks = self._callbacks

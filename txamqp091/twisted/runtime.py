@@ -29,6 +29,7 @@ from ._deferred import (
     _NO_KEYWORDS,
     _RESUME,
     FAST_RESUMPTION,
+    LEAN_SLOTS,
     LeanDeferred,
     _coroutine_raised,
     _resume_coroutine,
@@ -50,26 +51,25 @@ _new = object.__new__
 
 
 def _bare_new_supported() -> bool:
-    """Whether a LeanDeferred made by ``object.__new__`` and given ``_callbacks`` and
-    ``_canceller`` is what ``LeanDeferred()`` makes: Deferred.__init__ sets exactly
-    those two (and, debugging, ``_debugInfo``: checked where it is used), and
-    LeanDeferred has no ``__init__`` or ``__new__`` of its own."""
-    if not _LEAN or "__init__" in vars(LeanDeferred) or LeanDeferred.__new__ is not _new:
+    """Whether a LeanDeferred made by ``object.__new__`` and given its slots
+    (:data:`LEAN_SLOTS`: ``_callbacks`` an empty list, ``_canceller`` None, ``called``
+    False, ``paused`` 0, ``_runningCallbacks`` False) is what ``LeanDeferred()`` makes:
+    its ``__init__`` sets the last three and Deferred.__init__ the first two, nothing
+    else (and, debugging, ``_debugInfo``: checked where it is used)."""
+    if not _LEAN or LeanDeferred.__new__ is not _new:
         return False
-    # Looked at on an instance of a subclass made for it: vars() on a LeanDeferred would
-    # make its class's shared attribute keys stop growing, and every LeanDeferred keep
-    # the attributes set after __init__ (called, result...) in a dict of its own
-    # (callgrind: ~750 instructions more per confirmed publish).
+    # Looked at on an instance of a subclass made for it, whose dict holds what
+    # Deferred.__init__ sets outside the slots: nothing, on the Twisted this knows.
     probe = type("_Probe", (LeanDeferred,), {})()
-    state = vars(probe)
-    return set(state) == {"_callbacks", "_canceller"} and state["_callbacks"] == []
+    slots = tuple(getattr(probe, name, _new) for name in LEAN_SLOTS[:5])
+    return not vars(probe) and slots == ([], None, False, 0, False)
 
 
 #: succeeded() makes its LeanDeferred without Deferred.__init__'s Python frame, and so
 #: does the C basic_publish for the waiter of each confirmed publish.
 _BARE_NEW = _bare_new_supported()
 if _BARE_NEW:
-    install_bare_waiter(_Waiter, Deferred.__init__)
+    install_bare_waiter(_Waiter, LeanDeferred.__init__, Deferred.__init__, LEAN_SLOTS)
 
 
 def _succeeded(value: Any) -> Deferred[Any]:
@@ -83,6 +83,8 @@ def _succeeded(value: Any) -> Deferred[Any]:
         waiter._callbacks = []
         waiter._canceller = None
         waiter.called = True
+        waiter.paused = 0
+        waiter._runningCallbacks = False
         waiter.result = value
         return waiter
     waiter = _Waiter()

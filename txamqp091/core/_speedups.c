@@ -215,6 +215,25 @@ static int slot_offset(PyObject *descr, Py_ssize_t *offset)
     return 0;
 }
 
+/* int 0: a new waiter's ``paused``, a flushed connection's ``_unflushed`` (set by the
+ * installers that use it). */
+static PyObject *small_zero = NULL;
+
+/* The object slot at `offset` (one slot_offset gave) of obj: NULL while unset. */
+static inline PyObject **slot_at(PyObject *obj, Py_ssize_t offset)
+{
+    return (PyObject **)((char *)obj + offset);
+}
+
+/* obj's slot at `offset` = value, whose reference it takes; the old value released. */
+static inline void slot_put(PyObject *obj, Py_ssize_t offset, PyObject *value)
+{
+    PyObject **slot = slot_at(obj, offset);
+    PyObject *old = *slot;
+    *slot = value;
+    Py_XDECREF(old);
+}
+
 /* Read a class's slot descriptors (a tuple of n) into offsets; `what` names the class
  * in the error ("unexpected channel layout"). */
 static int layout_offsets(PyObject *descrs, Py_ssize_t n, Py_ssize_t *offsets, const char *what)
@@ -798,7 +817,7 @@ static PyObject *str_state = NULL, *str_frame_max = NULL;
 
 static inline PyObject *ch_slot(PyObject *self, int i)
 {
-    return *(PyObject **)((char *)self + ch_offsets[i]);  /* borrowed; NULL if unset */
+    return *slot_at(self, ch_offsets[i]);  /* borrowed; NULL if unset */
 }
 
 /* core.connection.Connection's slots that the publishes read, in this order
@@ -813,7 +832,7 @@ static PyTypeObject *core_connection_type = NULL;
 static inline PyObject *cc_get(PyObject *conn, int i, PyObject *name)
 {
     if (core_connection_type != NULL && PyObject_TypeCheck(conn, core_connection_type)) {
-        PyObject *value = *(PyObject **)((char *)conn + cc_offsets[i]);
+        PyObject *value = *slot_at(conn, cc_offsets[i]);
         Py_XINCREF(value);
         return value;
     }
@@ -947,10 +966,7 @@ static PyObject *tx_channel_publish(PyObject *ch, PyObject *const *args, Py_ssiz
             Py_DECREF(seq);
             return NULL;
         }
-        PyObject **slot = (PyObject **)((char *)ch + ch_offsets[CH_SEQ]);
-        PyObject *old = *slot;
-        *slot = next;
-        Py_XDECREF(old);
+        slot_put(ch, ch_offsets[CH_SEQ], next);
     }
     return seq;
 error:
@@ -1195,10 +1211,8 @@ static PyObject *tx_plain_properties(PyObject *self, PyObject *p)
     while (plain && PyDict_Next(dict, &pos, &k, &v)) {
         if (v == Py_None)
             continue;
-        int i = 0;
-        while (i < TX_PROP_COUNT && k != prop_names[i])
-            i++;
-        if (i == TX_PROP_COUNT) {
+        int i = prop_index(k);
+        if (i < 0) {
             /* Not interned: compare by value (a field set through setattr or __dict__). */
             if (!PyUnicode_Check(k))
                 continue;
@@ -1284,7 +1298,7 @@ static PyTypeObject *client_channel_type = NULL;
 
 static inline PyObject *cb_slot(PyObject *self, int i)
 {
-    return *(PyObject **)((char *)self + cb_offsets[i]);  /* borrowed; NULL if unset */
+    return *slot_at(self, cb_offsets[i]);  /* borrowed; NULL if unset */
 }
 
 /* client.connection.ConnectionLogic's slots that client_publish reads and sets, in this
@@ -1302,7 +1316,7 @@ static PyTypeObject *client_connection_type = NULL;
 static inline PyObject *cl_get(PyObject *conn, int fast, int i, int keep_error)
 {
     if (fast) {
-        PyObject *value = *(PyObject **)((char *)conn + cl_offsets[i]);
+        PyObject *value = *slot_at(conn, cl_offsets[i]);
         if (!value && keep_error)
             PyErr_SetObject(PyExc_AttributeError, attr[cl_attr[i]]);
         Py_XINCREF(value);
@@ -1318,10 +1332,7 @@ static inline PyObject *cl_get(PyObject *conn, int fast, int i, int keep_error)
 static inline int cl_set(PyObject *conn, int fast, int i, PyObject *value)
 {
     if (fast) {
-        PyObject **slot = (PyObject **)((char *)conn + cl_offsets[i]);
-        PyObject *old = *slot;
-        *slot = Py_NewRef(value);
-        Py_XDECREF(old);
+        slot_put(conn, cl_offsets[i], Py_NewRef(value));
         return 0;
     }
     return PyObject_SetAttr(conn, attr[cl_attr[i]], value);
@@ -1355,15 +1366,21 @@ static inline PyObject *call_attr(PyObject *obj, int name, PyObject *const *args
     return PyObject_VectorcallMethod(attr[name], stack, nargs + 1, NULL);
 }
 
+/* value (a new reference, released here; NULL: raised) is false (1), true (0), or
+ * raised (-1): False and True without a truth call. */
+static inline int is_false(PyObject *value)
+{
+    if (!value)
+        return -1;
+    int truth = value == Py_False ? 0 : value == Py_True ? 1 : PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth < 0 ? -1 : !truth;
+}
+
 /* obj.<name> is False (1), something else (0), or raised (-1). */
 static inline int attr_is_false(PyObject *obj, int name)
 {
-    PyObject *value = PyObject_GetAttr(obj, attr[name]);
-    if (!value)
-        return -1;
-    int truth = PyObject_IsTrue(value);
-    Py_DECREF(value);
-    return truth < 0 ? -1 : !truth;
+    return is_false(PyObject_GetAttr(obj, attr[name]));
 }
 
 /* The exception now set, taken (normalized, with its traceback): a new reference, or
@@ -1397,20 +1414,20 @@ static PyObject *bare_waiter_init = NULL;
 static PyObject *bare_base_init = NULL;
 
 /* LeanDeferred's slots (twisted._deferred.LEAN_SLOTS, in this order), installed with
- * the class by install_bare_waiter: on an instance of exactly that class they are read
- * and written at fixed offsets; on any other waiter (a Deferred, a subclass) by name. */
+ * the class (bare_waiter_type) by install_bare_waiter: on an instance of exactly that
+ * class they are read and written at fixed offsets; on any other waiter (a Deferred, a
+ * subclass) by name. */
 enum { W_CALLBACKS, W_CANCELLER, W_CALLED, W_PAUSED, W_RUNNING, W_RESULT, W_SLOTS };
 static const int w_attr[W_SLOTS] = {A_CALLBACKS, A_CANCELLER, A_CALLED, A_PAUSED, A_RUNNING,
                                     A_RESULT};
 static Py_ssize_t w_offsets[W_SLOTS];
-static PyTypeObject *w_type = NULL; /* LeanDeferred, once its offsets are known */
 
 /* d.<slot i> as a new reference, or NULL with the AttributeError (unset) or what the
  * lookup raised. */
 static inline PyObject *w_get(PyObject *d, int i)
 {
-    if (Py_TYPE(d) == w_type) {
-        PyObject *value = *(PyObject **)((char *)d + w_offsets[i]);
+    if (Py_TYPE(d) == bare_waiter_type) {
+        PyObject *value = *slot_at(d, w_offsets[i]);
         if (!value) {
             PyErr_SetObject(PyExc_AttributeError, attr[w_attr[i]]);
             return NULL;
@@ -1423,29 +1440,19 @@ static inline PyObject *w_get(PyObject *d, int i)
 /* d.<slot i> = value (a new reference is taken): 0, or -1 raised. */
 static inline int w_set(PyObject *d, int i, PyObject *value)
 {
-    if (Py_TYPE(d) == w_type) {
-        PyObject **slot = (PyObject **)((char *)d + w_offsets[i]);
-        PyObject *old = *slot;
-        *slot = Py_NewRef(value);
-        Py_XDECREF(old);
+    if (Py_TYPE(d) == bare_waiter_type) {
+        slot_put(d, w_offsets[i], Py_NewRef(value));
         return 0;
     }
     return PyObject_SetAttr(d, attr[w_attr[i]], value);
 }
 
-/* d.<slot i> is false (1), true (0), or raised (-1); False and 0, the values C and
- * Twisted store, answered without a truth call. */
+/* d.<slot i> is false (1), true (0), or raised (-1). */
 static inline int w_is_false(PyObject *d, int i)
 {
-    PyObject *value = w_get(d, i);
-    if (!value)
-        return -1;
-    int truth = value == Py_False ? 0 : value == Py_True ? 1 : PyObject_IsTrue(value);
-    Py_DECREF(value);
-    return truth < 0 ? -1 : !truth;
+    return is_false(w_get(d, i));
 }
 
-static PyObject *small_zero = NULL; /* int 0: a new waiter's ``paused`` */
 
 /* A new instance of the installed class as its __init__ makes it when Deferred
  * debugging is off (its slots: an empty callback list, no canceller, not called, not
@@ -1570,7 +1577,6 @@ static PyObject *tx_install_bare_waiter(PyObject *self, PyObject *args)
     keep_ref(&bare_waiter_init, init);
     keep_ref(&bare_base_init, base_init);
     keep_ref((PyObject **)&bare_waiter_type, cls);
-    keep_ref((PyObject **)&w_type, cls);
     Py_RETURN_NONE;
 }
 

@@ -19,7 +19,7 @@
 static PyObject *pure_data_to_send = NULL;   /* core Connection.data_to_send (Python) */
 static PyTypeObject *flush_core_type = NULL; /* core.connection.Connection */
 static PyObject *heartbeat_frame = NULL;     /* frames.HEARTBEAT_FRAME */
-static PyObject *zero = NULL, *empty_bytes = NULL;
+static PyObject *empty_bytes = NULL;
 
 /* core.data_to_send() as a new reference (NULL: raised): inline when it is the
  * installed method, bound to this core (not another class's, nor one set on the
@@ -81,7 +81,7 @@ static PyObject *tx_connection_flush(PyObject *conn, PyObject *unused)
 {
     int fast = client_connection_type != NULL && PyObject_TypeCheck(conn, client_connection_type);
     if (cl_set(conn, fast, CL_FLUSH_SCHEDULED, Py_False) < 0
-        || cl_set(conn, fast, CL_UNFLUSHED, zero) < 0)
+        || cl_set(conn, fast, CL_UNFLUSHED, small_zero) < 0)
         return NULL;
     PyObject *core = cl_get(conn, fast, CL_CORE, 1);
     if (!core)
@@ -120,7 +120,7 @@ static PyObject *tx_install_flush(PyObject *self, PyObject *args)
         return NULL;
     if (intern_attrs() < 0)
         return NULL;
-    if ((!zero && !(zero = PyLong_FromLong(0)))
+    if ((!small_zero && !(small_zero = PyLong_FromLong(0)))
         || (!empty_bytes && !(empty_bytes = PyBytes_FromStringAndSize(NULL, 0))))
         return NULL;
     static PyMethodDef flush_def = {

@@ -12,6 +12,16 @@
 
 /* ---------------------------------------------------------------- properties */
 
+/* The index of the field whose interned name `name` is (the pointer), or -1: a name
+ * built at run time is not found here, and each caller says what it does then. */
+static inline int prop_index(PyObject *name)
+{
+    for (int i = 0; i < TX_PROP_COUNT; i++)
+        if (name == prop_names[i])
+            return i;
+    return -1;
+}
+
 /* obj.<field i> = v as the pure code's ``self.x = v`` sets it: through the type's
  * tp_setattro (so the instance keeps CPython's shared-key inline values, and a
  * subclass's descriptors and __setattr__ see it), without PyObject_SetAttr's checks of
@@ -257,10 +267,8 @@ static int props_present(PyObject *dict, PyObject **vals)
     Py_ssize_t pos = 0;
     PyObject *k, *v;
     while (PyDict_Next(dict, &pos, &k, &v)) {
-        int i = 0;
-        while (i < TX_PROP_COUNT && k != prop_names[i])
-            i++;
-        if (i == TX_PROP_COUNT || vals[i]) {
+        int i = prop_index(k);
+        if (i < 0) {
             for (int j = 0; j < TX_PROP_COUNT; j++)
                 Py_CLEAR(vals[j]);
             return 0;
@@ -359,15 +367,11 @@ static newfunc props_object_new = NULL; /* object.__new__: the class's tp_new wh
  * there twice. */
 static inline int props_take(PyObject **vals, PyObject *name, PyObject *value)
 {
-    for (int i = 0; i < TX_PROP_COUNT; i++) {
-        if (name == prop_names[i]) {
-            if (vals[i])
-                return 0;
-            vals[i] = value;
-            return 1;
-        }
-    }
-    return 0;
+    int i = prop_index(name);
+    if (i < 0 || vals[i])
+        return 0;
+    vals[i] = value;
+    return 1;
 }
 
 static int props_store(PyObject *self, PyObject *const *vals)

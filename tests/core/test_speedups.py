@@ -818,6 +818,20 @@ def test_plain_properties_edge_cases() -> None:
     assert _accel.plain_properties is C.plain_properties
 
 
+@requires_c
+def test_plain_properties_reads_a_field_the_class_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A field an instance does not store reads as the class's own: changed on the class
+    (to a value validation refuses), the fast accept must leave it to validation."""
+    from txamqp091 import validation
+
+    props = spec.BasicProperties(reply_to="q")
+    assert C.plain_properties(props)
+    monkeypatch.setattr(spec.BasicProperties, "priority", 999)
+    assert not C.plain_properties(props)
+    with pytest.raises(ValueError, match="priority"):
+        validation.properties(props)
+
+
 def test_plain_properties_without_the_accelerator_is_never_plain() -> None:
     assert not _accel._never_plain(spec.BasicProperties())
 

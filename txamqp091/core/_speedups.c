@@ -1194,11 +1194,12 @@ static PyMethodDef decode_properties_def = {
  * exactly BasicProperties and every field its instance sets is None, a str of at most
  * 63 characters (at most 252 UTF-8 bytes: a valid shortstr), or a delivery_mode of
  * int 1 or 2 - with no headers, priority or timestamp. False means "check it in
- * full", never "invalid". Unset fields are the class's None defaults. Reads the
+ * full", never "invalid". Unset fields read as the class's own, so only while those
+ * are all None (props_class_fields_none, as the encode's one pass asks). Reads the
  * instance dict once instead of fourteen attribute lookups. */
 static PyObject *tx_plain_properties(PyObject *self, PyObject *p)
 {
-    if (props_type == NULL || Py_TYPE(p) != props_type)
+    if (props_type == NULL || Py_TYPE(p) != props_type || !props_class_fields_none())
         Py_RETURN_FALSE;
     PyObject *dict = PyObject_GenericGetDict(p, NULL);
     if (!dict) {

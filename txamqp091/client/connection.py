@@ -14,7 +14,7 @@ order, and leave when the gate opens; a publish held longer than
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic
 
@@ -385,22 +385,69 @@ class ConnectionLogic(Generic[W]):
     # -- events ----------------------------------------------------------------------------------------
 
     def _dispatch(self, events: list[ev.Event]) -> None:
-        handlers = self._handlers
         channels = self._channels
-        for event in events:
+        remaining = iter(events)  # shared with _dispatch_acks, which takes a run of acks
+        for event in remaining:
             if type(event) is Message:  # most events: to the channel, without a handler call
                 channel = channels.get(event.channel_id)
                 if channel is not None:
                     channel._on_delivery(event)
             elif type(event) is PublishAcked:  # a publisher's most events, likewise
-                channel = channels.get(event.channel_id)
-                if channel is not None:
-                    channel._confirms.acked(event.delivery_tag, event.multiple)
+                self._dispatch_acks(event, remaining)
             else:
-                handler = handlers.get(type(event))
-                if handler is None:
-                    handler = self._handler_for(type(event))
-                handler(event)
+                self._dispatch_other(event)
+
+    def _dispatch_acks(self, first: PublishAcked, remaining: Iterator[ev.Event]) -> None:
+        """Settle ``first`` and the acks that follow it, taken from ``remaining`` up to
+        and including the first event that is not one of them.
+
+        Publisher acks of one channel that follow each other in a read settle, together,
+        what one ``multiple`` ack of the last tag settles: RabbitMQ sends several per
+        read (in a live confirm window, 3.2 on average, a quarter of them single acks of
+        the tag after the multiple ack before them). They are settled as that one ack:
+        the tracker's lookup, the waiters' batch and the window's check run once for the
+        run instead of once per frame. The event that ends the run is dispatched after
+        it, so everything is still settled in the order the broker sent it.
+        """
+        channel_id = first.channel_id
+        tag = first.delivery_tag
+        multiple = first.multiple
+        for event in remaining:
+            if type(event) is not PublishAcked:
+                self._settle_acks(channel_id, tag, multiple)
+                self._dispatch_other(event)  # a delivery too: the table has Message's
+                return
+            next_tag = event.delivery_tag
+            if (
+                event.channel_id == channel_id
+                and tag  # tag 0 with multiple (all of them) ends a run
+                and next_tag > tag
+                # a multiple ack covers the run's tags; a single one extends a run that
+                # ends with a multiple ack of the tag just before it
+                and (event.multiple or (multiple and next_tag == tag + 1))
+            ):
+                tag = next_tag
+                multiple = True
+            else:
+                self._settle_acks(channel_id, tag, multiple)
+                channel_id = event.channel_id
+                tag = next_tag
+                multiple = event.multiple
+        self._settle_acks(channel_id, tag, multiple)
+
+    def _settle_acks(self, channel_id: int, tag: int, multiple: bool) -> None:
+        """The publishes a run of acks confirmed (see _dispatch_acks), as one ack would."""
+        channel = self._channels.get(channel_id)
+        if channel is not None:
+            channel._confirms.acked(tag, multiple)
+
+    def _dispatch_other(self, event: ev.Event) -> None:
+        """An event to its handler: one that is not a delivery or an ack of exactly
+        those classes, or the event that ended a run of acks."""
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            handler = self._handler_for(type(event))
+        handler(event)
 
     def _handler_for(self, kind: type) -> Callable[[Any], None]:
         """The handler of the nearest base of ``kind`` that has one (an event subclass:

@@ -30,7 +30,7 @@ from txamqp091 import types
 from txamqp091.core import _accel, codec, frames, spec
 from txamqp091.core import channel as channel_module
 from txamqp091.core import connection as connection_module
-from txamqp091.core.events import Delivery, Event
+from txamqp091.core.events import Delivery, Event, PublishAcked
 from txamqp091.core.testing import ServerFrames, open_connection
 
 C = _accel.speedups
@@ -275,21 +275,25 @@ def test_decoding_sets_fields_as_the_python_decode_does() -> None:
 
 @contextlib.contextmanager
 def whole_delivery_decoders(use_c: bool) -> Iterator[None]:
-    """The C decoders of whole deliveries (per frame and per read) as they are, or off
-    (``use_c`` False: the frame-by-frame path) for the duration."""
+    """The C decoders of whole deliveries (per frame and per read) and of runs of
+    publisher acks as they are, or off (``use_c`` False: the frame-by-frame path) for
+    the duration."""
     saved = channel_module._c_take_delivery
     saved_read = connection_module._c_take_read
     saved_run = connection_module._c_take_deliveries
+    saved_acks = connection_module._c_take_acks
     if not use_c:
         channel_module._c_take_delivery = None
         connection_module._c_take_read = None
         connection_module._c_take_deliveries = None
+        connection_module._c_take_acks = None
     try:
         yield
     finally:
         channel_module._c_take_delivery = saved
         connection_module._c_take_read = saved_read
         connection_module._c_take_deliveries = saved_run
+        connection_module._c_take_acks = saved_acks
 
 
 def events_of(stream: bytes, chunk: int, use_c: bool) -> tuple[list[Any], bytes]:
@@ -451,6 +455,125 @@ def test_take_deliveries_takes_the_run_of_whole_deliveries_on_its_channel() -> N
     assert take(one(1, 1)[:-1]) == (None, [])  # the first not whole: nothing taken
     with pytest.raises(TypeError):
         C.take_deliveries(run, 11, run.index(b"\xce"), 1, 4096, Delivery, ())
+
+
+# -- runs of publisher acks through the parser ---------------------------------------------
+
+
+def ack_events_of(stream: bytes, use_c: bool, chunk: int) -> tuple[list[Any], bytes, str]:
+    """The events, the bytes sent back and the connection's state after ``stream``, with
+    channel 1 in confirm mode and 20 publishes sent on it, channel 2 in confirm mode
+    with 3, and channel 3 not in confirm mode."""
+    with whole_delivery_decoders(use_c):
+        conn = open_connection(server_frame_max=4096)
+        for channel_id, publishes in ((1, 20), (2, 3), (3, 0)):
+            channel = conn.open_channel()
+            conn.receive_data(F.channel_open_ok(channel_id), 0.0)
+            if publishes:
+                channel.send_method(spec.ConfirmSelect())
+                conn.receive_data(F.confirm_select_ok(channel_id), 0.0)
+            for _ in range(publishes):
+                channel.publish("", "q", b"m")
+        conn.data_to_send()
+        events: list[Event] = []
+        for at in range(0, len(stream), chunk):
+            events += conn.receive_data(stream[at : at + chunk], 0.0)
+        return [describe(e) for e in events], conn.data_to_send(), conn.state.value
+
+
+@requires_c
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([1, 1, 1, 2, 3]),
+            st.sampled_from([0, 1, 2, 3, 4, 5, 12, 19, 20, 21, 2**64 - 1]),
+            st.booleans(),
+            st.sampled_from(["ack", "ack", "ack", "nack", "heartbeat", "delivery"]),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    edits,
+    st.sampled_from([1 << 20, 21, 5]),
+)
+def test_runs_of_acks_parse_alike_on_both_paths(
+    items: list[tuple[int, int, bool, str]], changes: list[tuple[int, int]], chunk: int
+) -> None:
+    """take_acks (the acks that follow one another on a channel, in one C call) against
+    the frame loop: acks on three channels (one not in confirm mode), of tags sent and
+    never sent, with and without ``multiple``, between other frames, mutated, and read
+    in pieces: the same events, bytes sent back (a Connection.Close with its reply code)
+    and state."""
+    parts = []
+    for channel_id, tag, multiple, kind in items:
+        if kind == "ack":
+            parts.append(F.ack(channel_id, tag, multiple))
+        elif kind == "nack":
+            parts.append(F.nack(channel_id, tag, multiple))
+        elif kind == "heartbeat":
+            parts.append(F.heartbeat())
+        else:
+            parts.append(F.deliver(channel_id, "c", tag or 1, b"x", spec.BasicProperties()))
+    stream = b"".join(parts)
+    for data in (stream, mutate(stream, changes, 0)):
+        assert ack_events_of(data, True, chunk) == ack_events_of(data, False, chunk)
+
+
+@requires_c
+def test_take_acks_takes_the_run_of_acks_on_its_channel() -> None:
+    def take(data: bytes, next_seq: int = 10, cls: Any = PublishAcked) -> tuple[Any, list[Any]]:
+        events: list[Any] = []
+        pos = C.take_acks(data, 11, 20, 1, next_seq, 4096, cls, events)
+        return pos, [(type(e), e.channel_id, e.delivery_tag, e.multiple) for e in events]
+
+    run = F.ack(1, 1) + F.ack(1, 3, True) + F.ack(1, 4)
+    taken = [(PublishAcked, 1, 1, False), (PublishAcked, 1, 3, True), (PublishAcked, 1, 4, False)]
+    assert take(run) == (len(run), taken)
+    assert take(run + F.heartbeat()) == (len(run), taken)  # stops at another frame
+    assert take(run + F.ack(2, 5)) == (len(run), taken)  # and at another channel
+    assert take(run + F.nack(1, 5)) == (len(run), taken)  # and at another method
+    assert take(run + F.ack(1, 5)[:-1]) == (len(run), taken)  # and at a partial one
+    assert take(run + F.ack(1, 10)) == (len(run), taken)  # and at a tag never sent
+    assert take(run + F.ack(1, 0)) == (len(run), taken)  # and at 0 without multiple
+    assert take(run + F.ack(1, 0, True))[0] == len(run) + 21  # 0 with multiple: all
+    assert take(run, next_seq=0) == (None, [])  # not in confirm mode: the loop's error
+    assert take(F.ack(1, 10) + run, next_seq=10) == (None, [])  # the first never sent
+    assert take(run, next_seq=2**70) == (None, [])  # a number it does not compare
+    bad_end = run[:20] + b"\x00" + run[21:]
+    assert take(bad_end) == (len(run), taken)  # the first frame's end octet: the caller's...
+    bad_end = run[:41] + b"\x00" + run[42:]
+    assert take(bad_end) == (21, taken[:1])  # ...the next ones' are its own to check
+
+    class Louder(PublishAcked):
+        __slots__ = ()
+
+    assert take(run, cls=Louder) == (len(run), [(Louder,) + t[1:] for t in taken])
+    with pytest.raises(TypeError):
+        C.take_acks(run, 11, 20, 1, 10, 4096, PublishAcked, ())
+
+
+@requires_c
+def test_take_acks_calls_publish_acked_once_its_init_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """take_acks stores PublishAcked's slots itself only while its __init__ is the one it
+    was installed with: a replaced one runs."""
+    original = PublishAcked.__init__
+    calls: list[int] = []
+
+    def counting_init(self: PublishAcked, channel_id: int, tag: int, multiple: bool) -> None:
+        calls.append(tag)
+        original(self, channel_id, tag, multiple)
+
+    run = F.ack(1, 1) + F.ack(1, 2, True)
+    events: list[Any] = []
+    C.take_acks(run, 11, 20, 1, 5, 4096, PublishAcked, events)
+    assert calls == []
+    monkeypatch.setattr(PublishAcked, "__init__", counting_init)
+    C.take_acks(run, 11, 20, 1, 5, 4096, PublishAcked, events)
+    assert calls == [1, 2]
+    assert [(e.delivery_tag, e.multiple) for e in events] == [(1, False), (2, True)] * 2
 
 
 class OtherProperties(spec.BasicProperties):

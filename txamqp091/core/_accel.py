@@ -3,7 +3,7 @@
 The accelerator replaces the per-message functions with C versions that give
 the same results: :func:`.codec.decode_table`, :func:`.codec.encode_table`,
 :meth:`.spec.BasicProperties.decode` and ``.encode`` (and builds its instances), the decoding part of
-:meth:`.channel.Channel.take_delivery`, the publish encoders
+:meth:`.channel.Channel.take_delivery`, the parser's loop over a run of publisher acks, the publish encoders
 :func:`.frames.encode_message` and :func:`.frames.encode_content`, and the common
 cases of :meth:`.channel.Channel.publish` and ``.send_ack``. The pure-Python code stays the reference
 implementation; the C code calls it for anything it does not handle itself, so
@@ -33,6 +33,7 @@ __all__ = [
     "PURE_PROPERTIES_ENCODE",
     "PURE_PROPERTIES_INIT",
     "bare_waiter_factory",
+    "install_acks",
     "install_bare_succeeded",
     "install_bare_waiter",
     "install_channel_publish",
@@ -53,7 +54,7 @@ __all__ = [
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 12
+ABI = 13
 
 
 def _flag(name: str) -> bool:
@@ -310,6 +311,26 @@ def install_client_connection(cls: type) -> None:
         return
     descriptors = tuple(cls.__dict__[name] for name in CLIENT_CONNECTION_SLOTS)
     speedups.install_client_connection(cls, descriptors)
+
+
+def install_acks(cls: type) -> bool:
+    """Let the C ``take_acks`` store ``cls``'s (``PublishAcked``'s) three slots itself
+    instead of calling the class, while its ``__init__`` is the one it has now (which
+    only stores them: core/connection.py calls this); say whether it may."""
+    if speedups is None:
+        return False
+    init = cls.__dict__.get("__init__")
+    code = getattr(init, "__code__", None)
+    names = ("channel_id", "delivery_tag", "multiple")
+    if (
+        code is None
+        or code.co_varnames[: code.co_argcount] != ("self", *names)
+        or cast(Any, cls).__new__ is not object.__new__
+        or getattr(cls, "__dictoffset__", 1) != 0  # slots only: no instance __dict__
+    ):
+        return False
+    installed: bool = speedups.install_acks(cls, init, tuple(cls.__dict__[n] for n in names))
+    return installed
 
 
 #: The ``core.connection.Connection`` slots the C publishes read, in their order.

@@ -10,6 +10,9 @@
  *     one body frame in one buffer, decoded in one call), and take_read: a read
  *     that is exactly one such delivery, without the parser's frame loop, and
  *     take_deliveries: the whole deliveries that follow one another on a channel
+ *   - the parser's frame loop over a run of publisher acks on one channel, with
+ *     Channel.handle_method's checks and its PublishAcked events (take_acks,
+ *     _speedups_acks.h)
  *   - frames.encode_message / frames.encode_content (a publish's method frame,
  *     content header and body frames, built in one allocation)
  *   - plain_properties: whether validation.properties has nothing to check (a
@@ -41,7 +44,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 12
+#define TX_ABI 13
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -1951,6 +1954,7 @@ static PyObject *tx_set_table_fallbacks(PyObject *self, PyObject *args)
 #include "_speedups_await.h"
 #include "_speedups_resume.h"
 #include "_speedups_flush.h"
+#include "_speedups_acks.h"
 
 static PyMethodDef methods[] = {
     {"decode_table", (PyCFunction)(void (*)(void))tx_decode_table, METH_FASTCALL,
@@ -1960,6 +1964,11 @@ static PyMethodDef methods[] = {
      "take_delivery(buf, start, end, channel_id, frame_max, delivery_class)"},
     {"take_deliveries", (PyCFunction)(void (*)(void))tx_take_deliveries, METH_FASTCALL,
      "take_deliveries(buf, start, end, channel_id, frame_max, delivery_class, events) -> offset | None"},
+    {"take_acks", (PyCFunction)(void (*)(void))tx_take_acks, METH_FASTCALL,
+     "take_acks(buf, start, end, channel_id, next_seq, frame_max, event_class, events) "
+     "-> offset | None"},
+    {"install_acks", tx_install_acks, METH_VARARGS,
+     "install_acks(event_class, init, slot_descriptors) -> True"},
     {"take_read", (PyCFunction)(void (*)(void))tx_take_read, METH_FASTCALL,
      "take_read(data, frame_max, max_message_size, delivery_class) -> (channel_id, message) | None"},
     {"encode_message", (PyCFunction)(void (*)(void))tx_encode_message, METH_FASTCALL,

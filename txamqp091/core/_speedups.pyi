@@ -30,6 +30,20 @@ def take_deliveries(
     events: list[Event],
     /,
 ) -> int | None: ...
+def take_acks(
+    buf: Buffer,
+    start: int,
+    end: int,
+    channel_id: int,
+    next_seq: int,
+    frame_max: int,
+    event_class: Callable[..., Event],
+    events: list[Event],
+    /,
+) -> int | None: ...
+def install_acks(
+    event_class: type, init: Callable[..., None], slot_descriptors: tuple[Any, ...], /
+) -> bool: ...
 def take_read(
     data: bytes,
     frame_max: int,

@@ -44,6 +44,7 @@ from .events import (
     ConnectionClosed,
     Delivery,
     Event,
+    PublishAcked,
 )
 from .frames import FRAME_OVERHEAD, HEARTBEAT_FRAME, encode_method_frame
 from .handshake import Credentials, HeartbeatSetting, negotiate
@@ -64,6 +65,7 @@ _FRAME_HEADER = struct.Struct(">BHI")
 _read_frame_header = _FRAME_HEADER.unpack_from
 _unpack_index = struct.Struct(">I").unpack_from
 _DELIVER = spec.BasicDeliver.INDEX
+_ACK = spec.BasicAck.INDEX
 _CLOSED = ConnectionState.CLOSED
 _OPEN = ConnectionState.OPEN
 _CHANNEL_OPEN = ChannelState.OPEN
@@ -71,6 +73,9 @@ _CHANNEL_OPEN = ChannelState.OPEN
 #: that wants the frame-by-frame path).
 _c_take_read = None if _accel.speedups is None else _accel.speedups.take_read
 _c_take_deliveries = None if _accel.speedups is None else _accel.speedups.take_deliveries
+#: The C parser of a run of publisher acks on one channel (None: the frame loop).
+_c_take_acks = None if _accel.speedups is None else _accel.speedups.take_acks
+_accel.install_acks(PublishAcked)
 _FRAME_END = spec.FRAME_END
 _METHOD, _HEADER, _BODY, _HEARTBEAT = (
     spec.FRAME_METHOD,
@@ -329,6 +334,31 @@ class Connection(ConnectionMethods):
                                 if taken is not None:
                                     pos = taken
                                     continue
+                        elif (
+                            index == _ACK
+                            and _c_take_acks is not None
+                            # handle_method's conditions for an ack
+                            and channel.state is _CHANNEL_OPEN
+                            and not channel._expect_header
+                            and not channel._body_remaining
+                        ):
+                            # A publisher's acks come back to back: with the C
+                            # accelerator, the run of them on this channel is checked
+                            # and taken in one call (the first frame that is not one of
+                            # them is left to this loop, which reports what is wrong).
+                            taken = _c_take_acks(
+                                buf,
+                                start + 4,
+                                end,
+                                channel_id,
+                                channel._next_publish_seq,
+                                self.frame_max,
+                                PublishAcked,
+                                events,
+                            )
+                            if taken is not None:
+                                pos = taken
+                                continue
                         event = channel.handle_method(index, buf, start + 4, end)
                     elif frame_type == _BODY:
                         event = channel.handle_body(buf, start, end)

@@ -990,6 +990,20 @@ def test_try_resolve_keeps_what_resuming_raised_as_callback_would(
 # -- fire_each: the confirms one ack settles, fired in one loop --------------------------------
 
 
+@pytest.fixture(params=["c", "python"])
+def firing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test that takes it runs with ``_deferred.fire_each`` as it is (the C one where
+    the accelerator is built) and as the Python one, the reference."""
+    from txamqp091.twisted import _deferred
+
+    if request.param == "c":
+        if _deferred.fire_each is _deferred.PURE_FIRE_EACH:
+            pytest.skip("no C fire_each (the accelerator is not built, or this Twisted)")
+    else:
+        monkeypatch.setattr(_deferred, "fire_each", _deferred.PURE_FIRE_EACH)
+    return str(request.param)
+
+
 def _through_fire_each(monkeypatch: pytest.MonkeyPatch) -> list[Deferred[Any]]:
     """From now on, a LeanDeferred's callback() goes through fire_each([d], result); the
     Deferreds fire_each hands to callback() itself (its general case) are listed."""
@@ -1017,7 +1031,7 @@ def _through_fire_each(monkeypatch: pytest.MonkeyPatch) -> list[Deferred[Any]]:
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
 def test_fire_each_fires_as_callback_would(
-    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, resumption: str
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, resumption: str, firing: str
 ) -> None:
     plain: Trace = []
     scenario(Deferred, plain)
@@ -1027,7 +1041,9 @@ def test_fire_each_fires_as_callback_would(
     assert ours == plain
 
 
-def test_fire_each_runs_a_lone_plain_pair_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fire_each_runs_a_lone_plain_pair_itself(
+    monkeypatch: pytest.MonkeyPatch, firing: str
+) -> None:
     general = _through_fire_each(monkeypatch)
     loops = general_loops(monkeypatch)
     seen: list[Any] = []
@@ -1039,7 +1055,7 @@ def test_fire_each_runs_a_lone_plain_pair_itself(monkeypatch: pytest.MonkeyPatch
 
 
 def test_under_deferred_debugging_fire_each_leaves_each_to_callback(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, firing: str
 ) -> None:
     """Deferred debugging is read once per batch, on the class (where setDebugging sets
     it): on, each Deferred is fired by callback(), which records where from."""
@@ -1061,7 +1077,7 @@ def test_under_deferred_debugging_fire_each_leaves_each_to_callback(
     assert all(d._debugInfo is not None and d._debugInfo.invoker for d in batch)
 
 
-def test_fire_each_fires_a_mixed_batch_in_order_as_callback_would() -> None:
+def test_fire_each_fires_a_mixed_batch_in_order_as_callback_would(firing: str) -> None:
     """A batch as an ack settles it: each kind of Deferred, fired once, in order."""
     from txamqp091.twisted._deferred import fire_each
 

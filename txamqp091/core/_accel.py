@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any, TypeVar, cast
 
@@ -41,6 +41,7 @@ __all__ = [
     "install_client_publish",
     "install_connection_layout",
     "install_deferred_await",
+    "install_fire_each",
     "install_flush",
     "install_init",
     "install_message_encoders",
@@ -54,7 +55,7 @@ __all__ = [
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 13
+ABI = 14
 
 
 def _flag(name: str) -> bool:
@@ -247,6 +248,18 @@ def install_deferred_await(cls: type, deferred_await: Callable[..., Any], failur
     does, without its Python frame on each ``await`` and each resumption, and say
     whether it did. A ``failure`` result is left to ``deferred_await`` itself."""
     return _install_method(cls, "__await__", "install_deferred_await", deferred_await, failure)
+
+
+def install_fire_each(*context: Any) -> Callable[[Iterable[Any], Any], None] | None:
+    """The C ``fire_each`` (``twisted._deferred`` calls this): the same firing of a
+    batch of Deferreds as the Python one, whose lone-plain-pair case it runs without
+    Python frames; ``context`` is what it needs of Twisted and of that module, in the
+    order ``_speedups_fire.h`` lists. None without the accelerator."""
+    if speedups is None:
+        return None
+    speedups.install_fire_each(*context)
+    fire: Callable[[Iterable[Any], Any], None] = speedups.fire_each
+    return fire
 
 
 def install_try_resolve(cls: type, try_resolve: Callable[..., Any], *context: Any) -> bool:

@@ -10,6 +10,8 @@
  *     one body frame in one buffer, decoded in one call), and take_read: a read
  *     that is exactly one such delivery, without the parser's frame loop, and
  *     take_deliveries: the whole deliveries that follow one another on a channel
+ *   - twisted._deferred.fire_each, the firing of the confirmed publishes an ack
+ *     settles (_speedups_fire.h)
  *   - the parser's frame loop over a run of publisher acks on one channel, with
  *     Channel.handle_method's checks and its PublishAcked events (take_acks,
  *     _speedups_acks.h)
@@ -44,7 +46,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 13
+#define TX_ABI 14
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -1955,6 +1957,7 @@ static PyObject *tx_set_table_fallbacks(PyObject *self, PyObject *args)
 #include "_speedups_resume.h"
 #include "_speedups_flush.h"
 #include "_speedups_acks.h"
+#include "_speedups_fire.h"
 
 static PyMethodDef methods[] = {
     {"decode_table", (PyCFunction)(void (*)(void))tx_decode_table, METH_FASTCALL,
@@ -2011,6 +2014,11 @@ static PyMethodDef methods[] = {
      "install_try_resolve(runtime_class, try_resolve, waiter_class, deferred_class, "
      "message_class, got_result, no_keywords, runtime_globals, resume_yielded, "
      "coroutine_raised, resolve_raised) -> try_resolve"},
+    {"fire_each", (PyCFunction)(void (*)(void))tx_fire_each, METH_FASTCALL,
+     "fire_each(deferreds, result): d.callback(result) for each one not called yet"},
+    {"install_fire_each", tx_install_fire_each, METH_VARARGS,
+     "install_fire_each(waiter_class, continue, got_result, passthru, deferred_types, "
+     "failure_class, failure_of) -> True"},
     {"install_flush", tx_install_flush, METH_VARARGS,
      "install_flush(connection_class, core_class, data_to_send, heartbeat_frame) -> _flush"},
     {"set_table_fallbacks", tx_set_table_fallbacks, METH_VARARGS,

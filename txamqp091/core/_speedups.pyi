@@ -143,3 +143,14 @@ def install_client_connection(
 def install_connection_layout(
     connection_class: type, slot_descriptors: tuple[Any, ...], /
 ) -> None: ...
+def fire_each(deferreds: Any, result: Any, /) -> None: ...
+def install_fire_each(
+    waiter_class: type,
+    continue_: object,
+    got_result: object,
+    passthru: object,
+    deferred_types: list[type],
+    failure_class: type,
+    failure_of: Callable[[BaseException], Any],
+    /,
+) -> bool: ...

@@ -113,11 +113,10 @@ static int resumed(PySendResult status, PyObject *outcome, PyObject *args)
     return 0;
 }
 
-/* The arguments (waiting, coroutine, status, context) of the one callback pair,
- * _gotResultInlineCallbacks', of a waiter that only a coroutine not running waits
- * on, or NULL (borrowed from the waiter's callbacks: hold a reference before
- * clearing them). */
-static PyObject *lone_resumption(PyObject *callbacks)
+/* The callback (fn, args, kwargs) of a Deferred's callbacks when they are one pair of
+ * the shape addCallbacks makes, or NULL (borrowed from the list: hold a reference
+ * before clearing it). */
+static PyObject *lone_callback(PyObject *callbacks)
 {
     if (!PyList_CheckExact(callbacks) || PyList_GET_SIZE(callbacks) != 1)
         return NULL;
@@ -125,8 +124,19 @@ static PyObject *lone_resumption(PyObject *callbacks)
     if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
         return NULL;
     PyObject *call = PyTuple_GET_ITEM(pair, 0);
-    if (!PyTuple_CheckExact(call) || PyTuple_GET_SIZE(call) != 3
-        || PyTuple_GET_ITEM(call, 0) != got_result)
+    if (!PyTuple_CheckExact(call) || PyTuple_GET_SIZE(call) != 3)
+        return NULL;
+    return call;
+}
+
+/* The arguments (waiting, coroutine, status, context) of the one callback pair,
+ * _gotResultInlineCallbacks', of a waiter that only a coroutine not running waits
+ * on, or NULL (borrowed from the waiter's callbacks: hold a reference before
+ * clearing them). */
+static PyObject *lone_resumption(PyObject *callbacks)
+{
+    PyObject *call = lone_callback(callbacks);
+    if (!call || PyTuple_GET_ITEM(call, 0) != got_result)
         return NULL;
     PyObject *args = PyTuple_GET_ITEM(call, 1);
     if (!PyTuple_CheckExact(args) || PyTuple_GET_SIZE(args) != 4)

@@ -403,8 +403,8 @@ class ConnectionLogic(Generic[W]):
 
         Publisher acks of one channel that follow each other in a read settle, together,
         what one ``multiple`` ack of the last tag settles: RabbitMQ sends several per
-        read (in a live confirm window, 3.2 on average, a quarter of them single acks of
-        the tag after the multiple ack before them). They are settled as that one ack:
+        read (3 to 13 on average in a live confirm window, a quarter of them single acks
+        of the tag after the multiple ack before them). They are settled as that one ack:
         the tracker's lookup, the waiters' batch and the window's check run once for the
         run instead of once per frame. The event that ends the run is dispatched after
         it, so everything is still settled in the order the broker sent it.

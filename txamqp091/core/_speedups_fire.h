@@ -1,5 +1,6 @@
 /* twisted/_deferred.fire_each in C; included once by _speedups.c after the waiter code
- * (w_get, w_set, w_is_false, take_raised) and _speedups_resume.h (lone_callback).
+ * (w_get, w_set, w_is_false, take_raised), _speedups_await.h (failure_type) and
+ * _speedups_resume.h (lean_type, got_result, lone_callback).
  *
  * An ack settles a batch of confirmed publishes, each a LeanDeferred with the one
  * callback pair the publisher added: the Python fire_each runs LeanDeferred.callback's
@@ -19,12 +20,12 @@
  * The Python fire_each stays the reference (twisted/_deferred.PURE_FIRE_EACH);
  * tests/twisted_adapter/test_lean_deferred.py runs its fire_each tests on both. */
 
-static PyTypeObject *fire_lean_type = NULL;   /* LeanDeferred */
+/* LeanDeferred, _gotResultInlineCallbacks and Failure are the waiter code's lean_type,
+ * got_result (_speedups_resume.h) and failure_type (_speedups_await.h): whichever
+ * installer runs first sets them, to the same objects. */
 static PyObject *fire_continue = NULL;        /* defer._CONTINUE */
-static PyObject *fire_got_result = NULL;      /* defer._gotResultInlineCallbacks */
 static PyObject *fire_passthru = NULL;        /* the passthru pair (_deferred._PASSTHRU) */
 static PyObject *fire_deferred_types = NULL;  /* defer._DEFERRED_SUBCLASSES (a list) */
-static PyObject *fire_failure_type = NULL;    /* Failure */
 static PyObject *fire_failure_of = NULL;      /* _deferred.failure_of */
 
 /* ``value is not None and (isinstance(value, Failure) or type(value) in
@@ -34,7 +35,7 @@ static int fire_special(PyObject *value, int *deferred)
     *deferred = 0;
     if (value == Py_None)
         return 0;
-    int r = PyObject_IsInstance(value, fire_failure_type);
+    int r = PyObject_IsInstance(value, failure_type);
     if (r != 0)
         return r;
     r = PySequence_Contains(fire_deferred_types, (PyObject *)Py_TYPE(value));
@@ -57,7 +58,7 @@ static PyObject *fire_lone_plain(PyObject *callbacks, int *error)
         *error = 1;
         return NULL;
     }
-    if (!no_args || !no_kwargs || fn == fire_continue || fn == fire_got_result)
+    if (!no_args || !no_kwargs || fn == fire_continue || fn == got_result)
         return NULL;
     return fn;
 }
@@ -69,7 +70,7 @@ static int fire_one(PyObject *d, PyObject *result, int plain)
     int uncalled = w_is_false(d, W_CALLED);
     if (uncalled <= 0)
         return uncalled;  /* called: skipped */
-    if (plain && Py_TYPE(d) == fire_lean_type) {
+    if (plain && Py_TYPE(d) == lean_type) {
         int unpaused = w_is_false(d, W_PAUSED);
         if (unpaused < 0)
             return -1;
@@ -137,7 +138,7 @@ static PyObject *tx_fire_each(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     PyObject *result = args[1];
     /* Deferred debugging is Twisted's switch on the class, read once per batch. */
-    int plain = attr_is_false((PyObject *)fire_lean_type, A_DEBUG);
+    int plain = attr_is_false((PyObject *)lean_type, A_DEBUG);
     if (plain > 0) {
         int deferred, special = fire_special(result, &deferred);
         if (special < 0)
@@ -175,9 +176,8 @@ static PyObject *tx_install_fire_each(PyObject *self, PyObject *args)
     if (intern_attrs() < 0)
         return NULL;
     PyObject *keep[] = {cls, cont, got, passthru, types, failure, failure_of};
-    PyObject **slots[] = {(PyObject **)&fire_lean_type, &fire_continue, &fire_got_result,
-                          &fire_passthru, &fire_deferred_types, &fire_failure_type,
-                          &fire_failure_of};
+    PyObject **slots[] = {(PyObject **)&lean_type, &fire_continue, &got_result,
+                          &fire_passthru, &fire_deferred_types, &failure_type, &fire_failure_of};
     for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
         keep_ref(slots[i], keep[i]);
     Py_RETURN_TRUE;

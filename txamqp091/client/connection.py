@@ -14,19 +14,16 @@ order, and leave when the gate opens; a publish held longer than
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic
 
 from .. import validation as validate
-from ..core import events as ev
 from ..core._accel import install_client_connection, install_flush
 from ..core.connection import Connection as CoreConnection
-from ..core.events import PublishAcked
 from ..core.frames import HEARTBEAT_FRAME
-from ..core.spec import BasicProperties, ConnectionUpdateSecretOk
+from ..core.spec import BasicProperties
 from ..exceptions import (
-    AMQPHeartbeatTimeout,
     ChannelClosedByClient,
     ConnectionBlockedTimeout,
     ConnectionClosedByClient,
@@ -37,6 +34,7 @@ from ..params import ConnectionParameters, client_properties
 from .api import ConnectionAPI, documented_by
 from .channel import ChannelLogic
 from .channel_base import ChannelBase
+from .routing import EventRouting
 from .runtime import Runtime, TimerHandle, W
 
 __all__ = ["ConnectionLogic", "Negotiated"]
@@ -70,7 +68,7 @@ class _Held:
 
 
 @documented_by(ConnectionAPI)
-class ConnectionLogic(Generic[W]):
+class ConnectionLogic(EventRouting[W], Generic[W]):
     """One AMQP connection as the user sees it; adapters subclass it with their types."""
 
     channel_class: type[ChannelLogic[Any]] = ChannelLogic
@@ -146,25 +144,7 @@ class ConnectionLogic(Generic[W]):
         self._reading_paused = False
         self._secret_waiters: deque[W] = deque()
         self._blocked_callbacks: list[Callable[[str | None], Any]] = []
-        # Deliveries and publisher acks, most events by far, are routed in _dispatch
-        # itself when they are of exactly these classes; the table has them for
-        # subclasses (see _handler_for).
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            Message: self._on_delivery,
-            PublishAcked: self._on_acked,
-            ev.MethodReply: self._on_reply,
-            ev.PublishNacked: self._on_nacked,
-            ev.GetOk: self._on_get_ok,
-            ev.Returned: self._on_returned,
-            ev.ChannelOpened: self._on_channel_opened,
-            ev.ChannelClosed: self._on_channel_closed,
-            ev.ConsumerCancelled: self._on_consumer_cancelled,
-            ev.ChannelFlow: self._on_channel_flow,
-            ev.ConnectionOpened: self._on_opened,
-            ev.ConnectionClosed: self._on_connection_closed,
-            ev.ConnectionBlocked: self._on_blocked,
-            ev.ConnectionUnblocked: self._on_unblocked,
-        }
+        self._handlers = self._event_handlers()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.params.host}:{self.params.port} {self._core.state.value}>"
@@ -381,166 +361,6 @@ class ConnectionLogic(Generic[W]):
         self._flush()
         if not self._ended:
             self._arm_timer()
-
-    # -- events ----------------------------------------------------------------------------------------
-
-    def _dispatch(self, events: list[ev.Event]) -> None:
-        channels = self._channels
-        remaining = iter(events)  # shared with _dispatch_acks, which takes a run of acks
-        for event in remaining:
-            if type(event) is Message:  # most events: to the channel, without a handler call
-                channel = channels.get(event.channel_id)
-                if channel is not None:
-                    channel._on_delivery(event)
-            elif type(event) is PublishAcked:  # a publisher's most events, likewise
-                self._dispatch_acks(event, remaining)
-            else:
-                self._dispatch_other(event)
-
-    def _dispatch_acks(self, first: PublishAcked, remaining: Iterator[ev.Event]) -> None:
-        """Settle ``first`` and the acks that follow it, taken from ``remaining`` up to
-        and including the first event that is not one of them.
-
-        Publisher acks of one channel that follow each other in a read settle, together,
-        what one ``multiple`` ack of the last tag settles: RabbitMQ sends several per
-        read (3 to 13 on average in a live confirm window, a quarter of them single acks
-        of the tag after the multiple ack before them). They are settled as that one ack:
-        the tracker's lookup, the waiters' batch and the window's check run once for the
-        run instead of once per frame. The event that ends the run is dispatched after
-        it, so everything is still settled in the order the broker sent it.
-        """
-        channel_id = first.channel_id
-        tag = first.delivery_tag
-        multiple = first.multiple
-        for event in remaining:
-            if type(event) is not PublishAcked:
-                self._settle_acks(channel_id, tag, multiple)
-                self._dispatch_other(event)  # a delivery too: the table has Message's
-                return
-            next_tag = event.delivery_tag
-            if (
-                event.channel_id == channel_id
-                and tag  # tag 0 with multiple (all of them) ends a run
-                and next_tag > tag
-                # a multiple ack covers the run's tags; a single one extends a run that
-                # ends with a multiple ack of the tag just before it
-                and (event.multiple or (multiple and next_tag == tag + 1))
-            ):
-                tag = next_tag
-                multiple = True
-            else:
-                self._settle_acks(channel_id, tag, multiple)
-                channel_id = event.channel_id
-                tag = next_tag
-                multiple = event.multiple
-        self._settle_acks(channel_id, tag, multiple)
-
-    def _settle_acks(self, channel_id: int, tag: int, multiple: bool) -> None:
-        """The publishes a run of acks confirmed (see _dispatch_acks), as one ack would."""
-        channel = self._channels.get(channel_id)
-        if channel is not None:
-            channel._confirms.acked(tag, multiple)
-
-    def _dispatch_other(self, event: ev.Event) -> None:
-        """An event to its handler: one that is not a delivery or an ack of exactly
-        those classes, or the event that ended a run of acks."""
-        handler = self._handlers.get(type(event))
-        if handler is None:
-            handler = self._handler_for(type(event))
-        handler(event)
-
-    def _handler_for(self, kind: type) -> Callable[[Any], None]:
-        """The handler of the nearest base of ``kind`` that has one (an event subclass:
-        a ``delivery_class`` deriving from Message, say), remembered for ``kind``."""
-        for base in kind.__mro__[1:]:
-            handler = self._handlers.get(base)
-            if handler is not None:
-                self._handlers[kind] = handler
-                return handler
-        raise KeyError(kind)
-
-    def _on_delivery(self, event: Message) -> None:
-        """A delivery _dispatch did not route itself (a subclass of Message)."""
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._on_delivery(event)
-
-    def _on_acked(self, event: PublishAcked) -> None:
-        """An ack _dispatch did not route itself (a subclass of PublishAcked)."""
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._confirms.acked(event.delivery_tag, event.multiple)
-
-    def _on_nacked(self, event: ev.PublishNacked) -> None:
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._confirms.nacked(event.delivery_tag, event.multiple)
-
-    def _on_reply(self, event: ev.MethodReply) -> None:
-        if event.channel_id == 0:
-            if isinstance(event.method, ConnectionUpdateSecretOk) and self._secret_waiters:
-                self._runtime.resolve(self._secret_waiters.popleft(), None)
-            return
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._on_reply(event.method)
-
-    def _on_get_ok(self, event: ev.GetOk) -> None:
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._on_get_ok(event)
-
-    def _on_returned(self, event: ev.Returned) -> None:
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._on_returned(event)
-
-    def _on_channel_opened(self, event: ev.ChannelOpened) -> None:
-        waiter = self._channel_waiters.pop(event.channel_id, None)
-        channel = self._channels.get(event.channel_id)
-        if waiter is not None and channel is not None:
-            self._runtime.resolve(waiter, channel)
-
-    def _on_channel_closed(self, event: ev.ChannelClosed) -> None:
-        waiter = self._channel_waiters.pop(event.channel_id, None)
-        if waiter is not None:
-            self._runtime.reject(waiter, event.error)
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._on_closed(event, event.error)
-
-    def _on_consumer_cancelled(self, event: ev.ConsumerCancelled) -> None:
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._on_consumer_cancelled(event.consumer_tag)
-
-    def _on_channel_flow(self, event: ev.ChannelFlow) -> None:
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._on_flow(event.active)
-
-    def _on_opened(self, event: ev.ConnectionOpened) -> None:
-        self._runtime.resolve(self._opened, self)
-
-    def _on_connection_closed(self, event: ev.ConnectionClosed) -> None:
-        # Abort when there is no close handshake to finish: the stream broke, or the
-        # broker went silent (a dead peer would never take the bytes loseConnection waits on).
-        error = event.error
-        abort = error is not None and (
-            event.reply_code == 0 or isinstance(error, AMQPHeartbeatTimeout)
-        )
-        self._finish(error, abort=abort)
-
-    def _on_blocked(self, event: ev.ConnectionBlocked) -> None:
-        self._runtime.log("warn", "broker blocked the connection: {reason}", reason=event.reason)
-        for callback in self._blocked_callbacks:
-            self._runtime.run_user_callback(callback, event.reason)
-
-    def _on_unblocked(self, event: ev.ConnectionUnblocked) -> None:
-        self._runtime.log("info", "broker unblocked the connection")
-        for callback in self._blocked_callbacks:
-            self._runtime.run_user_callback(callback, None)
-        self._release_held()
 
     def _finish(self, error: BaseException | None, abort: bool) -> None:
         """The connection has ended: settle everything that waits on it, drop the transport."""

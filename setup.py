@@ -61,6 +61,9 @@ if not _flag("TXAMQP091_NO_EXTENSIONS") and sys.implementation.name == "cpython"
                 "txamqp091/core/_speedups_await.h",
                 "txamqp091/core/_speedups_resume.h",
                 "txamqp091/core/_speedups_flush.h",
+                "txamqp091/core/_speedups_acks.h",
+                "txamqp091/core/_speedups_fire.h",
+                "txamqp091/core/_speedups_ack.h",
             ],
             optional=not _flag("TXAMQP091_REQUIRE_EXTENSIONS"),
         )

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import validation as validate
 from ..core import spec
+from ..core._accel import install_message_ack
 from ..core.channel import Channel as CoreChannel
 from ..core.events import ChannelClosed as ChannelClosedEvent
 from ..core.events import GetOk, Returned
@@ -446,3 +447,8 @@ class ChannelLogic(DeclaringChannel[W]):
         for consumer in consumers.values():
             consumer._end(error)
         self._conn._drop_held_publishes(self, error)
+
+
+# With the C accelerator, Message.ack does what it and _ack above do for an ack that goes
+# straight into the core's output, without their frames (core/_speedups_ack.h).
+install_message_ack(Message, ChannelLogic._ack)

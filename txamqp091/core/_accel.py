@@ -29,6 +29,7 @@ from typing import Any, TypeVar, cast
 __all__ = [
     "PURE_CHANNEL_PUBLISH",
     "PURE_CHANNEL_SEND_ACK",
+    "PURE_MESSAGE_ACK",
     "PURE_PROPERTIES_DECODE",
     "PURE_PROPERTIES_ENCODE",
     "PURE_PROPERTIES_INIT",
@@ -44,18 +45,20 @@ __all__ = [
     "install_fire_each",
     "install_flush",
     "install_init",
+    "install_message_ack",
     "install_message_encoders",
     "install_properties",
     "install_table_codecs",
     "install_try_resolve",
     "plain_properties",
     "register_delivery_class",
+    "register_loop_thread",
     "speedups",
 ]
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 14
+ABI = 15
 
 
 def _flag(name: str) -> bool:
@@ -174,6 +177,51 @@ def install_channel_send_ack(cls: type) -> None:
     if speedups is None:
         return
     type.__setattr__(cls, "send_ack", speedups.install_send_ack(cls))
+
+
+#: ``Message.ack`` as written in Python: the reference, and what the C ``ack`` calls for
+#: anything it does not do itself (set by :func:`install_message_ack`).
+PURE_MESSAGE_ACK: Callable[..., Any] | None = None
+
+#: The ``message.Message`` slots the C ``ack`` reads, in its order.
+MESSAGE_ACK_SLOTS = ("_channel", "_core_channel", "delivery_tag")
+
+
+def install_message_ack(cls: type, channel_ack: Callable[..., Any]) -> None:
+    """Put the C ``ack`` on ``cls`` (``message.Message``; ``client/channel.py`` calls this
+    once ``ChannelLogic`` exists): a consumer's every ack without the three Python frames
+    of ``Message.ack``, ``channel_ack`` (``ChannelLogic._ack``, which it stands in for)
+    and the runtime's ``in_loop_thread``, when the ack goes straight into the core's
+    output. Anything else, a channel whose ``_ack`` is another, goes to the Python
+    ``ack``, kept as :data:`PURE_MESSAGE_ACK`."""
+    global PURE_MESSAGE_ACK
+    if PURE_MESSAGE_ACK is None:
+        PURE_MESSAGE_ACK = cls.__dict__["ack"]
+    if speedups is None:
+        return
+    descriptors = tuple(_slot_descriptor(cls, name) for name in MESSAGE_ACK_SLOTS)
+    type.__setattr__(cls, "ack", PURE_MESSAGE_ACK)  # the installer keeps what it finds
+    type.__setattr__(cls, "ack", speedups.install_message_ack(cls, descriptors, channel_ack))
+
+
+def _slot_descriptor(cls: type, name: str) -> Any:
+    """The member descriptor of ``cls``'s slot ``name``, from the class that defines it."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    raise AttributeError(name)
+
+
+def register_loop_thread(
+    in_loop_thread: Callable[..., Any], holder: object | None, name: str, none_is_any: bool
+) -> None:
+    """Tell the C ``Message.ack`` how a runtime whose ``in_loop_thread`` is this function
+    (a runtime class's, inherited or not) answers, so that it reads the answer instead of
+    calling it: ``getattr(holder, name)`` (``holder`` None: the runtime) is the loop
+    thread's ``threading.get_ident()``, or None, which means any thread when
+    ``none_is_any`` and none otherwise."""
+    if speedups is not None:
+        speedups.register_loop_thread(in_loop_thread, holder, name, none_is_any)
 
 
 #: The ``client.channel_base.ChannelBase`` slots the C ``client_publish`` reads, in its order.

@@ -26,6 +26,8 @@
  *   - client.channel_base.ChannelBase.basic_publish's common case (client_publish):
  *     the publish a channel accepts without validation, sends at once and answers
  *     with a waiter (install_client_publish)
+ *   - message.Message.ack, when the ack goes straight into the core's output
+ *     (install_message_ack, _speedups_ack.h)
  *
  * The pure-Python functions stay the reference implementation. This module
  * only handles well-formed input of the common types: on anything unusual
@@ -46,7 +48,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 14
+#define TX_ABI 15
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -1958,6 +1960,7 @@ static PyObject *tx_set_table_fallbacks(PyObject *self, PyObject *args)
 #include "_speedups_flush.h"
 #include "_speedups_acks.h"
 #include "_speedups_fire.h"
+#include "_speedups_ack.h"
 
 static PyMethodDef methods[] = {
     {"decode_table", (PyCFunction)(void (*)(void))tx_decode_table, METH_FASTCALL,
@@ -2021,6 +2024,10 @@ static PyMethodDef methods[] = {
      "failure_class, failure_of) -> True"},
     {"install_flush", tx_install_flush, METH_VARARGS,
      "install_flush(connection_class, core_class, data_to_send, heartbeat_frame) -> _flush"},
+    {"install_message_ack", tx_install_message_ack, METH_VARARGS,
+     "install_message_ack(message_class, slot_descriptors, channel_ack) -> the C ack"},
+    {"register_loop_thread", tx_register_loop_thread, METH_VARARGS,
+     "register_loop_thread(runtime_class, holder, name, none_is_any)"},
     {"set_table_fallbacks", tx_set_table_fallbacks, METH_VARARGS,
      "set_table_fallbacks(decode_table, encode_table)"},
     {NULL, NULL, 0, NULL}};

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..client.runtime import Runtime, TimerHandle, for_delivery
+from ..core._accel import register_loop_thread
 from ..message import Message
 
 __all__ = ["Clock", "FutureRuntime", "observe_quietly"]
@@ -453,3 +454,8 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
         except (KeyError, IndexError, ValueError):
             text = f"{message} {fields!r}"
         logger.log(_LEVELS.get(level, logging.INFO), "%s", text)
+
+
+# in_loop_thread above, as the C Message.ack reads it (the loop's thread, taken at
+# construction).
+register_loop_thread(FutureRuntime.in_loop_thread, None, "_loop_thread", False)

@@ -22,6 +22,7 @@ from ..core._accel import (
     install_bare_succeeded,
     install_bare_waiter,
     install_try_resolve,
+    register_loop_thread,
 )
 from ..message import Message
 from ._deferred import (
@@ -354,3 +355,7 @@ if _BARE_NEW:
     _c_succeeded = install_bare_succeeded(Message, _succeeded)
     if _c_succeeded is not None:
         type.__setattr__(DeferredRuntime, "succeeded", staticmethod(_c_succeeded))
+
+# in_loop_thread above, as the C Message.ack reads it (the reactor's registered I/O
+# thread; none registered: any thread).
+register_loop_thread(DeferredRuntime.in_loop_thread, threadable, "ioThread", True)

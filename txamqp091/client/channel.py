@@ -10,7 +10,7 @@ closing, with the events the connection hands to the channel.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import validation as validate
@@ -18,7 +18,7 @@ from ..core import spec
 from ..core._accel import install_message_ack
 from ..core.channel import Channel as CoreChannel
 from ..core.events import ChannelClosed as ChannelClosedEvent
-from ..core.events import GetOk, Returned
+from ..core.events import Event, GetOk, Returned
 from ..core.states import ChannelState
 from ..exceptions import (
     ChannelClosedByClient,
@@ -374,6 +374,61 @@ class ChannelLogic(DeclaringChannel[W]):
                     conn._buffered = buffered
                     return
         consumer._deliver(message)
+
+    def _on_deliveries(self, message: Message, remaining: Iterator[Event]) -> Event | None:
+        """Deliver ``message`` and the deliveries of this channel that follow it in the
+        read, taken from ``remaining``; return the event after them (None: the read's
+        end), for the connection to route.
+
+        A consumer loop's deliveries mostly go to its buffer: a read brings a run of
+        them and the loop's coroutine takes them after the read. What _on_delivery
+        checks before buffering (the consumer, no callback, no waiting get(), not
+        cancelling, the bounds not reached, reading not paused) stays true while only
+        buffering happens, since no user code runs: it is checked once for a consumer's
+        run of deliveries here, not once per delivery. Any other delivery goes through
+        _on_delivery, which may run user code, and everything is checked again after it.
+        """
+        channel_id = message.channel_id
+        conn = self._conn
+        # The consumer (tag) whose buffer takes deliveries unchecked, with what they need;
+        # None: check the next delivery.
+        tag: str | None = None
+        core: object = None
+        buffer: deque[Message] = deque()
+        limit = conn_limit = 0
+        while True:
+            if message.consumer_tag != tag:
+                tag = None
+                consumer = self._consumers.get(message.consumer_tag)
+                if (
+                    consumer is not None
+                    and consumer.on_message_callback is None
+                    and not consumer._getters
+                    and not (consumer._cancelling and not consumer.auto_ack)
+                    and not conn._reading_paused
+                ):
+                    tag = message.consumer_tag
+                    core = self._core
+                    buffer = consumer._buffer
+                    limit = consumer.max_buffered
+                    conn_limit = conn.max_buffered
+            if tag is not None:
+                # _on_delivery's buffering, as it does it.
+                message._channel = self
+                message._core_channel = core
+                buffered = conn._buffered + 1
+                if len(buffer) + 1 < limit and buffered < conn_limit:
+                    buffer.append(message)
+                    conn._buffered = buffered
+                else:
+                    tag = None
+                    self._on_delivery(message)
+            else:
+                self._on_delivery(message)
+            following = next(remaining, None)
+            if type(following) is not Message or following.channel_id != channel_id:
+                return following
+            message = following
 
     def _on_returned(self, event: Returned) -> None:
         message = ReturnedMessage(

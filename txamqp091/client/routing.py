@@ -66,16 +66,21 @@ class EventRouting(Generic[W]):
 
     def _dispatch(self, events: list[ev.Event]) -> None:
         channels = self._channels
-        remaining = iter(events)  # shared with _dispatch_acks, which takes a run of acks
-        for event in remaining:
+        # Shared with the runs: a channel's deliveries (ChannelLogic._on_deliveries, which
+        # returns the event after them) and a channel's acks (_dispatch_acks).
+        remaining = iter(events)
+        event = next(remaining, None)
+        while event is not None:
             if type(event) is Message:  # most events: to the channel, without a handler call
                 channel = channels.get(event.channel_id)
                 if channel is not None:
-                    channel._on_delivery(event)
+                    event = channel._on_deliveries(event, remaining)
+                    continue
             elif type(event) is PublishAcked:  # a publisher's most events, likewise
                 self._dispatch_acks(event, remaining)
             else:
                 self._dispatch_other(event)
+            event = next(remaining, None)
 
     def _dispatch_acks(self, first: PublishAcked, remaining: Iterator[ev.Event]) -> None:
         """Settle ``first`` and the acks that follow it, taken from ``remaining`` up to

@@ -238,3 +238,43 @@ async def test_an_ack_after_the_connection_closed_is_dropped(
     message.ack()
     assert await wire.methods() == []
     assert not conn.is_open
+
+
+async def test_the_pure_channel_ack_put_on_the_instance_is_called_as_it_is(
+    wire: TwistedWire, ack_impl: str
+) -> None:
+    # An instance attribute is not bound: called with (message, multiple) only, the
+    # function misses an argument, as Python's attribute lookup has it.
+    _, ch, (message,) = await consumer_with(wire, [1])
+    ch._ack = type(ch)._ack
+    with pytest.raises(TypeError):
+        message.ack()
+    assert await wire.methods() == []
+
+
+async def test_a_runtime_class_with_its_own_in_loop_thread_is_asked(
+    wire: TwistedWire, ack_impl: str
+) -> None:
+    _, ch, (message,) = await consumer_with(wire, [1])
+    runtime = ch._runtime
+    asked: list[bool] = []
+    handed: list[Any] = []
+
+    class ElsewhereRuntime(type(runtime)):  # type: ignore[misc]
+        def in_loop_thread(self) -> bool:
+            asked.append(True)
+            return False
+
+        def call_from_thread(self, fn: Any) -> None:
+            handed.append(fn)
+
+    original = type(runtime)
+    runtime.__class__ = ElsewhereRuntime
+    try:
+        message.ack()
+    finally:
+        runtime.__class__ = original
+    assert asked and len(handed) == 1
+    assert await wire.methods() == []
+    handed[0]()
+    assert acks(await wire.methods()) == [(1, False)]

@@ -32,28 +32,32 @@ static PyObject *str_in_loop_thread = NULL;
 enum { MA_CHANNEL, MA_CORE_CHANNEL, MA_DELIVERY_TAG, MA_SLOTS };
 static Py_ssize_t ma_offsets[MA_SLOTS];
 
-/* 1 when obj.name, as attribute lookup finds it, is func bound to obj (a method of
- * obj's class, not replaced on the class or shadowed on the instance); 0 otherwise. */
-static int method_is(PyObject *obj, PyObject *name, PyObject *func)
+/* The function obj.name calls with obj first, when attribute lookup finds a method of
+ * obj's class (not shadowed on the instance): a new reference; NULL (no error set)
+ * for anything else. */
+static PyObject *method_function(PyObject *obj, PyObject *name)
 {
-    if (_PyType_Lookup(Py_TYPE(obj), name) != func)
-        return 0;  /* the common miss, settled by the type's method cache */
     PyObject *found = NULL;
 #if PY_VERSION_HEX < 0x030D0000
-    int unbound = _PyObject_GetMethod(obj, name, &found);  /* no bound method made */
+    /* The type's attribute when it is a method not shadowed: no bound method made. */
+    if (_PyObject_GetMethod(obj, name, &found) == 1)
+        return found;
+    if (!found)
+        PyErr_Clear();
+    Py_XDECREF(found);
+    return NULL;
 #else
-    int unbound = 0;
     found = PyObject_GetAttr(obj, name);
-#endif
     if (!found) {
         PyErr_Clear();
-        return 0;
+        return NULL;
     }
-    int same = unbound ? found == func
-                       : PyMethod_Check(found) && PyMethod_GET_FUNCTION(found) == func
-                             && PyMethod_GET_SELF(found) == obj;
+    PyObject *function = NULL;
+    if (PyMethod_Check(found) && PyMethod_GET_SELF(found) == obj)
+        function = Py_NewRef(PyMethod_GET_FUNCTION(found));
     Py_DECREF(found);
-    return same;
+    return function;
+#endif
 }
 
 /* The in_loop_thread functions read here instead of called (register_loop_thread): the
@@ -69,12 +73,10 @@ static int n_loop_threads = 0;
 /* runtime.in_loop_thread(): 1, 0, or -1 raised. */
 static int runtime_in_loop_thread(PyObject *runtime)
 {
-    PyObject *function = _PyType_Lookup(Py_TYPE(runtime), str_in_loop_thread);
+    PyObject *function = method_function(runtime, str_in_loop_thread);
     for (int i = 0; function && i < n_loop_threads; i++) {
         if (loop_threads[i].function != function)
             continue;
-        if (!method_is(runtime, str_in_loop_thread, function))
-            break;
         PyObject *holder = loop_threads[i].holder ? loop_threads[i].holder : runtime;
         PyObject *ident = PyObject_GetAttr(holder, loop_threads[i].name);
         if (!ident) {
@@ -92,10 +94,13 @@ static int runtime_in_loop_thread(PyObject *runtime)
                 result = value == PyThread_get_thread_ident();
         }
         Py_DECREF(ident);
-        if (result != -2)
+        if (result != -2) {
+            Py_DECREF(function);
             return result;
+        }
         break;
     }
+    Py_XDECREF(function);
     PyObject *answer = PyObject_CallMethodNoArgs(runtime, str_in_loop_thread);
     if (!answer)
         return -1;
@@ -107,7 +112,9 @@ static int runtime_in_loop_thread(PyObject *runtime)
 /* 1 when channel._ack is ChannelLogic._ack, 0 otherwise. */
 static int channel_ack_is_pure(PyObject *ch)
 {
-    return method_is(ch, str_ack, py_channel_ack);
+    PyObject *function = method_function(ch, str_ack);
+    Py_XDECREF(function);  /* compared by identity only: py_channel_ack keeps it alive */
+    return function == py_channel_ack;
 }
 
 /* Message.ack(multiple=False) */

@@ -64,6 +64,7 @@ if not _flag("TXAMQP091_NO_EXTENSIONS") and sys.implementation.name == "cpython"
                 "txamqp091/core/_speedups_acks.h",
                 "txamqp091/core/_speedups_fire.h",
                 "txamqp091/core/_speedups_ack.h",
+                "txamqp091/core/_speedups_settle.h",
             ],
             optional=not _flag("TXAMQP091_REQUIRE_EXTENSIONS"),
         )

@@ -1,7 +1,8 @@
 """FutureRuntime.resolve_all runs the settled futures' done callbacks from one loop Handle
 (no broker): what they see and when they run must be what the loop's own Handle per
-callback gives them. Each scenario runs both ways, the batch and the loop's way (the
-runtime of a loop whose futures hide their callbacks), and the two logs are compared."""
+callback gives them. Each scenario runs three ways, the batch with its loop in C
+(``_c_settle_all``, with the accelerator) and in Python, and the loop's way (the runtime
+of a loop whose futures hide their callbacks), and the logs are compared."""
 
 from __future__ import annotations
 
@@ -36,14 +37,25 @@ step_spec = st.one_of(
 )
 
 
+#: The batch's loop: in C when the accelerator is built, and in Python.
+SETTLERS = ["python"] + (["c"] if runtime_module._c_settle_all is not None else [])
+
+
+def use_settler(m: pytest.MonkeyPatch, settler: str) -> None:
+    if settler == "python":
+        m.setattr(runtime_module, "_c_settle_all", None)
+
+
 def run_scenario(
     futures: list[list[tuple[str, str | None, bool, bool]]],
     steps: list[tuple[str, Any]],
     batch: bool,
     monkeypatch: pytest.MonkeyPatch,
+    settler: str = "c",
 ) -> list[Any]:
     log: list[Any] = []
     with monkeypatch.context() as m:
+        use_settler(m, settler)
         if not batch:
             m.setattr(runtime_module, "_callbacks_visible", lambda loop: False)
         loop = asyncio.new_event_loop()
@@ -117,12 +129,18 @@ def test_the_batch_runs_what_the_loop_would_in_its_order(
     steps: list[tuple[str, Any]],
 ) -> None:
     with pytest.MonkeyPatch.context() as monkeypatch:
-        batched = run_scenario(futures, steps, True, monkeypatch)
         reference = run_scenario(futures, steps, False, monkeypatch)
-    assert batched == reference
+        for settler in SETTLERS:
+            assert run_scenario(futures, steps, True, monkeypatch, settler) == reference, settler
 
 
-def test_one_handle_runs_the_callbacks_of_consecutive_batches() -> None:
+@pytest.fixture(params=SETTLERS)
+def settler(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    use_settler(monkeypatch, request.param)
+    return str(request.param)
+
+
+def test_one_handle_runs_the_callbacks_of_consecutive_batches(settler: str) -> None:
     loop = asyncio.new_event_loop()
     try:
         runtime = FutureRuntime(loop)
@@ -158,7 +176,7 @@ def test_a_debug_loop_keeps_a_handle_per_callback() -> None:
 
 @pytest.mark.parametrize("batch", [True, False])
 def test_keyboard_interrupt_leaves_the_remaining_callbacks_queued_in_order(
-    batch: bool, monkeypatch: pytest.MonkeyPatch
+    batch: bool, monkeypatch: pytest.MonkeyPatch, settler: str
 ) -> None:
     if not batch:
         monkeypatch.setattr(runtime_module, "_callbacks_visible", lambda loop: False)
@@ -200,3 +218,87 @@ def test_a_task_awaiting_a_confirmed_future_resumes_with_its_result() -> None:
 
 async def _wait(f: asyncio.Future[Any]) -> Any:
     return await f
+
+
+def _settled_by_c(runtime: FutureRuntime, waiters: Any) -> bool:
+    """Whether the C loop takes ``waiters`` (it declines anything but a list of plain
+    asyncio Futures, before touching them)."""
+    settle = runtime_module._c_settle_all
+    assert settle is not None
+    return bool(settle(waiters, None, None, runtime._queue_calls))
+
+
+class _Future(asyncio.Future):  # type: ignore[type-arg]
+    pass
+
+
+@pytest.mark.parametrize(
+    "odd",
+    ["instance attribute", "subclass", "tuple of futures"],
+)
+def test_what_the_c_loop_declines_the_python_loop_settles_alike(
+    odd: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if runtime_module._c_settle_all is None:
+        pytest.skip("no accelerator")
+    outcomes = []
+    for settler in ("c", "python"):
+        with monkeypatch.context() as m:
+            use_settler(m, settler)
+            loop = asyncio.new_event_loop()
+            try:
+                runtime = FutureRuntime(loop)
+                ran: list[Any] = []
+                waiters: Any = [runtime.waiter_factory()() for _ in range(3)]
+                if odd == "instance attribute":
+                    waiters[1].note = "x"
+                elif odd == "subclass":
+                    waiters[1] = _Future(loop=loop)
+                for i, f in enumerate(waiters):
+                    f.add_done_callback(lambda f, i=i, ran=ran: ran.append((i, f.result())))
+                if odd == "tuple of futures":
+                    waiters = tuple(waiters)
+                if settler == "c":
+                    probe = [runtime.waiter_factory()()]
+                    if odd == "instance attribute":
+                        probe[0].note = "x"
+                    elif odd == "subclass":
+                        probe = [_Future(loop=loop)]
+                    assert not _settled_by_c(runtime, tuple(probe) if odd[0] == "t" else probe)
+                    assert not any(f.done() for f in probe)
+                runtime.resolve_all(waiters, "ok")
+                assert len(loop._ready) == 1  # type: ignore[attr-defined]
+                loop.run_until_complete(asyncio.sleep(0))
+                outcomes.append(ran)
+            finally:
+                loop.close()
+    assert outcomes[0] == outcomes[1] == [(0, "ok"), (1, "ok"), (2, "ok")]
+
+
+class _Loud:
+    """A callback whose comparison raises: remove_done_callback compares callbacks."""
+
+    def __call__(self, f: object) -> None:
+        pass
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("compared")
+
+    __hash__ = object.__hash__
+
+
+def test_an_error_while_taking_callbacks_propagates_with_what_came_before_settled(
+    settler: str,
+) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        runtime = FutureRuntime(loop)
+        waiters = [runtime.waiter_factory()() for _ in range(3)]
+        waiters[0].add_done_callback(lambda _: None)
+        waiters[1].add_done_callback(_Loud())
+        waiters[1].add_done_callback(lambda _: None)
+        with pytest.raises(RuntimeError, match="compared"):
+            runtime.resolve_all(waiters, None)
+        assert [f.done() for f in waiters] == [True, False, False]
+    finally:
+        loop.close()

@@ -48,6 +48,7 @@ __all__ = [
     "install_message_ack",
     "install_message_encoders",
     "install_properties",
+    "install_settle_all",
     "install_table_codecs",
     "install_try_resolve",
     "plain_properties",
@@ -58,7 +59,7 @@ __all__ = [
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 15
+ABI = 16
 
 
 def _flag(name: str) -> bool:
@@ -210,6 +211,17 @@ def _slot_descriptor(cls: type, name: str) -> Any:
         if name in klass.__dict__:
             return klass.__dict__[name]
     raise AttributeError(name)
+
+
+def install_settle_all(future_cls: type) -> Callable[..., Any] | None:
+    """The C ``settle_all(waiters, value, calls, queue_calls)`` for the asyncio adapter's
+    ``FutureRuntime.resolve_all`` (the loop over an ack's futures, see
+    ``_speedups_settle.h``), or None without the accelerator or for a ``future_cls``
+    (``asyncio.Future``) whose instances it cannot check (the pure-Python Future)."""
+    if speedups is None or not speedups.install_settle_all(future_cls):
+        return None
+    fn: Callable[..., Any] = speedups.settle_all
+    return fn
 
 
 def register_loop_thread(

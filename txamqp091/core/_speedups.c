@@ -28,6 +28,8 @@
  *     with a waiter (install_client_publish)
  *   - message.Message.ack, when the ack goes straight into the core's output
  *     (install_message_ack, _speedups_ack.h)
+ *   - tornado.runtime.FutureRuntime.resolve_all's loop over an ack's futures
+ *     (settle_all, _speedups_settle.h)
  *
  * The pure-Python functions stay the reference implementation. This module
  * only handles well-formed input of the common types: on anything unusual
@@ -48,7 +50,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 15
+#define TX_ABI 16
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -1961,6 +1963,7 @@ static PyObject *tx_set_table_fallbacks(PyObject *self, PyObject *args)
 #include "_speedups_acks.h"
 #include "_speedups_fire.h"
 #include "_speedups_ack.h"
+#include "_speedups_settle.h"
 
 static PyMethodDef methods[] = {
     {"decode_table", (PyCFunction)(void (*)(void))tx_decode_table, METH_FASTCALL,
@@ -2028,6 +2031,10 @@ static PyMethodDef methods[] = {
      "install_message_ack(message_class, slot_descriptors, channel_ack) -> the C ack"},
     {"register_loop_thread", tx_register_loop_thread, METH_VARARGS,
      "register_loop_thread(runtime_class, holder, name, none_is_any)"},
+    {"settle_all", (PyCFunction)(void (*)(void))tx_settle_all, METH_FASTCALL,
+     "settle_all(waiters, value, calls, queue_calls) -> bool"},
+    {"install_settle_all", tx_install_settle_all, METH_O,
+     "install_settle_all(future_class) -> bool"},
     {"set_table_fallbacks", tx_set_table_fallbacks, METH_VARARGS,
      "set_table_fallbacks(decode_table, encode_table)"},
     {NULL, NULL, 0, NULL}};

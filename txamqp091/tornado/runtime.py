@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..client.runtime import Runtime, TimerHandle, for_delivery
-from ..core._accel import register_loop_thread
+from ..core._accel import install_settle_all, register_loop_thread
 from ..message import Message
 
 __all__ = ["Clock", "FutureRuntime", "observe_quietly"]
@@ -122,6 +122,10 @@ def _future_maker(loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Futur
     if getattr(type(loop), "create_future", None) is asyncio.BaseEventLoop.create_future:
         return functools.partial(asyncio.Future, loop=loop)
     return loop.create_future
+
+
+#: FutureRuntime.resolve_all's loop in C, for asyncio's own Future (None: the Python loop).
+_c_settle_all = install_settle_all(asyncio.Future)
 
 
 class FutureRuntime(Runtime[asyncio.Future[Any]]):
@@ -282,18 +286,28 @@ class FutureRuntime(Runtime[asyncio.Future[Any]]):
             return
         # Still the last Handle queued: its list takes these callbacks too, in their place.
         calls = self._calls if ready and ready[-1] is self._calls_handle else None
+        # With the accelerator, this loop in C (_speedups_settle.h): the same calls.
+        if _c_settle_all is not None and _c_settle_all(waiters, value, calls, self._queue_calls):
+            return
         for waiter in waiters:
             if waiter.done():
                 continue
             callbacks = waiter._callbacks
             if callbacks:
                 if calls is None:
-                    calls = self._calls = []
-                    self._calls_handle = self._loop.call_soon(self._run_calls, calls)
+                    calls = self._queue_calls()
                 for callback, context in callbacks:
                     waiter.remove_done_callback(callback)
                     calls.append((callback, context, waiter))
             waiter.set_result(value)
+
+    def _queue_calls(self) -> list[tuple[Callable[..., object], Any, Any]]:
+        """A new list of done callbacks for resolve_all to fill, and the Handle, queued
+        now, that will run them (_run_calls)."""
+        calls: list[tuple[Callable[..., object], Any, Any]] = []
+        self._calls = calls
+        self._calls_handle = self._loop.call_soon(self._run_calls, calls)
+        return calls
 
     def _run_calls(self, calls: list[tuple[Callable[..., object], Any, Any]]) -> None:
         """Run the done callbacks :meth:`resolve_all` took off its futures, in order, as

@@ -91,6 +91,10 @@ static int settle_one(PyObject *w, PyObject *value, PyObject **calls, PyObject *
             *calls = PyObject_CallNoArgs(queue_calls);
             if (!*calls)
                 goto fail;
+            if (!PyList_CheckExact(*calls)) {
+                PyErr_SetString(PyExc_TypeError, "settle_all: queue_calls() must return a list");
+                goto fail;
+            }
         }
         PyObject *it = PyObject_GetIter(callbacks);
         if (!it)
@@ -106,13 +110,7 @@ static int settle_one(PyObject *w, PyObject *value, PyObject **calls, PyObject *
             PyObject *entry = r ? PyTuple_Pack(3, cb, ctx, w) : NULL;
             Py_XDECREF(r);
             Py_DECREF(holder);
-            /* calls.append(entry): a list's by its method, anything else's by name */
-            int appended = !entry ? -1
-                           : PyList_CheckExact(*calls)
-                               ? PyList_Append(*calls, entry)
-                               : ((r = PyObject_CallMethodOneArg(*calls, attr[A_APPEND], entry))
-                                      ? (Py_DECREF(r), 0)
-                                      : -1);
+            int appended = entry ? PyList_Append(*calls, entry) : -1;
             Py_XDECREF(entry);
             if (appended < 0)
                 break;
@@ -133,7 +131,8 @@ fail:
 }
 
 /* settle_all(waiters, value, calls, queue_calls) -> bool: see the top of this file.
- * calls is the list to append to, or None until queue_calls() makes one. */
+ * calls is the list to append to (resolve_all's are lists), or None until
+ * queue_calls() makes one. */
 static PyObject *tx_settle_all(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 4) {
@@ -141,7 +140,8 @@ static PyObject *tx_settle_all(PyObject *self, PyObject *const *args, Py_ssize_t
         return NULL;
     }
     PyObject *waiters = args[0], *value = args[1], *queue_calls = args[3];
-    if (settle_future_type == NULL || !PyList_CheckExact(waiters))
+    if (settle_future_type == NULL || !PyList_CheckExact(waiters)
+        || (args[2] != Py_None && !PyList_CheckExact(args[2])))
         Py_RETURN_FALSE;
     Py_ssize_t n = PyList_GET_SIZE(waiters);
     for (Py_ssize_t i = 0; i < n; i++)

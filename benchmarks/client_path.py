@@ -1,4 +1,4 @@
-"""The client's Python cost per message in the confirm and consume scenarios, without
+"""The client's Python cost per message in the publish, confirm and consume scenarios, without
 a broker or a socket (``rpc_path.py`` does the same for rpc).
 
 ``twisted_client.py`` and ``tornado_client.py`` measure confirm and consume through
@@ -8,6 +8,8 @@ connection set up through the public API against pre-encoded broker replies, and
 broker's reads are handed to the protocol where the socket read would
 (``data_received``), one read per loop turn; writes go to a fake socket.
 
+- ``publish``: the benchmark's loop (``publish("", queue, BODY_64)`` in batches of
+  ``--batch``, each followed by the loop turn that writes them), with no read at all.
 - ``confirm``: the benchmark's window of 1,000 unconfirmed publishes (its own
   ``future_window`` / ``_confirm_window``), settled by reads of Basic.Ack frames in
   the shape a live run gets (``--acks-per-read`` frames a read, each acking
@@ -19,7 +21,7 @@ It reports nanoseconds of client Python per message (median, min and max of
 ``--repeats`` runs). ``--profile`` prints a cProfile of one run instead. Run it with
 ``TXAMQP091_NO_EXTENSIONS=1`` for the pure-Python core.
 
-    python benchmarks/client_path.py --adapter both --only confirm,consume
+    python benchmarks/client_path.py --adapter both --only publish,confirm,consume
 
 It is a measuring tool, not a test: nothing here asserts a time.
 """
@@ -42,6 +44,7 @@ HERE = str(Path(__file__).resolve().parent)
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+from _publish import publish_in_batches  # noqa: E402
 from _rpc import BODY_64  # noqa: E402
 from rpc_path import TornadoRPC, TwistedRPC, print_profile, timed_ns  # noqa: E402
 from rpc_path import cached_input as _cached  # noqa: E402
@@ -189,6 +192,20 @@ def tornado_confirm(
     return elapsed / n
 
 
+def tornado_publish(
+    n: int, a: argparse.Namespace, profile: cProfile.Profile | None = None
+) -> float:
+    h, ch = _open_channel(TornadoRPC())
+    h.socket.kept = []
+    done = h.loop.create_task(
+        publish_in_batches(ch.basic_publish, asyncio.sleep, QUEUE, n, a.batch)
+    )
+    elapsed = timed_ns(profile, lambda: h.loop.run_until_complete(done))
+    _check_publishes(h.socket.kept, n)
+    h.loop.close()
+    return elapsed / n
+
+
 def tornado_consume(
     n: int, a: argparse.Namespace, profile: cProfile.Profile | None = None
 ) -> float:
@@ -252,6 +269,32 @@ def twisted_confirm(
     return elapsed / n
 
 
+def twisted_publish(
+    n: int, a: argparse.Namespace, profile: cProfile.Profile | None = None
+) -> float:
+    from twisted.internet.defer import Deferred, ensureDeferred
+
+    h, ch = _open_channel(TwistedRPC())
+    h.transport.socket.kept = []
+    clock = h.clock
+
+    def turn(_: float) -> Deferred[None]:
+        # The reactor turn the live loop sleeps for: the flush it runs, then its resumption.
+        d: Deferred[None] = Deferred()
+        clock.callLater(0, d.callback, None)
+        return d
+
+    def run() -> None:
+        done = ensureDeferred(publish_in_batches(ch.basic_publish, turn, QUEUE, n, a.batch))
+        while not done.called:
+            clock.advance(0)
+        h._result(done)
+
+    elapsed = timed_ns(profile, run)
+    _check_publishes(h.transport.socket.kept, n)
+    return elapsed / n
+
+
 def twisted_consume(
     n: int, a: argparse.Namespace, profile: cProfile.Profile | None = None
 ) -> float:
@@ -269,6 +312,8 @@ def twisted_consume(
 
 
 RUNNERS: dict[tuple[str, str], Callable[..., float]] = {
+    ("twisted", "publish"): twisted_publish,
+    ("tornado", "publish"): tornado_publish,
     ("twisted", "confirm"): twisted_confirm,
     ("twisted", "consume"): twisted_consume,
     ("tornado", "confirm"): tornado_confirm,
@@ -281,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--messages", type=int, default=50_000, help="messages per run")
     p.add_argument("--repeats", type=int, default=5, help="runs; the median is reported")
     p.add_argument("--adapter", choices=["twisted", "tornado", "both"], default="both")
-    p.add_argument("--only", default="confirm,consume", help="scenarios, comma-separated")
+    p.add_argument("--only", default="publish,confirm,consume", help="scenarios, comma-separated")
+    p.add_argument("--batch", type=int, default=1000, help="publishes per loop turn (publish)")
     p.add_argument("--per-read", type=int, default=20, help="deliveries per read (consume)")
     p.add_argument("--acks-per-read", type=int, default=4, help="ack frames per read (confirm)")
     p.add_argument("--ack-cover", type=int, default=12, help="publishes a multiple ack settles")

@@ -98,6 +98,7 @@ if str(HERE) not in sys.path:
 import _diag  # noqa: E402
 import _floor  # noqa: E402
 from _parent import add_broker_arguments, installed, setup_client, source_state, worker  # noqa: E402
+from _publish import publish_in_batches  # noqa: E402
 from _rpc import BODY_64, call_in_turn  # noqa: E402
 
 CLIENTS = ("txamqp091", "pika", "aiopika")
@@ -271,18 +272,8 @@ async def tx_scenario(a: argparse.Namespace, meter: Meter) -> dict[str, Any]:
 
         if scen == "publish":
             await ch.queue_declare(q)
-            publish = ch.basic_publish
-            batch = a.batch
-            sleep = asyncio.sleep
             meter.start()
-            sent = 0
-            while sent < n:
-                k = min(batch, n - sent)
-                for _ in range(k):
-                    f = publish("", q, BODY_64)
-                sent += k
-                await f  # done at once unless the transport pushed back
-                await sleep(0)  # one loop turn: let it write
+            await publish_in_batches(ch.basic_publish, asyncio.sleep, q, n, a.batch)
             await poll_count(count, n)
             meter.stop()
             await ch.queue_delete(q)

@@ -86,6 +86,7 @@ if str(HERE) not in sys.path:
 import _diag  # noqa: E402
 import _floor  # noqa: E402
 from _parent import add_broker_arguments, installed, setup_client, source_state, worker  # noqa: E402
+from _publish import publish_in_batches  # noqa: E402
 from _rpc import BODY_64, answer_requests, call_in_turn  # noqa: E402
 
 CLIENTS = ("txamqp091", "pika")
@@ -197,17 +198,8 @@ async def tx_scenario(reactor: Any, a: argparse.Namespace) -> dict[str, Any]:
 
         if scen == "publish":
             await ch.queue_declare(q)
-            publish = ch.basic_publish
-            batch = a.batch
             meter.start()
-            sent = 0
-            while sent < n:
-                k = min(batch, n - sent)
-                for _ in range(k):
-                    d = publish("", q, BODY_64)
-                sent += k
-                await d  # fires at once unless the transport pushed back
-                await _sleep(reactor, 0)  # one reactor turn: let it write
+            await publish_in_batches(ch.basic_publish, lambda s: _sleep(reactor, s), q, n, a.batch)
             while True:
                 ok = await ch.queue_declare(q, passive=True)
                 if ok.message_count >= n:
@@ -404,17 +396,8 @@ async def pika_scenario(reactor: Any, a: argparse.Namespace) -> dict[str, Any]:
 
         if scen == "publish":
             await ch.queue_declare(q)
-            publish = ch.basic_publish
-            batch = a.batch
             meter.start()
-            sent = 0
-            while sent < n:
-                k = min(batch, n - sent)
-                for _ in range(k):
-                    d = publish("", q, BODY_64)
-                sent += k
-                await d
-                await _sleep(reactor, 0)
+            await publish_in_batches(ch.basic_publish, lambda s: _sleep(reactor, s), q, n, a.batch)
             while True:
                 frame = await ch.queue_declare(q, passive=True)
                 if frame.method.message_count >= n:

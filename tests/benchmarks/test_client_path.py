@@ -1,4 +1,4 @@
-"""``benchmarks/client_path.py``: the broker-less confirm and consume harness.
+"""``benchmarks/client_path.py``: the broker-less publish, confirm and consume harness.
 
 Each run checks its own writes (every publish written once, every delivery acked once,
 in order); here a few hundred messages per adapter and scenario, with and without the
@@ -36,7 +36,7 @@ def test_ack_reads_confirm_every_publish_once_in_order(client_path: ModuleType) 
     assert covered == 100
 
 
-@pytest.mark.parametrize("scenario", ["confirm", "consume"])
+@pytest.mark.parametrize("scenario", ["publish", "confirm", "consume"])
 @pytest.mark.parametrize("adapter", ["twisted", "tornado"])
 def test_each_run_checks_its_writes_and_reports_a_time(
     client_path: ModuleType,

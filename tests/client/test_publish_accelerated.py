@@ -250,12 +250,106 @@ def test_a_data_to_send_set_on_the_core_instance_is_asked_by_the_c_flush() -> No
 
 @requires_c
 def test_the_c_basic_publish_is_installed_and_keeps_the_methods_signature() -> None:
+    """A C method of the class: its parameters after ``self`` are the Python method's,
+    with the same kinds and defaults (its text signature has no annotations), and its
+    doc is the Python one's."""
     import inspect
 
     method = channel_base.ChannelBase.basic_publish
     assert method is not channel_base.PURE_BASIC_PUBLISH
-    assert inspect.signature(method) == inspect.signature(channel_base.PURE_BASIC_PUBLISH)
+    assert type(method).__name__ == "method_descriptor"
+
+    def parameters(fn: Any) -> list[tuple[str, Any, Any]]:
+        params = list(inspect.signature(fn).parameters.values())[1:]
+        return [(p.name, p.kind, p.default) for p in params]
+
+    assert parameters(method) == parameters(channel_base.PURE_BASIC_PUBLISH)
     assert method.__doc__ == channel_base.PURE_BASIC_PUBLISH.__doc__
+
+
+#: How a caller may pass basic_publish's arguments, and ways it may not: what the C
+#: method binds itself and what it leaves to the Python method, which raises.
+CALLS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+    (("", "q", b"b"), {}),
+    (("", "q", b"b", None), {}),
+    (("", "q", b"b", spec.BasicProperties(correlation_id="1"), False), {}),
+    ((), {"exchange": "", "routing_key": "q", "body": b"b"}),
+    (("",), {"routing_key": "q", "body": b"b", "mandatory": False}),
+    (("", "q"), {"body": b"b", "properties": spec.BasicProperties(reply_to="r")}),
+    (("", "q", b"b"), {"mandatory": True}),
+    (("", "q", b"b"), {"mandatory": 0}),
+    ((), {"body": b"b", "routing_key": "q", "exchange": "", "properties": None}),
+    (("", "q", "text"), {}),
+    (("", "q"), {}),
+    (("",), {"body": b"b"}),
+    (("", "q", b"b"), {"exchange": ""}),
+    (("", "q", b"b"), {"body": b"c"}),
+    (("", "q", b"b"), {"routing": "q"}),
+    (("", "q", b"b", None, False, "extra"), {}),
+    ((), {}),
+    (("", "q", b"b"), {"Body": b"b"}),
+    # Names made at run time, not the interned ones the compiler gives a call's keywords.
+    ((), {"".join(["ex", "change"]): "", "".join(["routing", "_key"]): "q", "body": b"b"}),
+    (("", "q"), {"".join(["bo", "dy"]): b"b", "".join(["proper", "ties"]): None}),
+]
+
+
+@requires_c
+@pytest.mark.parametrize("args, kwargs", CALLS)
+def test_the_c_basic_publish_binds_its_arguments_as_the_python_method(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """By position, by name or both, defaults left out, and what Python refuses (a
+    missing, repeated or unknown argument, one too many): the same waiters, bytes and
+    errors from the C method as from the Python one."""
+
+    def run(publish: Any) -> Any:
+        wire = Wire(FakeBroker())
+        wire.result(wire.client._opened)
+        ch: ChannelLogic[Any] = wire.result(wire.client.channel())
+        wire.result(ch.queue_declare("q"))
+        before = len(wire.runtime.written)
+        try:
+            waiter = publish(ch, *args, **kwargs)
+        except TypeError as exc:
+            return ("raised", str(exc))
+        wire.flush()
+        return (waiter.done, waiter.value, bytes(wire.runtime.written[before:]))
+
+    accelerated = run(channel_base.ChannelBase.basic_publish)
+    assert accelerated == run(channel_base.PURE_BASIC_PUBLISH)
+    if kwargs.keys() - {"exchange", "routing_key", "body", "properties", "mandatory"}:
+        assert accelerated[0] == "raised"
+
+
+@requires_c
+@pytest.mark.parametrize(
+    "args, kwargs", [c for c in CALLS if c[1] and "extra" not in c[0]][:1] + CALLS[-2:]
+)
+def test_the_c_basic_publish_binds_names_without_the_python_method(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Arguments given by name, the compiler's interned names and names made at run time
+    alike, are bound in C: the publish runs no Python frame of ``basic_publish``."""
+    import sys
+    from types import FrameType
+
+    wire = Wire(FakeBroker())
+    wire.result(wire.client._opened)
+    ch: ChannelLogic[Any] = wire.result(wire.client.channel())
+    wire.result(ch.queue_declare("q"))
+    ran: list[str] = []
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code.co_filename.endswith("channel_base.py"):
+            ran.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        ch.basic_publish(*args, **kwargs)
+    finally:
+        sys.setprofile(None)
+    assert ran == []
 
 
 @requires_c

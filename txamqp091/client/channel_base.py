@@ -17,7 +17,6 @@ costs no extra call.
 
 from __future__ import annotations
 
-import functools
 from collections import deque
 from collections.abc import Callable, Sized
 from typing import Any, Generic, Protocol
@@ -395,27 +394,12 @@ class ChannelBase(Generic[W]):
             self._unconfirmed[seq] = waiter
 
 
-#: The Python ``basic_publish``: the reference. With the C accelerator, the method is a
-#: thin wrapper of ``_speedups.client_publish``, which does the common case (a publish
-#: accepted without validation and sent at once: the RPC halves, a confirm window's
-#: publishes) without this body's Python frame and calls it for anything else.
+#: The Python ``basic_publish``: the reference. With the C accelerator, the method is C
+#: (``_speedups.c``, a method of the class): it does the common case (a publish accepted
+#: without validation and sent at once: the RPC halves, a confirm window's publishes)
+#: without a Python frame, and calls this one with the arguments as given for anything
+#: else. Its doc is this one's, after the signature it binds (help(), Sphinx).
 PURE_BASIC_PUBLISH = ChannelBase.basic_publish
-_c_client_publish = install_client_publish(ChannelBase, PURE_BASIC_PUBLISH)
-
-if _c_client_publish is not None:
-    _client_publish = _c_client_publish
-
-    def _basic_publish(
-        self: ChannelBase[W],
-        exchange: str,
-        routing_key: str,
-        body: bytes | bytearray | memoryview | str,
-        properties: spec.BasicProperties | None = None,
-        mandatory: bool = False,
-    ) -> W:
-        result: W = _client_publish(self, exchange, routing_key, body, properties, mandatory)
-        return result
-
-    # Same name, docstring and signature (help(), Sphinx, the surviving channel's test).
-    functools.update_wrapper(_basic_publish, PURE_BASIC_PUBLISH)
-    type.__setattr__(ChannelBase, "basic_publish", _basic_publish)
+_c_basic_publish = install_client_publish(ChannelBase, PURE_BASIC_PUBLISH)
+if _c_basic_publish is not None:
+    type.__setattr__(ChannelBase, "basic_publish", _c_basic_publish)

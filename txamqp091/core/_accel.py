@@ -59,7 +59,7 @@ __all__ = [
 
 #: The ``ABI`` constant of the ``_speedups.c`` this Python code expects; an extension
 #: built from an older source is ignored (or refused under REQUIRE_EXTENSIONS).
-ABI = 16
+ABI = 17
 
 
 def _flag(name: str) -> bool:
@@ -255,18 +255,19 @@ CLIENT_PUBLISH_SLOTS = (
 def install_client_publish(
     cls: type, basic_publish: Callable[..., Any]
 ) -> Callable[..., Any] | None:
-    """The C ``client_publish(channel, exchange, routing_key, body, properties,
-    mandatory)`` for ``client.channel_base`` to call from ``basic_publish``, or None
-    without the accelerator. It does the publishes ``basic_publish`` accepts without
-    validation and sends at once, reading ``cls``'s slots (``CLIENT_PUBLISH_SLOTS``)
-    and its connection's attributes, and calls ``basic_publish``, the Python method,
-    for anything else."""
+    """The C ``basic_publish``, a method of ``cls`` (``ChannelBase``) for
+    ``client.channel_base`` to put on it, or None without the accelerator. It binds the
+    Python method's arguments itself and does the publishes ``basic_publish`` accepts
+    without validation and sends at once, reading ``cls``'s slots
+    (``CLIENT_PUBLISH_SLOTS``) and its connection's attributes; anything else goes to
+    ``basic_publish``, the Python method, with the arguments as given. The module's
+    ``client_publish(channel, exchange, routing_key, body, properties, mandatory)`` is
+    the same publish with every argument given by position."""
     if speedups is None:
         return None
     descriptors = tuple(cls.__dict__[name] for name in CLIENT_PUBLISH_SLOTS)
-    speedups.install_client_publish(cls, descriptors, basic_publish)
-    fn: Callable[..., Any] = speedups.client_publish
-    return fn
+    method: Callable[..., Any] = speedups.install_client_publish(cls, descriptors, basic_publish)
+    return method
 
 
 def install_bare_waiter(

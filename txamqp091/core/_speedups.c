@@ -23,9 +23,9 @@
  *     publish method frame already in its cache (install_publish)
  *   - core.channel.Channel.send_ack, a consumer's every ack, on the same slots
  *     (install_send_ack)
- *   - client.channel_base.ChannelBase.basic_publish's common case (client_publish):
- *     the publish a channel accepts without validation, sends at once and answers
- *     with a waiter (install_client_publish)
+ *   - client.channel_base.ChannelBase.basic_publish's common case (client_publish,
+ *     a method of the class): the publish a channel accepts without validation,
+ *     sends at once and answers with a waiter (install_client_publish)
  *   - message.Message.ack, when the ack goes straight into the core's output
  *     (install_message_ack, _speedups_ack.h)
  *   - tornado.runtime.FutureRuntime.resolve_all's loop over an ack's futures
@@ -50,7 +50,7 @@
 #include "_speedups_tables.h"
 
 /* Bumped whenever the Python side's expectations change; _accel.py checks it. */
-#define TX_ABI 16
+#define TX_ABI 17
 
 /* Set by install(): the Python functions used for fallbacks, and the names. */
 static PyObject *py_decode_table = NULL;      /* codec.decode_table (pure) */
@@ -1799,9 +1799,69 @@ fallback:
     return PyObject_Vectorcall(py_client_publish, args, 6, NULL);
 }
 
-/* install_client_publish(channel_class, slot_descriptors, basic_publish): the class
- * whose slots client_publish reads (ChannelBase), and its Python basic_publish, which
- * client_publish leaves everything it does not do itself to. */
+/* ChannelBase.basic_publish with the accelerator, a method of the class: its arguments
+ * bound as the Python method binds them (exchange, routing_key, body, properties=None,
+ * mandatory=False; by position or by name) and handed to client_publish, with no
+ * Python frame between the caller and it (one per publish: every RPC half, every
+ * publish of a confirm window or a publishing loop). What it cannot bind (too many
+ * arguments, an unknown or repeated name, a missing one) goes to the Python method
+ * as given, which raises the TypeError Python raises. */
+static PyObject *str_p_exchange, *str_p_routing_key, *str_p_body, *str_p_properties,
+    *str_p_mandatory;
+
+/* The position (1 to 5) in client_publish's arguments of basic_publish's parameter
+ * `name`, or 0 for a name it does not have. */
+static int publish_parameter(PyObject *name)
+{
+    PyObject *names[5] = {str_p_exchange, str_p_routing_key, str_p_body, str_p_properties,
+                          str_p_mandatory};
+    for (int i = 0; i < 5; i++)
+        if (name == names[i])
+            return i + 1;
+    if (!PyUnicode_Check(name))
+        return 0;
+    for (int i = 0; i < 5; i++) {
+        int eq = PyUnicode_Compare(name, names[i]);
+        if (eq == 0)
+            return i + 1;
+        if (eq == -1 && PyErr_Occurred())
+            PyErr_Clear();
+    }
+    return 0;
+}
+
+static PyObject *tx_basic_publish(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames)
+{
+    PyObject *bound[6] = {self, NULL, NULL, NULL, Py_None, Py_False};
+    if (nargs > 5)
+        goto fallback;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        bound[i + 1] = args[i];
+    if (kwnames != NULL) {
+        /* Python refuses a name given twice at the call: only one also given by
+         * position can reach here, and that one the Python method refuses. */
+        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t k = 0; k < nkw; k++) {
+            int pos = publish_parameter(PyTuple_GET_ITEM(kwnames, k));
+            if (pos <= nargs)  /* not a parameter (0), or given by position too */
+                goto fallback;
+            bound[pos] = args[nargs + k];
+        }
+    }
+    if (bound[1] == NULL || bound[2] == NULL || bound[3] == NULL)
+        goto fallback;
+    return tx_client_publish(NULL, bound, 6);
+fallback:
+    return call_python_method(py_client_publish, "install_client_publish", self, args, nargs,
+                              kwnames);
+}
+
+/* install_client_publish(channel_class, slot_descriptors, basic_publish) -> the C
+ * basic_publish, a method of channel_class (ChannelBase) for the caller to put on it:
+ * the class whose slots client_publish reads, and its Python basic_publish, which
+ * client_publish leaves everything it does not do itself to. The method's doc is the
+ * Python one's, after its signature (help(), Sphinx, inspect.signature). */
 static PyObject *tx_install_client_publish(PyObject *self, PyObject *args)
 {
     PyObject *cls, *descrs, *fn;
@@ -1810,18 +1870,56 @@ static PyObject *tx_install_client_publish(PyObject *self, PyObject *args)
     Py_ssize_t offsets[S_SLOTS];
     if (layout_offsets(descrs, S_SLOTS, offsets, "channel") < 0)
         return NULL;
-    if (!PyCallable_Check(fn)) {
+    if (!PyFunction_Check(fn)) {
         PyErr_SetString(PyExc_TypeError, "install_client_publish expects basic_publish");
         return NULL;
     }
     if (intern_attrs() < 0)
+        return NULL;
+    const char *names[] = {"exchange", "routing_key", "body", "properties", "mandatory"};
+    PyObject **strs[] = {&str_p_exchange, &str_p_routing_key, &str_p_body, &str_p_properties,
+                         &str_p_mandatory};
+    for (int i = 0; i < 5; i++)
+        if (!*strs[i] && !(*strs[i] = PyUnicode_InternFromString(names[i])))
+            return NULL;
+    /* The doc: built once, kept for the life of the process (every descriptor made from
+     * publish_def points at it). */
+    static PyObject *doc = NULL;
+    static PyMethodDef publish_def = {
+        "basic_publish", (PyCFunction)(void (*)(void))tx_basic_publish,
+        METH_FASTCALL | METH_KEYWORDS, NULL};
+    if (doc == NULL) {
+        PyObject *text = PyObject_GetAttrString(fn, "__doc__");
+        if (!text)
+            return NULL;
+        if (text == Py_None) {
+            Py_DECREF(text);
+            text = PyUnicode_FromString("");
+            if (!text)
+                return NULL;
+        }
+        PyObject *full = PyUnicode_FromFormat(
+            "basic_publish($self, /, exchange, routing_key, body, properties=None, "
+            "mandatory=False)\n--\n\n%U",
+            text);
+        Py_DECREF(text);
+        if (!full)
+            return NULL;
+        doc = PyUnicode_AsUTF8String(full);
+        Py_DECREF(full);
+        if (!doc)
+            return NULL;
+        publish_def.ml_doc = PyBytes_AS_STRING(doc);
+    }
+    PyObject *method = PyDescr_NewMethod((PyTypeObject *)cls, &publish_def);
+    if (!method)
         return NULL;
     memcpy(cb_offsets, offsets, sizeof(offsets));
     Py_INCREF(cls);
     Py_XSETREF(client_channel_type, (PyTypeObject *)cls);
     Py_INCREF(fn);
     Py_XSETREF(py_client_publish, fn);
-    Py_RETURN_NONE;
+    return method;
 }
 
 /* What both connection installers do with their (connection_class, slot_descriptors):
@@ -2001,7 +2099,7 @@ static PyMethodDef methods[] = {
     {"client_publish", (PyCFunction)(void (*)(void))tx_client_publish, METH_FASTCALL,
      "client_publish(channel, exchange, routing_key, body, properties, mandatory) -> waiter"},
     {"install_client_publish", tx_install_client_publish, METH_VARARGS,
-     "install_client_publish(channel_class, slot_descriptors, basic_publish)"},
+     "install_client_publish(channel_class, slot_descriptors, basic_publish) -> the C basic_publish"},
     {"install_bare_waiter", tx_install_bare_waiter, METH_VARARGS,
      "install_bare_waiter(waiter_class, init, base_init, slot_descriptors)"},
     {"new_bare_waiter", tx_new_bare_waiter, METH_NOARGS,

@@ -349,30 +349,15 @@ class ChannelLogic(DeclaringChannel[W]):
             self._conn._schedule_flush()
             return
         if consumer.on_message_callback is None:
+            # Consumer._deliver's waiting get(), inline: a call less per RPC half (keep
+            # them alike). A getter cancelled meanwhile is skipped. A consumer loop's
+            # backlog is buffered by _on_deliveries, a run at a time.
             getters = consumer._getters
             if getters:
-                # Consumer._deliver's waiting get(), inline: a call less per RPC half
-                # (keep them alike). A getter cancelled meanwhile is skipped.
                 try_resolve = consumer._try_resolve
                 while getters:
                     if try_resolve(getters.popleft(), message):
                         return
-            else:
-                # Consumer._deliver's buffering under both bounds, with the fast path of
-                # the connection's count (ConnectionLogic._buffered_changed), inline: a
-                # consumer loop's backlog, most deliveries, without those two calls. The
-                # consumer's count is this channel's connection's (see __init__).
-                buffer = consumer._buffer
-                conn = self._conn
-                buffered = conn._buffered + 1
-                if (
-                    len(buffer) + 1 < consumer.max_buffered
-                    and buffered < conn.max_buffered
-                    and not conn._reading_paused
-                ):
-                    buffer.append(message)
-                    conn._buffered = buffered
-                    return
         consumer._deliver(message)
 
     def _on_deliveries(self, message: Message, remaining: Iterator[Event]) -> Event | None:
@@ -381,12 +366,13 @@ class ChannelLogic(DeclaringChannel[W]):
         end), for the connection to route.
 
         A consumer loop's deliveries mostly go to its buffer: a read brings a run of
-        them and the loop's coroutine takes them after the read. What _on_delivery
-        checks before buffering (the consumer, no callback, no waiting get(), not
-        cancelling, the bounds not reached, reading not paused) stays true while only
+        them and the loop's coroutine takes them after the read. What _on_delivery and
+        ConsumerLogic._deliver check before buffering (the consumer, no callback, no
+        waiting get(), not cancelling, reading not paused) stays true while only
         buffering happens, since no user code runs: it is checked once for a consumer's
-        run of deliveries here, not once per delivery. Any other delivery goes through
-        _on_delivery, which may run user code, and everything is checked again after it.
+        run of deliveries here, not once per delivery; the bounds, once per delivery.
+        Any other delivery goes through _on_delivery, which may run user code, and
+        everything is checked again after it.
         """
         channel_id = message.channel_id
         conn = self._conn
@@ -413,7 +399,9 @@ class ChannelLogic(DeclaringChannel[W]):
                     limit = consumer.max_buffered
                     conn_limit = conn.max_buffered
             if tag is not None:
-                # _on_delivery's buffering, as it does it.
+                # ConsumerLogic._deliver's buffering, with the fast path of the
+                # connection's count (ConnectionLogic._buffered_changed): the one
+                # delivery both bounds let through without a call.
                 message._channel = self
                 message._core_channel = core
                 buffered = conn._buffered + 1

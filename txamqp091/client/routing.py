@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic
 
 from ..core import events as ev
@@ -23,6 +24,24 @@ from .channel import ChannelLogic
 from .runtime import Runtime, W
 
 __all__ = ["EventRouting"]
+
+#: What a channel does with each event that names it and needs nothing else of the
+#: connection (EventRouting._to_channel finds the channel). A delivery and an ack of
+#: exactly Message and PublishAcked are routed by _dispatch itself; these two entries
+#: are for their subclasses.
+CHANNEL_EVENTS: dict[type, Callable[[ChannelLogic[Any], Any], None]] = {
+    Message: lambda channel, event: channel._on_delivery(event),
+    PublishAcked: lambda channel, event: channel._confirms.acked(
+        event.delivery_tag, event.multiple
+    ),
+    ev.PublishNacked: lambda channel, event: channel._confirms.nacked(
+        event.delivery_tag, event.multiple
+    ),
+    ev.GetOk: lambda channel, event: channel._on_get_ok(event),
+    ev.Returned: lambda channel, event: channel._on_returned(event),
+    ev.ConsumerCancelled: lambda channel, event: channel._on_consumer_cancelled(event.consumer_tag),
+    ev.ChannelFlow: lambda channel, event: channel._on_flow(event.active),
+}
 
 
 class EventRouting(Generic[W]):
@@ -47,22 +66,21 @@ class EventRouting(Generic[W]):
         """The handler of each event class. Deliveries and publisher acks, most events by
         far, are routed in _dispatch itself when they are of exactly these classes; the
         table has them for subclasses (see _handler_for)."""
-        return {
-            Message: self._on_delivery,
-            PublishAcked: self._on_acked,
-            ev.MethodReply: self._on_reply,
-            ev.PublishNacked: self._on_nacked,
-            ev.GetOk: self._on_get_ok,
-            ev.Returned: self._on_returned,
-            ev.ChannelOpened: self._on_channel_opened,
-            ev.ChannelClosed: self._on_channel_closed,
-            ev.ConsumerCancelled: self._on_consumer_cancelled,
-            ev.ChannelFlow: self._on_channel_flow,
-            ev.ConnectionOpened: self._on_opened,
-            ev.ConnectionClosed: self._on_connection_closed,
-            ev.ConnectionBlocked: self._on_blocked,
-            ev.ConnectionUnblocked: self._on_unblocked,
+        handlers: dict[type, Callable[[Any], None]] = {
+            kind: partial(self._to_channel, handle) for kind, handle in CHANNEL_EVENTS.items()
         }
+        handlers.update(
+            {
+                ev.MethodReply: self._on_reply,
+                ev.ChannelOpened: self._on_channel_opened,
+                ev.ChannelClosed: self._on_channel_closed,
+                ev.ConnectionOpened: self._on_opened,
+                ev.ConnectionClosed: self._on_connection_closed,
+                ev.ConnectionBlocked: self._on_blocked,
+                ev.ConnectionUnblocked: self._on_unblocked,
+            }
+        )
+        return handlers
 
     def _dispatch(self, events: list[ev.Event]) -> None:
         channels = self._channels
@@ -144,22 +162,11 @@ class EventRouting(Generic[W]):
                 return handler
         raise KeyError(kind)
 
-    def _on_delivery(self, event: Message) -> None:
-        """A delivery _dispatch did not route itself (a subclass of Message)."""
+    def _to_channel(self, handle: Callable[[ChannelLogic[W], Any], None], event: Any) -> None:
+        """``event`` to the channel it names (see CHANNEL_EVENTS), if that is still open."""
         channel = self._channels.get(event.channel_id)
         if channel is not None:
-            channel._on_delivery(event)
-
-    def _on_acked(self, event: PublishAcked) -> None:
-        """An ack _dispatch did not route itself (a subclass of PublishAcked)."""
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._confirms.acked(event.delivery_tag, event.multiple)
-
-    def _on_nacked(self, event: ev.PublishNacked) -> None:
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._confirms.nacked(event.delivery_tag, event.multiple)
+            handle(channel, event)
 
     def _on_reply(self, event: ev.MethodReply) -> None:
         if event.channel_id == 0:
@@ -169,16 +176,6 @@ class EventRouting(Generic[W]):
         channel = self._channels.get(event.channel_id)
         if channel is not None:
             channel._on_reply(event.method)
-
-    def _on_get_ok(self, event: ev.GetOk) -> None:
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._on_get_ok(event)
-
-    def _on_returned(self, event: ev.Returned) -> None:
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._on_returned(event)
 
     def _on_channel_opened(self, event: ev.ChannelOpened) -> None:
         waiter = self._channel_waiters.pop(event.channel_id, None)
@@ -193,16 +190,6 @@ class EventRouting(Generic[W]):
         channel = self._channels.get(event.channel_id)
         if channel is not None:
             channel._on_closed(event, event.error)
-
-    def _on_consumer_cancelled(self, event: ev.ConsumerCancelled) -> None:
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._on_consumer_cancelled(event.consumer_tag)
-
-    def _on_channel_flow(self, event: ev.ChannelFlow) -> None:
-        channel = self._channels.get(event.channel_id)
-        if channel is not None:
-            channel._on_flow(event.active)
 
     def _on_opened(self, event: ev.ConnectionOpened) -> None:
         self._runtime.resolve(self._opened, self)

@@ -68,7 +68,13 @@ import _floor  # noqa: E402
 import _speedprobe  # noqa: E402
 import tornado_client  # noqa: E402
 import twisted_client  # noqa: E402
-from _parent import add_broker_arguments  # noqa: E402
+from _parent import (  # noqa: E402
+    add_broker_arguments,
+    cleanup,
+    idle_percent,
+    setup_connection,
+    wait_for_idle,
+)
 
 SCENARIOS = ("publish", "confirm", "consume", "rpc", "large")
 #: row -> (module or None for C, client name inside that module)
@@ -134,7 +140,7 @@ def run_c(a: argparse.Namespace, binary: Path, scenario: str) -> dict[str, Any]:
     queues = [queue, reply] if scenario == "rpc" else [queue]
     common = dict(timeout=a.timeout, host=a.host, port=a.port, user=a.user, password=a.password)
     try:
-        conn = twisted_client._blocking(ns)
+        conn = setup_connection(ns, "bench-twisted-setup")
         try:
             ch = conn.channel()
             for q in queues:
@@ -156,7 +162,7 @@ def run_c(a: argparse.Namespace, binary: Path, scenario: str) -> dict[str, Any]:
             **common,
         )
     finally:
-        twisted_client.cleanup(ns, queues)
+        cleanup(ns, queues, "bench-twisted-setup")
 
 
 def baseline_namespace(a: argparse.Namespace) -> argparse.Namespace:
@@ -181,11 +187,7 @@ def run_row(a: argparse.Namespace, binary: Path | None, row: str, scenario: str,
             # The machine's idle share just before, as the Python rows' run_one() takes it:
             # ~100% means a quiet machine (C's slow rpc mode, idle vCPUs halt), ~50% or less
             # that something else keeps a core busy.
-            idle = (
-                twisted_client.wait_for_idle(a.wait_idle, a.wait_idle_max)
-                if a.wait_idle
-                else twisted_client.idle_percent()
-            )
+            idle = wait_for_idle(a.wait_idle, a.wait_idle_max) if a.wait_idle else idle_percent()
             result = run_c(a, binary, scenario)
             result["idle_pct_before"] = idle
         else:

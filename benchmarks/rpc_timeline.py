@@ -303,7 +303,7 @@ ADAPTERS: dict[str, Callable[[], Adapter]] = {
 
 async def timeline(adapter: Adapter, a: argparse.Namespace) -> dict[str, Any]:
     """The rpc scenario on ``adapter``, ``a.calls`` timed calls stamped; the split."""
-    from twisted_client import Meter, _latency
+    from _meter import Meter, latency
 
     url = f"amqp://{a.user}:{a.password}@{a.host}:{a.port}/?connection_name=rpc-timeline"
     conn = await adapter.connect(url)
@@ -343,14 +343,14 @@ async def timeline(adapter: Adapter, a: argparse.Namespace) -> dict[str, Any]:
         "calls": len(lat),
         "split_calls": len(split["broker1"]),
         "segments_us": {k: statistics.median(v) * 1e6 for k, v in split.items() if v},
-        **meter.result(len(lat), **_latency(list(lat))),
+        **meter.result(len(lat), **latency(list(lat))),
     }
 
 
 def run_worker(a: argparse.Namespace) -> dict[str, Any]:
     """One row in this process: an adapter's timeline or a floor's round trips."""
     if a.worker in _floor.FLOORS:
-        from twisted_client import Meter, _latency
+        from _meter import Meter, latency
 
         meter = Meter()
         queue = f"bench.timeline.{a.worker}.{uuid.uuid4().hex[:8]}"
@@ -358,7 +358,7 @@ def run_worker(a: argparse.Namespace) -> dict[str, Any]:
             a.worker, host=a.host, port=a.port, user=a.user, password=a.password,
             queue=queue, n=a.calls, warmup=WARMUP, meter=meter,
         )  # fmt: skip
-        return {"row": a.worker, "queue": queue, **meter.result(a.calls, **_latency(lat))}
+        return {"row": a.worker, "queue": queue, **meter.result(a.calls, **latency(lat))}
     adapter = ADAPTERS[a.worker]()
     result: dict[str, Any] = adapter.run(lambda: timeline(adapter, a))
     return result
@@ -385,7 +385,7 @@ def run_c(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_row(a: argparse.Namespace, row: str) -> dict[str, Any]:
-    from twisted_client import idle_percent, wait_for_idle
+    from _parent import idle_percent, wait_for_idle
 
     idle = wait_for_idle(a.wait_idle, a.wait_idle_max) if a.wait_idle else idle_percent()
     result = run_c(a) if row == "c-ceiling" else run_worker_process(a, row)

@@ -76,7 +76,6 @@ import asyncio
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -95,9 +94,21 @@ if str(ROOT) not in sys.path:
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import _diag  # noqa: E402
 import _floor  # noqa: E402
-from _parent import add_broker_arguments, installed, setup_client, source_state, worker  # noqa: E402
+from _meter import Meter, latency  # noqa: E402
+from _parent import (  # noqa: E402
+    add_run_arguments,
+    cleanup,
+    fmt,
+    idle_percent,
+    installed,
+    parse_only,
+    preload,
+    print_run,
+    source_state,
+    wait_for_idle,
+    worker,
+)
 from _publish import publish_in_batches  # noqa: E402
 from _rpc import BODY_64, call_in_turn  # noqa: E402
 
@@ -129,70 +140,6 @@ C_CLIENT_PUBLISH_RATE = 171_000
 
 def scaled(name: str, scale: float) -> int:
     return max(1, round(SCENARIOS[name][1] * scale))
-
-
-def cpu_split() -> tuple[float, float, int]:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime, ru.ru_stime, ru.ru_minflt
-
-
-class Meter:
-    """Wall clock and process CPU around the timed section (and cProfile, if asked)."""
-
-    def __init__(self, profiler: Any = None) -> None:
-        self.profiler = profiler
-        self.t0 = self.t1 = 0.0
-        self.diag = _diag.Diagnostics()
-
-    def start(self) -> None:
-        self.diag.start()
-        self.user0, self.sys0, self.flt0 = cpu_split()
-        self.t0 = time.perf_counter()
-        if self.profiler is not None:
-            self.profiler.enable()
-
-    def stop(self) -> None:
-        if self.profiler is not None:
-            self.profiler.disable()
-        self.t1 = time.perf_counter()
-        self.user1, self.sys1, self.flt1 = cpu_split()
-        self.diag.stop()
-
-    def result(self, n: int, **extra: Any) -> dict[str, Any]:
-        wall = self.t1 - self.t0
-        user = self.user1 - self.user0
-        sys_ = self.sys1 - self.sys0
-        cpu = user + sys_
-        out = {
-            "n": n,
-            "wall_s": wall,
-            "cpu_s": cpu,
-            "cpu_user_s": user,
-            "cpu_sys_s": sys_,
-            "minor_faults_per_msg": (self.flt1 - self.flt0) / n,
-            "msgs_per_s": n / wall if wall > 0 else 0.0,
-            "cpu_us_per_msg": cpu / n * 1e6,
-        }
-        out.update(self.diag.result(n))
-        out.update(extra)
-        return out
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    if not sorted_values:
-        return float("nan")
-    k = max(0, min(len(sorted_values) - 1, round(q / 100.0 * len(sorted_values) + 0.5) - 1))
-    return sorted_values[k]
-
-
-def _latency(lat: list[float]) -> dict[str, float]:
-    s = sorted(lat)
-    return {
-        "p50_us": percentile(s, 50) * 1e6,
-        "p99_us": percentile(s, 99) * 1e6,
-        "mean_us": statistics.fmean(s) * 1e6,
-    }
 
 
 # ==========================================================================================
@@ -359,7 +306,7 @@ async def tx_scenario(a: argparse.Namespace, meter: Meter) -> dict[str, Any]:
             meter.stop()
             await requests.cancel()
             await rch.queue_delete(q)
-            return meter.result(n, **_latency(lat[RPC_WARMUP:]))
+            return meter.result(n, **latency(lat[RPC_WARMUP:]))
 
         if scen == "large":
             cconn = await connect(_url(a, "bench-large-tx-consumer"))
@@ -657,7 +604,7 @@ async def pika_scenario(a: argparse.Namespace, meter: Meter) -> dict[str, Any]:
             meter.stop()
             await _pcall(rch.basic_cancel, req_tag)
             await _pcall(rch.queue_delete, q)
-            return meter.result(n, **_latency(lat[RPC_WARMUP:]))
+            return meter.result(n, **latency(lat[RPC_WARMUP:]))
 
         if scen == "large":
             cconn = await _pika_connect(a, "bench-large-pika-consumer")
@@ -829,7 +776,7 @@ async def aiopika_scenario(a: argparse.Namespace, meter: Meter) -> dict[str, Any
             meter.stop()
             await requests.cancel(req_tag)
             await rch.queue_delete(q)
-            return meter.result(n, **_latency(lat[RPC_WARMUP:]))
+            return meter.result(n, **latency(lat[RPC_WARMUP:]))
 
         if scen == "large":
             cconn = await aio_pika.connect(_url(a, "bench-large-aiopika-consumer"))
@@ -890,7 +837,7 @@ def run_worker(a: argparse.Namespace) -> int:
 
     try:
         if a.client in FLOORS:  # their own loop, if any (_floor.py): not the adapter's
-            result.update(_floor.worker(a, meter, _latency, RPC_WARMUP))
+            result.update(_floor.worker(a, meter, latency, RPC_WARMUP))
         else:
             result.update(asyncio.run(main()))
     except asyncio.TimeoutError:
@@ -910,96 +857,17 @@ def run_worker(a: argparse.Namespace) -> int:
 # ==========================================================================================
 
 
-def _blocking(a: argparse.Namespace) -> Any:
-    pika = setup_client()
-    return pika.BlockingConnection(
-        pika.ConnectionParameters(
-            host=a.host,
-            port=a.port,
-            credentials=pika.PlainCredentials(a.user, a.password),
-            client_properties={"connection_name": "bench-tornado-setup"},
-        )
-    )
-
-
-def preload(a: argparse.Namespace, queue: str, n: int) -> float:
-    """Fill ``queue`` with ``n`` 64-byte messages (not timed); return seconds taken."""
-    t0 = time.perf_counter()
-    conn = _blocking(a)
-    try:
-        ch = conn.channel()
-        ch.queue_declare(queue)
-        ch.queue_purge(queue)
-        for _ in range(n):
-            ch.basic_publish("", queue, BODY_64)
-        deadline = time.monotonic() + a.timeout
-        while ch.queue_declare(queue, passive=True).method.message_count < n:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"pre-load of {queue} did not reach {n} messages")
-            conn.sleep(0.01)
-    finally:
-        conn.close()
-    return time.perf_counter() - t0
-
-
-def cleanup(a: argparse.Namespace, queues: list[str]) -> None:
-    try:
-        conn = _blocking(a)
-    except Exception as exc:
-        print(f"  cleanup: cannot connect: {exc}", file=sys.stderr)
-        return
-    try:
-        for q in queues:
-            ch = conn.channel()
-            try:
-                ch.queue_delete(q)
-            except Exception:
-                pass
-            if ch.is_open:
-                ch.close()
-    finally:
-        if conn.is_open:
-            conn.close()
-
-
-def _cpu_times() -> tuple[int, int]:
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return idle, sum(fields)
-
-
-def idle_percent(interval: float = 0.5) -> float | None:
-    """Machine-wide idle CPU over ``interval`` seconds (Linux), or None."""
-    try:
-        i0, t0 = _cpu_times()
-        time.sleep(interval)
-        i1, t1 = _cpu_times()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 100.0 * (i1 - i0) / max(1, t1 - t0)
-
-
-def wait_for_idle(threshold: float, max_wait: float) -> float | None:
-    """Wait (at most ``max_wait`` s) until the machine is at least ``threshold`` % idle."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        idle = idle_percent()
-        if idle is None or idle >= threshold or time.monotonic() >= deadline:
-            return idle
-
-
 def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict[str, Any]:
     n = scaled(scenario, a.scale)
     queue = f"bench.tornado.{scenario}.{client}.{uuid.uuid4().hex[:8]}"
     result: dict[str, Any]
     try:
         if scenario in ("consume", "consume-cb"):
-            secs = preload(a, queue, n)
+            secs = preload(a, queue, n, "bench-tornado-setup")
             if a.verbose:
                 print(f"  pre-loaded {n} messages into {queue} in {secs:.1f} s", file=sys.stderr)
     except Exception as exc:
-        cleanup(a, [queue])
+        cleanup(a, [queue], "bench-tornado-setup")
         result = {"error": f"pre-load failed: {exc!r}"}
         result.update(scenario=scenario, client=client, repeat=rep)
         return result
@@ -1045,7 +913,7 @@ def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict
             os.unlink(out)
         except OSError:
             pass
-        cleanup(a, [queue])
+        cleanup(a, [queue], "bench-tornado-setup")
     result.update(
         scenario=scenario, client=client, repeat=rep, loadavg_1m=load_before,
         idle_pct_before=idle_before,
@@ -1107,10 +975,6 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(v: Any, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
-
-
 def print_table(rows: list[dict[str, Any]], repeats: int) -> None:
     head = (
         f"{'#':<3} {'scenario':<11} {'client':<10} {'n':>7} {'msgs/s':>9} {'CPU µs/msg':>10} "
@@ -1134,10 +998,10 @@ def print_table(rows: list[dict[str, Any]], repeats: int) -> None:
         print(
             f"{SCENARIOS[r['scenario']][0]:<3} {r['scenario']:<11} {r['client']:<10} {r['n']:>7} "
             f"{r['msgs_per_s']:>9,.0f} {r['cpu_us_per_msg']:>10.2f} "
-            f"{_fmt(r.get('mb_per_s'), '7.0f'):>7} {_fmt(r.get('p50_us'), '7.0f'):>7} "
-            f"{_fmt(r.get('p99_us'), '7.0f'):>7} "
-            f"{_fmt(r.get('speedup'), '7.2f') + ('x' if 'speedup' in r else ''):>8} "
-            f"{_fmt(r.get('cpu_ratio'), '8.2f') + ('x' if 'cpu_ratio' in r else ''):>9}"
+            f"{fmt(r.get('mb_per_s'), '7.0f'):>7} {fmt(r.get('p50_us'), '7.0f'):>7} "
+            f"{fmt(r.get('p99_us'), '7.0f'):>7} "
+            f"{fmt(r.get('speedup'), '7.2f') + ('x' if 'speedup' in r else ''):>8} "
+            f"{fmt(r.get('cpu_ratio'), '8.2f') + ('x' if 'cpu_ratio' in r else ''):>9}"
         )
     print()
 
@@ -1178,100 +1042,22 @@ def check_targets(rows: list[dict[str, Any]], c_publish_rate: float) -> list[dic
     return checks
 
 
-def parse_only(values: list[str] | None) -> list[str]:
-    if not values:
-        return list(SCENARIOS)
-    by_number = {num: name for name, (num, _, _) in SCENARIOS.items()}
-    chosen = []
-    for value in values:
-        for item in value.split(","):
-            item = item.strip()
-            name = by_number.get(item, item)
-            if name not in SCENARIOS:
-                raise SystemExit(f"unknown scenario {item!r}; choose from {', '.join(SCENARIOS)}")
-            if name not in chosen:
-                chosen.append(name)
-    return [s for s in SCENARIOS if s in chosen]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--only",
-        action="append",
-        metavar="SCENARIO",
-        help=f"run only these scenarios ({', '.join(SCENARIOS)} or 1-5, 3b); repeatable",
-    )
-    p.add_argument(
-        "--client",
-        choices=(*CLIENTS, *FLOORS),
-        action="append",
-        help="run only this client (repeatable; default all three)",
-    )
-    p.add_argument("--scale", type=float, default=1.0, help="multiply message counts (default 1)")
-    p.add_argument("--repeats", type=int, default=1, help="runs per pair; the table shows medians")
-    p.add_argument("--json", metavar="PATH", help="write every run and the medians as JSON")
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=180.0,
-        help="seconds a worker may take before it is stopped (default 180)",
-    )
-    p.add_argument(
-        "--batch",
-        type=int,
-        default=1000,
-        help="publishes per loop turn in the 'publish' scenario (default 1000)",
-    )
-    p.add_argument(
-        "--rpc-responder",
-        choices=("channel", "connection"),
-        default="channel",
-        help="rpc responder on another channel of the client's connection (default) "
-        "or on a second connection",
-    )
+    add_run_arguments(p, SCENARIOS, CLIENTS, "loop", "asyncio-floor: the loop without txamqp091")
     p.add_argument(
         "--c-publish-rate",
         type=float,
         default=C_CLIENT_PUBLISH_RATE,
         help="the C client's publish rate for the 'within 15%%' target (default 171000)",
     )
-    p.add_argument(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        metavar="PCT",
-        help="before each run wait until the machine is PCT%% idle (0 = don't wait)",
-    )
-    p.add_argument(
-        "--wait-idle-max",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="wait at most S seconds for --wait-idle (default 60)",
-    )
-    p.add_argument(
-        "--no-floor",
-        action="store_true",
-        help="skip the rpc scenario's reference rows (py-floor, core-floor: no event loop; "
-        "asyncio-floor: the loop without txamqp091)",
-    )
-    p.add_argument("--profile", metavar="DIR", help="cProfile each timed section into DIR/*.prof")
-    add_broker_arguments(p)
-    p.add_argument("-v", "--verbose", action="store_true")
-    # worker mode (internal)
-    p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--queue", help=argparse.SUPPRESS)
-    p.add_argument("--n", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--out", help=argparse.SUPPRESS)
-    p.add_argument("--profile-out", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
 
     if a.worker:
         a.client = a.client[0] if a.client else "txamqp091"
         return run_worker(a)
 
-    scenarios = parse_only(a.only)
+    scenarios = parse_only(a.only, SCENARIOS)
     clients = [c for c in CLIENTS if not a.client or c in a.client]
     # pika and aio-pika are only imported by their own workers: the txamqp091 rows run
     # without the ``bench`` extra.
@@ -1291,26 +1077,7 @@ def main(argv: list[str] | None = None) -> int:
             for client in _floor.rows(scenario, clients, a.client, a.no_floor, ("asyncio",)):
                 r = run_one(a, scenario, client, rep)
                 runs.append(r)
-                if "error" in r:
-                    err = r["error"].strip()
-                    print(
-                        f"[{rep + 1}/{a.repeats}] {scenario:<10} {client:<9} ERROR: "
-                        f"{err.splitlines()[-1] if err else r['error']}",
-                        flush=True,
-                    )
-                    if a.verbose:
-                        print(r["error"], r.get("stderr", ""), file=sys.stderr)
-                else:
-                    extra = ""
-                    if "p50_us" in r:
-                        extra = f"  p50 {r['p50_us']:.0f} µs  p99 {r['p99_us']:.0f} µs"
-                    if "mb_per_s" in r:
-                        extra = f"  {r['mb_per_s']:.0f} MB/s"
-                    print(
-                        f"[{rep + 1}/{a.repeats}] {scenario:<10} {client:<9} "
-                        f"{r['msgs_per_s']:>10,.0f} msg/s  {r['cpu_us_per_msg']:6.2f} µs CPU/msg{extra}",
-                        flush=True,
-                    )
+                print_run(rep, a.repeats, scenario, client, r, a.verbose)
     rows = summarize(runs)
     print_table(rows, a.repeats)
     checks = check_targets(rows, a.c_publish_rate) if "txamqp091" in clients else []

@@ -63,10 +63,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -83,9 +81,21 @@ if str(ROOT) not in sys.path:
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import _diag  # noqa: E402
 import _floor  # noqa: E402
-from _parent import add_broker_arguments, installed, setup_client, source_state, worker  # noqa: E402
+from _meter import Meter, latency  # noqa: E402
+from _parent import (  # noqa: E402
+    add_run_arguments,
+    cleanup,
+    fmt,
+    idle_percent,
+    installed,
+    parse_only,
+    preload,
+    print_run,
+    source_state,
+    wait_for_idle,
+    worker,
+)
 from _publish import publish_in_batches  # noqa: E402
 from _rpc import BODY_64, answer_requests, call_in_turn  # noqa: E402
 
@@ -114,55 +124,6 @@ POLL_INTERVAL = 0.002  # seconds between passive queue_declare polls
 
 def scaled(name: str, scale: float) -> int:
     return max(1, round(SCENARIOS[name][1] * scale))
-
-
-def cpu_split() -> tuple[float, float, int]:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime, ru.ru_stime, ru.ru_minflt
-
-
-class Meter:
-    """Wall clock and process CPU around the timed section."""
-
-    def __init__(self) -> None:
-        self.diag = _diag.Diagnostics()
-
-    def start(self) -> None:
-        self.diag.start()
-        self.user0, self.sys0, self.flt0 = cpu_split()
-        self.t0 = time.perf_counter()
-
-    def stop(self) -> None:
-        self.t1 = time.perf_counter()
-        self.user1, self.sys1, self.flt1 = cpu_split()
-        self.diag.stop()
-
-    def result(self, n: int, **extra: Any) -> dict[str, Any]:
-        wall = self.t1 - self.t0
-        user = self.user1 - self.user0
-        sys_ = self.sys1 - self.sys0
-        cpu = user + sys_
-        out = {
-            "n": n,
-            "wall_s": wall,
-            "cpu_s": cpu,
-            "cpu_user_s": user,
-            "cpu_sys_s": sys_,
-            "minor_faults_per_msg": (self.flt1 - self.flt0) / n,
-            "msgs_per_s": n / wall if wall > 0 else 0.0,
-            "cpu_us_per_msg": cpu / n * 1e6,
-        }
-        out.update(self.diag.result(n))
-        out.update(extra)
-        return out
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    if not sorted_values:
-        return float("nan")
-    k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100.0 * len(sorted_values)) - 1))
-    return sorted_values[k]
 
 
 # ==========================================================================================
@@ -280,7 +241,7 @@ async def tx_scenario(reactor: Any, a: argparse.Namespace) -> dict[str, Any]:
             await requests.cancel()
             await resp
             await rch.queue_delete(q)
-            return meter.result(n, **_latency(lat[RPC_WARMUP:]))
+            return meter.result(n, **latency(lat[RPC_WARMUP:]))
 
         if scen == "large":
             cconn = await _tx_connect(reactor, a, "bench-large-tx-consumer")
@@ -352,15 +313,6 @@ def _confirm_window(publish: Any, queue: str, body: bytes, n: int, window: int) 
 
     pump()
     return done
-
-
-def _latency(lat: list[float]) -> dict[str, float]:
-    s = sorted(lat)
-    return {
-        "p50_us": percentile(s, 50) * 1e6,
-        "p99_us": percentile(s, 99) * 1e6,
-        "mean_us": statistics.fmean(s) * 1e6,
-    }
 
 
 # ---- pika's Twisted adapter ------------------------------------------------------------------
@@ -503,7 +455,7 @@ async def pika_scenario(reactor: Any, a: argparse.Namespace) -> dict[str, Any]:
             await rch.basic_cancel(req_tag)
             await resp
             await rch.queue_delete(q)
-            return meter.result(n, **_latency(lat[RPC_WARMUP:]))
+            return meter.result(n, **latency(lat[RPC_WARMUP:]))
 
         if scen == "large":
             cconn = await _pika_connect(reactor, a, "bench-large-pika-consumer")
@@ -548,7 +500,7 @@ async def pika_scenario(reactor: Any, a: argparse.Namespace) -> dict[str, Any]:
 def run_worker(a: argparse.Namespace) -> int:
     """One scenario, one client, in this process; the result goes to ``a.out`` as JSON."""
     if a.client in FLOORS:
-        result: dict[str, Any] = _floor.worker(a, Meter(), _latency, RPC_WARMUP)
+        result: dict[str, Any] = _floor.worker(a, Meter(), latency, RPC_WARMUP)
         result.update(scenario=a.worker, client=a.client)
         Path(a.out).write_text(json.dumps(result))
         return 0 if "error" not in result else 1
@@ -608,92 +560,11 @@ def run_worker(a: argparse.Namespace) -> int:
 # ==========================================================================================
 
 
-def _blocking(a: argparse.Namespace) -> Any:
-    pika = setup_client()
-    return pika.BlockingConnection(
-        pika.ConnectionParameters(
-            host=a.host,
-            port=a.port,
-            credentials=pika.PlainCredentials(a.user, a.password),
-            client_properties={"connection_name": "bench-twisted-setup"},
-            blocked_connection_timeout=a.timeout,
-            socket_timeout=30,
-        )
-    )
-
-
-def preload(a: argparse.Namespace, queue: str, n: int) -> float:
-    """Fill ``queue`` with ``n`` 64-byte messages (not timed); return seconds taken."""
-    t0 = time.perf_counter()
-    conn = _blocking(a)
-    try:
-        ch = conn.channel()
-        ch.queue_declare(queue)
-        ch.queue_purge(queue)
-        for _ in range(n):
-            ch.basic_publish("", queue, BODY_64)
-        deadline = time.monotonic() + a.timeout
-        while ch.queue_declare(queue, passive=True).method.message_count < n:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"pre-load of {queue} did not reach {n} messages")
-            conn.sleep(0.01)
-    finally:
-        conn.close()
-    return time.perf_counter() - t0
-
-
-def cleanup(a: argparse.Namespace, queues: list[str]) -> None:
-    try:
-        conn = _blocking(a)
-    except Exception as exc:  # best effort
-        print(f"  cleanup: cannot connect: {exc}", file=sys.stderr)
-        return
-    try:
-        for q in queues:
-            ch = conn.channel()
-            try:
-                ch.queue_delete(q)
-            except Exception:  # a closed channel is fine
-                pass
-            if ch.is_open:
-                ch.close()
-    finally:
-        if conn.is_open:
-            conn.close()
-
-
-def _cpu_times() -> tuple[int, int]:
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return idle, sum(fields)
-
-
-def idle_percent(interval: float = 0.5) -> float | None:
-    """Machine-wide idle CPU over ``interval`` seconds (Linux), or None."""
-    try:
-        i0, t0 = _cpu_times()
-        time.sleep(interval)
-        i1, t1 = _cpu_times()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 100.0 * (i1 - i0) / max(1, t1 - t0)
-
-
-def wait_for_idle(threshold: float, max_wait: float) -> float | None:
-    """Wait (at most ``max_wait`` s) until the machine is at least ``threshold`` % idle."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        idle = idle_percent()
-        if idle is None or idle >= threshold or time.monotonic() >= deadline:
-            return idle
-
-
 def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict[str, Any]:
     n = scaled(scenario, a.scale)
     queue = f"bench.twisted.{scenario}.{client}.{uuid.uuid4().hex[:8]}"
     if scenario in ("consume", "consume-cb"):
-        secs = preload(a, queue, n)
+        secs = preload(a, queue, n, "bench-twisted-setup")
         if a.verbose:
             print(f"  pre-loaded {n} messages into {queue} in {secs:.1f} s", file=sys.stderr)
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
@@ -737,7 +608,7 @@ def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict
             os.unlink(out)
         except OSError:
             pass
-        cleanup(a, [queue])
+        cleanup(a, [queue], "bench-twisted-setup")
     result.update(
         scenario=scenario,
         client=client,
@@ -809,10 +680,6 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(v: Any, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
-
-
 def print_table(rows: list[dict[str, Any]], repeats: int) -> None:
     head = (
         f"{'#':<3} {'scenario':<11} {'client':<10} {'n':>7} {'msgs/s':>9} {'CPU µs/msg':>10} "
@@ -836,102 +703,26 @@ def print_table(rows: list[dict[str, Any]], repeats: int) -> None:
         print(
             f"{SCENARIOS[r['scenario']][0]:<3} {r['scenario']:<11} {r['client']:<10} {r['n']:>7} "
             f"{r['msgs_per_s']:>9,.0f} {r['cpu_us_per_msg']:>10.2f} "
-            f"{_fmt(r.get('mb_per_s'), '7.0f'):>7} {_fmt(r.get('p50_us'), '7.0f'):>7} "
-            f"{_fmt(r.get('p99_us'), '7.0f'):>7} "
-            f"{_fmt(r.get('speedup'), '7.2f') + ('x' if 'speedup' in r else ''):>8} "
-            f"{_fmt(r.get('cpu_ratio'), '8.2f') + ('x' if 'cpu_ratio' in r else ''):>9}"
+            f"{fmt(r.get('mb_per_s'), '7.0f'):>7} {fmt(r.get('p50_us'), '7.0f'):>7} "
+            f"{fmt(r.get('p99_us'), '7.0f'):>7} "
+            f"{fmt(r.get('speedup'), '7.2f') + ('x' if 'speedup' in r else ''):>8} "
+            f"{fmt(r.get('cpu_ratio'), '8.2f') + ('x' if 'cpu_ratio' in r else ''):>9}"
         )
     print()
 
 
-def parse_only(values: list[str] | None) -> list[str]:
-    if not values:
-        return list(SCENARIOS)
-    by_number = {num: name for name, (num, _, _) in SCENARIOS.items()}
-    chosen = []
-    for value in values:
-        for item in value.split(","):
-            item = item.strip()
-            name = by_number.get(item, item)
-            if name not in SCENARIOS:
-                raise SystemExit(f"unknown scenario {item!r}; choose from {', '.join(SCENARIOS)}")
-            if name not in chosen:
-                chosen.append(name)
-    return [s for s in SCENARIOS if s in chosen]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--only",
-        action="append",
-        metavar="SCENARIO",
-        help=f"run only these scenarios ({', '.join(SCENARIOS)} or 1-5, 3b); repeatable",
+    add_run_arguments(
+        p, SCENARIOS, CLIENTS, "reactor", "twisted-floor: the reactor without txamqp091"
     )
-    p.add_argument(
-        "--client",
-        choices=(*CLIENTS, *FLOORS),
-        action="append",
-        help="run only this client (repeatable; default both)",
-    )
-    p.add_argument("--scale", type=float, default=1.0, help="multiply message counts (default 1)")
-    p.add_argument("--repeats", type=int, default=1, help="runs per pair; the table shows medians")
-    p.add_argument("--json", metavar="PATH", help="write every run and the medians as JSON")
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=180.0,
-        help="seconds a worker may take before it is stopped (default 180)",
-    )
-    p.add_argument(
-        "--batch",
-        type=int,
-        default=1000,
-        help="publishes per reactor turn in the 'publish' scenario (default 1000)",
-    )
-    p.add_argument(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        metavar="PCT",
-        help="before each run wait until the machine is PCT%% idle (0 = don't wait)",
-    )
-    p.add_argument(
-        "--wait-idle-max",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="wait at most S seconds for --wait-idle (default 60)",
-    )
-    p.add_argument(
-        "--no-floor",
-        action="store_true",
-        help="skip the rpc scenario's reference rows (py-floor, core-floor: no reactor; "
-        "twisted-floor: the reactor without txamqp091)",
-    )
-    p.add_argument(
-        "--rpc-responder",
-        choices=("channel", "connection"),
-        default="channel",
-        help="rpc responder on another channel of the client's connection (default, as "
-        "the C program and tornado_client.py do) or on a second connection",
-    )
-    p.add_argument("--profile", metavar="DIR", help="cProfile each worker into DIR/*.prof")
-    add_broker_arguments(p)
-    p.add_argument("-v", "--verbose", action="store_true")
-    # worker mode (internal)
-    p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--queue", help=argparse.SUPPRESS)
-    p.add_argument("--n", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--out", help=argparse.SUPPRESS)
-    p.add_argument("--profile-out", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
 
     if a.worker:
         a.client = a.client[0] if a.client else "txamqp091"
         return run_worker(a)
 
-    scenarios = parse_only(a.only)
+    scenarios = parse_only(a.only, SCENARIOS)
     clients = [c for c in CLIENTS if not a.client or c in a.client]
     import txamqp091  # pika is only imported by its own workers (and the setup, if installed)
 
@@ -946,25 +737,7 @@ def main(argv: list[str] | None = None) -> int:
             for client in _floor.rows(scenario, clients, a.client, a.no_floor, ("twisted",)):
                 r = run_one(a, scenario, client, rep)
                 runs.append(r)
-                if "error" in r:
-                    print(
-                        f"[{rep + 1}/{a.repeats}] {scenario:<10} {client:<9} ERROR: "
-                        f"{r['error'].strip().splitlines()[-1] if r['error'].strip() else r['error']}",
-                        flush=True,
-                    )
-                    if a.verbose:
-                        print(r["error"], file=sys.stderr)
-                else:
-                    extra = ""
-                    if "p50_us" in r:
-                        extra = f"  p50 {r['p50_us']:.0f} µs  p99 {r['p99_us']:.0f} µs"
-                    if "mb_per_s" in r:
-                        extra = f"  {r['mb_per_s']:.0f} MB/s"
-                    print(
-                        f"[{rep + 1}/{a.repeats}] {scenario:<10} {client:<9} "
-                        f"{r['msgs_per_s']:>10,.0f} msg/s  {r['cpu_us_per_msg']:6.2f} µs CPU/msg{extra}",
-                        flush=True,
-                    )
+                print_run(rep, a.repeats, scenario, client, r, a.verbose)
     rows = summarize(runs)
     print_table(rows, a.repeats)
     if a.json:

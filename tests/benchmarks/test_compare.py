@@ -281,7 +281,7 @@ def test_speed_probe_files(tmp_path: Path) -> None:
 def test_c_rows_carry_the_idle_share_before_them(
     compare: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(compare.twisted_client, "idle_percent", lambda: 97.5)
+    monkeypatch.setattr(compare, "idle_percent", lambda: 97.5)
     monkeypatch.setattr(compare, "run_c", lambda a, binary, scenario: _run("c-ceiling", 0, 1, 1))
     a = argparse.Namespace(wait_idle=0.0, wait_idle_max=20.0)
     result = compare.run_row(a, Path("amqp_bench"), "c-ceiling", "rpc", 0)
@@ -300,7 +300,7 @@ def test_wait_idle_holds_every_row_until_the_machine_is_quiet(
         waits.append((threshold, max_wait))
         return 93.0
 
-    monkeypatch.setattr(compare.twisted_client, "wait_for_idle", wait_for_idle)
+    monkeypatch.setattr(compare, "wait_for_idle", wait_for_idle)
     monkeypatch.setattr(compare, "run_c", lambda a, binary, scenario: _run("c-ceiling", 0, 1, 1))
     a = argparse.Namespace(wait_idle=90.0, wait_idle_max=5.0)
     result = compare.run_row(a, Path("amqp_bench"), "c-ceiling", "rpc", 0)

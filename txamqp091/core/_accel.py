@@ -260,9 +260,7 @@ def install_client_publish(
     Python method's arguments itself and does the publishes ``basic_publish`` accepts
     without validation and sends at once, reading ``cls``'s slots
     (``CLIENT_PUBLISH_SLOTS``) and its connection's attributes; anything else goes to
-    ``basic_publish``, the Python method, with the arguments as given. The module's
-    ``client_publish(channel, exchange, routing_key, body, properties, mandatory)`` is
-    the same publish with every argument given by position."""
+    ``basic_publish``, the Python method, with the arguments as given."""
     if speedups is None:
         return None
     descriptors = tuple(cls.__dict__[name] for name in CLIENT_PUBLISH_SLOTS)

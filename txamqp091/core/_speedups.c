@@ -1265,14 +1265,20 @@ static PyObject *tx_plain_properties(PyObject *self, PyObject *p)
 
 /* The attribute names the C code looks up by name: client_publish (on the channel's
  * connection, its core and the runtime), the waiters (Deferred's own), and the
- * included await, try_resolve and flush; interned once by intern_attrs(). A_HELD is
- * both the connection's held publishes and the runtime's held waiters. */
+ * included await, try_resolve, flush, ack and settle_all; basic_publish's keyword
+ * names; interned once by intern_attrs(). A_HELD is both the connection's held
+ * publishes and the runtime's held waiters. */
 enum {
     A_HELD, A_WRITE_PAUSED, A_CORE, A_IS_BLOCKED, A_SEND_FIRST, A_RECEIVING, A_FLUSH_SCHEDULED,
     A_UNFLUSHED, A_FLUSH_THRESHOLD, A_FLUSH, A_PUBLISHED, A_SUCCEEDED, A_FAILED, A_PUBLISH,
     A_INIT, A_DEBUG, A_CALLBACKS, A_CANCELLER, A_CALLED, A_RESULT, A_PAUSED, A_RUNNING,
     A_RUN_CALLBACKS, A_DEFERRED, A_CALLBACK, A_WAITING_ON, A_FAST_RESUMPTION, A_APPEND, A_OUT,
-    A_HEARTBEAT, A_SENT, A_ENDED, A_RUNTIME, A_WRITE, A_JOIN, A_DATA_TO_SEND, A_COUNT
+    A_HEARTBEAT, A_SENT, A_ENDED, A_RUNTIME, A_WRITE, A_JOIN, A_DATA_TO_SEND,
+    /* basic_publish's parameters after self, in their order (publish_parameter) */
+    A_EXCHANGE, A_ROUTING_KEY, A_BODY, A_PROPERTIES, A_MANDATORY,
+    /* Message.ack's (_speedups_ack.h) and asyncio Future's (_speedups_settle.h) */
+    A_ACK, A_SEND_ACK, A_SCHEDULE_FLUSH, A_IN_LOOP_THREAD, A_DONE, A_REMOVE_DONE_CALLBACK,
+    A_SET_RESULT, A_COUNT
 };
 static const char *const attr_names[A_COUNT] = {
     "_held", "_write_paused", "_core", "is_blocked", "_send_first", "_receiving",
@@ -1280,7 +1286,9 @@ static const char *const attr_names[A_COUNT] = {
     "failed", "publish", "__init__", "debug", "_callbacks", "_canceller", "called", "result",
     "paused", "_runningCallbacks", "_runCallbacks", "deferred", "callback", "waitingOn",
     "FAST_RESUMPTION", "append", "_out", "_heartbeat", "_sent", "_ended", "_runtime", "write",
-    "join", "data_to_send"};
+    "join", "data_to_send", "exchange", "routing_key", "body", "properties", "mandatory",
+    "_ack", "send_ack", "_schedule_flush", "in_loop_thread", "done", "remove_done_callback",
+    "set_result"};
 /* The references client_publish holds while it runs: R_CONN_CORE is the connection's
  * core (core.connection.Connection, for its is_blocked), R_CHANNEL_CORE the channel's
  * (core.channel.Channel, which publishes). */
@@ -1590,7 +1598,8 @@ static PyObject *tx_install_bare_waiter(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* client_publish(channel, exchange, routing_key, body, properties, mandatory) -> waiter
+/* client_publish(args) -> waiter, args being the channel, exchange, routing_key, body,
+ * properties and mandatory as the C basic_publish (below) bound them.
  *
  * What ChannelBase.basic_publish does for the publishes it accepts without validation
  * (str exchange and routing key of at most 63 characters, a bytes body within
@@ -1601,23 +1610,15 @@ static PyObject *tx_install_bare_waiter(PyObject *self, PyObject *args)
  * waiter. Everything else calls the Python method with the same arguments before
  * anything changed, so it stays the reference; what the core publish raises fails the
  * waiter, as there. */
-static PyObject *tx_client_publish(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *client_publish(PyObject *const *args)
 {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError,
-                        "client_publish(channel, exchange, routing_key, body, properties, mandatory)");
-        return NULL;
-    }
-    if (py_client_publish == NULL || client_channel_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "install_client_publish has not been called");
-        return NULL;
-    }
     PyObject *ch = args[0], *exchange = args[1], *routing_key = args[2], *body = args[3];
     PyObject *properties = args[4];
     /* Owned references, released at done/fallback. */
     PyObject *v[R_COUNT] = {NULL};
     PyObject *result = NULL, *seq = NULL;
-    if (!PyObject_TypeCheck(ch, client_channel_type) || !PyUnicode_CheckExact(exchange)
+    /* ch is a ChannelBase: the method's descriptor checked it before the call. */
+    if (!PyUnicode_CheckExact(exchange)
         || !PyUnicode_CheckExact(routing_key) || !PyBytes_CheckExact(body) || args[5] != Py_False
         || PyUnicode_GET_LENGTH(exchange) > 63 || PyUnicode_GET_LENGTH(routing_key) > 63)
         goto fallback;
@@ -1806,22 +1807,17 @@ fallback:
  * publish of a confirm window or a publishing loop). What it cannot bind (too many
  * arguments, an unknown or repeated name, a missing one) goes to the Python method
  * as given, which raises the TypeError Python raises. */
-static PyObject *str_p_exchange, *str_p_routing_key, *str_p_body, *str_p_properties,
-    *str_p_mandatory;
-
 /* The position (1 to 5) in client_publish's arguments of basic_publish's parameter
  * `name`, or 0 for a name it does not have. */
 static int publish_parameter(PyObject *name)
 {
-    PyObject *names[5] = {str_p_exchange, str_p_routing_key, str_p_body, str_p_properties,
-                          str_p_mandatory};
     for (int i = 0; i < 5; i++)
-        if (name == names[i])
+        if (name == attr[A_EXCHANGE + i])
             return i + 1;
     if (!PyUnicode_Check(name))
         return 0;
     for (int i = 0; i < 5; i++) {
-        int eq = PyUnicode_Compare(name, names[i]);
+        int eq = PyUnicode_Compare(name, attr[A_EXCHANGE + i]);
         if (eq == 0)
             return i + 1;
         if (eq == -1 && PyErr_Occurred())
@@ -1851,7 +1847,7 @@ static PyObject *tx_basic_publish(PyObject *self, PyObject *const *args, Py_ssiz
     }
     if (bound[1] == NULL || bound[2] == NULL || bound[3] == NULL)
         goto fallback;
-    return tx_client_publish(NULL, bound, 6);
+    return client_publish(bound);
 fallback:
     return call_python_method(py_client_publish, "install_client_publish", self, args, nargs,
                               kwnames);
@@ -1876,12 +1872,6 @@ static PyObject *tx_install_client_publish(PyObject *self, PyObject *args)
     }
     if (intern_attrs() < 0)
         return NULL;
-    const char *names[] = {"exchange", "routing_key", "body", "properties", "mandatory"};
-    PyObject **strs[] = {&str_p_exchange, &str_p_routing_key, &str_p_body, &str_p_properties,
-                         &str_p_mandatory};
-    for (int i = 0; i < 5; i++)
-        if (!*strs[i] && !(*strs[i] = PyUnicode_InternFromString(names[i])))
-            return NULL;
     /* The doc: built once, kept for the life of the process (every descriptor made from
      * publish_def points at it). */
     static PyObject *doc = NULL;
@@ -2096,8 +2086,6 @@ static PyMethodDef methods[] = {
      "install_publish(channel_class, slot_descriptors, channel_open, connection_open)"},
     {"install_send_ack", tx_install_send_ack, METH_O,
      "install_send_ack(channel_class) -> the C send_ack for channel_class"},
-    {"client_publish", (PyCFunction)(void (*)(void))tx_client_publish, METH_FASTCALL,
-     "client_publish(channel, exchange, routing_key, body, properties, mandatory) -> waiter"},
     {"install_client_publish", tx_install_client_publish, METH_VARARGS,
      "install_client_publish(channel_class, slot_descriptors, basic_publish) -> the C basic_publish"},
     {"install_bare_waiter", tx_install_bare_waiter, METH_VARARGS,

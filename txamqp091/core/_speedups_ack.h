@@ -26,8 +26,6 @@
 static PyTypeObject *ack_message_type = NULL;  /* Message */
 static PyObject *py_message_ack = NULL;        /* Message.ack (pure) */
 static PyObject *py_channel_ack = NULL;        /* ChannelLogic._ack (pure) */
-static PyObject *str_ack = NULL, *str_send_ack = NULL, *str_schedule_flush = NULL;
-static PyObject *str_in_loop_thread = NULL;
 /* Message's slots read here: the channel, its core channel, the delivery tag. */
 enum { MA_CHANNEL, MA_CORE_CHANNEL, MA_DELIVERY_TAG, MA_SLOTS };
 static Py_ssize_t ma_offsets[MA_SLOTS];
@@ -73,7 +71,7 @@ static int n_loop_threads = 0;
 /* runtime.in_loop_thread(): 1, 0, or -1 raised. */
 static int runtime_in_loop_thread(PyObject *runtime)
 {
-    PyObject *function = method_function(runtime, str_in_loop_thread);
+    PyObject *function = method_function(runtime, attr[A_IN_LOOP_THREAD]);
     for (int i = 0; function && i < n_loop_threads; i++) {
         if (loop_threads[i].function != function)
             continue;
@@ -101,7 +99,7 @@ static int runtime_in_loop_thread(PyObject *runtime)
         break;
     }
     Py_XDECREF(function);
-    PyObject *answer = PyObject_CallMethodNoArgs(runtime, str_in_loop_thread);
+    PyObject *answer = PyObject_CallMethodNoArgs(runtime, attr[A_IN_LOOP_THREAD]);
     if (!answer)
         return -1;
     int truth = PyObject_IsTrue(answer);
@@ -112,7 +110,7 @@ static int runtime_in_loop_thread(PyObject *runtime)
 /* 1 when channel._ack is ChannelLogic._ack, 0 otherwise. */
 static int channel_ack_is_pure(PyObject *ch)
 {
-    PyObject *function = method_function(ch, str_ack);
+    PyObject *function = method_function(ch, attr[A_ACK]);
     Py_XDECREF(function);  /* compared by identity only: py_channel_ack keeps it alive */
     return function == py_channel_ack;
 }
@@ -154,7 +152,7 @@ static PyObject *tx_message_ack(PyObject *msg, PyObject *const *args, Py_ssize_t
         sent = tx_channel_send_ack(core, sargs, 2, NULL);
     } else {
         PyObject *stack[3] = {core, tag, multiple};
-        sent = PyObject_VectorcallMethod(str_send_ack, stack, 3, NULL);
+        sent = PyObject_VectorcallMethod(attr[A_SEND_ACK], stack, 3, NULL);
     }
     int not_sent = is_false(sent);
     if (not_sent < 0)
@@ -175,7 +173,7 @@ static PyObject *tx_message_ack(PyObject *msg, PyObject *const *args, Py_ssize_t
         if (receiving < 0)
             goto done;
         if (!receiving) {
-            PyObject *scheduled = PyObject_CallMethodNoArgs(conn, str_schedule_flush);
+            PyObject *scheduled = PyObject_CallMethodNoArgs(conn, attr[A_SCHEDULE_FLUSH]);
             if (!scheduled)
                 goto done;
             Py_DECREF(scheduled);
@@ -228,13 +226,10 @@ static PyObject *tx_install_message_ack(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "Message.ack is expected to be a Python function");
         return NULL;
     }
-    const char *names[] = {"_ack", "send_ack", "_schedule_flush", "in_loop_thread"};
-    PyObject **strs[] = {&str_ack, &str_send_ack, &str_schedule_flush, &str_in_loop_thread};
-    for (int i = 0; i < 4; i++)
-        if (!*strs[i] && !(*strs[i] = PyUnicode_InternFromString(names[i]))) {
-            Py_DECREF(pure);
-            return NULL;
-        }
+    if (intern_attrs() < 0) {
+        Py_DECREF(pure);
+        return NULL;
+    }
     static PyMethodDef ack_def = {
         "ack", (PyCFunction)(void (*)(void))tx_message_ack, METH_FASTCALL | METH_KEYWORDS,
         "ack($self, /, multiple=False)\n--\n\n"
@@ -268,7 +263,7 @@ static PyObject *tx_register_loop_thread(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "register_loop_thread expects a Python function");
         return NULL;
     }
-    if (!str_in_loop_thread && !(str_in_loop_thread = PyUnicode_InternFromString("in_loop_thread")))
+    if (intern_attrs() < 0)
         return NULL;
     int i = 0;
     while (i < n_loop_threads && loop_threads[i].function != function)

@@ -24,8 +24,6 @@
 static PyTypeObject *settle_future_type = NULL;
 static Py_ssize_t settle_dict_offset = 0;
 static PyObject *fut_done = NULL, *fut_remove = NULL, *fut_set_result = NULL;
-static PyObject *str_done = NULL, *str_remove = NULL, *str_set_result = NULL;
-static PyObject *str_fut_callbacks = NULL;
 
 /* 1 when w is a Future of the installed class with no instance attributes. */
 static inline int settle_plain(PyObject *w)
@@ -73,14 +71,14 @@ static int settle_unpack(PyObject *item, PyObject **holder, PyObject **cb, PyObj
 static int settle_one(PyObject *w, PyObject *value, PyObject **calls, PyObject *queue_calls)
 {
     int plain = settle_plain(w);
-    PyObject *r = settle_call(w, plain, fut_done, str_done, NULL);
+    PyObject *r = settle_call(w, plain, fut_done, attr[A_DONE], NULL);
     if (!r)
         return -1;
     int done = PyObject_IsTrue(r);
     Py_DECREF(r);
     if (done)
         return done < 0 ? -1 : 0;
-    PyObject *callbacks = PyObject_GetAttr(w, str_fut_callbacks);
+    PyObject *callbacks = PyObject_GetAttr(w, attr[A_CALLBACKS]);
     if (!callbacks)
         return -1;
     int any = PyObject_IsTrue(callbacks);
@@ -106,7 +104,7 @@ static int settle_one(PyObject *w, PyObject *value, PyObject **calls, PyObject *
             Py_DECREF(item);
             if (bad)
                 break;
-            r = settle_call(w, plain, fut_remove, str_remove, cb);
+            r = settle_call(w, plain, fut_remove, attr[A_REMOVE_DONE_CALLBACK], cb);
             PyObject *entry = r ? PyTuple_Pack(3, cb, ctx, w) : NULL;
             Py_XDECREF(r);
             Py_DECREF(holder);
@@ -120,7 +118,7 @@ static int settle_one(PyObject *w, PyObject *value, PyObject **calls, PyObject *
             goto fail;
     }
     Py_DECREF(callbacks);
-    r = settle_call(w, plain, fut_set_result, str_set_result, value);
+    r = settle_call(w, plain, fut_set_result, attr[A_SET_RESULT], value);
     if (!r)
         return -1;
     Py_DECREF(r);
@@ -176,15 +174,11 @@ static PyObject *tx_install_settle_all(PyObject *self, PyObject *cls)
         Py_RETURN_FALSE;
     if (intern_attrs() < 0)
         return NULL;
-    const char *names[] = {"done", "remove_done_callback", "set_result", "_callbacks"};
-    PyObject **strs[] = {&str_done, &str_remove, &str_set_result, &str_fut_callbacks};
-    for (int i = 0; i < 4; i++)
-        if (!*strs[i] && !(*strs[i] = PyUnicode_InternFromString(names[i])))
-            return NULL;
+    PyObject *names[3] = {attr[A_DONE], attr[A_REMOVE_DONE_CALLBACK], attr[A_SET_RESULT]};
     PyObject *descrs[3];
     PyObject *dict = tp->tp_dict;
     for (int i = 0; i < 3; i++) {
-        descrs[i] = PyDict_GetItemWithError(dict, *strs[i]);
+        descrs[i] = PyDict_GetItemWithError(dict, names[i]);
         if (!descrs[i]) {
             if (PyErr_Occurred())
                 return NULL;

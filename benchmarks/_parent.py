@@ -3,10 +3,18 @@ the other clients: they run without the ``bench`` extra when only txamqp091 is a
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import os
 import subprocess
 import sys
+import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from _floor import FLOORS
+from _rpc import BODY_64
 
 
 def setup_client() -> Any:
@@ -24,8 +32,6 @@ def setup_client() -> Any:
 
 def installed(distribution: str) -> str:
     """The version of ``distribution`` without importing it, or ``"absent"``."""
-    from importlib import metadata
-
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
@@ -35,8 +41,6 @@ def installed(distribution: str) -> str:
 def add_broker_arguments(parser: Any) -> None:
     """``--host``, ``--port``, ``--user``, ``--password``: the broker every script talks
     to, defaulting to ``AMQP_HOST`` etc., else the local guest broker."""
-    import os
-
     parser.add_argument("--host", default=os.environ.get("AMQP_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("AMQP_PORT", "5672")))
     parser.add_argument("--user", default=os.environ.get("AMQP_USER", "guest"))
@@ -46,8 +50,6 @@ def add_broker_arguments(parser: Any) -> None:
 def source_state(root: Path) -> dict[str, Any]:
     """Which txamqp091 code was measured: git HEAD, dirty flag, digest of the package
     sources, of the checkout at ``root`` (this one, or compare.py's --baseline)."""
-    import hashlib
-
     digest = hashlib.sha1()
     for path in sorted((root / "txamqp091").rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode())
@@ -106,10 +108,6 @@ def add_run_arguments(
     """The options both client scripts take, and their workers' internal ones: ``loop``
     names the framework's turn ("reactor", "loop"), ``floor`` what its own floor row
     runs (see _floor.py)."""
-    import argparse
-
-    from _floor import FLOORS
-
     parser.add_argument(
         "--only",
         action="append",
@@ -148,20 +146,7 @@ def add_run_arguments(
         help="rpc responder on another channel of the client's connection (default, as "
         "the C program does) or on a second connection",
     )
-    parser.add_argument(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        metavar="PCT",
-        help="before each run wait until the machine is PCT%% idle (0 = don't wait)",
-    )
-    parser.add_argument(
-        "--wait-idle-max",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="wait at most S seconds for --wait-idle (default 60)",
-    )
+    add_idle_arguments(parser, "run", 60.0)
     parser.add_argument(
         "--no-floor",
         action="store_true",
@@ -176,6 +161,25 @@ def add_run_arguments(
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
+
+
+def add_idle_arguments(parser: Any, what: str, max_wait: float, why: str = "") -> None:
+    """``--wait-idle`` and ``--wait-idle-max`` (see wait_for_idle): before each ``what``
+    (a run, a row), wait at most ``max_wait`` s by default; ``why`` ends the help."""
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="PCT",
+        help=f"before each {what} wait until the machine is PCT%% idle (0 = don't wait){why}",
+    )
+    parser.add_argument(
+        "--wait-idle-max",
+        type=float,
+        default=max_wait,
+        metavar="S",
+        help=f"wait at most S seconds for --wait-idle, then run anyway (default {max_wait:g})",
+    )
 
 
 def print_run(
@@ -217,10 +221,6 @@ def setup_connection(a: Any, name: str) -> Any:
 
 def preload(a: Any, queue: str, n: int, name: str) -> float:
     """Fill ``queue`` with ``n`` 64-byte messages (not timed); return seconds taken."""
-    import time
-
-    from _rpc import BODY_64
-
     t0 = time.perf_counter()
     conn = setup_connection(a, name)
     try:
@@ -269,8 +269,6 @@ def _cpu_times() -> tuple[int, int]:
 
 def idle_percent(interval: float = 0.5) -> float | None:
     """Machine-wide idle CPU over ``interval`` seconds (Linux), or None."""
-    import time
-
     try:
         i0, t0 = _cpu_times()
         time.sleep(interval)
@@ -282,8 +280,6 @@ def idle_percent(interval: float = 0.5) -> float | None:
 
 def wait_for_idle(threshold: float, max_wait: float) -> float | None:
     """Wait (at most ``max_wait`` s) until the machine is at least ``threshold`` % idle."""
-    import time
-
     deadline = time.monotonic() + max_wait
     while True:
         idle = idle_percent()

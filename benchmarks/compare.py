@@ -70,6 +70,7 @@ import tornado_client  # noqa: E402
 import twisted_client  # noqa: E402
 from _parent import (  # noqa: E402
     add_broker_arguments,
+    add_idle_arguments,
     cleanup,
     idle_percent,
     setup_connection,
@@ -140,7 +141,7 @@ def run_c(a: argparse.Namespace, binary: Path, scenario: str) -> dict[str, Any]:
     queues = [queue, reply] if scenario == "rpc" else [queue]
     common = dict(timeout=a.timeout, host=a.host, port=a.port, user=a.user, password=a.password)
     try:
-        conn = setup_connection(ns, "bench-twisted-setup")
+        conn = setup_connection(ns, twisted_client.SETUP_NAME)
         try:
             ch = conn.channel()
             for q in queues:
@@ -162,7 +163,7 @@ def run_c(a: argparse.Namespace, binary: Path, scenario: str) -> dict[str, Any]:
             **common,
         )
     finally:
-        cleanup(ns, queues, "bench-twisted-setup")
+        cleanup(ns, queues, twisted_client.SETUP_NAME)
 
 
 def baseline_namespace(a: argparse.Namespace) -> argparse.Namespace:
@@ -711,20 +712,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0.2,
         help="a run is clean with at most this share of slow samples (default 0.2)",
     )
-    p.add_argument(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        metavar="PCT",
-        help="before each row wait until the machine is PCT%% idle (0 = don't wait): with 90, "
-        "every row runs on a quiet machine, the same latency mode for all",
-    )
-    p.add_argument(
-        "--wait-idle-max",
-        type=float,
-        default=20.0,
-        metavar="S",
-        help="wait at most S seconds for --wait-idle, then run anyway (default 20)",
+    add_idle_arguments(
+        p,
+        "row",
+        20.0,
+        ": with 90, every row runs on a quiet machine, the same latency mode for all",
     )
     p.add_argument(
         "--no-floor",

@@ -68,7 +68,7 @@ for _path in (str(ROOT), str(HERE)):
         sys.path.insert(0, _path)
 
 import _floor  # noqa: E402
-from _parent import add_broker_arguments  # noqa: E402
+from _parent import add_broker_arguments, add_idle_arguments  # noqa: E402
 from _rpc import answer_requests, call_in_turn  # noqa: E402
 
 ADAPTER_NAMES = ("tornado", "twisted")
@@ -473,16 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         "--floors", action="store_true", help="also run the floors (_floor.py) each round"
     )
     p.add_argument("--c", action="store_true", help="also run the C program's rpc each round")
-    p.add_argument(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        metavar="PCT",
-        help="before each row wait until the machine is PCT%% idle (0 = don't), as compare.py",
-    )
-    p.add_argument(
-        "--wait-idle-max", type=float, default=20.0, metavar="S", help="wait at most S seconds"
-    )
+    add_idle_arguments(p, "row", 20.0, ", as compare.py")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds a worker may take")
     p.add_argument("--json", metavar="PATH", help="write every run here")
     add_broker_arguments(p)

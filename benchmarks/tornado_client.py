@@ -132,6 +132,8 @@ PREFETCH = 1000
 LARGE_WINDOW = 50
 LARGE_PREFETCH = 50
 RPC_WARMUP = 100
+#: The untimed setup connection's name (pre-load, cleanup).
+SETUP_NAME = "bench-tornado-setup"
 POLL_INTERVAL = 0.002  # seconds between passive queue_declare polls
 
 #: The issue's reference figures, measured earlier on this machine (msgs/s).
@@ -863,11 +865,11 @@ def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict
     result: dict[str, Any]
     try:
         if scenario in ("consume", "consume-cb"):
-            secs = preload(a, queue, n, "bench-tornado-setup")
+            secs = preload(a, queue, n, SETUP_NAME)
             if a.verbose:
                 print(f"  pre-loaded {n} messages into {queue} in {secs:.1f} s", file=sys.stderr)
     except Exception as exc:
-        cleanup(a, [queue], "bench-tornado-setup")
+        cleanup(a, [queue], SETUP_NAME)
         result = {"error": f"pre-load failed: {exc!r}"}
         result.update(scenario=scenario, client=client, repeat=rep)
         return result
@@ -913,7 +915,7 @@ def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict
             os.unlink(out)
         except OSError:
             pass
-        cleanup(a, [queue], "bench-tornado-setup")
+        cleanup(a, [queue], SETUP_NAME)
     result.update(
         scenario=scenario, client=client, repeat=rep, loadavg_1m=load_before,
         idle_pct_before=idle_before,

@@ -119,6 +119,8 @@ PREFETCH = 1000
 LARGE_WINDOW = 50
 LARGE_PREFETCH = 50
 RPC_WARMUP = 100
+#: The untimed setup connection's name (pre-load, cleanup).
+SETUP_NAME = "bench-twisted-setup"
 POLL_INTERVAL = 0.002  # seconds between passive queue_declare polls
 
 
@@ -564,7 +566,7 @@ def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict
     n = scaled(scenario, a.scale)
     queue = f"bench.twisted.{scenario}.{client}.{uuid.uuid4().hex[:8]}"
     if scenario in ("consume", "consume-cb"):
-        secs = preload(a, queue, n, "bench-twisted-setup")
+        secs = preload(a, queue, n, SETUP_NAME)
         if a.verbose:
             print(f"  pre-loaded {n} messages into {queue} in {secs:.1f} s", file=sys.stderr)
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
@@ -608,7 +610,7 @@ def run_one(a: argparse.Namespace, scenario: str, client: str, rep: int) -> dict
             os.unlink(out)
         except OSError:
             pass
-        cleanup(a, [queue], "bench-twisted-setup")
+        cleanup(a, [queue], SETUP_NAME)
     result.update(
         scenario=scenario,
         client=client,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import statistics
 import sys
 from collections.abc import Callable
@@ -272,20 +273,17 @@ def twisted_confirm(
 def twisted_publish(
     n: int, a: argparse.Namespace, profile: cProfile.Profile | None = None
 ) -> float:
-    from twisted.internet.defer import Deferred, ensureDeferred
+    from twisted.internet.defer import ensureDeferred
+    from twisted_client import _sleep
 
     h, ch = _open_channel(TwistedRPC())
     h.transport.socket.kept = []
     clock = h.clock
 
-    def turn(_: float) -> Deferred[None]:
-        # The reactor turn the live loop sleeps for: the flush it runs, then its resumption.
-        d: Deferred[None] = Deferred()
-        clock.callLater(0, d.callback, None)
-        return d
-
     def run() -> None:
-        done = ensureDeferred(publish_in_batches(ch.basic_publish, turn, QUEUE, n, a.batch))
+        # The live loop's sleep(0), on the harness' Clock: the reactor turn that flushes.
+        sleep = functools.partial(_sleep, clock)
+        done = ensureDeferred(publish_in_batches(ch.basic_publish, sleep, QUEUE, n, a.batch))
         while not done.called:
             clock.advance(0)
         h._result(done)
